@@ -1,0 +1,145 @@
+"""The connector Protocol: what the pipeline needs from one system.
+
+One package per system (`postgres/`, `mysql/`, `salesforce/`, `polling/`) implements it.
+Generic code branches on `Capabilities`, never on the connector's class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import pyarrow as pa
+
+from syncswim_lib.envelope import Change, Position
+
+# The families a column type is reduced to; conversion rules are written per family.
+TypeFamily = Literal[
+    "int", "float", "decimal", "text", "bool", "date", "timestamp", "timestamptz", "time",
+    "json", "bytes", "uuid", "other",
+]
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    family: TypeFamily
+    db_type: str  # the database's own spelling, e.g. "numeric(12,2)", "tinyint(1)"
+    nullable: bool = True
+    precision: int | None = None  # numeric precision, or fractional-second digits for times
+    scale: int | None = None
+    max_length: int | None = None
+    auto_generated: bool = False  # serial/identity/auto_increment: the database makes it
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str  # as the connector names it: "public.customers" / "shop.customers"
+    columns: tuple[ColumnInfo, ...]
+    primary_key: tuple[str, ...]
+
+    def column(self, name: str) -> ColumnInfo | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    change_stream: bool  # CDC (slot/binlog/CometD) rather than polling
+    hard_deletes: bool  # deletes are captured
+    upsert_by_external_id: bool
+    origin_tagging: bool  # our own writes come back marked with `Change.origin`
+    max_batch_rows: int = 5000
+
+
+@dataclass(frozen=True)
+class CaptureBatch:
+    changes: tuple[Change, ...]
+    # Position to store once the journal holds `changes`; resume from it next time.
+    end_position: Position | None
+
+
+@dataclass(frozen=True)
+class ApplyBatch:
+    """The diff for one table on one side, as Arrow tables.
+
+    inserts: `__ref` (string, chosen by the pipeline to map generated keys back) plus the
+        target columns to write. When `insert_match` is set, a row whose `insert_match`
+        columns equal the incoming values already exists is updated instead (idempotent
+        insert by external id).
+    updates: the key columns (`key_columns`) plus the columns to set, plus `__ref`.
+    deletes: the key columns, plus `__ref`.
+    """
+
+    batch_id: str  # unique; recorded in the target in the same transaction as the writes
+    origin: str  # the sync's name: the tag our writes carry so capture can recognise them
+    table: str
+    key_columns: tuple[str, ...]
+    inserts: pa.Table
+    updates: pa.Table
+    deletes: pa.Table
+    insert_match: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    batch_id: str
+    # __ref -> the target's key of the row written (generated keys for inserts included)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    # __refs whose update/delete found no row (already gone): not an error, reported
+    missing: tuple[str, ...] = ()
+    # __ref -> error text for rows the target rejected (parked by the pipeline)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+class Connector(Protocol):
+    capabilities: Capabilities
+
+    def describe(self, table: str) -> TableInfo:
+        """Columns and primary key of `table`; raises ConfigError if it does not exist."""
+        ...
+
+    def setup(self, sync: str, tables: Sequence[str]) -> None:
+        """Create what capture and apply need (slot, publication, marker table). Idempotent."""
+        ...
+
+    def teardown(self, sync: str) -> None:
+        """Drop what `setup` created for `sync`. Idempotent."""
+        ...
+
+    def current_position(self, sync: str) -> Position:
+        """The position capture would start from now (before a snapshot is taken)."""
+        ...
+
+    def capture(
+        self, sync: str, tables: Sequence[str], since: Position | None, max_changes: int
+    ) -> CaptureBatch:
+        """Changes after `since` on `tables`, oldest first, whole transactions only."""
+        ...
+
+    def confirm(self, sync: str, position: Position) -> None:
+        """The journal holds everything up to `position`: the source may release it."""
+        ...
+
+    def snapshot(
+        self, table: str, columns: Sequence[str], order_by: Sequence[str], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        """All rows, ordered by `order_by` (NULLs first), streamed in record batches."""
+        ...
+
+    def fetch(self, table: str, column: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        """Rows whose `column` is one of `values` (canonical values)."""
+        ...
+
+    def apply(self, batch: ApplyBatch) -> ApplyResult:
+        """Write the batch in one transaction, with the batch marker; idempotent."""
+        ...
+
+    def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
+        """The recorded result of `batch_id` if its transaction committed, else None."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,29 @@
+"""The error taxonomy the orchestrator acts on."""
+
+from __future__ import annotations
+
+
+class SyncSwimError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class ConfigError(SyncSwimError):
+    """The declaration is wrong: names the file, the key path and what was expected."""
+
+    def __init__(self, message: str, *, file: str | None = None, path: str | None = None):
+        self.file = file
+        self.path = path
+        where = ": ".join(p for p in (file, path) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RetriableError(SyncSwimError):
+    """Network, lock, timeout, API limit: retry with backoff."""
+
+
+class FatalError(SyncSwimError):
+    """Authentication, missing slot, dropped table: stop and report."""
+
+
+class RecordError(SyncSwimError):
+    """The target rejected one record: park it, go on with the rest."""
