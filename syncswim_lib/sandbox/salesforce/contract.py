@@ -1,0 +1,136 @@
+"""Seams between the parts of the Salesforce emulator.
+
+The emulator is one HTTPS server (`server.py`) whose routes come from several modules:
+REST (`rest.py`), Bulk 2.0 (`bulk.py`), CometD (`cometd.py`), the control plane
+(`control.py`). Each module exposes `register(router, org)`; the org (`org.py`) is the
+single source of truth for records and publishes every committed write to the change
+event bus (`cdc.py`) as a `CommittedTransaction`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling and how: drives system fields, CDC commitUser and changeOrigin."""
+
+    user_id: str  # 18-char User id
+    origin: str = ""  # the value of `Sforce-Call-Options: client=<value>`, "" when absent
+    api_version: str = "62.0"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # percent-decoded path without the query string
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]  # keys lower-cased
+    body: bytes
+    ctx: CallContext | None = None  # set by the server after authentication
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8")) if self.body else None
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def of_json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+        h = {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}
+        return Response(status, json.dumps(payload, default=str).encode("utf-8"), h)
+
+    @staticmethod
+    def error(status: int, error_code: str, message: str, fields: list[str] | None = None
+              ) -> Response:
+        body: dict[str, Any] = {"message": message, "errorCode": error_code}
+        if fields is not None:
+            body["fields"] = fields
+        return Response.of_json(status, [body])
+
+
+class ApiError(Exception):
+    """Raised by org operations; the server turns it into the spec's error body."""
+
+    def __init__(self, status: int, error_code: str, message: str,
+                 fields: list[str] | None = None):
+        super().__init__(f"{error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.fields = fields or []
+
+    def response(self) -> Response:
+        return Response.error(self.status, self.error_code, self.message, self.fields)
+
+
+Handler = Callable[[Request, "re.Match[str]"], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # "GET", "POST", ... or "*"
+    pattern: re.Pattern[str]  # matched against Request.path with fullmatch
+    handler: Handler
+    auth: bool = True  # needs a valid session (Bearer token / OAuth)
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler, auth: bool = True) -> None:
+        self.routes.append(Route(method, re.compile(pattern), handler, auth))
+
+    def match(self, method: str, path: str) -> tuple[Route, re.Match[str]] | None:
+        for route in self.routes:
+            m = route.pattern.fullmatch(path)
+            if m and route.method in ("*", method):
+                return route, m
+        return None
+
+
+# Data-API paths look like /services/data/v62.0/...; every route module uses this prefix.
+DATA = r"/services/data/v(?P<version>\d+\.\d)"
+
+
+ChangeType = Literal["CREATE", "UPDATE", "DELETE", "UNDELETE"]
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    sobject: str
+    change_type: ChangeType
+    record_id: str
+    before: Mapping[str, Any] | None  # full record before (None for CREATE)
+    after: Mapping[str, Any] | None  # full record after (None for DELETE)
+
+
+@dataclass(frozen=True)
+class CommittedTransaction:
+    """One org transaction (one REST call, one collection call, one bulk batch)."""
+
+    changes: tuple[RecordChange, ...]
+    ctx: CallContext
+    commit_timestamp: datetime  # the org clock at commit (UTC)
+    transaction_key: str
+    commit_number: int
+
+
+class ChangeSink(Protocol):
+    def publish(self, tx: CommittedTransaction) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:  # timezone-aware UTC
+        ...
