@@ -1,0 +1,188 @@
+"""Turning a canonical value into the value a given column stores.
+
+Used at apply time (before handing values to a driver) and to compute the shadow: the
+shadow must hold what the target really stores (a DATETIME(0) drops microseconds, a
+NUMERIC(12,2) rounds), or every write would look like a new change when it comes back.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+from syncswim_lib.connectors.base import ColumnInfo
+
+_TRUE = {"true", "t", "yes", "y", "1", "on"}
+_FALSE = {"false", "f", "no", "n", "0", "off"}
+
+
+def _fail(value: Any, column: ColumnInfo, why: str = "") -> ValueError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    extra = f": {why}" if why else ""
+    return ValueError(
+        f"cannot store {type(value).__name__} {shown} in column {column.name} "
+        f"({column.db_type}){extra}"
+    )
+
+
+def _to_int(value: Any, column: ColumnInfo) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal | float):
+        if value != int(value):
+            raise _fail(value, column, "has a fractional part")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise _fail(value, column, "not an integer") from None
+    raise _fail(value, column)
+
+
+def _to_decimal(value: Any, column: ColumnInfo) -> Decimal:
+    if isinstance(value, bool):
+        raise _fail(value, column)
+    try:
+        if isinstance(value, float):
+            d = Decimal(repr(value))
+        elif isinstance(value, int | Decimal | str):
+            d = Decimal(str(value).strip()) if isinstance(value, str) else Decimal(value)
+        else:
+            raise _fail(value, column)
+    except InvalidOperation:
+        raise _fail(value, column, "not a number") from None
+    if not d.is_finite():
+        raise _fail(value, column, "not finite")
+    if column.scale is not None:
+        d = d.quantize(Decimal(1).scaleb(-column.scale), rounding=ROUND_HALF_EVEN)
+        if column.precision is not None and len(d.as_tuple().digits) > column.precision and d:
+            raise _fail(value, column, f"more than {column.precision} digits")
+    return d
+
+
+def _to_bool(value: Any, column: ColumnInfo) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _fail(value, column)
+
+
+def _to_datetime(value: Any, column: ColumnInfo) -> datetime:
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        dt = dt.astimezone(UTC)
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail(value, column, "not an ISO-8601 timestamp") from None
+        return _to_datetime(dt, column)
+    else:
+        raise _fail(value, column)
+    digits = 6 if column.precision is None else column.precision
+    if digits < 6:
+        # the column keeps fewer fractional digits; truncate as the databases do on store
+        step = 10 ** (6 - digits)
+        dt = dt.replace(microsecond=(dt.microsecond // step) * step)
+    return dt
+
+
+def _to_date(value: Any, column: ColumnInfo) -> date:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            raise _fail(value, column, "not an ISO-8601 date") from None
+    raise _fail(value, column)
+
+
+def _to_text(value: Any, column: ColumnInfo) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, datetime | date | time):
+        text = value.isoformat()
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    elif isinstance(value, bytes):
+        raise _fail(value, column)
+    else:
+        text = str(value)
+    if column.max_length is not None and len(text) > column.max_length:
+        raise _fail(value, column, f"longer than {column.max_length} characters")
+    return text
+
+
+def _to_json(value: Any, column: ColumnInfo) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise _fail(value, column, "not valid JSON") from None
+    if isinstance(value, Decimal):
+        return float(value) if value != int(value) else int(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def coerce(value: Any, column: ColumnInfo) -> Any:
+    """The canonical value `column` would store for `value`; ValueError when impossible."""
+    if value is None:
+        return None
+    family = column.family
+    if family == "int":
+        return _to_int(value, column)
+    if family == "decimal":
+        return _to_decimal(value, column)
+    if family == "float":
+        if isinstance(value, bool):
+            raise _fail(value, column)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise _fail(value, column, "not a number") from None
+    if family == "bool":
+        return _to_bool(value, column)
+    if family in ("timestamp", "timestamptz"):
+        return _to_datetime(value, column)
+    if family == "date":
+        return _to_date(value, column)
+    if family == "json":
+        return _to_json(value, column)
+    if family == "bytes":
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        raise _fail(value, column)
+    if family in ("text", "uuid"):
+        return _to_text(value, column)
+    return value
+
+
+def same_value(left: Any, right: Any) -> bool:
+    """Equality across representations that mean the same thing (1.50 == 1.5, 1 == True is
+    *not* the same, aware datetimes compared as instants)."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, int | Decimal | float) and isinstance(right, int | Decimal | float):
+        return Decimal(str(left)) == Decimal(str(right))
+    return bool(left == right)
