@@ -1,0 +1,67 @@
+"""The state store: journal, links with their shadows, positions (see `base.StateStore`).
+
+`open_store(url)` picks the backend from the URL:
+
+- `sqlite:///abs/path.db`, or a plain file path: SQLite (the embedded default);
+- `postgresql://user@host:port/db` (or `postgres://`): PostgreSQL, tables in the schema
+  `syncswim_state`, or the one named by a `schema=` query parameter.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from syncswim_lib.errors import ConfigError
+from syncswim_lib.state.base import (
+    BatchRecord,
+    EntryUpdate,
+    JournalEntry,
+    Link,
+    StateStore,
+    Status,
+)
+
+__all__ = [
+    "BatchRecord",
+    "EntryUpdate",
+    "JournalEntry",
+    "Link",
+    "StateStore",
+    "Status",
+    "open_store",
+]
+
+
+def open_store(url: str) -> StateStore:
+    """Open (and create when new) the state store at `url`."""
+    if "://" not in url:
+        if not url.strip():
+            raise ConfigError("the state store URL is empty")
+        from syncswim_lib.state.sqlite import SqliteStateStore
+
+        return SqliteStateStore(url)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        path = urlsplit(url).path
+        if not path or path == "/":
+            raise ConfigError(f"the SQLite state store URL {url!r} names no file")
+        from syncswim_lib.state.sqlite import SqliteStateStore
+
+        return SqliteStateStore(path)
+    if scheme in ("postgresql", "postgres"):
+        from syncswim_lib.state.postgres import DEFAULT_SCHEMA, PostgresStateStore
+
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schema_name = DEFAULT_SCHEMA
+        rest = []
+        for name, value in query:
+            if name == "schema":
+                schema_name = value
+            else:
+                rest.append((name, value))
+        dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+        return PostgresStateStore(dsn, schema_name=schema_name)
+    raise ConfigError(
+        f"unsupported state store URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
+    )

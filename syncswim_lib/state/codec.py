@@ -1,0 +1,241 @@
+"""JSON that round-trips the canonical value types of `syncswim_lib.envelope` exactly.
+
+Plain JSON cannot tell Decimal('1.10') from 1.1, a date from a string, or bytes from
+anything, so those travel as *tagged* objects: a JSON object with exactly one member whose
+name starts with "$" (`{"$decimal": "1.10"}`). A JSON-document value that happens to have
+that shape itself is escaped as `{"$dict": {...}}`, so a document can never be mistaken
+for a tag, whatever its content.
+
+Also here: the canonical key text used for lookups and uniqueness, and the mapping of a
+`Change` to and from the journal's columns.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from syncswim_lib.envelope import Change, Op, Position, position_from_json
+from syncswim_lib.state.base import JournalEntry, Link
+
+_DECIMAL = "$decimal"
+_DATE = "$date"
+_DATETIME = "$datetime"
+_BYTES = "$bytes"
+_FLOAT = "$float"  # NaN and the infinities, which JSON has no spelling for
+_DICT = "$dict"  # a document that looks like a tag
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _is_tag_shaped(d: dict[str, Any]) -> bool:
+    if len(d) != 1:
+        return False
+    (name,) = d
+    return isinstance(name, str) and name.startswith("$")
+
+
+_PLAIN = frozenset((type(None), bool, int, str))
+
+
+def encode(value: Any) -> Any:
+    """The JSON-ready form of a canonical value (nested values included)."""
+    if type(value) in _PLAIN:  # the common case first: capture encodes every row
+        return value
+    # bool before int (bool is an int); datetime before date (datetime is a date)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {_FLOAT: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, Decimal):
+        return {_DECIMAL: str(value)}
+    if isinstance(value, datetime):
+        return {_DATETIME: value.isoformat(timespec="microseconds")}
+    if isinstance(value, date):
+        return {_DATE: value.isoformat()}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {_BYTES: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if type(k) is not str and not isinstance(k, str):
+                # JSON would silently turn 1 into "1": refuse instead of changing the key
+                raise TypeError(f"cannot encode a dict key of type {type(k).__name__}: {k!r}")
+            out[k] = v if type(v) in _PLAIN else encode(v)
+        return {_DICT: out} if len(out) == 1 and _is_tag_shaped(out) else out
+    if isinstance(value, list | tuple):
+        return [encode(v) for v in value]
+    raise TypeError(f"cannot encode a value of type {type(value).__name__}: {value!r}")
+
+
+def decode(data: Any) -> Any:
+    """The inverse of `encode`."""
+    if isinstance(data, list):
+        return [decode(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if _is_tag_shaped(data):
+        ((tag, body),) = data.items()
+        if tag == _DICT:
+            return {k: decode(v) for k, v in body.items()}
+        if tag == _DECIMAL:
+            return Decimal(body)
+        if tag == _DATETIME:
+            return datetime.fromisoformat(body)
+        if tag == _DATE:
+            return date.fromisoformat(body)
+        if tag == _BYTES:
+            return base64.b64decode(body)
+        if tag == _FLOAT:
+            return _NONFINITE[body]
+        raise ValueError(f"unknown tag {tag!r} in stored JSON")
+    return {k: decode(v) for k, v in data.items()}
+
+
+# allow_nan=False: a non-finite float that escaped `encode` must fail, not write NaN
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_SORTED_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
+)
+
+
+def dumps(value: Any) -> str:
+    return _ENCODER.encode(encode(value))
+
+
+def loads(text: str | bytes) -> Any:
+    return decode(json.loads(text))
+
+
+def dumps_opt(value: Any) -> str | None:
+    """`dumps`, with SQL NULL (not JSON null) for None."""
+    return None if value is None else dumps(value)
+
+
+def loads_opt(text: str | bytes | None) -> Any:
+    return None if text is None else loads(text)
+
+
+def key_text(key: dict[str, Any]) -> str:
+    """Canonical text of a record key: columns sorted, values type-exact (1 and "1" differ)."""
+    return _SORTED_ENCODER.encode(encode(key))
+
+
+def position_text(position: Position) -> str:
+    """Canonical text of a position: stored, and the dedup key of a journaled change."""
+    return _SORTED_ENCODER.encode(position.to_json())
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """The journal columns that hold one `Change` (timestamps still as datetimes)."""
+
+    op: str
+    table_name: str
+    key_text: str
+    key: str
+    before: str | None
+    after: str | None
+    changed_fields: str | None
+    position: str
+    commit_ts: datetime | None
+    detected_at: datetime
+    origin: str | None
+
+
+def change_to_row(change: Change) -> ChangeRow:
+    pos = position_text(change.position)
+    key = key_text(change.key)  # also the stored key: a JSON object like any other
+    return ChangeRow(
+        op=Op(change.op).value,
+        table_name=change.table,
+        key_text=key,
+        key=key,
+        before=dumps_opt(change.before),
+        after=dumps_opt(change.after),
+        changed_fields=(
+            None if change.changed_fields is None else _ENCODER.encode(list(change.changed_fields))
+        ),
+        position=pos,
+        commit_ts=change.commit_ts,
+        detected_at=change.detected_at,
+        origin=change.origin,
+    )
+
+
+def change_from_row(row: ChangeRow) -> Change:
+    position = position_from_json(row.position)
+    assert position is not None
+    fields = None if row.changed_fields is None else tuple(json.loads(row.changed_fields))
+    return Change(
+        op=Op(row.op),
+        table=row.table_name,
+        key=loads(row.key),
+        after=loads_opt(row.after),
+        before=loads_opt(row.before),
+        position=position,
+        commit_ts=row.commit_ts,
+        detected_at=row.detected_at,
+        origin=row.origin,
+        changed_fields=fields,
+    )
+
+
+def link_from_row(row: Sequence[Any]) -> Link:
+    """A `Link` from the columns of `schema.LINK_COLUMNS`."""
+    _id, sync, entity, key_a, key_b, shadow, ext_id = row
+    return Link(
+        sync=sync,
+        entity=entity,
+        key_a=loads_opt(key_a),
+        key_b=loads_opt(key_b),
+        shadow=loads_opt(shadow),
+        ext_id=ext_id,
+    )
+
+
+def entry_from_row(row: Sequence[Any], ts_out: Callable[[Any], datetime | None]) -> JournalEntry:
+    """A `JournalEntry` from the columns of `schema.JOURNAL_COLUMNS`; `ts_out` reads a
+    timestamp column of the backend."""
+    (
+        id_, sync, entity, side, op, table_name, key, before, after, changed_fields,
+        position, commit_ts, detected_at, origin, status, batch_id, detail, applied_at,
+        attempts,
+    ) = row  # fmt: skip
+    detected = ts_out(detected_at)
+    assert detected is not None, "detected_at is NOT NULL"
+    change = change_from_row(
+        ChangeRow(
+            op=op,
+            table_name=table_name,
+            key_text="",  # not read back: it is derived from the key
+            key=key,
+            before=before,
+            after=after,
+            changed_fields=changed_fields,
+            position=position,
+            commit_ts=ts_out(commit_ts),
+            detected_at=detected,
+            origin=origin,
+        )
+    )
+    return JournalEntry(
+        id=int(id_),
+        sync=sync,
+        entity=entity,
+        side=side,
+        change=change,
+        status=status,
+        batch_id=batch_id,
+        detail=loads_opt(detail),
+        applied_at=ts_out(applied_at),
+        attempts=int(attempts),
+    )
