@@ -1,0 +1,219 @@
+"""Building the Project from the parsed YAML tree: top level, endpoints, syncs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from syncswim_lib.config.entities import ENTITY_KEYS, SyncScope, build_entity
+from syncswim_lib.config.keypath import At, describe, suggest
+from syncswim_lib.config.models import (
+    CDC_KINDS,
+    ENDPOINT_KINDS,
+    Endpoint,
+    EndpointKind,
+    Entity,
+    FrozenDict,
+    Project,
+    RunMode,
+    Sync,
+)
+from syncswim_lib.config.secrets import Secret
+
+TOP_KEYS = ("version", "state", "endpoints", "syncs")
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+STATE_RE = re.compile(r"(sqlite|postgres|postgresql)(\+\w+)?://.*")
+# sync names end up in replication slot names, which PostgreSQL limits to 63 characters
+MAX_SYNC_NAME = 40
+
+# per kind: (required settings, optional settings, settings that are secret even when literal)
+SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {
+    "postgres": (("dsn",), (), frozenset({"dsn"})),
+    "mysql": (("dsn",), (), frozenset({"dsn"})),
+    "salesforce": (("instance_url", "token"), ("ca_bundle", "api_version"), frozenset({"token"})),
+}
+# an endpoint named like an entity key, or like a side letter, would be ambiguous
+RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, "a", "b"})
+
+
+def _setting(raw: Any, secret: bool, at: At) -> Secret | str:
+    if isinstance(raw, dict):
+        block = at.mapping(raw, "{env: VARIABLE}")
+        at.keys(block, ("env",), ("env",), "a setting")
+        env_at = at.key("env", block)
+        env = env_at.text(block["env"], "an environment variable name")
+        if not ENV_RE.fullmatch(env):
+            raise env_at.error(f"expected an environment variable name, got {env!r}")
+        return Secret(env=env, path=at.dotted, file=at.file)
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise at.error(f"expected text or {{env: VARIABLE}}, got {describe(raw)}")
+    text = str(raw)
+    return Secret(value=text, path=at.dotted, file=at.file) if secret else text
+
+
+def _endpoint(name: Any, raw: Any, at: At) -> Endpoint:
+    at.name(name, "an endpoint name")
+    if name in RESERVED_ENDPOINT_NAMES:
+        raise at.error(f"endpoint name {name!r} is reserved (it is a key inside entity blocks)")
+    block = at.mapping(raw, "an endpoint, e.g. {kind: postgres, dsn: {env: APP_DB_DSN}}")
+    if "kind" not in block:
+        raise at.error(f"missing key 'kind' (one of: {', '.join(ENDPOINT_KINDS)})")
+    kind: EndpointKind = at.key("kind", block).one_of(  # type: ignore[assignment]
+        block["kind"], ENDPOINT_KINDS, "endpoint kind"
+    )
+    required, optional, secret = SETTINGS[kind]
+    at.keys(block, ("kind", *required, *optional), required, f"a {kind} endpoint")
+    settings = {
+        key: _setting(value, key in secret, at.key(key, block))
+        for key, value in block.items()
+        if key != "kind"
+    }
+    return Endpoint(name, kind, FrozenDict(settings))
+
+
+def _state(raw: Any, at: At) -> Secret | str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        return _setting(raw, True, at)
+    text = at.text(raw, "a state store URL (sqlite:///... or postgresql://...) or {env: ...}")
+    if not STATE_RE.fullmatch(text):
+        raise at.error(f"expected a sqlite:///... or postgresql://... URL, got {text!r}")
+    # a PostgreSQL URL may carry a password: keep it out of every repr
+    return text if text.startswith("sqlite") else Secret(value=text, path="state", file=at.file)
+
+
+def _between(raw: Any, endpoints: FrozenDict[str, Endpoint], at: At) -> tuple[Endpoint, Endpoint]:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise at.error(f"expected a list of two endpoint names, got {describe(raw)}")
+    found: list[Endpoint] = []
+    for index, name in enumerate(raw):
+        item_at = at.item(index)
+        if not isinstance(name, str) or name not in endpoints:
+            shown = name if isinstance(name, str) else describe(name)
+            raise item_at.error(
+                f"unknown endpoint {shown!r} (declared: {', '.join(endpoints) or 'none'}"
+                f"{suggest(name, endpoints) if isinstance(name, str) else ''})"
+            )
+        found.append(endpoints[name])
+    if found[0].name == found[1].name:
+        raise at.error(f"a sync is between two different endpoints, got {found[0].name} twice")
+    return found[0], found[1]
+
+
+def _check_tables(entities: dict[str, Entity], at: At) -> None:
+    """One table per side per sync: capture could not tell two entities' changes apart."""
+    seen: dict[tuple[str, str], str] = {}
+    for entity in entities.values():
+        for side in (entity.side_a, entity.side_b):
+            owner = seen.setdefault((side.endpoint, side.table), entity.name)
+            if owner != entity.name:
+                place = "object" if side.kind == "salesforce" else "table"
+                where = at.key(entity.name).key(side.endpoint).key(place)
+                raise where.error(
+                    f"{side.endpoint} {side.table} is already used by entity {owner} in this sync"
+                )
+
+
+def _check_cycles(entities: dict[str, Entity], at: At) -> None:
+    """Parents apply before children, so references between entities must not loop."""
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "open":
+            loop = [*trail[trail.index(name) :], name]
+            raise (
+                at.key(trail[-1])
+                .key("references")
+                .error(
+                    f"references form a cycle: {' -> '.join(loop)} (only an entity referring to "
+                    "itself is allowed)"
+                )
+            )
+        state[name] = "open"
+        for parent in entities[name].references.values():
+            if parent != name:
+                visit(parent, [*trail, name])
+        state[name] = "done"
+
+    for name in entities:
+        visit(name, [])
+
+
+def _sync(
+    name: Any,
+    raw: Any,
+    project_endpoints: FrozenDict[str, Endpoint],
+    at: At,
+    search_dir: Path | None,
+) -> Sync:
+    at.name(name, "a sync name")
+    if len(name) > MAX_SYNC_NAME:
+        raise at.error(f"a sync name has at most {MAX_SYNC_NAME} characters (it names slots)")
+    block = at.mapping(raw, "a sync, e.g. {between: [a, b], entities: {...}}")
+    at.keys(
+        block, ("between", "run", "batch_size", "entities"), ("between", "entities"), f"sync {name}"
+    )
+    a, b = _between(block["between"], project_endpoints, at.key("between", block))
+    run: RunMode = "streaming" if a.kind in CDC_KINDS and b.kind in CDC_KINDS else "micro_batch"
+    if block.get("run") is not None:
+        run = at.key("run", block).one_of(  # type: ignore[assignment]
+            block["run"], ("streaming", "micro_batch"), "run mode"
+        )
+    batch_size = block.get("batch_size")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise at.key("batch_size", block).error(
+            f"expected a whole number of at least 1, got {describe(batch_size)}"
+        )
+    e_at = at.key("entities", block)
+    raw_entities = e_at.mapping(block["entities"], "a mapping of entity name: entity")
+    if not raw_entities:
+        raise e_at.error("a sync needs at least one entity")
+    scope = SyncScope(
+        name, a, b, tuple(project_endpoints), tuple(map(str, raw_entities)), search_dir
+    )
+    entities: dict[str, Entity] = {}
+    for entity_name, entity_raw in raw_entities.items():
+        ent_at = e_at.key(entity_name, raw_entities)
+        ent_at.name(entity_name, "an entity name")
+        entities[entity_name] = build_entity(entity_name, entity_raw, scope, ent_at)
+    _check_tables(entities, e_at)
+    _check_cycles(entities, e_at)
+    return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities))
+
+
+def build_project(tree: Any, file: str, source_path: Path | None) -> Project:
+    top = At(file)
+    if tree is None:
+        raise top.error("the file is empty (expected a mapping with endpoints and syncs)")
+    root = top.mapping(tree, "a mapping with endpoints and syncs at the top level")
+    top.keys(root, TOP_KEYS, ("endpoints", "syncs"))
+    version = root.get("version", 1)
+    if version != 1 or isinstance(version, bool):
+        raise top.key("version", root).error(f"unsupported version {version!r} (expected 1)")
+    state = _state(root.get("state"), top.key("state", root))
+    ep_at = top.key("endpoints", root)
+    raw_endpoints = ep_at.mapping(root["endpoints"], "a mapping of endpoint name: endpoint")
+    endpoints = FrozenDict(
+        {
+            name: _endpoint(name, raw, ep_at.key(name, raw_endpoints))
+            for name, raw in raw_endpoints.items()
+        }
+    )
+    sy_at = top.key("syncs", root)
+    raw_syncs = sy_at.mapping(root["syncs"], "a mapping of sync name: sync")
+    if not raw_syncs:
+        raise sy_at.error("no syncs declared")
+    search_dir = source_path.parent if source_path is not None else None
+    syncs = FrozenDict(
+        {
+            name: _sync(name, raw, endpoints, sy_at.key(name, raw_syncs), search_dir)
+            for name, raw in raw_syncs.items()
+        }
+    )
+    return Project(endpoints, syncs, state, source_path, version, file)

@@ -1,0 +1,151 @@
+"""`syncswim validate PATH`: load the declaration, check it against the live tables.
+
+Prints "OK: N syncs, M entities" (warnings on stderr) and returns 0, or prints the one
+error line on stderr and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
+
+from syncswim_lib.config.live import Describe, validate_live
+from syncswim_lib.config.loader import load_project
+from syncswim_lib.config.models import Endpoint, Project
+from syncswim_lib.config.secrets import Secret
+from syncswim_lib.connectors.base import TableInfo
+from syncswim_lib.errors import ConfigError, SyncSwimError
+
+if TYPE_CHECKING:
+    from syncswim_lib.connectors.base import Connector
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+OpenConnector = Callable[[Endpoint], "Connector"]
+
+
+def _secret_texts(endpoint: Endpoint) -> list[str]:
+    """Resolved secret values of an endpoint (and URL passwords), to keep out of messages."""
+    texts: list[str] = []
+    for name, value in endpoint.settings.items():
+        if not isinstance(value, Secret):
+            continue
+        try:
+            text = endpoint.resolve_setting(name)
+        except ConfigError:
+            continue
+        texts.append(text)
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password:
+            texts.append(password)
+    return sorted(texts, key=len, reverse=True)
+
+
+class LiveDescriber:
+    """`describe(endpoint, table)` through one connector per endpoint, opened on first use."""
+
+    def __init__(self, project: Project, open_connector: OpenConnector | None = None) -> None:
+        if open_connector is None:
+            from syncswim_lib.connectors.registry import open_connector as default_open
+
+            open_connector = default_open
+        self.project = project
+        self.open_connector = open_connector
+        self.connectors: dict[str, Connector] = {}
+
+    def _endpoint_error(self, endpoint: Endpoint, what: str, exc: Exception) -> ConfigError:
+        named = isinstance(exc, SyncSwimError)  # our own errors already say what failed
+        text = (str(exc) if named else f"{type(exc).__name__}: {exc}").strip()
+        text = text.splitlines()[0] if text else type(exc).__name__
+        for secret in _secret_texts(endpoint):
+            text = text.replace(secret, "***")
+        return ConfigError(
+            f"cannot {what} {endpoint.kind} endpoint {endpoint.name}: {text}",
+            file=self.project.source_name,
+            path=f"endpoints.{endpoint.name}",
+        )
+
+    def __call__(self, endpoint_name: str, table: str) -> TableInfo:
+        endpoint = self.project.endpoints[endpoint_name]
+        if endpoint_name not in self.connectors:
+            try:
+                self.connectors[endpoint_name] = self.open_connector(endpoint)
+            except ConfigError as exc:
+                if exc.path is not None:  # e.g. an unset environment variable
+                    raise
+                raise self._endpoint_error(endpoint, "use", exc) from None
+            except Exception as exc:
+                raise self._endpoint_error(endpoint, "use", exc) from None
+        try:
+            return self.connectors[endpoint_name].describe(table)
+        except ConfigError:
+            raise  # the table is missing: live validation names the declaration's key
+        except Exception as exc:  # a driver's connection error: one line, no secrets
+            raise self._endpoint_error(endpoint, "reach", exc) from None
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            # closing is best effort: the check already has its answer
+            with contextlib.suppress(Exception):
+                connector.close()
+        self.connectors.clear()
+
+
+def run_validate(
+    path: str,
+    live: bool = True,
+    *,
+    describe: Describe | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Check the declaration at `path`; `describe` replaces the connectors (tests, tools)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    warnings: list[str] = []
+    try:
+        project = load_project(path)
+        if live:
+            describer = None
+            if describe is None:
+                describer = LiveDescriber(project)
+                describe = describer
+            try:
+                warnings = validate_live(project, describe)
+            finally:
+                if describer is not None:
+                    describer.close()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    for warning in warnings:
+        print(f"warning: {warning}", file=err)
+    entities = sum(len(s.entities) for s in project.syncs.values())
+    print(f"OK: {len(project.syncs)} syncs, {entities} entities", file=out)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="syncswim validate", description="Check a sync declaration."
+    )
+    parser.add_argument("path", help="the YAML declaration")
+    parser.add_argument(
+        "--no-live",
+        action="store_true",
+        help="check the file only, connect to nothing",
+    )
+    args = parser.parse_args(argv)
+    return run_validate(args.path, live=not args.no_live)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Building one entity (`syncs.<sync>.entities.<name>`) from its YAML block."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncswim_lib.config.keypath import At, describe, suggest
+from syncswim_lib.config.models import (
+    ConflictRule,
+    Conflicts,
+    Endpoint,
+    Entity,
+    FieldMap,
+    FrozenDict,
+    Letter,
+    Mode,
+    SideSpec,
+)
+from syncswim_lib.config.transforms import (
+    Transform,
+    TransformError,
+    build_transform,
+    import_callable,
+    python_target,
+)
+
+ENTITY_KEYS = ("mode", "fields", "references", "conflicts")
+TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+OBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class SyncScope:
+    """What an entity block may refer to: the sync's two endpoints and its entity names."""
+
+    sync: str
+    a: Endpoint
+    b: Endpoint
+    all_endpoints: Collection[str]
+    entity_names: Collection[str]
+    search_dir: Path | None  # where `python:` transforms and rules are also looked for
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return (self.a.name, self.b.name)
+
+    def letter_of(self, value: Any, at: At, what: str) -> Letter:
+        """The letter of an endpoint named in the entity, with a precise error otherwise."""
+        if value == self.a.name:
+            return "a"
+        if value == self.b.name:
+            return "b"
+        if isinstance(value, str) and value in self.all_endpoints:
+            raise at.error(
+                f"endpoint {value!r} is not part of sync {self.sync} "
+                f"(between: {self.a.name}, {self.b.name})"
+            )
+        if isinstance(value, str):
+            raise at.error(
+                f"unknown endpoint {value!r} in {what} (expected {self.a.name} or "
+                f"{self.b.name}{suggest(value, self.names)})"
+            )
+        raise at.error(f"expected an endpoint name in {what}, got {describe(value)}")
+
+
+def _column(value: Any, at: At) -> str:
+    return at.text(value, "a column name")
+
+
+def _side(raw: Any, endpoint: Endpoint, at: At) -> SideSpec:
+    block = at.mapping(raw, f"the entity's {endpoint.kind} side, e.g. {{table: ..., key: [id]}}")
+    place = "object" if endpoint.kind == "salesforce" else "table"
+    what = f"a {endpoint.kind} side"
+    at.keys(block, (place, "key"), (place, "key"), what)
+    name_at = at.key(place, block)
+    table = name_at.text(block[place], f"a {place} name")
+    pattern = OBJECT_RE if place == "object" else TABLE_RE
+    if not pattern.fullmatch(table):
+        example = "'Account'" if place == "object" else "'customers' or 'public.customers'"
+        raise name_at.error(f"expected a {place} name like {example}, got {table!r}")
+    key_at = at.key("key", block)
+    raw_key = block["key"]
+    items = [raw_key] if isinstance(raw_key, str) else raw_key
+    if not isinstance(items, list) or not items:
+        raise key_at.error(f"expected a column or a list of columns, got {describe(raw_key)}")
+    key = tuple(_column(v, key_at.item(i)) for i, v in enumerate(items))
+    if len(set(key)) != len(key):
+        raise key_at.error(f"a key column is listed twice: {', '.join(key)}")
+    return SideSpec(endpoint.name, table, key, endpoint.kind)
+
+
+def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> Mode:
+    block = at.mapping(
+        raw, "{system_of_record: <endpoint>, external_id: {...}} or {external_id: {...}}"
+    )
+    at.keys(block, ("system_of_record", "external_id"), ("external_id",), "mode")
+    ext_at = at.key("external_id", block)
+    ext_block = ext_at.mapping(block["external_id"], "a mapping of endpoint: column")
+    columns: dict[Letter, str] = {}
+    for name, column in ext_block.items():
+        col_at = ext_at.key(name, ext_block)
+        columns[scope.letter_of(name, col_at, "external_id")] = _column(column, col_at)
+    if "system_of_record" not in block:
+        for letter, endpoint in zip(("a", "b"), scope.names, strict=True):
+            if letter not in columns:
+                raise ext_at.error(
+                    f"external-id mode needs the shared column on both sides: missing key "
+                    f"{endpoint!r}"
+                )
+        return Mode("external_id", None, columns["a"], columns["b"])
+    sor_at = at.key("system_of_record", block)
+    sor = scope.letter_of(block["system_of_record"], sor_at, "system_of_record")
+    other: Letter = "b" if sor == "a" else "a"
+    sor_name, other_name = (scope.names[0], scope.names[1])[:: 1 if sor == "a" else -1]
+    if sor in columns:
+        raise ext_at.key(sor_name, ext_block).error(
+            f"in system-of-record mode external_id names the column on {other_name} that "
+            f"stores {sor_name}'s key, not a column on {sor_name} itself"
+        )
+    if other not in columns:
+        raise ext_at.error(f"missing key {other_name!r} (the column that stores {sor_name}'s key)")
+    if len(sides[sor].key) != 1:
+        raise sor_at.error(
+            f"the system of record's key must be one column (it is stored in "
+            f"{other_name}.{columns[other]}), but {sor_name} declares key "
+            f"[{', '.join(sides[sor].key)}]"
+        )
+    return Mode("system_of_record", sor, columns.get("a"), columns.get("b"))
+
+
+def _transforms(raw: Any, scope: SyncScope, at: At) -> dict[Letter, Transform]:
+    block = at.mapping(raw, "a mapping of endpoint: transform (applied when writing to it)")
+    found: dict[Letter, Transform] = {}
+    for name, spec in block.items():
+        spec_at = at.key(name, block)
+        letter = scope.letter_of(name, spec_at, "transform")
+        specs = spec if isinstance(spec, list) else [spec]
+        if not specs or not all(isinstance(s, str) and s.strip() for s in specs):
+            raise spec_at.error(
+                f"expected a transform name or a list of them, got {describe(spec)}"
+            )
+        try:
+            found[letter] = build_transform(specs, scope.search_dir)
+        except TransformError as exc:
+            raise spec_at.error(str(exc)) from None
+    return found
+
+
+def _fields(
+    raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], mode: Mode, at: At
+) -> tuple[FieldMap, ...]:
+    block = at.mapping(raw, "a mapping of side-a column: side-b column")
+    reserved: dict[Letter, dict[str, str]] = {}
+    for letter in ("a", "b"):
+        side = sides[letter]
+        taken = {k: f"the key of {side.endpoint}" for k in side.key}
+        ext = mode.ext_column(letter)
+        if ext is not None:
+            taken[ext] = f"the external-id column of {side.endpoint}"
+        reserved[letter] = taken
+    result: list[FieldMap] = []
+    mapped_b: dict[str, str] = {}
+    for col_a, target in block.items():
+        f_at = at.key(col_a, block)
+        if not isinstance(col_a, str) or not col_a.strip():
+            raise f_at.error(f"expected a column name as key, got {describe(col_a)} (quote it)")
+        transforms: dict[Letter, Transform] = {}
+        if isinstance(target, dict):
+            long = f_at.mapping(target, "a mapping")
+            f_at.keys(long, ("to", "transform"), ("to",), "a field")
+            col_b = _column(long["to"], f_at.key("to", long))
+            if "transform" in long:
+                transforms = _transforms(long["transform"], scope, f_at.key("transform", long))
+        else:
+            col_b = f_at.text(
+                target, f"a {scope.b.name} column name or {{to: ..., transform: ...}}"
+            )
+        pairs: tuple[tuple[Letter, str], ...] = (("a", col_a), ("b", col_b))
+        for letter, column in pairs:
+            role = reserved[letter].get(column)
+            if role is not None:
+                raise f_at.error(
+                    f"{column!r} is {role}: keys and external ids are matched through the "
+                    f"mode and written by the sync, they cannot be mapped as fields"
+                )
+        if col_b in mapped_b:
+            raise f_at.error(
+                f"{scope.b.name} column {col_b!r} is already mapped from {mapped_b[col_b]!r}"
+            )
+        mapped_b[col_b] = col_a
+        result.append(FieldMap(col_a, col_b, transforms.get("a"), transforms.get("b")))
+    return tuple(result)
+
+
+def _references(raw: Any, scope: SyncScope, mapped: Sequence[str], at: At) -> FrozenDict[str, str]:
+    block = at.mapping(raw, "a mapping of side-a column: entity")
+    refs: dict[str, str] = {}
+    for column, target in block.items():
+        r_at = at.key(column, block)
+        if column not in mapped:
+            raise r_at.error(
+                f"{column!r} is not a mapped field; a reference names the side-a column of a "
+                f"mapped field (mapped: {', '.join(mapped)}{suggest(str(column), mapped)})"
+            )
+        name = r_at.text(target, "an entity name")
+        if name not in scope.entity_names:
+            raise r_at.error(
+                f"unknown entity {name!r} in sync {scope.sync} (entities: "
+                f"{', '.join(scope.entity_names)}{suggest(name, scope.entity_names)})"
+            )
+        refs[column] = name
+    return FrozenDict(refs)
+
+
+def _rule(raw: Any, scope: SyncScope, at: At) -> ConflictRule:
+    expected = "newest, {prefer: <endpoint>} or {rule: 'package.module:function'}"
+    if raw == "newest":
+        return ConflictRule("newest")
+    if not isinstance(raw, dict):
+        raise at.error(f"expected {expected}, got {describe(raw)}")
+    block = at.mapping(raw, expected)
+    at.keys(block, ("prefer", "rule"), (), "a conflict rule")
+    if len(block) != 1:
+        raise at.error(f"expected {expected}, got {describe(raw)}")
+    if "prefer" in block:
+        return ConflictRule(
+            "prefer", prefer=scope.letter_of(block["prefer"], at.key("prefer", block), "prefer")
+        )
+    rule_at = at.key("rule", block)
+    spec = rule_at.text(block["rule"], "'package.module:function'")
+    target = python_target(spec) or spec
+    try:
+        func = import_callable(target, scope.search_dir)
+    except TransformError as exc:
+        raise rule_at.error(str(exc)) from None
+    return ConflictRule("rule", rule=target, func=func)
+
+
+def _conflicts(raw: Any, scope: SyncScope, mode: Mode, mapped: Sequence[str], at: At) -> Conflicts:
+    sor_default = ConflictRule("prefer", prefer=mode.sor) if mode.sor else ConflictRule("newest")
+    if raw is None:
+        return Conflicts(sor_default, FrozenDict(), declared=False)
+    block = at.mapping(raw, "{default: ..., fields: {...}}")
+    at.keys(block, ("default", "fields"), (), "conflicts")
+    default = (
+        _rule(block["default"], scope, at.key("default", block))
+        if "default" in block
+        else sor_default
+    )
+    rules: dict[str, ConflictRule] = {}
+    if "fields" in block:
+        f_at = at.key("fields", block)
+        fblock = f_at.mapping(block["fields"], "a mapping of side-a column: rule")
+        for column, rule in fblock.items():
+            c_at = f_at.key(column, fblock)
+            if column not in mapped:
+                raise c_at.error(
+                    f"{column!r} is not a mapped field (mapped: {', '.join(mapped)}"
+                    f"{suggest(str(column), mapped)})"
+                )
+            rules[column] = _rule(rule, scope, c_at)
+    return Conflicts(default, FrozenDict(rules))
+
+
+def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
+    block = at.mapping(raw, "an entity block (one block per endpoint, mode, fields)")
+    allowed = (*scope.names, *ENTITY_KEYS)
+    for key in block:
+        if isinstance(key, str) and key not in allowed and key in scope.all_endpoints:
+            scope.letter_of(key, at.key(key, block), "entity")
+    at.keys(block, allowed, (*scope.names, "mode", "fields"), f"entity {name}")
+    sides: dict[Letter, SideSpec] = {
+        "a": _side(block[scope.a.name], scope.a, at.key(scope.a.name, block)),
+        "b": _side(block[scope.b.name], scope.b, at.key(scope.b.name, block)),
+    }
+    mode = _mode(block["mode"], scope, sides, at.key("mode", block))
+    fields = _fields(block["fields"], scope, sides, mode, at.key("fields", block))
+    mapped = [f.a for f in fields]
+    refs: FrozenDict[str, str] = FrozenDict()
+    if block.get("references") is not None:
+        refs = _references(block["references"], scope, mapped, at.key("references", block))
+    conflicts = _conflicts(block.get("conflicts"), scope, mode, mapped, at.key("conflicts", block))
+    return Entity(name, scope.sync, sides["a"], sides["b"], mode, fields, refs, conflicts)

@@ -1,0 +1,213 @@
+"""The typed, immutable model of a declaration; built by `loader.load_project`.
+
+Sides of an entity are named by letter: "a" is the first endpoint of the sync's
+`between`, "b" the second. Mappings are `FrozenDict`s: real dicts (JSON- and
+pickle-friendly, declaration order kept) that refuse to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NoReturn, TypeVar
+
+from syncswim_lib.config.secrets import Secret, resolve
+from syncswim_lib.config.transforms import Transform
+from syncswim_lib.errors import ConfigError
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+EndpointKind = Literal["postgres", "mysql", "salesforce"]
+ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("postgres", "mysql", "salesforce")
+# kinds with a change stream (slot, binlog, CDC): syncs between them stream by default
+CDC_KINDS: frozenset[str] = frozenset({"postgres", "mysql", "salesforce"})
+RunMode = Literal["streaming", "micro_batch"]
+Letter = Literal["a", "b"]
+
+
+class FrozenDict(dict[K, V]):
+    """A dict that cannot be changed after it is built."""
+
+    def _frozen(self, *_: Any, **__: Any) -> NoReturn:
+        raise TypeError("this mapping is part of a loaded declaration and cannot change")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _frozen
+    __ior__ = _frozen
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    kind: EndpointKind
+    # connection settings; a Secret for anything read from the environment or secret-like
+    settings: FrozenDict[str, Secret | str]
+
+    def resolve_setting(self, name: str) -> str:
+        """The setting's text; an unset environment variable is a ConfigError."""
+        if name not in self.settings:
+            raise ConfigError(
+                f"endpoint {self.name} ({self.kind}) has no setting {name!r}",
+                path=f"endpoints.{self.name}",
+            )
+        return resolve(self.settings[name], f"endpoints.{self.name}.{name}")
+
+    @property
+    def change_stream(self) -> bool:
+        return self.kind in CDC_KINDS
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    endpoint: str
+    table: str  # a table ("public.customers") or, for Salesforce, the object ("Account")
+    key: tuple[str, ...]
+    kind: EndpointKind = "postgres"
+
+    @property
+    def object(self) -> str:
+        """The Salesforce object name (same as `table`)."""
+        return self.table
+
+
+@dataclass(frozen=True)
+class Mode:
+    kind: Literal["system_of_record", "external_id"]
+    sor: Letter | None  # the system of record's letter (SOR mode only)
+    # SOR mode: the column on the non-SOR side that stores the SOR key;
+    # external-id mode: the shared identifier column on each side
+    ext_column_a: str | None
+    ext_column_b: str | None
+
+    def ext_column(self, letter: Letter) -> str | None:
+        return self.ext_column_a if letter == "a" else self.ext_column_b
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    a: str  # column on side a
+    b: str  # column on side b
+    to_a: Transform | None = None  # applied to values written to side a
+    to_b: Transform | None = None
+
+    def column(self, letter: Letter) -> str:
+        return self.a if letter == "a" else self.b
+
+    def transform_to(self, letter: Letter) -> Transform | None:
+        return self.to_a if letter == "a" else self.to_b
+
+
+@dataclass(frozen=True)
+class ConflictRule:
+    kind: Literal["newest", "prefer", "rule"]
+    prefer: Letter | None = None  # kind "prefer": the side whose value wins
+    rule: str | None = None  # kind "rule": "package.module:function"
+    func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Conflicts:
+    """How concurrent changes to one field are decided. `declared` is False when the block
+    was left out and `default` is the mode's default (SOR mode: prefer the SOR; external-id
+    mode: newest)."""
+
+    default: ConflictRule
+    fields: FrozenDict[str, ConflictRule]  # keyed by side-a column
+    declared: bool = True
+
+    def rule_for(self, field_a: str) -> ConflictRule:
+        return self.fields.get(field_a, self.default)
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    sync: str
+    side_a: SideSpec
+    side_b: SideSpec
+    mode: Mode
+    fields: tuple[FieldMap, ...]
+    references: FrozenDict[str, str]  # side-a column -> entity name in the same sync
+    conflicts: Conflicts
+
+    def letter(self, name_or_letter: str) -> Letter:
+        """The letter ("a" or "b") of a letter or of one of the two endpoint names."""
+        if name_or_letter in ("a", self.side_a.endpoint):
+            return "a"
+        if name_or_letter in ("b", self.side_b.endpoint):
+            return "b"
+        raise KeyError(f"{name_or_letter!r} is not a side of entity {self.sync}.{self.name}")
+
+    def side(self, name_or_letter: str) -> SideSpec:
+        return self.side_a if self.letter(name_or_letter) == "a" else self.side_b
+
+    def other(self, name_or_letter: str) -> SideSpec:
+        return self.side_b if self.letter(name_or_letter) == "a" else self.side_a
+
+    @property
+    def sor_side(self) -> SideSpec | None:
+        return None if self.mode.sor is None else self.side(self.mode.sor)
+
+    def columns(self, name_or_letter: str) -> tuple[str, ...]:
+        """The mapped columns of one side, in declaration order."""
+        letter = self.letter(name_or_letter)
+        return tuple(f.column(letter) for f in self.fields)
+
+    def field(self, column_a: str) -> FieldMap | None:
+        return next((f for f in self.fields if f.a == column_a), None)
+
+
+@dataclass(frozen=True)
+class Sync:
+    name: str
+    a: str  # endpoint name of side a
+    b: str
+    run: RunMode
+    batch_size: int | None
+    entities: FrozenDict[str, Entity]  # declaration order
+
+    def apply_order(self) -> tuple[str, ...]:
+        """Entity names, parents before children (references; declaration order otherwise)."""
+        done: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            for parent in self.entities[name].references.values():
+                if parent != name:
+                    visit(parent)
+            done.append(name)
+
+        for name in self.entities:
+            visit(name)
+        return tuple(done)
+
+
+@dataclass(frozen=True)
+class Project:
+    endpoints: FrozenDict[str, Endpoint]
+    syncs: FrozenDict[str, Sync]
+    state: Secret | str | None  # state store URL; None: SQLite under $DAGSTER_HOME
+    source_path: Path | None  # absolute path of the file, None when parsed from text
+    version: int = 1
+    source_name: str | None = None  # the file as the user named it: errors show this
+
+    def entities(self) -> Iterable[Entity]:
+        for sync in self.syncs.values():
+            yield from sync.entities.values()
+
+    def endpoint_of(self, entity: Entity, name_or_letter: str) -> Endpoint:
+        return self.endpoints[entity.side(name_or_letter).endpoint]
+
+    def resolve_state(self) -> str | None:
+        return None if self.state is None else resolve(self.state, "state")

@@ -1,0 +1,259 @@
+"""Live validation against the private PostgreSQL and MariaDB servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pymysql
+import pytest
+
+from syncswim_lib.config import Project, parse_project
+from syncswim_lib.config.live import Describe, validate_live
+from syncswim_lib.connectors.base import Connector, TableInfo
+from syncswim_lib.connectors.mysql import MySQLConnector
+from syncswim_lib.connectors.postgres import PostgresConnector
+from syncswim_lib.errors import ConfigError
+
+pytestmark = pytest.mark.integration
+
+PG_SCHEMA = """
+CREATE TABLE customers (
+    id serial PRIMARY KEY,
+    code varchar(20),
+    email varchar(200),
+    full_name varchar(100),
+    credit_limit numeric(12,2),
+    notes jsonb,
+    phone text,
+    plain_id integer
+);
+CREATE TABLE fixed_keys (id integer PRIMARY KEY, label text);
+"""
+MYSQL_SCHEMA = [
+    """CREATE TABLE customers (
+        id int AUTO_INCREMENT PRIMARY KEY,
+        app_customer_id int NULL,
+        short_ref varchar(5) NULL,
+        code varchar(20) NULL,
+        code_date date NULL,
+        email varchar(200),
+        name varchar(100),
+        credit_limit decimal(12,2),
+        notes_count int,
+        phone_digits int
+    )""",
+    """CREATE TABLE labels (
+        id int AUTO_INCREMENT PRIMARY KEY,
+        app_id int NULL,
+        label text
+    )""",
+]
+
+YAML = """\
+endpoints:
+  app_db:  {kind: postgres, dsn: {env: APP_DB_DSN}}
+  shop_db: {kind: mysql, dsn: {env: SHOP_DB_DSN}}
+syncs:
+  app_shop:
+    between: [app_db, shop_db]
+    entities:
+      customers:
+        app_db:  {table: public.customers, key: [id]}
+        shop_db: {table: customers, key: [id]}
+        mode: {system_of_record: app_db, external_id: {shop_db: app_customer_id}}
+        fields:
+          email: email
+          full_name: {to: name, transform: {shop_db: strip}}
+          credit_limit: credit_limit
+"""
+
+
+@pytest.fixture
+def describe(pg_dsn: str, mysql_dsn: str) -> Iterator[Describe]:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(PG_SCHEMA)
+    mysql = MySQLConnector(mysql_dsn, "shop_db")
+    conn2 = pymysql.connect(
+        host="127.0.0.1", port=mysql.dsn.port, user="root", database=mysql.db, autocommit=True
+    )
+    with conn2.cursor() as cur:
+        for statement in MYSQL_SCHEMA:
+            cur.execute(statement)
+    conn2.close()
+    connectors: dict[str, Connector] = {
+        "app_db": PostgresConnector(pg_dsn, "app_db"),
+        "shop_db": mysql,
+    }
+
+    def describe(endpoint: str, table: str) -> TableInfo:
+        return connectors[endpoint].describe(table)
+
+    yield describe
+    for connector in connectors.values():
+        connector.close()
+
+
+def project(text: str) -> Project:
+    return parse_project(text, "sync.yaml")
+
+
+def edit(old: str, new: str, text: str = YAML) -> str:
+    assert old in text, f"the test's edit does not apply: {old!r}"
+    return text.replace(old, new, 1)
+
+
+def live_error(text: str, describe: Describe) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        validate_live(project(text), describe)
+    assert caught.value.file == "sync.yaml"
+    return caught.value
+
+
+def test_valid_declaration_passes(describe: Describe) -> None:
+    assert validate_live(project(YAML), describe) == []
+
+
+def test_missing_table(describe: Describe) -> None:
+    err = live_error(edit("{table: customers, key: [id]}", "{table: clients, key: [id]}"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.shop_db.table"
+    assert "table 'clients' not found on shop_db" in str(err)
+    assert "does not exist" in str(err)
+
+
+def test_missing_postgres_table(describe: Describe) -> None:
+    err = live_error(edit("public.customers", "public.clients"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.app_db.table"
+    assert "table 'public.clients' not found on app_db" in str(err)
+
+
+def test_missing_mapped_column_lists_the_columns(describe: Describe) -> None:
+    err = live_error(edit("email: email", "email: e_mail"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.fields.email"
+    assert "column 'e_mail' does not exist in shop_db" in str(err)
+    assert "(columns: id, app_customer_id, short_ref, code, code_date, email, name," in str(err)
+
+
+def test_missing_key_column(describe: Describe) -> None:
+    err = live_error(edit("public.customers, key: [id]", "public.customers, key: [uid]"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.app_db.key"
+    assert "column 'uid' does not exist in app_db public.customers" in str(err)
+
+
+def test_missing_external_id_column(describe: Describe) -> None:
+    err = live_error(edit("{shop_db: app_customer_id}", "{shop_db: app_id}"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.mode.external_id.shop_db"
+    assert "column 'app_id' does not exist in shop_db" in str(err)
+
+
+def test_unconvertible_type(describe: Describe) -> None:
+    err = live_error(edit("credit_limit: credit_limit", "notes: notes_count"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.fields.notes"
+    assert (
+        "cannot convert app_db.notes (jsonb) -> shop_db.notes_count (int(11)): "
+        "json values cannot become int" in str(err)
+    )
+
+
+def test_text_to_int_needs_a_transform(describe: Describe) -> None:
+    text = edit("credit_limit: credit_limit", "phone: phone_digits")
+    err = live_error(text, describe)
+    assert err.path == "syncs.app_shop.entities.customers.fields.phone"
+    assert "text values cannot become int (declare a transform (e.g. to_int)" in str(err)
+    fixed = edit(
+        "credit_limit: credit_limit",
+        "phone: {to: phone_digits, transform: {shop_db: to_int}}",
+    )
+    assert validate_live(project(fixed), describe) == []
+
+
+def test_sor_key_must_be_generated(describe: Describe) -> None:
+    text = edit("public.customers, key: [id]}", "public.fixed_keys, key: [id]}")
+    text = edit(
+        """          email: email
+          full_name: {to: name, transform: {shop_db: strip}}
+          credit_limit: credit_limit
+""",
+        "          label: name\n",
+        text,
+    )
+    err = live_error(text, describe)
+    assert err.path == "syncs.app_shop.entities.customers.app_db.key"
+    assert "the key 'id' of app_db public.fixed_keys (integer) is not generated" in str(err)
+
+
+def test_external_id_column_too_narrow(describe: Describe) -> None:
+    err = live_error(edit("{shop_db: app_customer_id}", "{shop_db: short_ref}"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.mode.external_id.shop_db"
+    assert (
+        "shop_db column 'short_ref' cannot store the keys of app_db: varchar(5) is too narrow "
+        "for integer keys (needs 10 characters)" in str(err)
+    )
+
+
+def test_external_id_mode_incompatible_columns(describe: Describe) -> None:
+    text = edit(
+        "{system_of_record: app_db, external_id: {shop_db: app_customer_id}}",
+        "{external_id: {app_db: code, shop_db: code_date}}",
+    )
+    err = live_error(text, describe)
+    assert err.path == "syncs.app_shop.entities.customers.mode.external_id.shop_db"
+    assert "external-id columns do not match: app_db.code (character varying(20))" in str(err)
+    assert "text values cannot become date" in str(err)
+
+
+def test_warnings_for_risky_declarations(describe: Describe, mysql_dsn: str) -> None:
+    db = mysql_dsn.rsplit("/", 1)[1]
+    text = edit(
+        "shop_db: {table: customers, key: [id]}", "shop_db: {table: customers, key: [code]}"
+    )
+    text = edit("full_name: {to: name, transform: {shop_db: strip}}", "full_name: name", text)
+    text = edit("email: email", "email: short_ref", text)
+    warnings = validate_live(project(text), describe)
+    assert warnings == [
+        "syncs.app_shop.entities.customers.shop_db.key: declared key [code] is not the primary "
+        f"key [id] of {db}.customers: it must be unique",
+        "syncs.app_shop.entities.customers.shop_db.key: the key of shop_db customers is not "
+        "generated by the database: records the sync creates there need a default for it",
+        "syncs.app_shop.entities.customers.fields.email: app_db.email (character varying(200)) "
+        "-> shop_db.short_ref (varchar(5)): values longer than 5 characters will be rejected",
+    ]
+
+
+def test_warnings_for_keys_and_generated_columns(describe: Describe, mysql_dsn: str) -> None:
+    db = mysql_dsn.rsplit("/", 1)[1]
+    target = MySQLConnector(mysql_dsn, "shop_db").dsn
+    conn = pymysql.connect(host="127.0.0.1", port=target.port, user="root", database=db)
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE strict_customers (id int AUTO_INCREMENT, app_customer_id int NOT NULL,"
+            " email varchar(200), total int AS (length(email)) STORED, UNIQUE KEY (id))"
+        )
+    conn.close()
+    text = edit("{table: customers, key: [id]}", "{table: strict_customers, key: [id]}")
+    text = edit(
+        """          full_name: {to: name, transform: {shop_db: strip}}
+          credit_limit: credit_limit
+""",
+        "          plain_id: total\n",
+        text,
+    )
+    base = "syncs.app_shop.entities.customers"
+    assert validate_live(project(text), describe) == [
+        f"{base}.shop_db.key: {db}.strict_customers has no primary key: the key must be unique",
+        f"{base}.mode.external_id.shop_db: app_customer_id is NOT NULL: records created on "
+        "shop_db cannot exist before app_db has given them a key",
+        f"{base}.fields.plain_id: shop_db column 'total' is generated by the database; "
+        "writes to it will be rejected",
+    ]
+
+
+def test_external_id_mode_narrowing_warns(describe: Describe) -> None:
+    text = edit(
+        "{system_of_record: app_db, external_id: {shop_db: app_customer_id}}",
+        "{external_id: {app_db: code, shop_db: short_ref}}",
+    )
+    assert validate_live(project(text), describe) == [
+        "syncs.app_shop.entities.customers.mode.external_id.shop_db: from app_db: values "
+        "longer than 5 characters will be rejected",
+    ]
