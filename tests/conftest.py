@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +16,25 @@ from syncswim_lib.sandbox.servers import MariaDBServer, PostgresServer
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(Path(tmp_path_factory.mktemp("pg")))
+def server_root() -> Iterator[Path]:
+    # not pytest's tmp_path: its clean-up of older runs' folders would pull the data
+    # directories from under servers that another concurrent pytest run still uses
+    root = Path(tempfile.mkdtemp(prefix="syncswim-test-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(server_root: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(server_root / "pg")
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def mysql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
-    server = MariaDBServer(Path(tmp_path_factory.mktemp("mysql")))
+def mysql_server(server_root: Path) -> Iterator[MariaDBServer]:
+    server = MariaDBServer(server_root / "mysql")
     server.start()
     yield server
     server.stop()

@@ -180,7 +180,10 @@ class PostgresServer:
         conf = (
             "\n# Sync or Swim sandbox\n"
             "wal_level = logical\nmax_replication_slots = 64\nmax_wal_senders = 16\n"
-            "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n"
+            "listen_addresses = '127.0.0.1'\n"
+            # fsync off is safe enough for throw-away data; synchronous_commit stays on,
+            # because logical decoding only sees WAL once it is flushed
+            "fsync = off\n"
             "full_page_writes = off\nmax_connections = 200\n"
             "shared_buffers = 64MB\ntimezone = 'UTC'\n"
         )
@@ -249,6 +252,8 @@ class MariaDBServer:
             f"socket={self.base_dir / 'mysqld.sock'}",
             f"pid-file={self.pid_file}",
             f"log-error={self.base_dir / 'mysqld.log'}",
+            # private temp files: a shared /tmp may be cleaned under a running server
+            f"tmpdir={self.base_dir / 'tmp'}",
             "server-id=1",
             "log-bin=binlog",
             "binlog_format=ROW",
@@ -273,6 +278,7 @@ class MariaDBServer:
 
     def init(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        (self.base_dir / "tmp").mkdir(exist_ok=True)
         self._write_cnf()
         if (self.data_dir / "mysql").exists():
             return
