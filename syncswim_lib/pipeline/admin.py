@@ -1,0 +1,90 @@
+"""What the `syncswim setup|teardown|sync|audit` commands do (exit codes returned)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from syncswim_lib.config import load_project
+from syncswim_lib.errors import SyncSwimError
+from syncswim_lib.pipeline.capture import ensure_setup, sync_tables
+from syncswim_lib.pipeline.run import run_entity
+from syncswim_lib.pipeline.runtime import Runtime
+
+
+def setup(path: str | Path) -> int:
+    """Create slots, publications and marker tables, and record the start positions."""
+    with Runtime(load_project(path)) as rt:
+        for sync in rt.project.syncs:
+            ensure_setup(rt, sync)
+            print(f"{sync}: capture set up on {', '.join(_endpoints(rt, sync))}")
+    return 0
+
+
+def teardown(path: str | Path) -> int:
+    """Drop what `setup` created (slots, publications); the journal and links stay."""
+    with Runtime(load_project(path)) as rt:
+        for sync, decl in rt.project.syncs.items():
+            for endpoint in (decl.a, decl.b):
+                rt.connector(endpoint).teardown(sync)
+            print(f"{sync}: capture removed")
+    return 0
+
+
+def _endpoints(rt: Runtime, sync: str) -> list[str]:
+    decl = rt.project.syncs[sync]
+    return [f"{e} ({len(sync_tables(rt, sync, e))} tables)" for e in (decl.a, decl.b)]
+
+
+def run_once(path: str | Path, entity: str | None = None, full: bool = False) -> int:
+    """One micro-batch run outside Dagster (the same library code the assets call)."""
+    failed = 0
+    with Runtime(load_project(path)) as rt:
+        for sync, decl in rt.project.syncs.items():
+            for name in decl.entities:
+                if entity is not None and name != entity:
+                    continue
+                try:
+                    r = run_entity(rt, sync, name, full=full)
+                except SyncSwimError as exc:
+                    print(f"{sync}.{name}: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                sides = ", ".join(
+                    f"{ep} +{c.inserted} ~{c.updated} -{c.deleted}" for ep, c in r.sides.items()
+                )
+                print(
+                    f"{sync}.{name}: {sides or 'no writes'}; skipped {r.skipped_echoes}, "
+                    f"conflicts {r.conflicts}, waiting {r.waiting}, failed {r.failed}"
+                )
+                failed += r.failed
+    return 1 if failed else 0
+
+
+def audit(path: str | Path, entity: str | None = None, key: str | None = None) -> int:
+    """Print the journal for an entity (optionally one record key, as JSON)."""
+    with Runtime(load_project(path)) as rt:
+        key_filter = json.loads(key) if key else None
+        for e in rt.store.entries(entity=entity, key=key_filter, limit=200):
+            ch = e.change
+            print(
+                json.dumps(
+                    {
+                        "id": e.id,
+                        "sync": e.sync,
+                        "entity": e.entity,
+                        "side": e.side,
+                        "op": ch.op.value,
+                        "key": ch.key,
+                        "status": e.status,
+                        "detail": e.detail,
+                        "commit_ts": ch.commit_ts,
+                        "detected_at": ch.detected_at,
+                        "applied_at": e.applied_at,
+                        "origin": ch.origin,
+                    },
+                    default=str,
+                )
+            )
+    return 0

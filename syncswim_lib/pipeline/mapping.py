@@ -1,0 +1,135 @@
+"""One entity's two sides as the pipeline sees them: keys, external ids, field mapping.
+
+Sides are named by letter: "a" is the first endpoint of the sync's `between`, "b" the
+second. Values are translated from one side to the other through the field mapping, the
+declared per-direction transform, and the target column's stored form (`coerce`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from syncswim_lib.connectors.base import ColumnInfo, TableInfo
+from syncswim_lib.connectors.coerce import coerce, same_value
+from syncswim_lib.errors import ConfigError, RecordError
+
+if TYPE_CHECKING:
+    from syncswim_lib.config import Entity
+
+Letter = Literal["a", "b"]
+
+
+def other(letter: Letter) -> Letter:
+    return "b" if letter == "a" else "a"
+
+
+@dataclass(frozen=True)
+class SideView:
+    letter: Letter
+    endpoint: str
+    info: TableInfo
+    key: tuple[str, ...]
+    ext_column: str | None  # SOR mode: set on the non-SOR side; external-id mode: both
+    columns: tuple[str, ...]  # mapped columns, in field order
+
+    @property
+    def table(self) -> str:
+        return self.info.name
+
+    def col(self, name: str) -> ColumnInfo:
+        found = self.info.column(name)
+        if found is None:
+            raise ConfigError(f"column {name} does not exist in {self.endpoint} {self.table}")
+        return found
+
+    def tracked(self) -> tuple[str, ...]:
+        """The columns whose values the shadow keeps for this side."""
+        extra = (
+            (self.ext_column,) if self.ext_column and self.ext_column not in self.columns else ()
+        )
+        return self.columns + extra
+
+
+@dataclass(frozen=True)
+class EntityMap:
+    sync: str
+    entity: str
+    a: SideView
+    b: SideView
+    mode: Literal["system_of_record", "external_id"]
+    sor: Letter | None
+    # (column on a, column on b, transform to a, transform to b)
+    fields: tuple[tuple[str, str, Callable[[Any], Any] | None, Callable[[Any], Any] | None], ...]
+
+    def side(self, letter: Letter) -> SideView:
+        return self.a if letter == "a" else self.b
+
+    def key_of(self, letter: Letter, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: row.get(k) for k in self.side(letter).key}
+
+    def tracked_values(self, letter: Letter, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {c: row.get(c) for c in self.side(letter).tracked()}
+
+    def ext_value(self, letter: Letter, row: Mapping[str, Any]) -> Any:
+        col = self.side(letter).ext_column
+        return None if col is None else row.get(col)
+
+    def same_as_shadow(
+        self, letter: Letter, row: Mapping[str, Any], shadow: Mapping[str, Any] | None
+    ) -> bool:
+        if not shadow or letter not in shadow:
+            return False
+        agreed = shadow[letter]
+        return all(
+            c in agreed and same_value(row.get(c), agreed[c]) for c in self.side(letter).tracked()
+        )
+
+    def translate(self, source: Letter, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The mapped values of a `source` row as the other side will store them."""
+        target = self.side(other(source))
+        out: dict[str, Any] = {}
+        for col_a, col_b, to_a, to_b in self.fields:
+            src_col, dst_col, fn = (col_a, col_b, to_b) if source == "a" else (col_b, col_a, to_a)
+            value = row.get(src_col)
+            try:
+                if fn is not None:
+                    value = fn(value)
+                out[dst_col] = coerce(value, target.col(dst_col))
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise RecordError(f"field {src_col} -> {target.endpoint}.{dst_col}: {exc}") from exc
+        return out
+
+    def sor_key_value(self, key: Mapping[str, Any]) -> Any:
+        sor = self.side(self.sor or "a")
+        return key[sor.key[0]]
+
+    def key_from_ext(self, ext: Any) -> dict[str, Any]:
+        """SOR mode: the SOR key an external-id column value points to."""
+        sor = self.side(self.sor or "a")
+        try:
+            return {sor.key[0]: coerce(ext, sor.col(sor.key[0]))}
+        except ValueError as exc:
+            raise RecordError(
+                f"external id {ext!r} is not a valid {sor.endpoint} key: {exc}"
+            ) from exc
+
+    def ext_text(self, ext: Any) -> str:
+        return str(ext)
+
+
+def build_entity_map(entity: Entity, describe: Callable[[str, str], TableInfo]) -> EntityMap:
+    """Resolve an entity declaration against the live table descriptions."""
+    mode = entity.mode
+    fields = tuple((f.a, f.b, f.to_a, f.to_b) for f in entity.fields)
+
+    def view(letter: Letter) -> SideView:
+        spec = entity.side_a if letter == "a" else entity.side_b
+        info = describe(spec.endpoint, spec.table)
+        ext = mode.ext_column_a if letter == "a" else mode.ext_column_b
+        cols = tuple(f[0] if letter == "a" else f[1] for f in fields)
+        return SideView(letter, spec.endpoint, info, tuple(spec.key), ext, cols)
+
+    sor: Letter | None = mode.sor if mode.kind == "system_of_record" else None
+    return EntityMap(entity.sync, entity.name, view("a"), view("b"), mode.kind, sor, fields)

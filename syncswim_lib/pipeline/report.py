@@ -1,0 +1,37 @@
+"""What one run of one entity did: the numbers the materialisation metadata shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SideCounts:
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass
+class EntityReport:
+    sync: str
+    entity: str
+    sides: dict[str, SideCounts] = field(default_factory=dict)  # endpoint -> counts
+    captured: int = 0
+    skipped_echoes: int = 0  # our own writes coming back, or values already agreed
+    conflicts: int = 0
+    waiting: int = 0  # external-id mode: rows without an external id yet
+    failed: int = 0
+    write_backs: int = 0  # SOR keys written back into the other side
+    recovered_batches: int = 0
+    snapshot_rows: int = 0
+    positions: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def side(self, endpoint: str) -> SideCounts:
+        return self.sides.setdefault(endpoint, SideCounts())
+
+    @property
+    def writes(self) -> int:
+        return sum(c.inserted + c.updated + c.deleted for c in self.sides.values())
