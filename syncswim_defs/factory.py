@@ -1,0 +1,129 @@
+"""Build Dagster `Definitions` from a validated sync declaration.
+
+One asset per entity (key `[sync, entity]`, group = sync, kinds = both systems, deps =
+the entities it references), one capture sensor per sync. No sync logic lives here.
+"""
+
+
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    DagsterRunStatus,
+    Definitions,
+    MaterializeResult,
+    RunRequest,
+    RunsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    asset,
+    in_process_executor,
+    sensor,
+)
+from dagster import DefaultSensorStatus
+
+from syncswim_defs.metadata import report_metadata
+from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
+from syncswim_defs.resources import SyncSwimResource
+from syncswim_lib.config import Project, load_project
+from syncswim_lib.pipeline.capture import capture_sync
+from syncswim_lib.pipeline.run import run_entity
+
+
+class EntityRunConfig(Config):  # type: ignore[misc]
+    """`full: true` snapshots both sides and reconciles them (initial sync, drift repair)."""
+
+    full: bool = False
+
+
+def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
+    decl = project.syncs[sync]
+    ent = decl.entities[entity]
+    kinds = {project.endpoints[decl.a].kind, project.endpoints[decl.b].kind}
+    a, b = ent.side_a, ent.side_b
+
+    @asset(
+        key=entity_key(sync, entity),
+        group_name=group_name(sync),
+        kinds=kinds,
+        deps=[entity_key(sync, ref) for ref in dict(ent.references).values()],
+        description=(
+            f"`{a.endpoint}` {a.table} ⇄ `{b.endpoint}` {b.table} "
+            f"({ent.mode.kind.replace('_', ' ')} mode)"
+        ),
+        tags={SYNC_TAG: sync},
+    )
+    def _asset(
+        context: AssetExecutionContext, config: EntityRunConfig, syncswim: SyncSwimResource
+    ) -> MaterializeResult:
+        with syncswim.runtime() as rt:
+            report = run_entity(rt, sync, entity, full=config.full)
+        context.log.info(
+            f"{sync}.{entity}: {report.writes} writes, {report.skipped_echoes} skipped, "
+            f"{report.conflicts} conflicts, {report.waiting} waiting, {report.failed} failed"
+        )
+        return MaterializeResult(metadata=report_metadata(report))
+
+    return _asset
+
+
+_ACTIVE = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def _capture_sensor(project: Project, sync: str) -> SensorDefinition:
+    keys = [entity_key(sync, e) for e in project.syncs[sync].entities]
+
+    @sensor(
+        name=sensor_name(sync),
+        minimum_interval_seconds=1,
+        default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=keys,
+        description=f"Captures {sync}'s change streams and runs the entities with pending changes.",
+    )
+    def _sensor(
+        context: SensorEvaluationContext, syncswim: SyncSwimResource
+    ) -> RunRequest | SkipReason:
+        with syncswim.runtime() as rt:
+            captured = capture_sync(rt, sync)
+            pending = rt.store.pending_counts(sync)
+        if not pending:
+            return SkipReason(f"no pending changes (captured {captured})")
+        # one run at a time per sync: a second run would plan the same pending changes
+        active = context.instance.get_run_records(
+            RunsFilter(tags={SYNC_TAG: sync}, statuses=_ACTIVE), limit=1
+        )
+        if active:
+            return SkipReason(f"{sum(pending.values())} pending, waiting for the active run")
+        selection = [entity_key(sync, e) for e in project.syncs[sync].entities if e in pending]
+        return RunRequest(asset_selection=selection, tags={SYNC_TAG: sync})
+
+    return _sensor
+
+
+def build_definitions(project_path: str | Path, state_url: str | None = None) -> Definitions:
+    project = load_project(project_path)
+    assets = [
+        _entity_asset(project, sync, entity)
+        for sync, decl in project.syncs.items()
+        for entity in decl.entities
+    ]
+    sensors = [_capture_sensor(project, sync) for sync in project.syncs]
+    return Definitions(
+        assets=assets,
+        sensors=sensors,
+        resources={
+            "syncswim": SyncSwimResource(
+                project_path=str(Path(project_path).resolve()), state_url=state_url
+            )
+        },
+        # steps run in the run's own process: the multiprocess executor costs ~1.4 s a step
+        executor=in_process_executor,
+    )

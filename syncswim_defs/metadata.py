@@ -1,0 +1,34 @@
+"""Materialisation metadata from a run report: what the asset history in the UI shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import MetadataValue
+
+from syncswim_lib.pipeline.report import EntityReport
+
+
+def report_metadata(report: EntityReport) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for endpoint, counts in sorted(report.sides.items()):
+        meta[f"{endpoint}/inserted"] = counts.inserted
+        meta[f"{endpoint}/updated"] = counts.updated
+        meta[f"{endpoint}/deleted"] = counts.deleted
+    meta.update(
+        {
+            "captured": report.captured,
+            "snapshot_rows": report.snapshot_rows,
+            "skipped_echoes": report.skipped_echoes,
+            "conflicts": report.conflicts,
+            "waiting_for_external_id": report.waiting,
+            "failed": report.failed,
+            "key_write_backs": report.write_backs,
+            "recovered_batches": report.recovered_batches,
+            "positions": MetadataValue.json(report.positions),
+            "duration_s": round(report.duration_s, 3),
+        }
+    )
+    if report.errors:
+        meta["errors"] = MetadataValue.md("\n".join(f"- {e}" for e in report.errors[:50]))
+    return meta
