@@ -24,6 +24,10 @@ class CallContext:
     user_id: str  # 18-char User id
     origin: str = ""  # the value of `Sforce-Call-Options: client=<value>`, "" when absent
     api_version: str = "62.0"
+    # Which API made the change, for CDC `changeOrigin` (com/salesforce/api/<api>/<ver>):
+    # "rest", "bulkapi", ... ; "" for changes not made through an API (out-of-band
+    # "human"/system edits from the control plane), which get an empty changeOrigin.
+    api: str = "rest"
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,9 @@ class Response:
         return Response(status, json.dumps(payload, default=str).encode("utf-8"), h)
 
     @staticmethod
-    def error(status: int, error_code: str, message: str, fields: list[str] | None = None
-              ) -> Response:
+    def error(
+        status: int, error_code: str, message: str, fields: list[str] | None = None
+    ) -> Response:
         body: dict[str, Any] = {"message": message, "errorCode": error_code}
         if fields is not None:
             body["fields"] = fields
@@ -62,8 +67,7 @@ class Response:
 class ApiError(Exception):
     """Raised by org operations; the server turns it into the spec's error body."""
 
-    def __init__(self, status: int, error_code: str, message: str,
-                 fields: list[str] | None = None):
+    def __init__(self, status: int, error_code: str, message: str, fields: list[str] | None = None):
         super().__init__(f"{error_code}: {message}")
         self.status = status
         self.error_code = error_code
