@@ -114,8 +114,8 @@ class EntityEngine:
 
     def _apply_sides(self, plan: Plan, batch_id: str) -> dict[Letter, ApplyResult]:
         results: dict[Letter, ApplyResult] = {}
-        for target in ("a", "b"):
-            t: Letter = target  # type: ignore[assignment]
+        targets: tuple[Letter, Letter] = ("a", "b")
+        for t in targets:
             writes = [w for w in plan.writes if w.target == t]
             if not writes:
                 results[t] = ApplyResult(batch_id=f"{batch_id}.{t}")
@@ -177,7 +177,7 @@ class EntityEngine:
                 continue
             target_key = res.keys.get(w.ref, w.key or {})
             keys = {w.source: w.source_key, w.target: target_key}
-            shadow = {
+            shadow: dict[str, Any] = {
                 w.source: w.source_values,
                 w.target: {c: w.values.get(c) for c in m.side(w.target).tracked()},
             }

@@ -172,9 +172,22 @@ class PostgresServer:
             _make_reachable(self.base_dir)
             _chown_tree(self.base_dir, self.user)
         _run(
-            _as_user(self.user, [str(self.bindir / "initdb"), "-D", str(self.data_dir),
-                                 "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                                 "--locale=C.UTF-8", "--no-sync"]),
+            _as_user(
+                self.user,
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ],
+            ),
             "initdb",
         )
         conf = (
@@ -196,9 +209,22 @@ class PostgresServer:
         if self.user:
             _chown_tree(self.base_dir, self.user)
         _run(
-            _as_user(self.user, [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir),
-                                 "-l", str(log), "-w", "-t", str(int(timeout)),
-                                 "-o", f"-p {self.port} -k {self.sock_dir}", "start"]),
+            _as_user(
+                self.user,
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-o",
+                    f"-p {self.port} -k {self.sock_dir}",
+                    "start",
+                ],
+            ),
             f"starting PostgreSQL (log: {log})",
         )
         _wait(lambda: _port_open(self.port), timeout, f"PostgreSQL on port {self.port}")
@@ -217,9 +243,13 @@ class PostgresServer:
         if not self.running():
             return
         subprocess.run(
-            _as_user(self.user, [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir),
-                                 "-m", "fast", "-w", "stop"]),
-            check=False, capture_output=True, text=True,
+            _as_user(
+                self.user,
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            ),
+            check=False,
+            capture_output=True,
+            text=True,
         )
 
 
@@ -287,8 +317,12 @@ class MariaDBServer:
             _make_reachable(self.base_dir)
             _chown_tree(self.base_dir, self.user)
         install = _which_any("mariadb-install-db", "mysql_install_db")
-        argv = [install, f"--defaults-file={self.cnf}", "--auth-root-authentication-method=normal",
-                "--skip-test-db"]
+        argv = [
+            install,
+            f"--defaults-file={self.cnf}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]
         if self.user:
             argv.append(f"--user={self.user}")
         _run(argv, "mariadb-install-db")
@@ -297,13 +331,15 @@ class MariaDBServer:
         self.init()
         if self.user:
             _chown_tree(self.base_dir, self.user)
-        log = open(self.base_dir / "mysqld.out", "ab")
-        # own session: Ctrl-C in a terminal must reach our supervisor, not kill the server mid-write
-        subprocess.Popen(
-            [self.server_bin, f"--defaults-file={self.cnf}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
+        # own session: Ctrl-C in a terminal must reach our supervisor, not kill the server
+        # mid-write
+        with open(self.base_dir / "mysqld.out", "ab") as log:
+            subprocess.Popen(
+                [self.server_bin, f"--defaults-file={self.cnf}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _wait(lambda: _port_open(self.port), timeout, f"MariaDB on port {self.port}")
 
     def pid(self) -> int | None:

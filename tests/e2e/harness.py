@@ -119,3 +119,36 @@ class TwoDbs:
     def close(self) -> None:
         self.pg.close()
         self.my.close()
+
+
+def materialize_entity(dbs: TwoDbs, entity: str, full: bool = False) -> Any:
+    """Materialise the entity's asset through the Dagster definitions; the run's metadata
+    read back into a report."""
+    from dagster import AssetKey, materialize
+
+    from syncswim_defs.factory import build_definitions
+    from syncswim_lib.pipeline.report import EntityReport
+
+    defs = build_definitions(dbs.yaml_path, state_url=dbs.state_url)
+    asset = defs.resolve_assets_def(AssetKey(["app_shop", entity]))
+    node = f"app_shop__{entity}"
+    # the definitions already bind the resource (with the test's state store)
+    result = materialize(
+        [asset],
+        run_config={"ops": {node: {"config": {"full": full}}}},
+    )
+    assert result.success
+    meta = {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+    report = EntityReport("app_shop", entity)
+    for k, v in meta.items():
+        if "/" in k:
+            endpoint, what = k.split("/", 1)
+            setattr(report.side(endpoint), what, v)
+    report.captured = meta["captured"]
+    report.snapshot_rows = meta["snapshot_rows"]
+    report.skipped_echoes = meta["skipped_echoes"]
+    report.conflicts = meta["conflicts"]
+    report.waiting = meta["waiting_for_external_id"]
+    report.failed = meta["failed"]
+    report.write_backs = meta["key_write_backs"]
+    return report

@@ -1,4 +1,4 @@
-"""PostgreSQL ⇄ MariaDB through the pipeline the Dagster assets call (real servers)."""
+"""PostgreSQL ⇄ MariaDB through the Dagster asset materialisations (real servers)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ import pytest
 
 from syncswim_lib.config import load_project
 from syncswim_lib.pipeline.report import EntityReport
-from syncswim_lib.pipeline.run import run_entity
 from syncswim_lib.pipeline.runtime import Runtime
-from tests.e2e.harness import FIELDS, TwoDbs
+from tests.e2e.harness import FIELDS, TwoDbs, materialize_entity
 
 pytestmark = pytest.mark.integration
 
 
 def run(dbs: TwoDbs, entity: str = "customers", full: bool = False) -> EntityReport:
-    with Runtime(load_project(dbs.yaml_path)) as rt:
-        return run_entity(rt, "app_shop", entity, full=full)
+    report: EntityReport = materialize_entity(dbs, entity, full)
+    return report
 
 
 def _norm_my(row: dict) -> dict:

@@ -1,0 +1,99 @@
+"""The demo's small, realistic schema and seed data on both sides."""
+
+from __future__ import annotations
+
+PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS public.customers (
+    id            serial PRIMARY KEY,
+    email         text NOT NULL,
+    full_name     text NOT NULL,
+    credit_limit  numeric(12,2),
+    is_active     boolean NOT NULL DEFAULT true,
+    signup_date   date,
+    last_order_at timestamptz,
+    prefs         jsonb
+);
+CREATE TABLE IF NOT EXISTS public.products (
+    id       serial PRIMARY KEY,
+    sku      text UNIQUE,
+    name     text NOT NULL,
+    price    numeric(10,2),
+    in_stock boolean NOT NULL DEFAULT true
+);
+"""
+
+PG_SEED = """
+INSERT INTO public.customers (email, full_name, credit_limit, is_active, signup_date,
+                              last_order_at, prefs) VALUES
+ ('ada@example.com', 'Ada Lovelace', 5000.00, true, '2024-01-15', '2026-11-01 10:00:00+00',
+  '{"newsletter": true}'),
+ ('grace@example.com', 'Grace Hopper', 12000.50, true, '2023-06-01', NULL, '{"lang": "en"}'),
+ ('jose@example.com', 'José Núñez', NULL, false, '2025-03-20', NULL, NULL);
+INSERT INTO public.products (sku, name, price, in_stock) VALUES
+ ('SKU-001', 'Kayak paddle', 89.90, true),
+ ('SKU-002', 'Dry bag 20 L', 24.50, true);
+"""
+
+MYSQL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS customers (
+    id              int AUTO_INCREMENT PRIMARY KEY,
+    app_customer_id int NULL UNIQUE,
+    email           varchar(255) NOT NULL,
+    name            varchar(255) NOT NULL,
+    credit_limit    decimal(12,2) NULL,
+    active          tinyint(1) NOT NULL DEFAULT 1,
+    signup_date     date NULL,
+    last_order_at   datetime(6) NULL,
+    prefs           json NULL
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS products (
+    id       int AUTO_INCREMENT PRIMARY KEY,
+    sku      varchar(64) NULL UNIQUE,
+    title    varchar(255) NOT NULL,
+    price    decimal(10,2) NULL,
+    in_stock tinyint(1) NOT NULL DEFAULT 1
+) ENGINE=InnoDB;
+"""
+
+MYSQL_SEED = """
+INSERT INTO customers (app_customer_id, email, name, credit_limit, active, signup_date)
+VALUES (NULL, 'linus@example.org', 'Linus T.', 750.00, 1, '2025-09-09');
+INSERT INTO products (sku, title, price, in_stock) VALUES
+ ('SKU-002', 'Dry bag 20 L', 24.50, 1),
+ ('SKU-003', 'Spray deck', 59.00, 0);
+"""
+
+DEMO_YAML = """\
+# Sync or Swim demo: the app's PostgreSQL and the shop's MariaDB kept in step.
+endpoints:
+  app_db:  {kind: postgres, dsn: {env: SYNCSWIM_PG_DSN}}
+  shop_db: {kind: mysql,    dsn: {env: SYNCSWIM_MYSQL_DSN}}
+
+syncs:
+  app_shop:
+    between: [app_db, shop_db]
+    run: micro_batch
+    entities:
+      customers:
+        app_db:  {table: public.customers, key: [id]}
+        shop_db: {table: customers, key: [id]}
+        # the app owns customer identity; the shop keeps its own ids and stores ours
+        mode: {system_of_record: app_db, external_id: {shop_db: app_customer_id}}
+        fields:
+          email: email
+          full_name: name
+          credit_limit: credit_limit
+          is_active: active
+          signup_date: signup_date
+          last_order_at: last_order_at
+          prefs: prefs
+      products:
+        app_db:  {table: public.products, key: [id]}
+        shop_db: {table: products, key: [id]}
+        # both sides carry the SKU; rows without one wait until they get it
+        mode: {external_id: {app_db: sku, shop_db: sku}}
+        fields:
+          name: title
+          price: price
+          in_stock: in_stock
+"""
