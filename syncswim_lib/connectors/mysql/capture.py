@@ -1,0 +1,291 @@
+"""Reading row changes from the binlog and grouping them into whole transactions.
+
+One BinLogStreamReader per call, non-blocking: it reads what the binlog holds now and
+returns. It resumes from a file/position (`is_mariadb=False`, which MariaDB accepts; with
+`is_mariadb=True` the reader would ignore file/position and replay from the first binlog).
+
+Positions: every change of a transaction carries (file, end of its commit event, index in
+the transaction); the batch's end position is (file, end of the last commit seen, number of
+changes in that transaction), so it sorts after every change it covers and before the next
+transaction. Reading resumes at `end_position.pos`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from syncswim_lib.connectors.base import CaptureBatch, ColumnInfo, TableInfo
+from syncswim_lib.connectors.mysql.connection import (
+    BINLOG_READ_ERROR,
+    MySQLDsn,
+    error_code,
+    error_text,
+    map_error,
+)
+from syncswim_lib.connectors.mysql.types import to_canonical
+from syncswim_lib.envelope import BinlogPosition, Change, Op
+from syncswim_lib.errors import FatalError
+
+
+@dataclass(frozen=True)
+class RowChange:
+    op: Op
+    schema: str
+    table: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass
+class _Txn:
+    rows: list[RowChange] = field(default_factory=list)
+
+
+class TransactionAssembler:
+    """Turns binlog events into Changes, one committed transaction at a time.
+
+    `describe(schema, table)` gives the TableInfo used to convert values and find the key.
+    """
+
+    def __init__(
+        self,
+        marker: tuple[str, str],
+        wanted: set[tuple[str, str]],
+        describe: Callable[[str, str], TableInfo],
+        start: BinlogPosition,
+        since: BinlogPosition | None,
+    ) -> None:
+        self.marker = marker
+        self.wanted = wanted
+        self.describe = describe
+        self.since = since
+        self.file = start.file
+        self.cursor = start  # the position after the last complete transaction
+        self.txn: _Txn | None = None
+        self.changes: list[Change] = []
+        self._shapes: dict[tuple[str, str], _TableShape] = {}
+
+    # --- events ---------------------------------------------------------------------------
+
+    def rotate(self, next_file: str, position: int, artificial: bool) -> bool:
+        """A RotateEvent; False when reading must stop.
+
+        The server sends an artificial rotate at the start of every dump. Inside a
+        transaction that means the reader reconnected in its middle (mysql-replication does
+        so by itself after a lost connection) and would miss the table maps of the rows
+        that follow: drop the partial transaction and stop; the next call re-reads it whole.
+        """
+        if artificial and self.txn is not None:
+            self.txn = None
+            return False
+        self.file = next_file
+        if self.txn is None:
+            moved = BinlogPosition(next_file, position)
+            if (moved.file, moved.pos) > (self.cursor.file, self.cursor.pos):
+                self.cursor = moved
+        return True
+
+    def begin(self) -> None:
+        self.txn = _Txn()
+
+    def rows(self, op: Op, schema: str, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        if self.txn is None:  # row events outside BEGIN/COMMIT: treat as their own txn
+            self.txn = _Txn()
+        if (schema, table) not in self.wanted and (schema, table) != self.marker:
+            return
+        for row in rows:
+            if op == Op.UPDATE:
+                before, after = row["before_values"], row["after_values"]
+            elif op == Op.DELETE:
+                before, after = row["values"], None
+            else:
+                before, after = None, row["values"]
+            self.txn.rows.append(RowChange(op, schema, table, before, after))
+
+    def statement(self, query: str, end_pos: int, timestamp: int) -> None:
+        """A QueryEvent: BEGIN, COMMIT, savepoints, or a DDL statement."""
+        word = query.lstrip().split(None, 1)[0].upper() if query.strip() else ""
+        if word == "BEGIN":
+            self.begin()
+        elif word == "COMMIT":
+            self.commit(end_pos, timestamp)
+        elif word in ("SAVEPOINT", "RELEASE") or query.upper().startswith("ROLLBACK TO"):
+            return
+        elif word == "ROLLBACK":
+            self.txn = None
+            self.cursor = BinlogPosition(self.file, end_pos)
+        elif self.txn is None or not self.txn.rows:
+            # DDL commits on its own; step past it so a resume does not read it again
+            self.txn = None
+            self.cursor = BinlogPosition(self.file, end_pos)
+
+    def commit(self, end_pos: int, timestamp: int) -> None:
+        txn, self.txn = self.txn, None
+        rows = txn.rows if txn else []
+        origin: str | None = None
+        if rows and rows[0].op == Op.INSERT and (rows[0].schema, rows[0].table) == self.marker:
+            origin = str((rows[0].after or {}).get("origin"))
+        commit_ts = datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+        detected = datetime.now(UTC)
+        seq = 0
+        for row in rows:
+            if (row.schema, row.table) == self.marker:
+                continue
+            for change in self._changes(row, end_pos, seq, commit_ts, detected, origin):
+                if self.since is None or _after(change.position, self.since):
+                    self.changes.append(change)
+                seq += 1
+        self.cursor = BinlogPosition(self.file, end_pos, seq)
+
+    # --- conversion -----------------------------------------------------------------------
+
+    def _table(self, schema: str, table: str) -> _TableShape:
+        shape = self._shapes.get((schema, table))
+        if shape is None:
+            info = self.describe(schema, table)
+            shape = _TableShape(
+                f"{schema}.{table}", info.primary_key, {c.name: c for c in info.columns}
+            )
+            self._shapes[(schema, table)] = shape
+        return shape
+
+    def _changes(
+        self,
+        row: RowChange,
+        end_pos: int,
+        seq: int,
+        commit_ts: datetime | None,
+        detected: datetime,
+        origin: str | None,
+    ) -> list[Change]:
+        shape = self._table(row.schema, row.table)
+        before = shape.convert(row.before)
+        after = shape.convert(row.after)
+        pk = shape.primary_key
+
+        def change(
+            op: Op,
+            key_src: dict[str, Any],
+            b: dict[str, Any] | None,
+            a: dict[str, Any] | None,
+            n: int,
+            changed: tuple[str, ...] | None = None,
+        ) -> Change:
+            return Change(
+                op=op,
+                table=shape.name,
+                key={c: key_src.get(c) for c in pk},
+                after=a,
+                before=b,
+                position=BinlogPosition(self.file, end_pos, n),
+                commit_ts=commit_ts,
+                detected_at=detected,
+                origin=origin,
+                changed_fields=changed,
+            )
+
+        if before is not None and after is not None:
+            if any(before.get(c) != after.get(c) for c in pk):
+                # a new primary key is another record: the old one goes, the new one comes
+                return [
+                    change(Op.DELETE, before, before, None, seq),
+                    change(Op.INSERT, after, None, after, seq + 1),
+                ]
+            changed = tuple(c for c, v in after.items() if c not in before or before[c] != v)
+            return [change(Op.UPDATE, after, before, after, seq, changed)]
+        return [change(row.op, after if after is not None else before or {}, before, after, seq)]
+
+    def result(self) -> CaptureBatch:
+        return CaptureBatch(changes=tuple(self.changes), end_position=self.cursor)
+
+
+@dataclass(frozen=True)
+class _TableShape:
+    name: str
+    primary_key: tuple[str, ...]
+    columns: dict[str, ColumnInfo]
+
+    def convert(self, values: dict[str, Any] | None) -> dict[str, Any] | None:
+        if values is None:
+            return None
+        cols = self.columns
+        # a column added since describe() ran is passed through with generic conversion
+        return {name: to_canonical(v, cols.get(name)) for name, v in values.items()}
+
+
+def read_binlog(
+    dsn: MySQLDsn,
+    server_id: int,
+    assembler: TransactionAssembler,
+    max_changes: int,
+    what: str,
+) -> CaptureBatch:
+    """Feed the binlog from `assembler.cursor` to the assembler until it holds at least
+    `max_changes` changes at a transaction boundary, or the binlog ends for now."""
+    import pymysql
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    tables = {t for (_, t) in assembler.wanted} | {assembler.marker[1]}
+    schemas = {s for (s, _) in assembler.wanted} | {assembler.marker[0]}
+    start = assembler.cursor
+    reader = BinLogStreamReader(
+        connection_settings=dsn.kwargs(),
+        server_id=server_id,
+        log_file=start.file,
+        log_pos=start.pos,
+        resume_stream=True,
+        blocking=False,
+        is_mariadb=False,
+        only_schemas=sorted(schemas),
+        only_tables=sorted(tables),
+        only_events=[
+            WriteRowsEvent,
+            UpdateRowsEvent,
+            DeleteRowsEvent,
+            XidEvent,
+            RotateEvent,
+            QueryEvent,
+            MariadbGtidEvent,
+        ],
+        enable_logging=False,
+    )
+    ops = {WriteRowsEvent: Op.INSERT, UpdateRowsEvent: Op.UPDATE, DeleteRowsEvent: Op.DELETE}
+    try:
+        for event in reader:
+            kind = type(event)
+            if kind in ops:
+                assembler.rows(ops[kind], event.schema, event.table, event.rows)
+            elif kind is XidEvent:
+                assembler.commit(event.packet.log_pos, event.timestamp)
+                if len(assembler.changes) >= max_changes:
+                    break
+            elif kind is MariadbGtidEvent:
+                assembler.begin()
+            elif kind is QueryEvent:
+                assembler.statement(event.query, event.packet.log_pos, event.timestamp)
+                if assembler.txn is None and len(assembler.changes) >= max_changes:
+                    break
+            elif kind is RotateEvent:
+                artificial = event.timestamp == 0  # sent by the server at each (re)connect
+                if not assembler.rotate(event.next_binlog, event.position, artificial):
+                    break
+    except pymysql.err.MySQLError as exc:
+        if error_code(exc) == BINLOG_READ_ERROR:
+            raise FatalError(
+                f"{what}: cannot read binlog file {start.file} at position {start.pos} "
+                f"(purged, or the server's binlogs were reset): {error_text(exc)}. "
+                "The stored position is lost: re-snapshot this sync."
+            ) from exc
+        raise map_error(exc, what) from exc
+    finally:
+        reader.close()
+    return assembler.result()
+
+
+def _after(position: object, since: BinlogPosition) -> bool:
+    return isinstance(position, BinlogPosition) and position > since

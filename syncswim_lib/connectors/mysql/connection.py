@@ -1,0 +1,202 @@
+"""DSN parsing, PyMySQL connections with our session settings, and error mapping."""
+
+from __future__ import annotations
+
+import functools
+import ssl
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from syncswim_lib.errors import ConfigError, FatalError, RetriableError, SyncSwimError
+
+if TYPE_CHECKING:
+    import pymysql
+
+MARKER_TABLE = "_syncswim_applied"
+
+# Strict: a value the column cannot hold is an error, never a silent truncation or zero date.
+SQL_MODE = (
+    "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+# Every session reads and writes TIMESTAMP columns in UTC, as the canonical values are.
+INIT_COMMAND = f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}'"
+
+# Lost connection, server gone, lock wait timeout, deadlock, too many connections,
+# connection killed, server shutting down: the next attempt may well succeed.
+RETRIABLE_CODES = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055})
+_AUTH_CODES = frozenset({1044, 1045, 1227, 1698})
+UNKNOWN_DATABASE = 1049
+DUPLICATE_KEY = 1062
+PARSE_ERROR = 1064
+NO_SUCH_TABLE = 1146
+BINLOG_READ_ERROR = 1236
+
+
+_SSL_MODES = ("auto", "disabled", "preferred", "required", "verify_identity")
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@functools.cache
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    # built once: loading the CA bundle costs tens of ms, and PyMySQL would do it per connect
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass(frozen=True)
+class MySQLDsn:
+    """`mysql://user:pass@host:port/db?ssl_mode=...` (also `mariadb://`), user and password
+    %-encoded. ssl_mode: `auto` (default: off on loopback, else `preferred`), `disabled`,
+    `preferred` (TLS when the server offers it), `required`, `verify_identity`."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    connect_timeout: int = 10
+    ssl_mode: str = "auto"
+
+    def kwargs(self) -> dict[str, Any]:
+        """Arguments for `pymysql.connect` (and mysql-replication's connection settings)."""
+        args: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "charset": "utf8mb4",
+            "connect_timeout": self.connect_timeout,
+        }
+        mode = self.ssl_mode
+        if mode == "auto":
+            mode = "disabled" if self.host in _LOOPBACK else "preferred"
+        if mode == "disabled":
+            args["ssl_disabled"] = True
+        elif mode in ("required", "verify_identity"):
+            args["ssl"] = _ssl_context(mode == "verify_identity")
+        return args
+
+    def safe(self) -> str:
+        """The DSN without its password, for messages."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def parse_dsn(dsn: str, endpoint: str) -> MySQLDsn:
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+        raise ConfigError(
+            f"endpoint {endpoint}: expected a DSN like mysql://user:pass@host:port/db, "
+            f"got scheme {parts.scheme or '(none)'!r}"
+        )
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise ConfigError(
+            f"endpoint {endpoint}: the DSN must name one database (mysql://user@host:port/db)"
+        )
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise ConfigError(f"endpoint {endpoint}: the DSN's port is not a number") from None
+    query = parse_qs(parts.query)
+    timeout = query.get("connect_timeout", ["10"])[0]
+    if not timeout.isdigit():
+        raise ConfigError(f"endpoint {endpoint}: connect_timeout must be a whole number")
+    ssl_mode = query.get("ssl_mode", ["auto"])[0].lower()
+    if ssl_mode not in _SSL_MODES:
+        raise ConfigError(f"endpoint {endpoint}: ssl_mode must be one of {', '.join(_SSL_MODES)}")
+    return MySQLDsn(
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=database,
+        connect_timeout=int(timeout),
+        ssl_mode=ssl_mode,
+    )
+
+
+def split_table(name: str, default_db: str) -> tuple[str, str]:
+    """`table` is in the DSN's database; `db.table` names another one."""
+    db, dot, table = name.partition(".")
+    return (db, table) if dot else (default_db, name)
+
+
+def qident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def qtable(db: str, table: str) -> str:
+    return f"{qident(db)}.{qident(table)}"
+
+
+def server_id_for(*parts: str) -> int:
+    """A replica server_id stable for (endpoint, database, sync, call site).
+
+    The server kills an older binlog dump that used the same id, so two readers must never
+    share one; ids below 1,000,000 are left to real servers and replicas.
+    """
+    digest = zlib.crc32("\0".join(parts).encode("utf-8"))
+    return 1_000_000 + digest % 3_000_000_000
+
+
+def connect(dsn: MySQLDsn, endpoint: str, *, streaming: bool = False) -> pymysql.Connection:
+    """An autocommit connection with UTC time zone, strict sql_mode and FOUND_ROWS.
+
+    FOUND_ROWS makes UPDATE report matched rows, so an update that changes nothing is not
+    mistaken for a missing row.
+    """
+    import pymysql
+    from pymysql.constants import CLIENT
+
+    kwargs = dsn.kwargs()
+    kwargs.update(
+        database=dsn.database,
+        autocommit=True,
+        client_flag=CLIENT.FOUND_ROWS,
+        init_command=INIT_COMMAND,
+    )
+    if streaming:
+        kwargs["cursorclass"] = pymysql.cursors.SSCursor
+    try:
+        return pymysql.connect(**kwargs)
+    except pymysql.err.MySQLError as exc:
+        raise map_error(exc, f"connecting to endpoint {endpoint} ({dsn.safe()})") from exc
+
+
+def error_code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def error_text(exc: BaseException) -> str:
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    if len(args) >= 2:
+        return f"({args[0]}) {args[1]}"
+    return str(exc) or type(exc).__name__
+
+
+def is_retriable(exc: BaseException) -> bool:
+    import pymysql
+
+    if isinstance(exc, pymysql.err.InterfaceError | ConnectionError | TimeoutError):
+        return True
+    return error_code(exc) in RETRIABLE_CODES
+
+
+def map_error(exc: BaseException, what: str) -> SyncSwimError:
+    """The taxonomy error for a driver error raised while doing `what`."""
+    text = f"{what}: {error_text(exc)}"
+    code = error_code(exc)
+    if is_retriable(exc):
+        return RetriableError(text)
+    if code in _AUTH_CODES:
+        return FatalError(text)
+    if code == UNKNOWN_DATABASE:
+        return ConfigError(text)
+    return FatalError(text)

@@ -1,0 +1,285 @@
+"""MySQLConnector: the Connector Protocol for MySQL 8 and MariaDB 10.6+.
+
+Not thread-safe: one connector per thread. It keeps one control connection (describe,
+fetch, apply, positions), opens one more per snapshot and a binlog reader per capture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from syncswim_lib.connectors.base import (
+    ApplyBatch,
+    ApplyResult,
+    Capabilities,
+    CaptureBatch,
+    TableInfo,
+)
+from syncswim_lib.connectors.coerce import coerce
+from syncswim_lib.connectors.mysql import apply as apply_mod
+from syncswim_lib.connectors.mysql import markers
+from syncswim_lib.connectors.mysql.capture import TransactionAssembler, read_binlog
+from syncswim_lib.connectors.mysql.connection import (
+    MARKER_TABLE,
+    NO_SUCH_TABLE,
+    PARSE_ERROR,
+    connect,
+    error_code,
+    is_retriable,
+    map_error,
+    parse_dsn,
+    qident,
+    qtable,
+    server_id_for,
+    split_table,
+)
+from syncswim_lib.connectors.mysql.describe import describe_table
+from syncswim_lib.connectors.mysql.snapshot import snapshot_batches
+from syncswim_lib.connectors.mysql.types import to_canonical, to_driver
+from syncswim_lib.envelope import BinlogPosition, Position
+from syncswim_lib.errors import ConfigError, FatalError, SyncSwimError
+
+if TYPE_CHECKING:
+    import pymysql
+
+_FETCH_CHUNK = 1000
+# (variable, required value); binlog_row_metadata=FULL gives column names in row events
+_REQUIRED = (
+    ("log_bin", "ON"),
+    ("binlog_format", "ROW"),
+    ("binlog_row_image", "FULL"),
+    ("binlog_row_metadata", "FULL"),
+)
+
+
+class MySQLConnector:
+    capabilities = Capabilities(
+        change_stream=True,
+        hard_deletes=True,
+        upsert_by_external_id=True,
+        origin_tagging=True,
+        max_batch_rows=5000,
+    )
+
+    def __init__(self, dsn: str, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.dsn = parse_dsn(dsn, endpoint)
+        self.db = self.dsn.database
+        self._conn: pymysql.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"MySQLConnector({self.dsn.safe()!r}, endpoint={self.endpoint!r})"
+
+    # --- connection ------------------------------------------------------------------------
+
+    def _connection(self) -> pymysql.Connection:
+        if self._conn is None or not self._conn.open:
+            self._conn = connect(self.dsn, self.endpoint)
+        return self._conn
+
+    def _failed(self, exc: Exception, what: str) -> SyncSwimError:
+        """Map a driver error; a connection in doubt is dropped so the next call reconnects."""
+        if is_retriable(exc):
+            self._drop()
+        return map_error(exc, f"{what} on endpoint {self.endpoint}")
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing more to release
+                conn.close()
+
+    def close(self) -> None:
+        self._drop()
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def describe(self, table: str) -> TableInfo:
+        import pymysql
+
+        db, name = split_table(table, self.db)
+        try:
+            return describe_table(self._connection(), db, name, name=table, endpoint=self.endpoint)
+        except pymysql.err.MySQLError as exc:
+            raise self._failed(exc, f"describing {table}") from exc
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._connection().cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def _check_binlog_settings(self) -> None:
+        rows = self._query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+            "('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata')"
+        )
+        found = {str(k).lower(): str(v).upper() for k, v in rows}
+        for var, wanted in _REQUIRED:
+            have = found.get(var)
+            if have != wanted:
+                raise FatalError(
+                    f"endpoint {self.endpoint}: change capture needs {var}={wanted} on the "
+                    f"server, it is {have or 'not available'} (set it in the server's "
+                    "configuration and restart)"
+                )
+
+    def setup(self, sync: str, tables: Sequence[str]) -> None:
+        """Check the binlog settings, create the marker table, check that `tables` exist."""
+        import pymysql
+
+        try:
+            self._check_binlog_settings()
+            self._query(markers.create_sql(self.db))
+        except pymysql.err.MySQLError as exc:
+            raise self._failed(exc, f"setting up sync {sync}") from exc
+        for table in tables:
+            info = self.describe(table)
+            if not info.primary_key:
+                raise ConfigError(
+                    f"table {table} on endpoint {self.endpoint} has no primary key: "
+                    "change capture needs one to identify rows"
+                )
+
+    def teardown(self, sync: str, *, drop_marker_table: bool = False) -> None:
+        """Forget `sync`'s applied-batch markers. The marker table is shared by every sync
+        writing to this database, so it is dropped only when asked."""
+        import pymysql
+
+        marker = qtable(self.db, MARKER_TABLE)
+        try:
+            if drop_marker_table:
+                self._query(f"DROP TABLE IF EXISTS {marker}")
+            else:
+                self._query(f"DELETE FROM {marker} WHERE origin = %s", (sync,))
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) == NO_SUCH_TABLE:
+                return
+            raise self._failed(exc, f"tearing down sync {sync}") from exc
+
+    # --- capture ---------------------------------------------------------------------------
+
+    def current_position(self, sync: str) -> Position:
+        import pymysql
+
+        try:
+            try:
+                rows = self._query("SHOW MASTER STATUS")
+            except pymysql.err.ProgrammingError as exc:  # MySQL 8.4 renamed it
+                if error_code(exc) != PARSE_ERROR:
+                    raise
+                rows = self._query("SHOW BINARY LOG STATUS")
+        except pymysql.err.MySQLError as exc:
+            raise self._failed(exc, "reading the binlog position") from exc
+        if not rows:
+            raise FatalError(f"endpoint {self.endpoint}: binary logging is off (log_bin)")
+        return BinlogPosition(str(rows[0][0]), int(rows[0][1]))
+
+    def capture(
+        self, sync: str, tables: Sequence[str], since: Position | None, max_changes: int
+    ) -> CaptureBatch:
+        if since is not None and not isinstance(since, BinlogPosition):
+            raise FatalError(
+                f"endpoint {self.endpoint}: sync {sync} stored a {since.kind} position, "
+                "a MySQL endpoint needs a binlog position"
+            )
+        now = self.current_position(sync)
+        assert isinstance(now, BinlogPosition)
+        start = since if since is not None else now
+        if (start.file, start.pos) == (now.file, now.pos):
+            # nothing written since: one query instead of a binlog dump (two connections)
+            return CaptureBatch(changes=(), end_position=start)
+        assembler = TransactionAssembler(
+            marker=(self.db, MARKER_TABLE),
+            wanted={split_table(t, self.db) for t in tables},
+            # described once per call and table: a schema change shows up at the next call
+            describe=lambda db, table: self.describe(f"{db}.{table}"),
+            start=start,
+            since=since,
+        )
+        server_id = server_id_for(
+            self.endpoint, f"{self.dsn.host}:{self.dsn.port}/{self.db}", sync, "capture"
+        )
+        return read_binlog(
+            self.dsn,
+            server_id,
+            assembler,
+            max(1, max_changes),
+            what=f"capturing sync {sync} on endpoint {self.endpoint}",
+        )
+
+    def confirm(self, sync: str, position: Position) -> None:
+        """Nothing to release: the position lives in our state, not on the server. The
+        server purges binlogs by its own expiry (binlog_expire_logs_seconds), which must
+        outlast the longest pause of a sync."""
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def snapshot(
+        self, table: str, columns: Sequence[str], order_by: Sequence[str], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        info = self.describe(table)  # a missing table fails here, not at the first batch
+
+        def open_connection() -> pymysql.Connection:
+            return connect(self.dsn, self.endpoint, streaming=True)
+
+        return snapshot_batches(open_connection, info, columns, order_by, batch_rows, self.endpoint)
+
+    def fetch(self, table: str, column: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        import pymysql
+
+        info = self.describe(table)
+        col = info.column(column)
+        if col is None:
+            raise ConfigError(
+                f"column {column} does not exist in table {table} on endpoint {self.endpoint}"
+            )
+        wanted = []
+        for v in values:
+            try:
+                wanted.append(to_driver(coerce(v, col), col))
+            except ValueError:
+                continue  # a value the column cannot hold matches no row
+        names = [c.name for c in info.columns]
+        select = (
+            f"SELECT {', '.join(qident(n) for n in names)} FROM {qtable(*info.name.split('.', 1))}"
+        )
+        out: list[dict[str, Any]] = []
+        try:
+            for i in range(0, len(wanted), _FETCH_CHUNK):
+                chunk = wanted[i : i + _FETCH_CHUNK]
+                marks = ", ".join(["%s"] * len(chunk))
+                rows = self._query(f"{select} WHERE {qident(column)} IN ({marks})", chunk)
+                out += [
+                    {c.name: to_canonical(v, c) for c, v in zip(info.columns, r, strict=True)}
+                    for r in rows
+                ]
+        except pymysql.err.MySQLError as exc:
+            raise self._failed(exc, f"fetching rows of {table}") from exc
+        return out
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def apply(self, batch: ApplyBatch) -> ApplyResult:
+        info = self.describe(batch.table)
+        try:
+            return apply_mod.apply_batch(self._connection(), info, self.db, batch, self.endpoint)
+        except SyncSwimError:
+            # the transaction was rolled back; a broken connection must not be reused
+            conn = self._conn
+            if conn is not None and not conn.open:
+                self._drop()
+            raise
+
+    def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
+        import pymysql
+
+        try:
+            return markers.read_result(self._connection(), self.db, batch_id)
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) == NO_SUCH_TABLE:
+                return None
+            raise self._failed(exc, f"reading the result of batch {batch_id}") from exc

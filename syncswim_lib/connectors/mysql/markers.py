@@ -1,0 +1,107 @@
+"""The `_syncswim_applied` marker table: one row per applied batch.
+
+The row is written first in every apply transaction, so (1) a replayed batch finds it and
+writes nothing, (2) capture recognises every row change of that transaction as ours, and
+(3) the batch's result is readable after a crash between commit and recording it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from syncswim_lib.connectors.base import ApplyResult
+from syncswim_lib.connectors.mysql.connection import MARKER_TABLE, qtable
+
+if TYPE_CHECKING:
+    import pymysql
+
+
+def create_sql(db: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qtable(db, MARKER_TABLE)} ("
+        " batch_id varchar(64) NOT NULL PRIMARY KEY,"
+        " origin varchar(128) NOT NULL,"
+        " result longtext,"
+        " created_at timestamp(6) NOT NULL DEFAULT current_timestamp(6)"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+    )
+
+
+def _encode(value: Any) -> Any:
+    # keys are usually ints or strings; the rest keep their type through a tagged form
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    return str(value)
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((tag, text),) = value.items()
+    decoders: dict[str, Callable[[str], Any]] = {
+        "$decimal": Decimal,
+        "$datetime": datetime.fromisoformat,
+        "$date": date.fromisoformat,
+        "$time": time.fromisoformat,
+        "$bytes": base64.b64decode,
+    }
+    return decoders[tag](text) if tag in decoders else value
+
+
+def result_to_json(result: ApplyResult) -> str:
+    return json.dumps(
+        {
+            "batch_id": result.batch_id,
+            "keys": {
+                ref: {col: _encode(v) for col, v in key.items()} for ref, key in result.keys.items()
+            },
+            "inserted": result.inserted,
+            "updated": result.updated,
+            "deleted": result.deleted,
+            "missing": list(result.missing),
+            "rejected": result.rejected,
+        },
+        ensure_ascii=False,
+    )
+
+
+def result_from_json(text: str) -> ApplyResult:
+    data = json.loads(text)
+    return ApplyResult(
+        batch_id=data["batch_id"],
+        keys={
+            ref: {col: _decode(v) for col, v in key.items()} for ref, key in data["keys"].items()
+        },
+        inserted=int(data["inserted"]),
+        updated=int(data["updated"]),
+        deleted=int(data["deleted"]),
+        missing=tuple(data["missing"]),
+        rejected=dict(data["rejected"]),
+    )
+
+
+def read_result(conn: pymysql.Connection, db: str, batch_id: str) -> ApplyResult | None:
+    """The committed result of `batch_id`, or None (never applied, or still in flight)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT result FROM {qtable(db, MARKER_TABLE)} WHERE batch_id = %s", (batch_id,)
+        )
+        row = cur.fetchone()
+    if row is None or row[0] is None:
+        return None
+    return result_from_json(row[0])

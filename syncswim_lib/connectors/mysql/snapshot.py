@@ -1,0 +1,103 @@
+"""Consistent, ordered, streamed reads of a whole table as Arrow record batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from syncswim_lib.connectors.base import ColumnInfo, TableInfo
+from syncswim_lib.connectors.mysql.connection import map_error, qident, qtable
+from syncswim_lib.connectors.mysql.types import arrow_type, to_arrow_value, to_canonical
+from syncswim_lib.errors import ConfigError, FatalError
+
+if TYPE_CHECKING:
+    import pymysql
+
+
+def order_expression(column: ColumnInfo) -> str:
+    """ORDER BY text as Python orders str: by code point, i.e. by the UTF-8 bytes.
+
+    A column's collation may fold case or pad spaces (even utf8mb4_bin is PAD SPACE), so
+    compare the bytes of the value converted to utf8mb4. Other types order natively;
+    NULLs come first in ascending order, as MySQL and MariaDB always do.
+    """
+    name = qident(column.name)
+    if column.family in ("text", "uuid", "json"):
+        return f"CAST(CONVERT({name} USING utf8mb4) AS BINARY)"
+    return name
+
+
+def select_sql(info: TableInfo, columns: Sequence[ColumnInfo], order: Sequence[ColumnInfo]) -> str:
+    cols = ", ".join(qident(c.name) for c in columns)
+    sql = f"SELECT {cols} FROM {qtable(*info.name.split('.', 1))}"
+    if order:
+        sql += " ORDER BY " + ", ".join(order_expression(c) for c in order)
+    return sql
+
+
+def _resolve(info: TableInfo, names: Sequence[str], endpoint: str) -> list[ColumnInfo]:
+    found = []
+    for n in names:
+        col = info.column(n)
+        if col is None:
+            raise ConfigError(
+                f"column {n} does not exist in table {info.name} on endpoint {endpoint}"
+            )
+        found.append(col)
+    return found
+
+
+def snapshot_batches(
+    open_connection: Callable[[], pymysql.Connection],
+    info: TableInfo,
+    columns: Sequence[str],
+    order_by: Sequence[str],
+    batch_rows: int,
+    endpoint: str,
+) -> Iterator[pa.RecordBatch]:
+    """Stream the rows of `info` from one consistent snapshot.
+
+    `open_connection` gives a streaming (SSCursor) connection of its own, opened at the
+    first batch and closed with the generator: it is busy until the last row is read, and
+    the read view lives as long as the generator.
+    """
+    import pymysql
+
+    cols = _resolve(info, columns, endpoint)
+    order = _resolve(info, order_by, endpoint)
+    schema = pa.schema([pa.field(c.name, arrow_type(c), nullable=True) for c in cols])
+    what = f"snapshot of {info.name} on endpoint {endpoint}"
+    conn = open_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            cur.execute(select_sql(info, cols, order))
+            while True:
+                rows = cur.fetchmany(max(1, batch_rows))
+                if not rows:
+                    break
+                yield _to_batch(rows, cols, schema, what)
+            cur.execute("COMMIT")
+    except pymysql.err.MySQLError as exc:
+        raise map_error(exc, what) from exc
+    finally:
+        conn.close()
+
+
+def _to_batch(
+    rows: Sequence[tuple[object, ...]],
+    cols: Sequence[ColumnInfo],
+    schema: pa.Schema,
+    what: str,
+) -> pa.RecordBatch:
+    arrays = []
+    for i, col in enumerate(cols):
+        try:
+            values = [to_arrow_value(to_canonical(r[i], col), col) for r in rows]
+            arrays.append(pa.array(values, type=schema.field(i).type))
+        except (ValueError, TypeError, pa.ArrowException) as exc:
+            raise FatalError(f"{what}: column {col.name} ({col.db_type}): {exc}") from exc
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -1,0 +1,223 @@
+"""MySQL/MariaDB column types: families, canonical values, driver values, Arrow types.
+
+Values reach us from two decoders that disagree in small ways (PyMySQL's text protocol for
+snapshots and fetches, mysql-replication for the binlog): `to_canonical` makes both give
+the same canonical value, so a row read by snapshot equals the same row seen in capture.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from syncswim_lib.connectors.base import ColumnInfo, TypeFamily
+
+_INT_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bit"}
+_TEXT_TYPES = {
+    "char",
+    "varchar",
+    "tinytext",
+    "text",
+    "mediumtext",
+    "longtext",
+    "enum",
+    "set",
+    "inet4",
+    "inet6",
+}
+_BYTES_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_FLOAT_TYPES = {"float", "double", "real", "double precision"}
+_SIMPLE: dict[str, TypeFamily] = {
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "date": "date",
+    "datetime": "timestamp",
+    "timestamp": "timestamptz",
+    "time": "time",
+    "json": "json",
+    "uuid": "uuid",
+}
+
+
+def family_for(data_type: str, column_type: str, json_checked: bool) -> TypeFamily:
+    """`data_type`/`column_type` as information_schema spells them.
+
+    MariaDB's JSON is LONGTEXT with a json_valid() CHECK: the caller says if it has one.
+    """
+    dt = data_type.lower()
+    ct = column_type.lower()
+    if (dt == "tinyint" and ct.startswith("tinyint(1)")) or dt in ("bool", "boolean"):
+        return "bool"
+    if json_checked and dt in _TEXT_TYPES:
+        return "json"
+    if dt in _INT_TYPES:
+        return "int"
+    if dt in _FLOAT_TYPES:
+        return "float"
+    if dt in _TEXT_TYPES:
+        return "text"
+    if dt in _BYTES_TYPES:
+        return "bytes"
+    return _SIMPLE.get(dt, "other")
+
+
+def _is_single_float(column: ColumnInfo) -> bool:
+    return column.family == "float" and column.db_type.lower().startswith("float")
+
+
+def _shortest_float32(value: float) -> float:
+    """The binlog gives FLOAT as the exact single-precision value (0.1 -> 0.10000000149...)
+    while the text protocol prints the shortest decimal: use the shortest for both."""
+    packed = struct.pack("<f", value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == packed:
+            return candidate
+    return value
+
+
+def _set_members(db_type: str) -> list[str]:
+    inner = db_type[db_type.find("(") + 1 : db_type.rfind(")")]
+    return [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner)]
+
+
+def _normalise_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, dict):
+        return {_normalise_json(k): _normalise_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise_json(v) for v in value]
+    return value
+
+
+def _as_text(value: Any, column: ColumnInfo) -> str:
+    if isinstance(value, set | frozenset):
+        order = _set_members(column.db_type)
+        return ",".join(sorted(value, key=lambda m: order.index(m) if m in order else len(order)))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _as_bytes(value: Any, column: ColumnInfo) -> bytes:
+    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    # BINARY(n) is stored zero-padded; the binlog strips the padding, SELECT keeps it
+    if column.db_type.lower().startswith("binary(") and column.max_length:
+        raw = raw.ljust(column.max_length, b"\0")
+    return raw
+
+
+def _as_time(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        # TIME also holds durations (-838:59:59 .. 838:59:59): only a time of day is a time
+        if timedelta(0) <= value < timedelta(days=1):
+            return (datetime.min + value).time()
+        return value
+    return value
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, str):  # BIT from the binlog: "101"
+        return int(value, 2) if value else 0
+    if isinstance(value, bytes):  # BIT from the text protocol
+        return int.from_bytes(value, "big")
+    return int(value)
+
+
+def to_canonical(value: Any, column: ColumnInfo | None) -> Any:
+    """A value from PyMySQL or mysql-replication as the canonical Python value."""
+    if value is None:
+        return None
+    family = column.family if column else "other"
+    if column is None or family == "other":
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+    if family == "bool":
+        return bool(value)
+    if family == "int":
+        return _as_int(value)
+    if family == "float":
+        return _shortest_float32(float(value)) if _is_single_float(column) else float(value)
+    if family == "decimal":
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    if family in ("text", "uuid"):
+        return _as_text(value, column)
+    if family == "json":
+        return _normalise_json(json.loads(value) if isinstance(value, str | bytes) else value)
+    if family == "bytes":
+        return _as_bytes(value, column)
+    if family in ("timestamp", "timestamptz"):
+        # DATETIME has no zone and TIMESTAMP is read in UTC (session and binlog): both UTC
+        return value.replace(tzinfo=UTC) if isinstance(value, datetime) else None
+    if family == "date":
+        # zero dates come back as text from PyMySQL and as None from the binlog
+        return value if isinstance(value, date) else None
+    if family == "time":
+        return _as_time(value)
+    return value
+
+
+def to_driver(value: Any, column: ColumnInfo) -> Any:
+    """A coerced canonical value in the form PyMySQL sends for `column`."""
+    if value is None:
+        return None
+    if column.family == "json":
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
+def arrow_type(column: ColumnInfo) -> pa.DataType:
+    family = column.family
+    if family == "int":
+        unsigned_big = column.db_type.lower().startswith("bigint") and "unsigned" in column.db_type
+        return pa.uint64() if unsigned_big else pa.int64()
+    if family == "float":
+        return pa.float64()
+    if family == "decimal":
+        precision = column.precision or 38
+        scale = column.scale or 0
+        if precision <= 38:
+            return pa.decimal128(precision, scale)
+        return pa.decimal256(precision, scale)
+    if family == "bool":
+        return pa.bool_()
+    if family == "date":
+        return pa.date32()
+    if family in ("timestamp", "timestamptz"):
+        return pa.timestamp("us", tz="UTC")
+    if family == "time":
+        return pa.time64("us")
+    if family == "bytes":
+        return pa.binary()
+    return pa.string()  # text, uuid, json (as JSON text), other
+
+
+def to_arrow_value(value: Any, column: ColumnInfo) -> Any:
+    """A canonical value as `arrow_type(column)` accepts it."""
+    if value is None:
+        return None
+    family = column.family
+    if family == "json":
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if family == "time":
+        if not isinstance(value, time):
+            # never silently lose a duration Arrow's time64 cannot hold
+            raise ValueError(f"column {column.name}: TIME value {value} is not a time of day")
+        return value
+    if family in ("text", "uuid", "other") and not isinstance(value, str):
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return value
