@@ -4,7 +4,6 @@ One asset per entity (key `[sync, entity]`, group = sync, kinds = both systems, 
 the entities it references), one capture sensor per sync. No sync logic lives here.
 """
 
-
 from pathlib import Path
 
 from dagster import (
@@ -12,6 +11,7 @@ from dagster import (
     AssetsDefinition,
     Config,
     DagsterRunStatus,
+    DefaultSensorStatus,
     Definitions,
     MaterializeResult,
     RunRequest,
@@ -23,7 +23,6 @@ from dagster import (
     in_process_executor,
     sensor,
 )
-from dagster import DefaultSensorStatus
 
 from syncswim_defs.metadata import report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
