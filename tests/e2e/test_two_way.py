@@ -186,3 +186,16 @@ def test_initial_sync_matches_and_fills_both_sides(dbs: TwoDbs) -> None:
     dbs.pg.execute("UPDATE customers SET notes = 'live' WHERE id = 1")
     run(dbs)
     assert [m["notes"] for m in dbs.my_rows("customers") if m["app_id"] == 1] == ["live"]
+
+
+def test_same_flow_on_postgres_state_store(dbs: TwoDbs, monkeypatch: pytest.MonkeyPatch) -> None:
+    dbs.state_url = dbs.pg_dsn  # journal, links and positions in PostgreSQL this time
+    monkeypatch.setenv("E2E_STATE_URL", dbs.state_url)
+    run(dbs)
+    dbs.pg.execute("INSERT INTO customers (name) VALUES ('pg state')")
+    dbs.my_exec("INSERT INTO customers (name) VALUES ('pg state too')")
+    r = run(dbs)
+    assert r.writes == 2 and r.write_backs == 1
+    assert run(dbs).writes == 0
+    count = dbs.pg.execute("SELECT count(*) AS n FROM syncswim_state.links").fetchone()
+    assert count is not None and count["n"] == 2
