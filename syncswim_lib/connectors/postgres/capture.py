@@ -1,0 +1,303 @@
+"""Capture: peek the slot, decode pgoutput, build Change envelopes of whole transactions.
+
+Positions. A change is `PgPosition(commit_lsn, seq)`, `seq` counting the row messages of
+its transaction from 1. A batch ends at `PgPosition(end_lsn, 0)` of its last commit,
+`end_lsn` being the end of the commit record: every change of that transaction sorts
+before it and every later transaction (whose commit record starts at or after `end_lsn`)
+sorts after it. `confirm` advances the slot to the position's LSN: the server drops a
+transaction whose commit record starts before that LSN, so confirming a batch's end
+releases the whole batch, and confirming one change's position keeps its transaction.
+
+Origin tagging. `apply` writes its row into `syncswim.applied` first in each of its
+transactions; every change of a transaction whose first row change is such an insert
+carries that row's `origin`, and marker rows themselves are never emitted.
+
+TRUNCATE is not turned into deletes (it would empty the other side of the sync in one
+step): it is logged as a warning naming the table and LSN, and a full reconcile repairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from syncswim_lib.connectors.base import CaptureBatch, TableInfo, TypeFamily
+from syncswim_lib.connectors.postgres import pgoutput
+from syncswim_lib.connectors.postgres.connection import (
+    MARKER_QUALIFIED,
+    qualify,
+    raise_translated,
+)
+from syncswim_lib.connectors.postgres.types import OID_FAMILY, text_converter
+from syncswim_lib.envelope import Change, Op, PgPosition, Position
+from syncswim_lib.errors import ConfigError, FatalError
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+_PEEK = (
+    "SELECT data FROM pg_logical_slot_peek_binary_changes("
+    "%s, NULL, %s, 'proto_version', '1', 'publication_names', %s)"
+)
+# Rows a peek returns besides the changes themselves: BEGIN, COMMIT, RELATION, markers.
+_PEEK_OVERHEAD = 64
+
+RowMessage = pgoutput.Insert | pgoutput.Update | pgoutput.Delete
+
+
+@dataclass(frozen=True)
+class RelationPlan:
+    """How to read the rows of one relation: its name, column families and primary key."""
+
+    table: str
+    names: tuple[str, ...]
+    families: tuple[TypeFamily, ...]
+    primary_key: tuple[str, ...]
+    converters: tuple[Callable[[str], Any], ...] = ()
+    identity: frozenset[str] = frozenset()  # replica identity columns
+
+
+Resolver = Callable[[pgoutput.Relation], RelationPlan]
+
+
+def plan_for(relation: pgoutput.Relation, info: TableInfo | None) -> RelationPlan:
+    """Families by built-in OID, else by the catalog's description, else text."""
+    families: list[TypeFamily] = []
+    for col in relation.columns:
+        family = OID_FAMILY.get(col.type_oid)
+        if family is None:
+            described = info.column(col.name) if info else None
+            family = described.family if described else "other"
+        families.append(family)
+    return RelationPlan(
+        relation.qualified_name,
+        tuple(c.name for c in relation.columns),
+        tuple(families),
+        info.primary_key if info else (),
+        tuple(text_converter(f) for f in families),
+        frozenset(c.name for c in relation.columns if c.is_key),
+    )
+
+
+def _row(plan: RelationPlan, values: tuple[pgoutput.Value, ...]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, convert, value in zip(plan.names, plan.converters, values, strict=False):
+        if value is None:
+            row[name] = None
+        elif isinstance(value, str):
+            row[name] = convert(value)
+        # else UNCHANGED: a TOASTed value the server did not resend
+    return row
+
+
+@dataclass
+class _Txn:
+    commit_lsn: int
+    rows: list[tuple[int, RelationPlan, RowMessage]]
+    skip: bool  # every change is at or before `since`: do not decode its tuples
+    count: int = 0
+
+
+class _Assembler:
+    def __init__(
+        self,
+        since: PgPosition | None,
+        tables: frozenset[str],
+        max_changes: int,
+        resolve: Resolver,
+    ) -> None:
+        self.since = since
+        self.tables = tables
+        self.max_changes = max_changes
+        self.resolve = resolve
+        self.relations: dict[int, RelationPlan] = {}
+        self.changes: list[Change] = []
+        self.end: PgPosition | None = since
+        self.full = False
+        self.detected_at = datetime.now(UTC)
+
+    def feed(self, messages: Iterable[bytes]) -> None:
+        txn: _Txn | None = None
+        for data in messages:
+            tag = data[:1]
+            if txn is not None and txn.skip and tag in (b"I", b"U", b"D"):
+                continue
+            msg = pgoutput.decode(data)
+            if isinstance(msg, pgoutput.Begin):
+                skip = self.since is not None and msg.final_lsn < self.since.lsn
+                txn = _Txn(msg.final_lsn, [], skip)
+            elif isinstance(msg, pgoutput.Relation):
+                self.relations[msg.relid] = self.resolve(msg)
+            elif isinstance(msg, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
+                if txn is None:
+                    raise pgoutput.DecodeError("row change outside a transaction")
+                txn.count += 1
+                txn.rows.append((txn.count, self.relations[msg.relid], msg))
+            elif isinstance(msg, pgoutput.Truncate):
+                self._truncate(msg, txn)
+            elif isinstance(msg, pgoutput.Commit):
+                if txn is not None:
+                    self._commit(txn, msg)
+                txn = None
+                if len(self.changes) >= self.max_changes:
+                    self.full = True
+                    return
+
+    def _truncate(self, msg: pgoutput.Truncate, txn: _Txn | None) -> None:
+        for relid in msg.relids:
+            plan = self.relations.get(relid)
+            if plan is not None and plan.table in self.tables and not (txn and txn.skip):
+                log.warning(
+                    "TRUNCATE of %s at LSN %s is not synced (it would empty the other "
+                    "side); run a full reconcile of the entities on this table",
+                    plan.table,
+                    PgPosition.format_lsn(txn.commit_lsn) if txn else "?",
+                )
+
+    def _commit(self, txn: _Txn, commit: pgoutput.Commit) -> None:
+        end = PgPosition(commit.end_lsn, 0)
+        if self.since is not None and end <= self.since:
+            return
+        self.end = end
+        origin = None
+        if txn.rows:
+            _, plan, first = txn.rows[0]
+            if plan.table == MARKER_QUALIFIED and isinstance(first, pgoutput.Insert):
+                origin = _row(plan, first.new).get("origin")
+        for seq, plan, msg in txn.rows:
+            if plan.table not in self.tables or plan.table == MARKER_QUALIFIED:
+                continue
+            position = PgPosition(txn.commit_lsn, seq)
+            if self.since is not None and position <= self.since:
+                continue
+            self.changes.append(self._change(plan, msg, position, commit.commit_ts, origin))
+
+    @staticmethod
+    def _old_row(
+        plan: RelationPlan, values: tuple[pgoutput.Value, ...], key_only: bool
+    ) -> dict[str, Any]:
+        row = _row(plan, values)
+        # without REPLICA IDENTITY FULL the other columns come as NULLs that mean "unknown"
+        return {k: v for k, v in row.items() if k in plan.identity} if key_only else row
+
+    def _change(
+        self,
+        plan: RelationPlan,
+        msg: RowMessage,
+        position: PgPosition,
+        commit_ts: datetime,
+        origin: str | None,
+    ) -> Change:
+        before: dict[str, Any] | None = None
+        after: dict[str, Any] | None = None
+        changed: tuple[str, ...] | None = None
+        if isinstance(msg, pgoutput.Insert):
+            op, after = Op.INSERT, _row(plan, msg.new)
+        elif isinstance(msg, pgoutput.Update):
+            op, after = Op.UPDATE, _row(plan, msg.new)
+            if msg.old is not None:
+                before = self._old_row(plan, msg.old, msg.old_is_key_only)
+                # an unchanged TOASTed value is not resent: the old row has it
+                for name, value in zip(plan.names, msg.new, strict=False):
+                    if value is pgoutput.UNCHANGED and name in before:
+                        after[name] = before[name]
+                if not msg.old_is_key_only:
+                    changed = tuple(
+                        n for n in plan.names if n in after and before.get(n) != after[n]
+                    )
+        else:
+            op, before = Op.DELETE, self._old_row(plan, msg.old, msg.old_is_key_only)
+        row = after if after is not None else before or {}
+        return Change(
+            op=op,
+            table=plan.table,
+            key={k: row.get(k) for k in plan.primary_key},
+            after=after,
+            before=before,
+            position=position,
+            commit_ts=commit_ts,
+            detected_at=self.detected_at,
+            origin=origin,
+            changed_fields=changed,
+        )
+
+
+def assemble(
+    messages: Iterable[bytes],
+    since: PgPosition | None,
+    tables: Sequence[str],
+    max_changes: int,
+    resolve: Resolver,
+) -> tuple[CaptureBatch, bool]:
+    """Changes of the whole transactions in `messages`; True when `max_changes` was reached."""
+    asm = _Assembler(since, frozenset(qualify(t) for t in tables), max_changes, resolve)
+    asm.feed(messages)
+    return CaptureBatch(tuple(asm.changes), asm.end), asm.full
+
+
+PlanCache = dict[tuple[pgoutput.Relation, bool], RelationPlan]
+
+
+def capture_changes(
+    conn: psycopg.Connection,
+    slot: str,
+    tables: Sequence[str],
+    since: Position | None,
+    max_changes: int,
+    describe: Callable[[str], TableInfo],
+    endpoint: str,
+    plans: PlanCache | None = None,
+) -> CaptureBatch:
+    """`plans` keeps the plans of relations across calls: a peek resends every relation,
+    and describing it again each time would cost more than the peek. A relation whose
+    columns change arrives as a new Relation message and is described again."""
+    import psycopg
+
+    if since is not None and not isinstance(since, PgPosition):
+        raise ConfigError(f"a PostgreSQL capture cannot resume from a {since.kind} position")
+    wanted = {qualify(t) for t in tables}
+    cache: PlanCache = {} if plans is None else plans
+
+    def resolve(relation: pgoutput.Relation) -> RelationPlan:
+        name = relation.qualified_name
+        key = (relation, name in wanted)
+        if key not in cache:
+            info = None
+            if name in wanted:
+                try:
+                    info = describe(name)
+                except ConfigError as exc:
+                    raise FatalError(
+                        f"slot {slot} in endpoint {endpoint} holds changes of {name}, "
+                        f"which can no longer be described: {exc}"
+                    ) from exc
+            if len(cache) > 1000:
+                cache.clear()
+            cache[key] = plan_for(relation, info)
+        return cache[key]
+
+    limit = max(max_changes, 1) + _PEEK_OVERHEAD
+    while True:
+        try:
+            rows = conn.execute(_PEEK, (slot, limit, slot)).fetchall()
+        except psycopg.errors.UndefinedObject as exc:
+            # a missing slot or publication: setup was not run, or someone dropped it
+            raise FatalError(
+                f"replication slot {slot} (or publication {slot}) does not exist in "
+                f"endpoint {endpoint}: {exc}; run the sync's setup again and reconcile"
+            ) from exc
+        except psycopg.Error as exc:
+            raise_translated(exc, f"peeking replication slot {slot} in endpoint {endpoint}")
+        batch, full = assemble(
+            (bytes(r[0]) for r in rows), since, tables, max(max_changes, 1), resolve
+        )
+        # fewer rows than asked: the slot had nothing more; else the old transactions
+        # before `since` (not yet confirmed) may have used the limit up: ask for more
+        if full or len(rows) < limit:
+            return batch
+        limit *= 4

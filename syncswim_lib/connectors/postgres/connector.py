@@ -1,0 +1,288 @@
+"""PostgresConnector: the Connector Protocol over psycopg 3 and logical decoding (pgoutput).
+
+What `setup` changes in the database, per sync `<sync>`:
+
+- schema `syncswim` with the marker table `syncswim.applied` (shared by all syncs of the
+  database; dropped by the teardown of the last one);
+- publication `syncswim_<sync>` FOR TABLE the synced tables and `syncswim.applied`;
+- logical replication slot `syncswim_<sync>` (pgoutput), which keeps WAL until `confirm`;
+- `REPLICA IDENTITY FULL` on every synced table, so that updates and deletes carry the
+  whole old row (`Change.before`, changed fields, deletes matched by any column). This
+  costs WAL volume on updates and deletes; teardown leaves it in place, as other syncs or
+  other consumers may rely on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from syncswim_lib.connectors.base import (
+    ApplyBatch,
+    ApplyResult,
+    Capabilities,
+    CaptureBatch,
+    TableInfo,
+)
+from syncswim_lib.connectors.postgres import apply as apply_mod
+from syncswim_lib.connectors.postgres import marker
+from syncswim_lib.connectors.postgres.capture import PlanCache, capture_changes
+from syncswim_lib.connectors.postgres.connection import (
+    MARKER_SCHEMA,
+    MARKER_TABLE,
+    connect,
+    raise_translated,
+    slot_name,
+    split_table,
+)
+from syncswim_lib.connectors.postgres.describe import describe_table
+from syncswim_lib.connectors.postgres.snapshot import fetch_rows, snapshot_rows
+from syncswim_lib.envelope import PgPosition, Position
+from syncswim_lib.errors import ConfigError, FatalError
+
+if TYPE_CHECKING:
+    import psycopg
+    import pyarrow as pa
+
+# How long current_position waits for transactions in flight when it is read.
+IN_FLIGHT_WAIT_S = 2.0
+
+_IN_FLIGHT = """
+SELECT backend_xid::text FROM pg_stat_activity
+WHERE backend_xid IS NOT NULL AND (%(among)s::text[] IS NULL OR backend_xid::text = ANY(%(among)s))
+"""
+
+_SLOT = """
+SELECT database, plugin, confirmed_flush_lsn::text
+FROM pg_replication_slots WHERE slot_name = %s
+"""
+
+
+class PostgresConnector:
+    capabilities = Capabilities(
+        change_stream=True,
+        hard_deletes=True,
+        upsert_by_external_id=True,
+        origin_tagging=True,
+        max_batch_rows=5000,
+    )
+
+    def __init__(self, dsn: str, endpoint: str) -> None:
+        self.dsn = dsn
+        self.endpoint = endpoint
+        self._conn: psycopg.Connection | None = None
+        self._plans: PlanCache = {}
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self.dsn)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- description ---------------------------------------------------------------
+
+    def describe(self, table: str) -> TableInfo:
+        import psycopg
+
+        try:
+            return describe_table(self._connection(), table, self.endpoint)
+        except psycopg.Error as exc:
+            raise_translated(exc, f"describing {table} in endpoint {self.endpoint}")
+
+    # -- setup -----------------------------------------------------------------------
+
+    def setup(self, sync: str, tables: Sequence[str]) -> None:
+        import psycopg
+
+        slot = slot_name(sync)
+        infos = [self.describe(t) for t in tables]
+        for info in infos:
+            if not info.primary_key:
+                raise ConfigError(
+                    f"table {info.name} in endpoint {self.endpoint} has no primary key: "
+                    "capture identifies rows by it"
+                )
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                # concurrent setups of several syncs would race on CREATE ... IF NOT EXISTS
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncswim.setup'))")
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MARKER_SCHEMA}")
+                conn.execute(marker.MARKER_DDL)
+                for info in infos:
+                    self._replica_identity_full(conn, info.name)
+                self._publication(conn, slot, [info.name for info in infos])
+            self._slot(conn, slot)
+        except psycopg.Error as exc:
+            raise_translated(exc, f"setup of sync {sync} in endpoint {self.endpoint}")
+
+    def _replica_identity_full(self, conn: psycopg.Connection, table: str) -> None:
+        from psycopg import sql
+
+        schema, name = split_table(table)
+        ident = sql.Identifier(schema, name)
+        row = conn.execute(
+            "SELECT c.relreplident::text FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (schema, name),
+        ).fetchone()
+        if row is None or row[0] != "f":
+            conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(ident))
+
+    def _publication(self, conn: psycopg.Connection, pub: str, tables: list[str]) -> None:
+        from psycopg import sql
+
+        wanted = {*tables, f"{MARKER_SCHEMA}.{MARKER_TABLE}"}
+        table_list = sql.SQL(", ").join(sql.Identifier(*split_table(t)) for t in sorted(wanted))
+        exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (pub,)).fetchone()
+        if exists is None:
+            conn.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                    sql.Identifier(pub), table_list
+                )
+            )
+            return
+        current = {
+            f"{s}.{t}"
+            for s, t in conn.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                (pub,),
+            ).fetchall()
+        }
+        if current != wanted:
+            conn.execute(
+                sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(pub), table_list)
+            )
+
+    def _slot(self, conn: psycopg.Connection, slot: str) -> None:
+        import psycopg
+
+        database = conn.info.dbname
+        row = conn.execute(_SLOT, (slot,)).fetchone()
+        if row is None:
+            try:
+                conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+                return
+            except psycopg.errors.DuplicateObject:
+                row = conn.execute(_SLOT, (slot,)).fetchone()  # another setup won the race
+        if row is not None and (row[0] != database or row[1] != "pgoutput"):
+            raise ConfigError(
+                f"replication slot {slot} already exists on the server of endpoint "
+                f"{self.endpoint} for database {row[0]} (plugin {row[1]}): slot names are "
+                "server-wide, so give this sync another name"
+            )
+
+    def teardown(self, sync: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        slot = slot_name(sync)
+        conn = self._connection()
+        try:
+            row = conn.execute(_SLOT, (slot,)).fetchone()
+            if row is not None and row[0] == conn.info.dbname:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncswim.setup'))")
+                conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(slot)))
+                others = conn.execute(
+                    "SELECT 1 FROM pg_publication WHERE pubname LIKE %s", ("syncswim\\_%",)
+                ).fetchone()
+                if others is None:
+                    conn.execute(f"DROP TABLE IF EXISTS {MARKER_SCHEMA}.{MARKER_TABLE}")
+                    conn.execute(f"DROP SCHEMA IF EXISTS {MARKER_SCHEMA} RESTRICT")
+        except psycopg.Error as exc:
+            raise_translated(exc, f"teardown of sync {sync} in endpoint {self.endpoint}")
+
+    # -- change stream ---------------------------------------------------------------
+
+    def current_position(self, sync: str) -> Position:
+        """The WAL write position, once the transactions then in flight have finished.
+
+        A transaction whose commit record lies before the position is skipped by capture,
+        so it must be visible to a snapshot taken after this returns: one still between
+        writing its commit record and becoming visible is waited for. One still running
+        after IN_FLIGHT_WAIT_S is taken for a long transaction that will commit after the
+        position (and be captured); a commit stuck longer than that between the two steps
+        (a synchronous standby that does not answer) would be missed by the snapshot.
+        """
+        import psycopg
+
+        slot_name(sync)
+        conn = self._connection()
+        try:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            assert row is not None
+            lsn = row[0]
+            # read after the position: every transaction that wrote its commit record
+            # before it has either ended or still shows its xid here
+            in_flight = [r[0] for r in conn.execute(_IN_FLIGHT, {"among": None}).fetchall()]
+            deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+            while in_flight and time.monotonic() < deadline:
+                time.sleep(0.005)
+                in_flight = [
+                    r[0] for r in conn.execute(_IN_FLIGHT, {"among": in_flight}).fetchall()
+                ]
+        except psycopg.Error as exc:
+            raise_translated(exc, f"reading the WAL position of endpoint {self.endpoint}")
+        return PgPosition(PgPosition.parse_lsn(lsn), 0)
+
+    def capture(
+        self, sync: str, tables: Sequence[str], since: Position | None, max_changes: int
+    ) -> CaptureBatch:
+        return capture_changes(
+            self._connection(),
+            slot_name(sync),
+            tables,
+            since,
+            max_changes,
+            self.describe,
+            self.endpoint,
+            self._plans,
+        )
+
+    def confirm(self, sync: str, position: Position) -> None:
+        import psycopg
+
+        slot = slot_name(sync)
+        if not isinstance(position, PgPosition):
+            raise ConfigError(
+                f"a PostgreSQL slot cannot be confirmed at a {position.kind} position"
+            )
+        conn = self._connection()
+        try:
+            row = conn.execute(_SLOT, (slot,)).fetchone()
+            if row is None or row[0] != conn.info.dbname:
+                raise FatalError(
+                    f"replication slot {slot} does not exist in endpoint {self.endpoint}"
+                )
+            confirmed = PgPosition.parse_lsn(row[2])
+            if position.lsn > confirmed:  # the server refuses to move a slot backwards
+                conn.execute(
+                    "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
+                    (slot, PgPosition.format_lsn(position.lsn)),
+                )
+        except psycopg.Error as exc:
+            raise_translated(exc, f"confirming slot {slot} in endpoint {self.endpoint}")
+
+    # -- reading and writing rows ----------------------------------------------------
+
+    def snapshot(
+        self, table: str, columns: Sequence[str], order_by: Sequence[str], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        info = self.describe(table)
+        return snapshot_rows(self.dsn, info, columns, order_by, batch_rows, self.endpoint)
+
+    def fetch(self, table: str, column: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        return fetch_rows(self._connection(), self.describe(table), column, values, self.endpoint)
+
+    def apply(self, batch: ApplyBatch) -> ApplyResult:
+        return apply_mod.apply_batch(self._connection(), batch, self.describe(batch.table))
+
+    def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
+        return marker.applied_result(self._connection(), sync, batch_id)

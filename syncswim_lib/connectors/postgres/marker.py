@@ -1,0 +1,137 @@
+"""The marker table `syncswim.applied`: one row per applied batch, with its result.
+
+`apply` inserts the batch's row first in its transaction (capture reads the origin from
+that insert; the primary key makes a replay a no-op) and stores the ApplyResult as JSON
+on it before committing, so `applied_result` answers "did batch X commit, and what did
+it write?" after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from syncswim_lib.connectors.base import ApplyResult
+from syncswim_lib.connectors.postgres.connection import (
+    MARKER_SCHEMA,
+    MARKER_TABLE,
+    raise_translated,
+)
+from syncswim_lib.errors import FatalError
+
+if TYPE_CHECKING:
+    import psycopg
+
+_Q = f"{MARKER_SCHEMA}.{MARKER_TABLE}"
+
+MARKER_DDL = f"""
+CREATE TABLE IF NOT EXISTS {_Q} (
+    batch_id text PRIMARY KEY,
+    origin text NOT NULL,
+    result jsonb,
+    created_at timestamptz DEFAULT now()
+)
+"""
+
+
+def begin_batch(conn: psycopg.Connection, batch_id: str, origin: str) -> ApplyResult | None:
+    """Write the marker row (inside the caller's transaction); a replay gets the old result.
+
+    A second apply of the same batch waits here for the first to commit or roll back.
+    """
+    import psycopg
+
+    try:
+        first = conn.execute(
+            f"INSERT INTO {_Q} (batch_id, origin) VALUES (%s, %s) "
+            "ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+            (batch_id, origin),
+        ).fetchone()
+    except psycopg.errors.UndefinedTable as exc:
+        raise FatalError(
+            f"{_Q} is missing: run the setup of sync {origin} before applying"
+        ) from exc
+    if first is not None:
+        return None
+    row = conn.execute(f"SELECT result FROM {_Q} WHERE batch_id = %s", (batch_id,)).fetchone()
+    assert row is not None
+    return result_from_json(row[0])
+
+
+def finish_batch(conn: psycopg.Connection, result: ApplyResult) -> None:
+    from psycopg.types.json import Jsonb
+
+    conn.execute(
+        f"UPDATE {_Q} SET result = %s WHERE batch_id = %s",
+        (Jsonb(result_to_json(result)), result.batch_id),
+    )
+
+
+def applied_result(conn: psycopg.Connection, sync: str, batch_id: str) -> ApplyResult | None:
+    import psycopg
+
+    try:
+        row = conn.execute(
+            f"SELECT result FROM {_Q} WHERE batch_id = %s AND origin = %s", (batch_id, sync)
+        ).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None  # never set up: nothing can have been applied
+    except psycopg.Error as exc:
+        raise_translated(exc, f"reading the result of batch {batch_id}")
+    return None if row is None or row[0] is None else result_from_json(row[0])
+
+
+# Key values survive the JSON round trip with their canonical type.
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, text),) = value.items()
+        if tag == "$decimal":
+            return Decimal(text)
+        if tag == "$datetime":
+            return datetime.fromisoformat(text)
+        if tag == "$date":
+            return date.fromisoformat(text)
+        if tag == "$bytes":
+            return bytes.fromhex(text)
+    return value
+
+
+def result_to_json(result: ApplyResult) -> dict[str, Any]:
+    return {
+        "batch_id": result.batch_id,
+        "keys": {r: {k: _encode(v) for k, v in key.items()} for r, key in result.keys.items()},
+        "inserted": result.inserted,
+        "updated": result.updated,
+        "deleted": result.deleted,
+        "missing": list(result.missing),
+        "rejected": dict(result.rejected),
+    }
+
+
+def result_from_json(data: dict[str, Any] | str) -> ApplyResult:
+    if isinstance(data, str):
+        data = json.loads(data)
+    assert isinstance(data, dict)
+    return ApplyResult(
+        batch_id=data["batch_id"],
+        keys={r: {k: _decode(v) for k, v in key.items()} for r, key in data["keys"].items()},
+        inserted=data["inserted"],
+        updated=data["updated"],
+        deleted=data["deleted"],
+        missing=tuple(data["missing"]),
+        rejected=dict(data["rejected"]),
+    )
