@@ -72,17 +72,15 @@ class EntityEngine:
             if entries:
                 report.recovered_batches += 1
                 self._chunk(entries, batch_id, report)
-        seen: set[int] = set()
+        after = 0
         while True:
-            entries = [
-                e
-                for e in self.store.pending(m.sync, m.entity, limit=chunk_size)
-                if e.batch_id is None and e.id not in seen
-            ]
+            entries = self.store.pending(m.sync, m.entity, limit=chunk_size, after_id=after)
             if not entries:
                 break
-            seen.update(e.id for e in entries)
-            self._chunk(entries, f"{m.sync}.{m.entity}.{uuid.uuid4().hex[:16]}", report)
+            after = entries[-1].id
+            fresh = [e for e in entries if e.batch_id is None]
+            if fresh:
+                self._chunk(fresh, f"{m.sync}.{m.entity}.{uuid.uuid4().hex[:16]}", report)
         report.duration_s += time.monotonic() - start
 
     def _chunk(self, entries: list[JournalEntry], batch_id: str, report: EntityReport) -> None:

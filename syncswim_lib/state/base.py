@@ -83,12 +83,15 @@ class StateStore(Protocol):
         """
         ...
 
-    def pending(self, sync: str, entity: str, limit: int = 10_000) -> list[JournalEntry]:
-        """Entries with status pending or waiting, oldest first."""
+    def pending(
+        self, sync: str, entity: str, limit: int = 10_000, after_id: int = 0
+    ) -> list[JournalEntry]:
+        """Entries with status pending or waiting and an id above `after_id`, oldest first."""
         ...
 
     def pending_counts(self, sync: str) -> dict[str, int]:
-        """entity -> number of pending/waiting entries (entities with none are absent)."""
+        """entity -> number of `pending` entries (entities with none are absent); `waiting`
+        entries do not count: they wait for a newer change of their record."""
         ...
 
     def set_batch(self, entry_ids: Sequence[int], batch_id: str) -> None:
@@ -115,8 +118,9 @@ class StateStore(Protocol):
         ...
 
     # links -------------------------------------------------------------------
-    def link_by_key(self, sync: str, entity: str, side: Literal["a", "b"],
-                    key: dict[str, Any]) -> Link | None: ...
+    def link_by_key(
+        self, sync: str, entity: str, side: Literal["a", "b"], key: dict[str, Any]
+    ) -> Link | None: ...
 
     def link_by_ext_id(self, sync: str, entity: str, ext_id: str) -> Link | None: ...
 

@@ -160,12 +160,13 @@ SELECT_POSITION = "SELECT position FROM positions WHERE sync = ? AND side = ?"
 
 PENDING = (
     f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE sync = ? AND entity = ? "
-    "AND status IN ('pending', 'waiting') ORDER BY id LIMIT ?"
+    "AND status IN ('pending', 'waiting') AND id > ? ORDER BY id LIMIT ?"
 )
 
+# only `pending` asks for a run: a `waiting` entry (no external id yet) is looked at again
+# when a newer change of the same record arrives, not on every sensor tick
 PENDING_COUNTS = (
-    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status IN ('pending', 'waiting') "
-    "GROUP BY entity"
+    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status = 'pending' GROUP BY entity"
 )
 
 SET_BATCH = "UPDATE journal SET batch_id = ? WHERE id = ?"

@@ -137,9 +137,11 @@ class SqlStateStore:
         cur.executemany(self._q(schema.INSERT_CHANGE), rows)
         return max(cur.rowcount, 0)
 
-    def pending(self, sync: str, entity: str, limit: int = 10_000) -> list[JournalEntry]:
+    def pending(
+        self, sync: str, entity: str, limit: int = 10_000, after_id: int = 0
+    ) -> list[JournalEntry]:
         with self._read() as cur:
-            cur.execute(self._q(schema.PENDING), (sync, entity, limit))
+            cur.execute(self._q(schema.PENDING), (sync, entity, after_id, limit))
             return [self._entry(r) for r in cur.fetchall()]
 
     def pending_counts(self, sync: str) -> dict[str, int]:

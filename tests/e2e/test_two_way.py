@@ -144,6 +144,11 @@ def test_external_id_mode_waits_for_an_id(dbs: TwoDbs) -> None:
     assert r.side("shop").inserted == 1
     assert r.waiting == 1
     assert [p["code"] for p in dbs.pg_rows("products")] == ["P-1"]
+    with Runtime(load_project(dbs.yaml_path)) as rt:
+        # reported, but it does not make the sensor start a run on every tick
+        assert rt.store.pending_counts("app_shop") == {}
+        waiting = rt.store.entries(sync="app_shop", entity="products", status="waiting")
+        assert len(waiting) == 1 and "no external id" in str(waiting[0].detail)
     dbs.my_exec("UPDATE products SET code = 'P-2' WHERE title = 'No code yet'")
     r = run(dbs, "products")
     assert r.side("app").inserted == 1 and r.waiting == 0

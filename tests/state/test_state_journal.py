@@ -108,7 +108,9 @@ def test_pending_counts_and_order(store: SqlStateStore, make_change: MakeChange)
     ids = [e.id for e in store.pending("s1", "customers")]
     assert ids == sorted(ids) and len(ids) == 4
     assert [e.id for e in store.pending("s1", "customers", limit=2)] == ids[:2]
-    # waiting entries still count as pending; done ones do not
+    assert [e.id for e in store.pending("s1", "customers", after_id=ids[1])] == ids[2:]
+    # waiting entries are still returned by pending() but do not ask for a run; done ones
+    # are neither
     store.record(
         BatchRecord(
             "s1",
@@ -116,7 +118,7 @@ def test_pending_counts_and_order(store: SqlStateStore, make_change: MakeChange)
             entries=[EntryUpdate(ids[0], "applied"), EntryUpdate(ids[1], "waiting")],
         )
     )
-    assert store.pending_counts("s1") == {"customers": 3, "orders": 2}
+    assert store.pending_counts("s1") == {"customers": 2, "orders": 2}
     assert [e.id for e in store.pending("s1", "customers")] == ids[1:]
     store.record(
         BatchRecord(
@@ -125,7 +127,7 @@ def test_pending_counts_and_order(store: SqlStateStore, make_change: MakeChange)
             entries=[EntryUpdate(e.id, "skipped") for e in store.pending("s1", "orders")],
         )
     )
-    assert store.pending_counts("s1") == {"customers": 3}
+    assert store.pending_counts("s1") == {"customers": 2}
 
 
 def test_in_flight_batches(store: SqlStateStore, make_change: MakeChange) -> None:
