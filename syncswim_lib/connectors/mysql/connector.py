@@ -7,6 +7,8 @@ fetch, apply, positions), opens one more per snapshot and a binlog reader per ca
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -200,8 +202,13 @@ class MySQLConnector:
             start=start,
             since=since,
         )
+        # per process and thread: the sensor and a run may read the same sync's binlog at
+        # once, and the server disconnects an older reader that reuses a server_id
         server_id = server_id_for(
-            self.endpoint, f"{self.dsn.host}:{self.dsn.port}/{self.db}", sync, "capture"
+            self.endpoint,
+            f"{self.dsn.host}:{self.dsn.port}/{self.db}",
+            sync,
+            f"capture:{os.getpid()}:{threading.get_ident()}",
         )
         return read_binlog(
             self.dsn,
