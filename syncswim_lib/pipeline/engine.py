@@ -84,16 +84,16 @@ class EntityEngine:
         report.duration_s += time.monotonic() - start
 
     def _chunk(self, entries: list[JournalEntry], batch_id: str, report: EntityReport) -> None:
+        claimed = set(self.store.set_batch([e.id for e in entries], batch_id))
+        entries = [e for e in entries if e.id in claimed]
+        if not entries:
+            return  # another run took them
         plan = self.planner.plan(entries)
         report.skipped_echoes += plan.skipped
         report.conflicts += plan.conflicts
         report.waiting += plan.waiting
         report.failed += plan.failed
-        if not plan.writes:
-            self.store.record(BatchRecord(self.m.sync, self.m.entity, entries=plan.updates))
-            return
-        self.store.set_batch([e.id for e in entries], batch_id)
-        results = self._apply_sides(plan, batch_id)
+        results = self._apply_sides(plan, batch_id) if plan.writes else {}
         updates, links, delete_links = self._settle(plan, results, report)
         write_backs = [w for w in plan.writes if w.write_back and w.ref in results[w.target].keys]
         if write_backs:

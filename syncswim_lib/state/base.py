@@ -94,8 +94,10 @@ class StateStore(Protocol):
         entries do not count: they wait for a newer change of their record."""
         ...
 
-    def set_batch(self, entry_ids: Sequence[int], batch_id: str) -> None:
-        """Mark entries as in flight in `batch_id` (before writing to a target)."""
+    def set_batch(self, entry_ids: Sequence[int], batch_id: str) -> list[int]:
+        """Claim entries for `batch_id` (before writing to a target): only entries not yet
+        claimed by another batch are taken. Returns the ids this batch now holds, so two
+        runs working at once never plan the same change."""
         ...
 
     def in_flight_batches(self, sync: str, entity: str) -> list[str]:

@@ -169,7 +169,10 @@ PENDING_COUNTS = (
     "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status = 'pending' GROUP BY entity"
 )
 
-SET_BATCH = "UPDATE journal SET batch_id = ? WHERE id = ?"
+# a compare-and-set: an entry already claimed by another run's batch stays with that batch
+SET_BATCH = "UPDATE journal SET batch_id = ? WHERE id = ? AND batch_id IS NULL"
+
+BATCH_IDS = "SELECT id FROM journal WHERE batch_id = ? ORDER BY id"
 
 IN_FLIGHT = (
     "SELECT batch_id FROM journal WHERE sync = ? AND entity = ? "

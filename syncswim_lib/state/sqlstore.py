@@ -149,11 +149,13 @@ class SqlStateStore:
             cur.execute(self._q(schema.PENDING_COUNTS), (sync,))
             return {str(entity): int(n) for entity, n in cur.fetchall()}
 
-    def set_batch(self, entry_ids: Sequence[int], batch_id: str) -> None:
+    def set_batch(self, entry_ids: Sequence[int], batch_id: str) -> list[int]:
         if not entry_ids:
-            return
+            return []
         with self._write() as cur:
             cur.executemany(self._q(schema.SET_BATCH), [(batch_id, i) for i in entry_ids])
+            cur.execute(self._q(schema.BATCH_IDS), (batch_id,))
+            return [int(i) for (i,) in cur.fetchall()]
 
     def in_flight_batches(self, sync: str, entity: str) -> list[str]:
         with self._read() as cur:

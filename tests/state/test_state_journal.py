@@ -134,8 +134,9 @@ def test_in_flight_batches(store: SqlStateStore, make_change: MakeChange) -> Non
     store.append_changes("s1", "app_db", [("customers", make_change(n)) for n in range(4)], None)
     ids = [e.id for e in store.pending("s1", "customers")]
     assert store.in_flight_batches("s1", "customers") == []
-    store.set_batch(ids[:2], "batch-1")
-    store.set_batch(ids[2:3], "batch-2")
+    assert store.set_batch(ids[:2], "batch-1") == ids[:2]
+    # a second run trying to take entries already claimed gets only the free one
+    assert store.set_batch(ids[1:3], "batch-2") == ids[2:3]
     assert store.in_flight_batches("s1", "customers") == ["batch-1", "batch-2"]
     assert store.in_flight_batches("s1", "orders") == []
     assert [e.batch_id for e in store.pending("s1", "customers")] == [
