@@ -1,2 +1,176 @@
-def main() -> int:
-    return 0
+"""The `syncswim` command.
+
+Each subcommand imports its module when it runs, so `syncswim --help` stays fast and a build
+without some part still offers the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from syncswim_lib.errors import SyncSwimError
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+def _sandbox_up(a: argparse.Namespace) -> Any:
+    from syncswim_lib.sandbox.manager import run_up
+
+    return run_up(a.dir, salesforce=not a.no_salesforce)
+
+
+def _sandbox_down(a: argparse.Namespace) -> Any:
+    from syncswim_lib.sandbox.manager import run_down
+
+    return run_down(a.dir)
+
+
+def _sandbox_status(a: argparse.Namespace) -> Any:
+    from syncswim_lib.sandbox.manager import run_status
+
+    return run_status(a.dir)
+
+
+def _validate(a: argparse.Namespace) -> Any:
+    from syncswim_lib.config.cli_validate import run_validate
+
+    return run_validate(str(a.path), a.live)
+
+
+def _setup(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.admin import setup
+
+    return setup(a.path)
+
+
+def _teardown(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.admin import teardown
+
+    return teardown(a.path)
+
+
+def _sync(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.admin import run_once
+
+    return run_once(a.path, a.entity, a.full)
+
+
+def _demo(a: argparse.Namespace) -> Any:
+    from syncswim_lib.sandbox.demo import run_demo
+
+    return run_demo(a.dir, a.port)
+
+
+def _audit(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.admin import audit
+
+    return audit(a.path, a.entity, a.key)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"syncswim {version('syncswim')}"
+    except PackageNotFoundError:
+        return "syncswim (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """Looks the version up only when asked: package metadata is slow to load."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(_version())
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="syncswim",
+        description="Sync or Swim: two-way record sync between PostgreSQL, MySQL, "
+        "Salesforce and polled sources, on Dagster.",
+    )
+    p.add_argument("--version", action=_VersionAction)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def cmd(name: str, handler: Handler, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+        c.set_defaults(handler=handler)
+        return c
+
+    def spec(c: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        c.add_argument("path", type=Path, metavar="PATH", help="the sync declaration (YAML)")
+        return c
+
+    sandbox = sub.add_parser("sandbox", help="private PostgreSQL, MariaDB and Salesforce emulator")
+    sb = sandbox.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dir_opt: dict[str, Any] = {
+        "type": Path,
+        "default": Path(".sandbox"),
+        "help": "where the servers keep data and state (default .sandbox)",
+    }
+    up = cmd("up", _sandbox_up, "start the sandbox (or report it, when it runs)", sb)
+    up.add_argument("--dir", **dir_opt)
+    up.add_argument("--no-salesforce", action="store_true", help="do not start the emulator")
+    cmd("down", _sandbox_down, "stop everything the sandbox started", sb).add_argument(
+        "--dir", **dir_opt
+    )
+    cmd("status", _sandbox_status, "what runs; exit 0 only when all is up", sb).add_argument(
+        "--dir", **dir_opt
+    )
+
+    v = spec(cmd("validate", _validate, "check a declaration (and, live, its endpoints)"))
+    v.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="check the file only, connect to nothing",
+    )
+    spec(cmd("setup", _setup, "create what the syncs need on the endpoints (slots, ...)"))
+    spec(cmd("teardown", _teardown, "remove what setup created"))
+    s = spec(cmd("sync", _sync, "run one sync pass now, outside Dagster"))
+    s.add_argument("--entity", help="only this entity (and what it needs)")
+    s.add_argument("--full", action="store_true", help="reconcile both sides from snapshots")
+    d = cmd("demo", _demo, "start the sandbox, a demo sync and the Dagster UI")
+    d.add_argument("--dir", **dir_opt)
+    d.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")
+    au = spec(cmd("audit", _audit, "what happened to records: applied, conflicts, failures"))
+    au.add_argument("--entity", help="only this entity")
+    au.add_argument("--key", help="only this record key, as JSON: '{\"id\": 7}'")
+    return p
+
+
+def _missing(e: ImportError) -> str | None:
+    """The part of this build that is absent, when `e` says so (not a broken dependency)."""
+    name = e.name or ""
+    if not name.startswith("syncswim_lib"):
+        return None
+    if isinstance(e, ModuleNotFoundError):
+        return name
+    return f"{name} ({e.msg})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except ImportError as e:
+        if (what := _missing(e)) is None:
+            raise
+        print(f"syncswim: not available in this build: {what}", file=sys.stderr)
+        return 1
+    except SyncSwimError as e:
+        print(f"syncswim: error: {e}", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+# One entry point per task; each runs scripts/setup.sh first, so a fresh clone needs only `make`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+PYTEST_ARGS ?=
+SANDBOX_DIR ?= .sandbox
+
+.PHONY: setup demo test lint typecheck check sandbox-up sandbox-down sandbox-status
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/syncswim demo --dir $(SANDBOX_DIR)
+
+# pytest exit 5 means "no tests collected": for a suite that is never a pass.
+test: setup
+	rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy syncswim_lib
+
+check: lint typecheck test
+
+sandbox-up: setup
+	$(VENV)/bin/syncswim sandbox up --dir $(SANDBOX_DIR)
+
+sandbox-down: setup
+	$(VENV)/bin/syncswim sandbox down --dir $(SANDBOX_DIR)
+
+sandbox-status: setup
+	$(VENV)/bin/syncswim sandbox status --dir $(SANDBOX_DIR)
