@@ -25,11 +25,11 @@ from syncswim_lib.sandbox.envfile import write_env, write_private_json
 from syncswim_lib.sandbox.servers import (
     MariaDBServer,
     PostgresServer,
-    _make_reachable,
-    _pid_alive,
-    _port_open,
-    _wait,
     free_port,
+    make_reachable,
+    pid_alive,
+    port_open,
+    wait_until,
 )
 
 START_TIMEOUT = 60.0
@@ -148,8 +148,8 @@ def _status_of(kind: str, d: Path) -> ComponentStatus:
     else:
         rec = sfp.read_record(d / "salesforce")
         pid, port = (rec.pid, rec.port) if rec else (None, None)
-    alive = pid is not None and (sfp.is_emulator(pid) if kind == "salesforce" else _pid_alive(pid))
-    return ComponentStatus(kind, pid, port, alive, port is not None and _port_open(port))
+    alive = pid is not None and (sfp.is_emulator(pid) if kind == "salesforce" else pid_alive(pid))
+    return ComponentStatus(kind, pid, port, alive, port is not None and port_open(port))
 
 
 # --- the directory --------------------------------------------------------------------------
@@ -204,13 +204,13 @@ def _ensure_db(kind: str, d: Path, started: list[str]) -> Component:
         if server.user and base.is_dir():
             # the servers run unprivileged: something (a pytest run, a umask) may have closed
             # a parent folder since the data dir was made
-            _make_reachable(base)
+            make_reachable(base)
         server.start(timeout=START_TIMEOUT)
     except OSError as e:
         raise FatalError(f"cannot start {kind} in {base}: {e}") from e
     started.append(kind)
     # mysqld writes its pid file on its own schedule; the port answering does not imply it
-    _wait(lambda: _status_of(kind, d).up, START_TIMEOUT, f"{kind} to record its pid")
+    wait_until(lambda: _status_of(kind, d).up, START_TIMEOUT, f"{kind} to record its pid")
     st = _status_of(kind, d)
     assert st.pid is not None and st.port is not None
     return Component(kind, st.pid, st.port, str(server.data_dir), server.dsn)
@@ -285,11 +285,11 @@ def _signal_and_wait(pid: int, what: str, sig: signal.Signals, then: signal.Sign
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
     try:
-        _wait(lambda: not _pid_alive(pid), STOP_TIMEOUT, f"{what} (pid {pid}) to stop")
+        wait_until(lambda: not pid_alive(pid), STOP_TIMEOUT, f"{what} (pid {pid}) to stop")
     except FatalError:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, then)
-        _wait(lambda: not _pid_alive(pid), 5.0, f"{what} (pid {pid}) to stop")
+        wait_until(lambda: not pid_alive(pid), 5.0, f"{what} (pid {pid}) to stop")
 
 
 def _stop(d: Path, kinds: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from syncswim_lib.errors import FatalError
 from syncswim_lib.sandbox.envfile import write_private_json
-from syncswim_lib.sandbox.servers import _pid_alive, _wait
+from syncswim_lib.sandbox.servers import pid_alive, wait_until
 
 MODULE = "syncswim_lib.sandbox.salesforce"
 RECORD = "process.json"
@@ -58,7 +58,7 @@ def pick_token(tokens: Any) -> str:
 def is_emulator(pid: int) -> bool:
     """Guards against a recycled pid before we signal it or report it as ours."""
     try:
-        return _pid_alive(pid) and MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return pid_alive(pid) and MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
@@ -91,7 +91,7 @@ def stop(pid: int, timeout: float) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         with contextlib.suppress(FatalError):
-            _wait(lambda: not _pid_alive(pid), wait, "")
+            wait_until(lambda: not pid_alive(pid), wait, "")
             return
     raise FatalError(f"the Salesforce emulator (pid {pid}) did not stop")
 

@@ -28,13 +28,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait(cond: object, timeout: float, what: str) -> None:
+def wait_until(cond: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if callable(cond) and cond():
@@ -43,7 +43,7 @@ def _wait(cond: object, timeout: float, what: str) -> None:
     raise FatalError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     # a server we started ourselves stays a zombie until reaped
     with contextlib.suppress(ChildProcessError, OSError):
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -124,7 +124,7 @@ def _run(argv: list[str], what: str) -> None:
         raise FatalError(f"{what} failed (exit {proc.returncode}): {tail}")
 
 
-def _make_reachable(path: Path) -> None:
+def make_reachable(path: Path) -> None:
     """The server runs as an unprivileged user: every folder above its data must be
     traversable (a private temp dir is 0700)."""
     for p in [path, *path.parents]:
@@ -169,7 +169,7 @@ class PostgresServer:
         self.data_dir.mkdir(exist_ok=True)
         self.sock_dir.mkdir(exist_ok=True)
         if self.user:
-            _make_reachable(self.base_dir)
+            make_reachable(self.base_dir)
             _chown_tree(self.base_dir, self.user)
         _run(
             _as_user(
@@ -227,7 +227,7 @@ class PostgresServer:
             ),
             f"starting PostgreSQL (log: {log})",
         )
-        _wait(lambda: _port_open(self.port), timeout, f"PostgreSQL on port {self.port}")
+        wait_until(lambda: port_open(self.port), timeout, f"PostgreSQL on port {self.port}")
 
     def running(self) -> bool:
         pid_file = self.data_dir / "postmaster.pid"
@@ -237,7 +237,7 @@ class PostgresServer:
             pid = int(pid_file.read_text().split()[0])
         except (ValueError, IndexError):
             return False
-        return _pid_alive(pid)
+        return pid_alive(pid)
 
     def stop(self) -> None:
         if not self.running():
@@ -314,7 +314,7 @@ class MariaDBServer:
             return
         self.data_dir.mkdir(exist_ok=True)
         if self.user:
-            _make_reachable(self.base_dir)
+            make_reachable(self.base_dir)
             _chown_tree(self.base_dir, self.user)
         install = _which_any("mariadb-install-db", "mysql_install_db")
         argv = [
@@ -340,7 +340,7 @@ class MariaDBServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait(lambda: _port_open(self.port), timeout, f"MariaDB on port {self.port}")
+        wait_until(lambda: port_open(self.port), timeout, f"MariaDB on port {self.port}")
 
     def pid(self) -> int | None:
         try:
@@ -350,11 +350,11 @@ class MariaDBServer:
 
     def running(self) -> bool:
         pid = self.pid()
-        return pid is not None and _pid_alive(pid)
+        return pid is not None and pid_alive(pid)
 
     def stop(self, timeout: float = 30) -> None:
         pid = self.pid()
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             return
         os.kill(pid, signal.SIGTERM)
-        _wait(lambda: not _pid_alive(pid), timeout, f"MariaDB (pid {pid}) to stop")
+        wait_until(lambda: not pid_alive(pid), timeout, f"MariaDB (pid {pid}) to stop")
