@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 import pyarrow as pa
@@ -16,8 +17,19 @@ from syncswim_lib.envelope import Change, Position
 
 # The families a column type is reduced to; conversion rules are written per family.
 TypeFamily = Literal[
-    "int", "float", "decimal", "text", "bool", "date", "timestamp", "timestamptz", "time",
-    "json", "bytes", "uuid", "other",
+    "int",
+    "float",
+    "decimal",
+    "text",
+    "bool",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "time",
+    "json",
+    "bytes",
+    "uuid",
+    "other",
 ]
 
 
@@ -140,6 +152,14 @@ class Connector(Protocol):
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
         """The recorded result of `batch_id` if its transaction committed, else None."""
+        ...
+
+    def prune_markers(self, older_than: timedelta) -> int:
+        """Delete the apply markers (of every sync) recorded more than `older_than` ago by
+        the target's clock; returns how many. A pruned batch is forgotten: `applied_result`
+        answers None and a replay of it writes again, so keep markers longer than a batch
+        can stay in flight. Capture emits nothing for these deletes. ConfigError if
+        `older_than` is negative; 0 when there is no marker store yet."""
         ...
 
     def close(self) -> None: ...

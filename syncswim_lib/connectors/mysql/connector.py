@@ -10,6 +10,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -285,8 +286,18 @@ class MySQLConnector:
         import pymysql
 
         try:
-            return markers.read_result(self._connection(), self.db, batch_id)
+            return markers.read_result(self._connection(), self.db, batch_id, origin=sync)
         except pymysql.err.MySQLError as exc:
             if error_code(exc) == NO_SUCH_TABLE:
                 return None
             raise self._failed(exc, f"reading the result of batch {batch_id}") from exc
+
+    def prune_markers(self, older_than: timedelta) -> int:
+        import pymysql
+
+        try:
+            return markers.prune(self._connection(), self.db, older_than)
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) == NO_SUCH_TABLE:
+                return 0  # never set up: no markers to prune
+            raise self._failed(exc, "pruning the apply markers") from exc

@@ -3,6 +3,7 @@
 The row is written first in every apply transaction, so (1) a replayed batch finds it and
 writes nothing, (2) capture recognises every row change of that transaction as ours, and
 (3) the batch's result is readable after a crash between commit and recording it.
+`prune` deletes old rows; capture emits nothing for them.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.connectors.base import ApplyResult
 from syncswim_lib.connectors.mysql.connection import MARKER_TABLE, qtable
+from syncswim_lib.errors import ConfigError
 
 if TYPE_CHECKING:
     import pymysql
@@ -95,13 +97,45 @@ def result_from_json(text: str) -> ApplyResult:
     )
 
 
-def read_result(conn: pymysql.Connection, db: str, batch_id: str) -> ApplyResult | None:
-    """The committed result of `batch_id`, or None (never applied, or still in flight)."""
+def read_result(
+    conn: pymysql.Connection, db: str, batch_id: str, origin: str | None = None
+) -> ApplyResult | None:
+    """The committed result of `batch_id` (written by sync `origin`, when given), or None
+    (never applied, or still in flight)."""
+    sql = f"SELECT result FROM {qtable(db, MARKER_TABLE)} WHERE batch_id = %s"
+    args: tuple[str, ...] = (batch_id,)
+    if origin is not None:
+        sql, args = sql + " AND origin = %s", (batch_id, origin)
     with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT result FROM {qtable(db, MARKER_TABLE)} WHERE batch_id = %s", (batch_id,)
-        )
+        cur.execute(sql, args)
         row = cur.fetchone()
     if row is None or row[0] is None:
         return None
     return result_from_json(row[0])
+
+
+# Rows deleted per transaction: bounds the locks held and the size of one binlog event group.
+PRUNE_CHUNK = 5000
+
+
+def prune(conn: pymysql.Connection, db: str, older_than: timedelta) -> int:
+    """Delete the markers created before the server's now - `older_than`, in autocommit
+    chunks of PRUNE_CHUNK rows (so a long prune holds no lock for long)."""
+    if older_than < timedelta(0):
+        raise ConfigError(f"older_than must not be negative, got {older_than}")
+    table = qtable(db, MARKER_TABLE)
+    total = 0
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT CURRENT_TIMESTAMP(6) - INTERVAL %s MICROSECOND",
+            (older_than // timedelta(microseconds=1),),
+        )
+        row = cur.fetchone()
+        assert row is not None
+        while True:
+            deleted = cur.execute(
+                f"DELETE FROM {table} WHERE created_at < %s LIMIT %s", (row[0], PRUNE_CHUNK)
+            )
+            total += deleted
+            if deleted < PRUNE_CHUNK:
+                return total

@@ -212,7 +212,8 @@ def to_arrow_value(value: Any, column: ColumnInfo) -> Any:
         return None
     family = column.family
     if family == "json":
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        # sorted like PostgreSQL's snapshot text, so both sides' snapshots compare equal
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     if family == "time":
         if not isinstance(value, time):
             # never silently lose a duration Arrow's time64 cannot hold

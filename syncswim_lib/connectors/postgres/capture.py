@@ -1,12 +1,15 @@
 """Capture: peek the slot, decode pgoutput, build Change envelopes of whole transactions.
 
 Positions. A change is `PgPosition(commit_lsn, seq)`, `seq` counting the row messages of
-its transaction from 1. A batch ends at `PgPosition(end_lsn, 0)` of its last commit,
-`end_lsn` being the end of the commit record: every change of that transaction sorts
-before it and every later transaction (whose commit record starts at or after `end_lsn`)
-sorts after it. `confirm` advances the slot to the position's LSN: the server drops a
-transaction whose commit record starts before that LSN, so confirming a batch's end
-releases the whole batch, and confirming one change's position keeps its transaction.
+its transaction from 1; an update that changes the primary key is emitted as a delete and
+an insert, and the insert takes the next number (later changes of that transaction move
+up by one for each such split among the tables captured). A batch ends at
+`PgPosition(end_lsn, 0)` of its last commit, `end_lsn` being the end of the commit record:
+every change of that transaction sorts before it and every later transaction (whose
+commit record starts at or after `end_lsn`) sorts after it. `confirm` advances the slot to
+the position's LSN: the server drops a transaction whose commit record starts before that
+LSN, so confirming a batch's end releases the whole batch, and confirming one change's
+position keeps its transaction.
 
 Origin tagging. `apply` writes its row into `syncswim.applied` first in each of its
 transactions; every change of a transaction whose first row change is such an insert
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -169,13 +172,18 @@ class _Assembler:
             _, plan, first = txn.rows[0]
             if plan.table == MARKER_QUALIFIED and isinstance(first, pgoutput.Insert):
                 origin = _row(plan, first.new).get("origin")
+        shift = 0  # one more for every update split in two so far
         for seq, plan, msg in txn.rows:
             if plan.table not in self.tables or plan.table == MARKER_QUALIFIED:
                 continue
-            position = PgPosition(txn.commit_lsn, seq)
-            if self.since is not None and position <= self.since:
-                continue
-            self.changes.append(self._change(plan, msg, position, commit.commit_ts, origin))
+            position = PgPosition(txn.commit_lsn, seq + shift)
+            change = self._change(plan, msg, position, commit.commit_ts, origin)
+            parts = _split_new_key(change, plan.primary_key)
+            shift += len(parts) - 1
+            for part in parts:
+                assert isinstance(part.position, PgPosition)
+                if self.since is None or part.position > self.since:
+                    self.changes.append(part)
 
     @staticmethod
     def _old_row(
@@ -225,6 +233,24 @@ class _Assembler:
             origin=origin,
             changed_fields=changed,
         )
+
+
+def _split_new_key(change: Change, primary_key: tuple[str, ...]) -> list[Change]:
+    """An update that gives the row another primary key is, to whoever follows records by
+    key, the old record gone and a new one: a delete and an insert (as the binlog
+    connector reports it). The insert takes the next `seq`."""
+    before, after = change.before, change.after
+    if change.op != Op.UPDATE or before is None or after is None or not primary_key:
+        return [change]
+    if all(before.get(k) == after.get(k) for k in primary_key):
+        return [change]
+    assert isinstance(change.position, PgPosition)
+    later = PgPosition(change.position.lsn, change.position.seq + 1)
+    return [
+        replace(change, op=Op.DELETE, key={k: before.get(k) for k in primary_key}, after=None,
+                changed_fields=None),
+        replace(change, op=Op.INSERT, before=None, position=later, changed_fields=None),
+    ]  # fmt: skip
 
 
 def assemble(

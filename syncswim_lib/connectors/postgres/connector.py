@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.connectors.base import (
@@ -286,3 +287,6 @@ class PostgresConnector:
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
         return marker.applied_result(self._connection(), sync, batch_id)
+
+    def prune_markers(self, older_than: timedelta) -> int:
+        return marker.prune(self._connection(), older_than, self.endpoint)

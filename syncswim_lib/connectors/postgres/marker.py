@@ -3,13 +3,13 @@
 `apply` inserts the batch's row first in its transaction (capture reads the origin from
 that insert; the primary key makes a replay a no-op) and stores the ApplyResult as JSON
 on it before committing, so `applied_result` answers "did batch X commit, and what did
-it write?" after a crash.
+it write?" after a crash. `prune` deletes old rows; capture emits nothing for them.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from syncswim_lib.connectors.postgres.connection import (
     MARKER_TABLE,
     raise_translated,
 )
-from syncswim_lib.errors import FatalError
+from syncswim_lib.errors import ConfigError, FatalError
 
 if TYPE_CHECKING:
     import psycopg
@@ -81,6 +81,41 @@ def applied_result(conn: psycopg.Connection, sync: str, batch_id: str) -> ApplyR
     except psycopg.Error as exc:
         raise_translated(exc, f"reading the result of batch {batch_id}")
     return None if row is None or row[0] is None else result_from_json(row[0])
+
+
+# Rows deleted per transaction: bounds the locks held and what capture decodes at once.
+PRUNE_CHUNK = 5000
+
+_PRUNE = f"""
+DELETE FROM {_Q} WHERE batch_id IN (
+    SELECT batch_id FROM {_Q} WHERE created_at < %(cutoff)s LIMIT %(chunk)s
+)
+"""
+
+
+def prune(conn: psycopg.Connection, older_than: timedelta, endpoint: str) -> int:
+    """Delete the markers created before the server's now() - `older_than`.
+
+    `conn` is in autocommit: each chunk commits on its own, so a long prune holds no lock
+    for long, and one that fails half-way has still done the chunks before.
+    """
+    import psycopg
+
+    if older_than < timedelta(0):
+        raise ConfigError(f"older_than must not be negative, got {older_than}")
+    total = 0
+    try:
+        row = conn.execute("SELECT now() - %s::interval", (older_than,)).fetchone()
+        assert row is not None
+        while True:
+            cur = conn.execute(_PRUNE, {"cutoff": row[0], "chunk": PRUNE_CHUNK})
+            total += cur.rowcount
+            if cur.rowcount < PRUNE_CHUNK:
+                return total
+    except psycopg.errors.UndefinedTable:
+        return total  # never set up: no markers to prune
+    except psycopg.Error as exc:
+        raise_translated(exc, f"pruning {_Q} in endpoint {endpoint}")
 
 
 # Key values survive the JSON round trip with their canonical type.

@@ -194,7 +194,9 @@ def test_assemble_keeps_only_identity_columns_of_a_key_only_old_row() -> None:
         return plan_for(rel, TableInfo("public.k", (ColumnInfo("id", "int", "integer"),), ("id",)))
 
     batch, _ = assemble([bytes.fromhex(h) for h in messages], None, ["k"], 10, plan)
-    upd, dele = batch.changes
-    assert upd.before == {"id": 1} and upd.after == {"id": 10, "big": None}
-    assert upd.key == {"id": 10} and upd.changed_fields is None
-    assert dele.before == {"id": 10} and dele.key == {"id": 10}
+    # an update that changes the key is a delete of the old key and an insert of the new
+    old, new, dele = batch.changes
+    assert old.op == Op.DELETE and old.key == {"id": 1} and old.before == {"id": 1}
+    assert new.op == Op.INSERT and new.key == {"id": 10}
+    assert new.after == {"id": 10, "big": None}
+    assert dele.op == Op.DELETE and dele.before == {"id": 10} and dele.key == {"id": 10}
