@@ -4,6 +4,8 @@ One asset per entity (key `[sync, entity]`, group = sync, kinds = both systems, 
 the entities it references), one capture sensor per sync. No sync logic lives here.
 """
 
+import json
+import time
 from pathlib import Path
 
 from dagster import (
@@ -29,6 +31,7 @@ from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_lib.config import Project, load_project
 from syncswim_lib.pipeline.capture import capture_sync
+from syncswim_lib.pipeline.maintenance import prune_markers
 from syncswim_lib.pipeline.run import run_entity
 
 
@@ -69,6 +72,8 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
     return _asset
 
 
+PRUNE_EVERY_S = 24 * 3600
+
 _ACTIVE = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -90,9 +95,15 @@ def _capture_sensor(project: Project, sync: str) -> SensorDefinition:
     def _sensor(
         context: SensorEvaluationContext, syncswim: SyncSwimResource
     ) -> RunRequest | SkipReason:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        now = time.time()
         with syncswim.runtime() as rt:
             captured = capture_sync(rt, sync)
             pending = rt.store.pending_counts(sync)
+            if now - float(cursor.get("pruned_at", 0)) > PRUNE_EVERY_S:
+                pruned = prune_markers(rt, sync)
+                context.log.info(f"{sync}: pruned {pruned} old apply markers")
+                context.update_cursor(json.dumps({**cursor, "pruned_at": now}))
         if not pending:
             return SkipReason(f"no pending changes (captured {captured})")
         # one run at a time per sync: a second run would plan the same pending changes

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from dagster import (
     AssetKey,
@@ -62,3 +65,32 @@ def test_sensor_requests_runs_and_materialisation_syncs(dbs: TwoDbs) -> None:
             sum(v.value for k, v in meta2.items() if k.endswith(("inserted", "updated", "deleted")))
             == 0
         )
+
+
+def test_sensor_prunes_old_apply_markers_once_a_day(dbs: TwoDbs) -> None:
+    defs = build_definitions(dbs.yaml_path, state_url=dbs.state_url)
+    sensor_def = defs.resolve_sensor_def(sensor_name("app_shop"))
+    resource = SyncSwimResource(project_path=str(dbs.yaml_path), state_url=dbs.state_url)
+    with DagsterInstance.ephemeral() as instance:
+        sensor_def(build_sensor_context(instance=instance, resources={"syncswim": resource}))
+        dbs.my_exec("INSERT INTO customers (name) VALUES ('marked')")
+        assets = [a for a in defs.assets if AssetKey(["app_shop", "customers"]) in a.keys]
+        assert materialize(assets, instance=instance, resources={"syncswim": resource}).success
+        markers = dbs.pg.execute("SELECT count(*) AS n FROM syncswim.applied").fetchone()
+        assert markers is not None and markers["n"] >= 1
+        dbs.pg.execute("UPDATE syncswim.applied SET created_at = now() - interval '30 days'")
+
+        ctx = build_sensor_context(
+            instance=instance,
+            resources={"syncswim": resource},
+            cursor=json.dumps({"pruned_at": time.time()}),
+        )
+        sensor_def(ctx)  # pruned recently: leaves them
+        left = dbs.pg.execute("SELECT count(*) AS n FROM syncswim.applied").fetchone()
+        assert left is not None and left["n"] == markers["n"]
+
+        ctx = build_sensor_context(instance=instance, resources={"syncswim": resource})
+        sensor_def(ctx)
+        gone = dbs.pg.execute("SELECT count(*) AS n FROM syncswim.applied").fetchone()
+        assert gone is not None and gone["n"] == 0
+        assert "pruned_at" in json.loads(ctx.cursor or "{}")
