@@ -166,7 +166,11 @@ PENDING = (
 # only `pending` asks for a run: a `waiting` entry (no external id yet) is looked at again
 # when a newer change of the same record arrives, not on every sensor tick
 PENDING_COUNTS = (
-    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status = 'pending' GROUP BY entity"
+    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status = 'pending' "
+    # our own writes coming back are settled by the next run anyway: alone they must not
+    # start one (every run would otherwise be followed by a run that only skips echoes)
+    "AND (origin IS NULL OR origin <> sync) "
+    "GROUP BY entity"
 )
 
 # a compare-and-set: an entry already claimed by another run's batch stays with that batch

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -128,6 +129,16 @@ def test_pending_counts_and_order(store: SqlStateStore, make_change: MakeChange)
         )
     )
     assert store.pending_counts("s1") == {"customers": 2}
+
+
+def test_echoes_of_our_own_writes_do_not_ask_for_a_run(
+    store: SqlStateStore, make_change: MakeChange
+) -> None:
+    ours = dataclasses.replace(make_change(1), origin="s1")
+    other_sync = dataclasses.replace(make_change(2), origin="s2")  # a hub's real change
+    store.append_changes("s1", "app_db", [("customers", ours), ("customers", other_sync)], None)
+    assert store.pending_counts("s1") == {"customers": 1}
+    assert len(store.pending("s1", "customers")) == 2  # the next run still settles both
 
 
 def test_in_flight_batches(store: SqlStateStore, make_change: MakeChange) -> None:
