@@ -3,9 +3,11 @@ the Dagster UI with the capture sensor on. Ctrl-C stops everything it started.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,10 +17,16 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pymysql
 
+from syncswim_lib.errors import ConfigError
 from syncswim_lib.sandbox.demo_schema import DEMO_YAML, MYSQL_SCHEMA, MYSQL_SEED, PG_SCHEMA, PG_SEED
+from syncswim_lib.sandbox.envfile import write_env
 from syncswim_lib.sandbox.manager import sandbox_down, sandbox_up
 
 REPO = Path(__file__).resolve().parents[2]
+# `dagster dev` itself waits up to 60 s per service; past these, the group is signalled
+DEV_STOP_TIMEOUT = 30.0
+GROUP_TERM_TIMEOUT = 10.0
+GROUP_KILL_TIMEOUT = 5.0
 
 
 def _mysql_conn(dsn: str) -> pymysql.connections.Connection:
@@ -63,57 +71,140 @@ def _create_demo_db(mysql_root_dsn: str) -> str:
     return mysql_root_dsn.rstrip("/") + "/shop"
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies do not count: they hold nothing)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                state, _ppid, pgrp = f.read().rsplit(") ", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
+
+
+def _wait_group(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_dagster(proc: subprocess.Popen[bytes]) -> None:
+    """Stop `dagster dev` and everything in its process group.
+
+    On SIGINT it stops its webserver and daemon, but the code server and its gRPC child
+    outlive it until their heartbeat times out (30-45 s), and a run in flight has its own
+    process: what is left of the group is terminated, then killed."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=DEV_STOP_TIMEOUT)
+    for sig, timeout in (
+        (signal.SIGTERM, GROUP_TERM_TIMEOUT),
+        (signal.SIGKILL, GROUP_KILL_TIMEOUT),
+    ):
+        if not _group_alive(proc.pid):
+            break
+        print(f"dagster left processes behind: sending {sig.name} to its group", flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        if _wait_group(proc.pid, timeout):
+            break
+    proc.wait()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the webserver does
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
     from syncswim_lib.config import load_project
     from syncswim_lib.pipeline.run import run_sync
     from syncswim_lib.pipeline.runtime import Runtime
 
+    # the webserver would only log the failed bind and `dagster dev` would run on without a UI
+    if not _port_free(port):
+        raise ConfigError(f"port {port} on 127.0.0.1 is in use: pick the UI's port with --port")
     base = Path(dir).resolve()
     info = sandbox_up(base, salesforce=False)
-    pg_dsn = info.postgres.url
-    mysql_dsn = _create_demo_db(info.mysql.url)
-    seed(pg_dsn, mysql_dsn)
-    project_file = base / "demo.yaml"
-    project_file.write_text(DEMO_YAML)
-    home = base / "dagster_home"
-    home.mkdir(exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "SYNCSWIM_PG_DSN": pg_dsn,
-        "SYNCSWIM_MYSQL_DSN": mysql_dsn,
-        "DAGSTER_HOME": str(home),
-        "SYNCSWIM_PROJECT": str(project_file),
-    }
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("SYNCSWIM", "DAGSTER"))})
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        pg_dsn = info.postgres.url
+        mysql_dsn = _create_demo_db(info.mysql.url)
+        # the env file the banner points to must name the demo's database, as demo.yaml does
+        write_env(
+            info.env_file,
+            {**info.env(), "SYNCSWIM_MYSQL_DSN": mysql_dsn},
+            header=f"Sync or Swim demo in {base}\nload with: . {info.env_file}",
+        )
+        seed(pg_dsn, mysql_dsn)
+        project_file = base / "demo.yaml"
+        project_file.write_text(DEMO_YAML)
+        home = base / "dagster_home"
+        home.mkdir(exist_ok=True)
+        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        env = {
+            **os.environ,
+            "SYNCSWIM_PG_DSN": pg_dsn,
+            "SYNCSWIM_MYSQL_DSN": mysql_dsn,
+            "DAGSTER_HOME": str(home),
+            "SYNCSWIM_PROJECT": str(project_file),
+        }
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("SYNCSWIM", "DAGSTER"))})
 
-    print("initial sync (snapshot of both sides)...", flush=True)
-    with Runtime(load_project(project_file)) as rt:
-        for r in run_sync(rt, "app_shop", full=True):
-            print(f"  {r.entity}: {r.writes} writes, {r.waiting} waiting for an external id")
+        print("initial sync (snapshot of both sides)...", flush=True)
+        with Runtime(load_project(project_file)) as rt:
+            for r in run_sync(rt, "app_shop", full=True):
+                print(f"  {r.entity}: {r.writes} writes, {r.waiting} waiting for an external id")
 
-    # Dagster would race on creating a fresh SQLite instance from several processes
-    subprocess.run(
-        [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"], env=env, check=True
-    )
-    dagster_bin = Path(sys.executable).with_name("dagster")
-    proc = subprocess.Popen(
-        [
-            str(dagster_bin),
-            "dev",
-            "-w",
-            str(REPO / "workspace.yaml"),
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-        ],
-        env=env,
-        cwd=str(REPO),
-        start_new_session=True,
-    )
-    print(
-        f"""
+        # Dagster would race on creating a fresh SQLite instance from several processes
+        subprocess.run(
+            [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"],
+            env=env,
+            check=True,
+        )
+        stop = False
+
+        def _on_signal(signum: int, frame: object) -> None:
+            nonlocal stop
+            stop = True
+
+        # Installed before the launch: a child inherits an ignored SIGINT (the demo started
+        # in the background of a shell), and `dagster dev` then ignores SIGTERM as well.
+        # A handler of ours is reset to the default in the child instead.
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        dagster_bin = Path(sys.executable).with_name("dagster")
+        proc = subprocess.Popen(
+            [
+                str(dagster_bin),
+                "dev",
+                "-w",
+                str(REPO / "workspace.yaml"),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+            ],
+            env=env,
+            cwd=str(REPO),
+            start_new_session=True,
+        )
+        print(
+            f"""
 Sync or Swim demo is running.
   Dagster UI:   http://127.0.0.1:{port}   (assets app_shop/customers, app_shop/products;
                 sensor app_shop__capture is on)
@@ -127,26 +218,16 @@ Try a change on each side:
 Then watch the sensor start a run, and query the other side.
 Press Ctrl-C to stop everything.
 """,
-        flush=True,
-    )
-    stop = False
-
-    def _on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    try:
+            flush=True,
+        )
         while not stop and proc.poll() is None:
             time.sleep(0.5)
+        if not stop:
+            print(f"dagster dev exited on its own (code {proc.returncode})", flush=True)
+            return 1
+        return 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        if proc is not None:
+            stop_dagster(proc)
         sandbox_down(base)
         print("demo stopped", flush=True)
-    return 0

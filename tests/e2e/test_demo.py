@@ -1,0 +1,472 @@
+"""`syncswim demo` as a user runs it: servers, initial sync, Dagster UI, live two-way changes
+through the sensor and the daemon, and Ctrl-C leaving nothing running."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pymysql
+import pytest
+from psycopg.rows import dict_row
+
+from syncswim_lib.sandbox.envfile import read_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.integration]
+
+SYNCSWIM = str(Path(sys.executable).with_name("syncswim"))
+BANNER = "Sync or Swim demo is running."
+START_TIMEOUT = 180.0  # servers, initial sync, then `dagster dev` on a loaded 2-core machine
+SYNC_TIMEOUT = 90.0  # sensor tick (>= 5 s) + run launch + run, with slack for load
+EXIT_TIMEOUT = 120.0  # the demo's own bounds: dagster 30 + group 15 + two servers
+
+
+def _wait(cond: Callable[[], Any], timeout: float, what: str, log: Path | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+        time.sleep(0.1)
+
+
+# --- processes, read from /proc -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    start: int  # clock ticks since boot: a pid reused later has another start time
+    args: str
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, start time) of a process, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def _pids() -> list[int]:
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
+
+
+def _args(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> set[Proc]:
+    children: dict[int, list[int]] = {}
+    stats = {}
+    for pid in _pids():
+        st = _stat(pid)
+        if st is not None:
+            stats[pid] = st
+            children.setdefault(st[1], []).append(pid)
+    found: set[Proc] = set()
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.add(Proc(pid, stats[pid][2], _args(pid)))
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _alive(p: Proc) -> bool:
+    st = _stat(p.pid)
+    return st is not None and st[0] != "Z" and st[2] == p.start
+
+
+def _env_mentions(pid: int, text: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+# --- the two databases, through the env file the demo points users to ---------------------
+
+
+class Sides:
+    def __init__(self, env_file: Path) -> None:
+        env = read_env(env_file)
+        self.pg = psycopg.connect(env["SYNCSWIM_PG_DSN"], autocommit=True, row_factory=dict_row)
+        u = urlsplit(env["SYNCSWIM_MYSQL_DSN"])
+        self.my = pymysql.connect(
+            host=u.hostname or "127.0.0.1",
+            port=u.port or 3306,
+            user=unquote(u.username or "root"),
+            password=unquote(u.password or ""),
+            database=u.path.lstrip("/"),
+            autocommit=True,
+            cursorclass=pymysql.cursors.DictCursor,
+        )
+
+    def pg_rows(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
+        return list(self.pg.execute(sql, args).fetchall())
+
+    def my_rows(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
+        with self.my.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def close(self) -> None:
+        self.pg.close()
+        self.my.close()
+
+
+def _customer_pairs(s: Sides) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(app row, shop row) per customer; asserts that each side has exactly the other's."""
+    pg = {r["id"]: r for r in s.pg_rows("SELECT * FROM customers")}
+    my = s.my_rows("SELECT * FROM customers")
+    assert all(m["app_customer_id"] is not None for m in my), my
+    assert sorted(m["app_customer_id"] for m in my) == sorted(pg)
+    return [(pg[m["app_customer_id"]], m) for m in my]
+
+
+def _assert_in_step(s: Sides) -> None:
+    pairs = _customer_pairs(s)
+    assert len(pairs) == 4  # three seeded in the app, one in the shop
+    for p, m in pairs:
+        assert (m["email"], m["name"], m["credit_limit"]) == (
+            p["email"],
+            p["full_name"],
+            p["credit_limit"],
+        )
+        assert (bool(m["active"]), m["signup_date"]) == (p["is_active"], p["signup_date"])
+        seen = m["last_order_at"] and m["last_order_at"].replace(tzinfo=UTC)
+        assert seen == p["last_order_at"]
+        assert (m["prefs"] and json.loads(m["prefs"])) == p["prefs"]
+    pg = {r["sku"]: r for r in s.pg_rows("SELECT * FROM products")}
+    my = {r["sku"]: r for r in s.my_rows("SELECT * FROM products")}
+    assert set(pg) == set(my) == {"SKU-001", "SKU-002", "SKU-003"}
+    for sku, p in pg.items():
+        m = my[sku]
+        assert (m["title"], m["price"], bool(m["in_stock"])) == (
+            p["name"],
+            p["price"],
+            p["in_stock"],
+        )
+
+
+# --- the demo process -------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo_dir() -> Iterator[Path]:
+    # not tmp_path: servers run as unprivileged users, and pytest's clean-up of old runs
+    # must not reach a sandbox that a concurrent run still uses
+    d = Path(tempfile.mkdtemp(prefix="syncswim-demo-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Demo:
+    def __init__(self, d: Path, port: int) -> None:
+        self.dir = d
+        self.port = port
+        self.log = d / "demo.log"
+        self.seen: set[Proc] = set()
+        self.args = ["--dir", str(d), "--port", str(port)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCSWIM", "DAGSTER"))}
+        with open(self.log, "wb") as out:
+            # Its own process group, SIGINT to the leader, as a terminal's Ctrl-C. Started the
+            # way a script's `syncswim demo &` is: with SIGINT ignored, which children inherit
+            # (and `dagster dev` then ignores SIGTERM too).
+            self.proc = subprocess.Popen(
+                ["sh", "-c", 'trap "" INT; exec "$0" "$@"', SYNCSWIM, "demo", *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**env, "PYTHONUNBUFFERED": "1"},
+                cwd=d,
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def watch(self) -> None:
+        """Record every process the demo started so far (dagster's children included)."""
+        self.seen |= _descendants(self.proc.pid)
+
+    def wait(self, cond: Callable[[], Any], timeout: float, what: str) -> Any:
+        def check() -> Any:
+            self.watch()
+            assert self.proc.poll() is None, f"the demo exited early:\n{self.output()[-4000:]}"
+            return cond()
+
+        return _wait(check, timeout, what, self.log)
+
+    def strays(self) -> list[int]:
+        """Processes of this demo found by what they carry, not by ancestry: the folder in
+        their command line (the servers) or in their DAGSTER_HOME (all of Dagster's)."""
+        home = str(self.dir / "dagster_home")
+        return [
+            pid
+            for pid in _pids()
+            if pid != os.getpid()
+            and (st := _stat(pid)) is not None
+            and st[0] != "Z"
+            and (str(self.dir) in _args(pid) or _env_mentions(pid, home))
+        ]
+
+    def kill_leftovers(self) -> None:
+        """After a failure (a timeout included): leave nothing behind for the next test."""
+        if self.proc.poll() is None:
+            self.watch()
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        subprocess.run(
+            [SYNCSWIM, "sandbox", "down", "--dir", str(self.dir)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        doomed = [p.pid for p in self.seen if _alive(p)] + self.strays()
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _change_both_sides(demo: Demo) -> None:
+    """A user's change on each side while the demo runs; the running sensor carries them."""
+    with contextlib.closing(Sides(demo.dir / "sandbox.env")) as sides:
+        _assert_in_step(sides)  # the initial sync ran before the UI came up
+
+        limit = Decimal(f"{uuid.uuid4().int % 10**6}.25")
+        ada = sides.pg_rows("SELECT id FROM customers WHERE email = 'ada@example.com'")[0]["id"]
+        sides.pg.execute("UPDATE customers SET credit_limit = %s WHERE id = %s", (limit, ada))
+        email = f"new-{uuid.uuid4().hex[:8]}@example.org"
+        with sides.my.cursor() as cur:
+            cur.execute(
+                "INSERT INTO customers (email, name, active, credit_limit)"
+                " VALUES (%s, 'New Person', 1, 12.50)",
+                (email,),
+            )
+
+        def ada_in_shop() -> bool:
+            rows = sides.my_rows(
+                "SELECT credit_limit FROM customers WHERE app_customer_id = %s", (ada,)
+            )
+            return bool(rows) and rows[0]["credit_limit"] == limit
+
+        def new_in_app_with_key_written_back() -> bool:
+            app = sides.pg_rows("SELECT id FROM customers WHERE email = %s", (email,))
+            shop = sides.my_rows("SELECT app_customer_id FROM customers WHERE email = %s", (email,))
+            return len(app) == 1 and shop[0]["app_customer_id"] == app[0]["id"]
+
+        demo.wait(ada_in_shop, SYNC_TIMEOUT, "the app's update to reach the shop")
+        demo.wait(new_in_app_with_key_written_back, SYNC_TIMEOUT, "the shop's insert in the app")
+        assert len(_customer_pairs(sides)) == 5  # one row per customer on each side
+        new = sides.pg_rows("SELECT * FROM customers WHERE email = %s", (email,))[0]
+        assert (new["full_name"], new["credit_limit"], new["is_active"]) == (
+            "New Person",
+            Decimal("12.50"),
+            True,
+        )
+
+
+def _assert_nothing_left(demo: Demo, servers: dict[str, Any]) -> None:
+    left = [p for p in demo.seen if _alive(p)]
+    assert not left, f"processes left behind: {left}"
+    for kind, rec in servers.items():
+        st = _stat(rec["pid"])
+        assert st is None or st[0] == "Z", f"{kind} (pid {rec['pid']}) still runs"
+        assert not _port_open(rec["port"]), f"{kind}'s port {rec['port']} still open"
+    assert not _port_open(demo.port), "the Dagster UI's port is still open"
+    strays = [_args(pid) for pid in demo.strays()]
+    assert not strays, f"processes of the demo still running: {strays}"
+    status = subprocess.run(
+        [SYNCSWIM, "sandbox", "status", "--dir", str(demo.dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "nothing running" in status.stdout, status.stdout
+    assert status.returncode == 1
+
+
+@pytest.mark.timeout(600)
+def test_demo_syncs_both_ways_and_stops_cleanly(demo_dir: Path) -> None:
+    demo = Demo(demo_dir, _free_port())
+    try:
+        demo.wait(lambda: BANNER in demo.output(), START_TIMEOUT, "the demo's banner")
+        demo.wait(
+            lambda: _http_ok(f"http://127.0.0.1:{demo.port}/server_info"),
+            START_TIMEOUT,
+            "the Dagster UI to answer",
+        )
+        record = json.loads((demo_dir / "sandbox.json").read_text())["components"]
+        servers = {kind: record[kind] for kind in ("postgres", "mysql")}
+        _change_both_sides(demo)
+
+        # Ctrl-C: the leader gets SIGINT and must take everything down before it exits
+        demo.watch()
+        assert any("dagster" in p.args for p in demo.seen), demo.seen
+        os.kill(demo.proc.pid, signal.SIGINT)
+        try:
+            code = demo.proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the demo did not exit within {EXIT_TIMEOUT:.0f}s") from None
+        assert code == 0, demo.output()[-4000:]
+        assert "demo stopped" in demo.output()
+        # dagster dev shut its webserver and daemon down itself, it was not killed
+        assert "Dagster services shut down." in demo.output()
+        _assert_nothing_left(demo, servers)
+    finally:
+        demo.kill_leftovers()  # a no-op after a clean stop
+
+
+def test_demo_refuses_a_busy_ui_port(demo_dir: Path) -> None:
+    """The webserver would only log its failed bind: the demo checks first and starts nothing."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = int(busy.getsockname()[1])
+        done = subprocess.run(
+            [SYNCSWIM, "demo", "--dir", str(demo_dir), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert not (demo_dir / "sandbox.json").exists()  # no server was started
+
+
+@pytest.mark.timeout(600)
+def test_demo_stops_everything_when_dagster_dies(demo_dir: Path) -> None:
+    """The daemon crashes, `dagster dev` gives up: the demo says so, exits 1 and stops the
+    servers and what is left of Dagster."""
+    demo = Demo(demo_dir, _free_port())
+    try:
+        demo.wait(
+            lambda: _http_ok(f"http://127.0.0.1:{demo.port}/server_info"),
+            START_TIMEOUT,
+            "the Dagster UI to answer",
+        )
+        demo.watch()
+        daemons = [p for p in demo.seen if "dagster._daemon run" in p.args]
+        assert len(daemons) == 1, demo.seen
+        os.kill(daemons[0].pid, signal.SIGKILL)
+        try:
+            code = demo.proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the demo did not give up:\n{demo.output()[-4000:]}") from None
+        out = demo.output()
+        assert code == 1, out[-4000:]
+        assert "dagster dev exited on its own" in out and "demo stopped" in out
+        left = [p for p in demo.seen if _alive(p)]
+        assert not left, f"processes left behind: {left}"
+        assert not demo.strays()
+        status = subprocess.run(
+            [SYNCSWIM, "sandbox", "status", "--dir", str(demo_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "nothing running" in status.stdout, status.stdout
+    finally:
+        demo.kill_leftovers()
+
+
+_STUBBORN = """
+import signal, subprocess, sys, time
+ignore = sys.argv[1] == "ignore"
+child = [sys.executable, "-c",
+         "import signal, time\\n"
+         + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n" if ignore else "")
+         + "print('ready', flush=True)\\ntime.sleep(300)"]
+# like dagster's code server: a child in the group that outlives its parent
+p = subprocess.Popen(child, stdout=subprocess.PIPE)
+p.stdout.readline()
+print(p.pid, flush=True)
+try:
+    time.sleep(300)
+except KeyboardInterrupt:
+    sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("child", ["exits on SIGTERM", "ignore"])
+def test_stop_dagster_leaves_no_process_of_the_group(child: str) -> None:
+    from syncswim_lib.sandbox.demo import GROUP_TERM_TIMEOUT, stop_dagster
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUBBORN, child.split()[0]],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        child_pid = int(proc.stdout.readline())
+        stat = _stat(child_pid)
+        assert stat is not None
+        orphan = Proc(child_pid, stat[2], "")
+        began = time.monotonic()
+        stop_dagster(proc)
+        took = time.monotonic() - began
+        assert proc.returncode == 0  # the leader stopped on SIGINT
+        assert not _alive(orphan), "the group's other process was left running"
+        if child == "ignore":  # SIGTERM did nothing: SIGKILL after the grace period
+            assert took >= GROUP_TERM_TIMEOUT
+        else:
+            assert took < GROUP_TERM_TIMEOUT
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
