@@ -8,15 +8,13 @@ writes nothing, (2) capture recognises every row change of that transaction as o
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from syncswim_lib.connectors.base import ApplyResult
 from syncswim_lib.connectors.mysql.connection import MARKER_TABLE, qtable
+from syncswim_lib.connectors.results import result_from_data, result_to_data
 from syncswim_lib.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,67 +32,12 @@ def create_sql(db: str) -> str:
     )
 
 
-def _encode(value: Any) -> Any:
-    # keys are usually ints or strings; the rest keep their type through a tagged form
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, time):
-        return {"$time": value.isoformat()}
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
-    return str(value)
-
-
-def _decode(value: Any) -> Any:
-    if not isinstance(value, dict) or len(value) != 1:
-        return value
-    ((tag, text),) = value.items()
-    decoders: dict[str, Callable[[str], Any]] = {
-        "$decimal": Decimal,
-        "$datetime": datetime.fromisoformat,
-        "$date": date.fromisoformat,
-        "$time": time.fromisoformat,
-        "$bytes": base64.b64decode,
-    }
-    return decoders[tag](text) if tag in decoders else value
-
-
 def result_to_json(result: ApplyResult) -> str:
-    return json.dumps(
-        {
-            "batch_id": result.batch_id,
-            "keys": {
-                ref: {col: _encode(v) for col, v in key.items()} for ref, key in result.keys.items()
-            },
-            "inserted": result.inserted,
-            "updated": result.updated,
-            "deleted": result.deleted,
-            "missing": list(result.missing),
-            "rejected": result.rejected,
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps(result_to_data(result), ensure_ascii=False)
 
 
 def result_from_json(text: str) -> ApplyResult:
-    data = json.loads(text)
-    return ApplyResult(
-        batch_id=data["batch_id"],
-        keys={
-            ref: {col: _decode(v) for col, v in key.items()} for ref, key in data["keys"].items()
-        },
-        inserted=int(data["inserted"]),
-        updated=int(data["updated"]),
-        deleted=int(data["deleted"]),
-        missing=tuple(data["missing"]),
-        rejected=dict(data["rejected"]),
-    )
+    return result_from_data(text)
 
 
 def read_result(

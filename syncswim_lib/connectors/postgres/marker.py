@@ -8,9 +8,7 @@ it write?" after a crash. `prune` deletes old rows; capture emits nothing for th
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.connectors.base import ApplyResult
@@ -19,6 +17,7 @@ from syncswim_lib.connectors.postgres.connection import (
     MARKER_TABLE,
     raise_translated,
 )
+from syncswim_lib.connectors.results import result_from_data, result_to_data
 from syncswim_lib.errors import ConfigError, FatalError
 
 if TYPE_CHECKING:
@@ -118,55 +117,9 @@ def prune(conn: psycopg.Connection, older_than: timedelta, endpoint: str) -> int
         raise_translated(exc, f"pruning {_Q} in endpoint {endpoint}")
 
 
-# Key values survive the JSON round trip with their canonical type.
-def _encode(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, bytes):
-        return {"$bytes": value.hex()}
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and len(value) == 1:
-        ((tag, text),) = value.items()
-        if tag == "$decimal":
-            return Decimal(text)
-        if tag == "$datetime":
-            return datetime.fromisoformat(text)
-        if tag == "$date":
-            return date.fromisoformat(text)
-        if tag == "$bytes":
-            return bytes.fromhex(text)
-    return value
-
-
 def result_to_json(result: ApplyResult) -> dict[str, Any]:
-    return {
-        "batch_id": result.batch_id,
-        "keys": {r: {k: _encode(v) for k, v in key.items()} for r, key in result.keys.items()},
-        "inserted": result.inserted,
-        "updated": result.updated,
-        "deleted": result.deleted,
-        "missing": list(result.missing),
-        "rejected": dict(result.rejected),
-    }
+    return result_to_data(result)
 
 
 def result_from_json(data: dict[str, Any] | str) -> ApplyResult:
-    if isinstance(data, str):
-        data = json.loads(data)
-    assert isinstance(data, dict)
-    return ApplyResult(
-        batch_id=data["batch_id"],
-        keys={r: {k: _decode(v) for k, v in key.items()} for r, key in data["keys"].items()},
-        inserted=data["inserted"],
-        updated=data["updated"],
-        deleted=data["deleted"],
-        missing=tuple(data["missing"]),
-        rejected=dict(data["rejected"]),
-    )
+    return result_from_data(data)
