@@ -129,8 +129,11 @@ class ChangeEventBus:
 
     # -- writing ---------------------------------------------------------------------
     def publish(self, tx: CommittedTransaction) -> None:
-        events = _build(tx, self.merge_same_changes, self._excluded)
-        built = [e for e in events if self.is_enabled(e.entity)]
+        if any(self.is_enabled(ch.sobject) for ch in tx.changes):
+            events = _build(tx, self.merge_same_changes, self._excluded)
+            built = [e for e in events if self.is_enabled(e.entity)]
+        else:  # no event to keep: skip building them (sequence numbers need the full set)
+            built = []
         with self._cond:
             self._commit_number = max(self._commit_number, tx.commit_number)
             self._prune_locked()

@@ -7,6 +7,7 @@ the bus so the event shape can be unit-tested record by record.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -54,6 +55,7 @@ _PLAIN_ADDRESS_OBJECTS = frozenset({"Lead"})
 _DATETIME_TEXT = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:?\d{2})"
 )
+_OFFSET_NO_COLON = re.compile(r"[+-]\d{4}$")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def entity_for(channel: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def schema_id(entity: str) -> str:
     """A stable, opaque 22-char schema id per entity (real ids are opaque too)."""
     digest = hashlib.sha256(entity.encode("utf-8")).digest()
@@ -108,15 +111,22 @@ def cometd_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, str) and _DATETIME_TEXT.fullmatch(value):
-        text = value.replace("Z", "+00:00")
-        if re.search(r"[+-]\d{4}$", text):
-            text = f"{text[:-2]}:{text[-2:]}"
-        return cometd_value(datetime.fromisoformat(text))
+        return _cometd_datetime_text(value)
     return value
 
 
-def _compounds(entity: str) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Flat field → (compound name, sub-field) for the standard compound fields."""
+@functools.lru_cache(maxsize=256)  # a transaction stamps the same few instants everywhere
+def _cometd_datetime_text(value: str) -> str:
+    text = value.replace("Z", "+00:00")
+    if _OFFSET_NO_COLON.search(text):
+        text = f"{text[:-2]}:{text[-2:]}"
+    return str(cometd_value(datetime.fromisoformat(text)))
+
+
+@functools.lru_cache(maxsize=1024)  # callers only read the maps
+def _compounds(entity: str) -> tuple[dict[str, tuple[str, tuple[str, ...]]], frozenset[str]]:
+    """Flat field → (compound name, sub-field) for the standard compound fields, and the
+    compound names themselves."""
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for prefix in _ADDRESS_PREFIXES:
         for part in _ADDRESS_PARTS:
@@ -127,17 +137,16 @@ def _compounds(entity: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     if entity in _NAME_COMPOUND_OBJECTS:
         for part in _NAME_PARTS:
             out[part] = ("Name", (part,))
-    return out
+    return out, frozenset(compound for compound, _ in out.values())
 
 
 def _body(
     entity: str, fields: Mapping[str, Any], excluded: Collection[str]
 ) -> tuple[dict[str, Any], list[str]]:
     """Event body for these flat fields, nesting compounds; also the field names as paths."""
-    compounds = _compounds(entity)
     # The org may also keep the compound itself (e.g. a BillingAddress dict, a derived
-    # Contact Name): the event rebuilds it from the parts instead.
-    wrappers = {compound for compound, _ in compounds.values()}
+    # Contact Name): the event rebuilds it from the parts instead (`wrappers`).
+    compounds, wrappers = _compounds(entity)
     body: dict[str, Any] = {}
     paths: list[str] = []
     for name, value in fields.items():
@@ -189,10 +198,13 @@ def build_events(
     for change in tx.changes:
         skip = excluded(change.sobject) if excluded else ()
         body, changed = _fields_for(change, skip)
+        if not merge or len(tx.changes) == 1:  # nothing to merge with: skip the key
+            groups.append((change, body, changed, [change.record_id]))
+            continue
         key = json.dumps(
             [change.sobject, change.change_type, body, changed], sort_keys=True, default=str
         )
-        if merge and key in index:
+        if key in index:
             groups[index[key]][3].append(change.record_id)
             continue
         index[key] = len(groups)

@@ -137,7 +137,7 @@ def catalog(org: Org) -> tuple[Callable[[], list[str]], Callable[[str], set[str]
 
     def excluded(name: str) -> set[str]:
         obj = org.schema.get(name)
-        return {f.name for f in obj.fields if f.calculated or f.components} if obj else set()
+        return set(obj.derived_names) if obj else set()
 
     return objects, excluded
 

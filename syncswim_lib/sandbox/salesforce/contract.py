@@ -43,6 +43,10 @@ class Request:
         return json.loads(self.body.decode("utf-8")) if self.body else None
 
 
+# One encoder for every response: json.dumps(default=...) builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
+
+
 @dataclass
 class Response:
     status: int
@@ -52,7 +56,7 @@ class Response:
     @staticmethod
     def of_json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
         h = {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}
-        return Response(status, json.dumps(payload, default=str).encode("utf-8"), h)
+        return Response(status, _ENCODER.encode(payload).encode("utf-8"), h)
 
     @staticmethod
     def error(
@@ -92,14 +96,21 @@ class Route:
 class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
+        # per method, the routes that can answer it, in registration order (first match wins)
+        self._by_method: dict[str, list[Route]] = {}
 
     def add(self, method: str, pattern: str, handler: Handler, auth: bool = True) -> None:
         self.routes.append(Route(method, re.compile(pattern), handler, auth))
+        self._by_method.clear()
 
     def match(self, method: str, path: str) -> tuple[Route, re.Match[str]] | None:
-        for route in self.routes:
+        candidates = self._by_method.get(method)
+        if candidates is None:
+            candidates = [r for r in self.routes if r.method in ("*", method)]
+            self._by_method[method] = candidates
+        for route in candidates:
             m = route.pattern.fullmatch(path)
-            if m and route.method in ("*", method):
+            if m:
                 return route, m
         return None
 

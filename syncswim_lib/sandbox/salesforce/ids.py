@@ -12,8 +12,16 @@ _ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Z0-5]{3})?")
 _POD = "5e0"
 
 
+# byte -> b"1" for A-Z, b"0" otherwise; then a 5-char chunk's bit string -> its letter
+_CASE_BITS = bytes(49 if 65 <= c <= 90 else 48 for c in range(256))
+_LETTER = {format(i, "05b")[::-1]: _ALPHABET[i] for i in range(32)}
+
+
 def checksum(id15: str) -> str:
     """The 3-letter suffix: one letter per 5-char chunk, bit j set when char j is upper-case."""
+    if len(id15) == 15 and id15.isascii():  # every real id: checked on each REST call
+        flags = id15.encode("ascii").translate(_CASE_BITS).decode("ascii")
+        return _LETTER[flags[:5]] + _LETTER[flags[5:10]] + _LETTER[flags[10:]]
     out = []
     for chunk in range(3):
         bits = 0

@@ -6,8 +6,9 @@ commits are totally ordered and published to the change sink in commit order.
 
 from __future__ import annotations
 
+import os
+import random
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,20 @@ class MultipleMatches(ApiError):
 
 class Journal(Protocol):
     def append(self, entry: Mapping[str, Any]) -> None: ...
+
+
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
+# Own generator: a test's random.seed() must not make keys repeat; reseeded in a fork child.
+_KEYS = random.Random()
+os.register_at_fork(after_in_child=_KEYS.seed)
+
+
+def _transaction_key() -> str:
+    """str(uuid.uuid4()) without os.urandom (a syscall) and uuid.UUID's checks: a key
+    needs to be unique, not secret."""
+    h = f"{_KEYS.getrandbits(128) & _V4_CLEAR | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def public(rec: Rec) -> Rec:
@@ -129,15 +144,15 @@ class Org:
         obj = self.schema.get(sobject)
         if obj is None:
             return set()
-        return {f.name for f in obj.fields if f.components or f.calculated}
+        return set(obj.derived_names)
 
     # --- storage primitives ------------------------------------------------------------
     def _live(self, rid: str) -> Rec | None:
         rec = self._records.get(rid)
         return None if rec is None or rec["IsDeleted"] else rec
 
-    def _indexed(self, obj: ObjectDef) -> list[FieldDef]:
-        return [f for f in obj.fields if f.external_id or f.unique]
+    def _indexed(self, obj: ObjectDef) -> tuple[FieldDef, ...]:
+        return obj.indexed_fields
 
     def _index(self, rec: Rec, add: bool) -> None:
         if rec["IsDeleted"]:
@@ -266,7 +281,7 @@ class Org:
             changes=tuple(changes),
             ctx=tx.ctx,
             commit_timestamp=self.clock.now(),
-            transaction_key=str(uuid.uuid4()),
+            transaction_key=_transaction_key(),
             commit_number=self.commit_number,
         )
         try:
@@ -350,9 +365,7 @@ class Org:
                     ["Id"],
                 )
             rid = self.ids.next(obj.key_prefix)
-            rec: Rec = {
-                f.name: f.default_value if f.defaulted_on_create else None for f in obj.fields
-            }
+            rec: Rec = dict(obj.blank_record)
             rec.update(
                 {
                     "_type": obj.name,
@@ -520,8 +533,8 @@ class Org:
             self._put(rec["Id"], rec)
 
     def _check_unique(self, obj: ObjectDef, rec: Rec) -> None:
-        for f in obj.fields:
-            if not f.unique or rec.get(f.name) is None:
+        for f in obj.unique_fields:
+            if rec.get(f.name) is None:
                 continue
             for other in self._ext.get((obj.name, f.name), {}).get(ext_key(f, rec[f.name]), ()):
                 if other != rec["Id"]:

@@ -10,6 +10,7 @@ import json
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -87,6 +88,35 @@ class ObjectDef:
 
     def field(self, name: str) -> FieldDef | None:
         return self.by_lower.get(name.lower())
+
+    # Field subsets every write walks; an ObjectDef never changes (a new field makes a new
+    # one), so each is worked out once instead of scanning all fields per REST call.
+    @cached_property
+    def blank_record(self) -> Mapping[str, Any]:
+        """Field name -> its value before a create applies the body (copy before use)."""
+        return {f.name: f.default_value if f.defaulted_on_create else None for f in self.fields}
+
+    @cached_property
+    def compound_fields(self) -> tuple[FieldDef, ...]:
+        return tuple(f for f in self.fields if f.components)
+
+    @cached_property
+    def required_fields(self) -> tuple[FieldDef, ...]:
+        """Not nillable and writable: a write must leave them set."""
+        return tuple(f for f in self.fields if not f.nillable and (f.createable or f.updateable))
+
+    @cached_property
+    def indexed_fields(self) -> tuple[FieldDef, ...]:
+        return tuple(f for f in self.fields if f.external_id or f.unique)
+
+    @cached_property
+    def unique_fields(self) -> tuple[FieldDef, ...]:
+        return tuple(f for f in self.fields if f.unique)
+
+    @cached_property
+    def derived_names(self) -> frozenset[str]:
+        """Compound wrappers and calculated fields: never in a change event."""
+        return frozenset(f.name for f in self.fields if f.components or f.calculated)
 
 
 def _field_from_spec(spec: Mapping[str, Any]) -> FieldDef:

@@ -18,10 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote
 
 from .contract import ApiError, CallContext, Request, Response, Router
+from .http_request import Headers, parse_request
 
 _VERSION_RE = re.compile(r"/services/(?:data|async)/v(\d+\.\d)")
 _CLIENT_RE = re.compile(r"(?:^|[,;\s])client=([^,;\s]+)")
@@ -147,17 +148,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    def parse_request(self) -> bool:
+        return parse_request(self)
+
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        parsed = cast(Headers, self.headers)
+        length = int(parsed.first_length or 0)
         body = self.rfile.read(length) if length else b""
         raw_path, _, qs = self.path.partition("?")
         if "+" in raw_path and is_data_call(raw_path):
             # simple-salesforce's get_by_custom_id encodes with quote_plus: '+' means a space
             raw_path = raw_path.replace("+", " ")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        req = Request(
-            self.command, unquote(raw_path), parse_qs(qs, keep_blank_values=True), headers, body
-        )
+        headers = dict(parsed)
+        query = parse_qs(qs, keep_blank_values=True) if qs else {}
+        req = Request(self.command, unquote(raw_path), query, headers, body)
         started = time.monotonic()
         resp, drop_after = self.server.dispatcher.dispatch(req)
         entry = {

@@ -75,16 +75,12 @@ class Validator:
                 self._check_lookup(f, stored)
             rec[f.name] = stored
             names.append(f.name)
-        for f in obj.fields:
-            if f.components:
-                rec[f.name] = compound_value(f, rec)
+        for f in obj.compound_fields:
+            rec[f.name] = compound_value(f, rec)
         missing = [
             f.name
-            for f in obj.fields
-            if rec.get(f.name) is None
-            and not f.nillable
-            and (f.createable or f.updateable)
-            and (creating or f.name in names)
+            for f in obj.required_fields
+            if rec.get(f.name) is None and (creating or f.name in names)
         ]
         if missing:
             raise ApiError(
