@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncswim_lib.connectors.base import Connector
+from syncswim_lib.connectors.coerce import same_value
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
@@ -186,6 +187,15 @@ class Planner:
             if c is winner:
                 continue
             g = c[0]
+            known = winner[1] or link
+            shadow = known.shadow if known is not None else None
+            if self._agrees(g, winner[0]) or (
+                not g.deleted and self.m.same_as_shadow(g.letter, g.row, shadow)
+            ):
+                # not a conflict: this side holds what was agreed, or already what wins
+                _settle(plan, g, "skipped", {"reason": "already in step with the other side"})
+                plan.skipped += 1
+                continue
             _settle(
                 plan,
                 g,
@@ -199,6 +209,17 @@ class Planner:
             )
             plan.conflicts += 1
         return winner[0], winner[1] or link, winner[2]
+
+    def _agrees(self, side: _Group, winner: _Group) -> bool:
+        """Whether `side` already holds what `winner` would write to it."""
+        if side.deleted or winner.deleted:
+            return side.deleted and winner.deleted
+        try:
+            expected = self.m.translate(winner.letter, winner.row)
+        except RecordError:
+            return False
+        row = side.row
+        return all(same_value(row.get(col), value) for col, value in expected.items())
 
     def _plan_group(self, plan: Plan, g: _Group, link: Link | None, ext: str | None) -> None:
         m = self.m

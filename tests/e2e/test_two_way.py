@@ -176,14 +176,20 @@ def test_conflict_resolves_to_system_of_record(dbs: TwoDbs) -> None:
 
 
 def test_initial_sync_matches_and_fills_both_sides(dbs: TwoDbs) -> None:
-    dbs.pg.execute("INSERT INTO customers (id, name) VALUES (1, 'only app'), (2, 'both app')")
+    dbs.pg.execute(
+        "INSERT INTO customers (id, name) VALUES (1, 'only app'), (2, 'both app'), (3, 'same')"
+    )
     dbs.pg.execute("SELECT setval('customers_id_seq', 10)")
-    dbs.my_exec("INSERT INTO customers (app_id, name) VALUES (2, 'both shop'), (NULL, 'only shop')")
+    dbs.my_exec(
+        "INSERT INTO customers (app_id, name) VALUES (2, 'both shop'), (NULL, 'only shop'),"
+        " (3, 'same')"
+    )
     r = run(dbs, full=True)
-    assert r.snapshot_rows == 4
+    assert r.snapshot_rows == 6
+    assert r.conflicts == 1  # the pair that differs; the pair that agrees is no conflict
     pg = {p["name"]: p for p in dbs.pg_rows("customers")}
     my = dbs.my_rows("customers")
-    assert len(pg) == 3 and len(my) == 3
+    assert len(pg) == 4 and len(my) == 4
     # the overlapping record was matched, and the system of record's values won
     assert sorted(m["name"] for m in my) == sorted(pg)
     assert {m["app_id"] for m in my} == {p["id"] for p in pg.values()}
