@@ -16,8 +16,6 @@ def test_postgres_has_logical_wal(pg_server: PostgresServer, pg_dsn: str) -> Non
 def test_mariadb_has_row_binlog(mysql_server: MariaDBServer) -> None:
     conn = pymysql.connect(host="127.0.0.1", port=mysql_server.port, user="root")
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata"
-        )
+        cur.execute("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata")
         assert cur.fetchone() == (1, "ROW", "FULL", "FULL")
     conn.close()
