@@ -16,11 +16,13 @@ from typing import Any
 
 from syncswim_lib import failpoints
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Connector
+from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.pipeline.arrow import REF, rows_to_table
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
 from syncswim_lib.pipeline.plan import Plan, Planner, Write
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.state.base import BatchRecord, EntryUpdate, JournalEntry, Link, StateStore
+from syncswim_lib.state.codec import key_text
 
 
 def _batch(emap: EntityMap, target: Letter, batch_id: str, writes: Sequence[Write]) -> ApplyBatch:
@@ -197,44 +199,36 @@ class EntityEngine:
         back: Letter = other(sor)
         side = m.side(back)
         assert side.ext_column is not None
-        wb: list[Write] = []
-        for w in writes:
-            sor_key = results[sor].keys[w.ref]
-            wb.append(
-                Write(
-                    w.ref,
-                    back,
-                    "update",
-                    w.source_key,
-                    {side.ext_column: m.sor_key_value(sor_key)},
-                    sor,
-                    sor_key,
-                    {},
-                    None,
-                    None,
-                    w.entry_ids,
-                )
+        ext_col = side.col(side.ext_column)
+        wb = [
+            Write(
+                w.ref,
+                back,
+                "update",
+                w.source_key,
+                {ext_col.name: coerce(m.sor_key_value(results[sor].keys[w.ref]), ext_col)},
+                sor,
+                results[sor].keys[w.ref],
+                {},
+                None,
+                None,
+                w.entry_ids,
             )
-        from syncswim_lib.connectors.coerce import coerce
-
-        for w in wb:
-            w.values = {c: coerce(v, side.col(c)) for c, v in w.values.items()}
+            for w in writes
+        ]
         res = self.connectors[back].apply(_batch(m, back, f"{batch_id}.wb", wb))
         report.write_backs += res.updated
-        by_back_key = {w.ref: w.values[side.ext_column] for w in wb if w.ref not in res.rejected}
+        # the row written back is the one the write came from: find its link by that key
+        written = {
+            key_text(w.key or {}): w.values[ext_col.name] for w in wb if w.ref not in res.rejected
+        }
         out: list[Link] = []
         for link in links:
-            ref = next(
-                (
-                    w.ref
-                    for w in writes
-                    if (link.key_b if back == "b" else link.key_a) == w.source_key
-                ),
-                None,
-            )
-            if ref is not None and ref in by_back_key and link.shadow is not None:
+            back_key = link.key_b if back == "b" else link.key_a
+            value_key = key_text(back_key) if back_key is not None else None
+            if value_key in written and link.shadow is not None:
                 shadow = dict(link.shadow)
-                shadow[back] = {**shadow.get(back, {}), side.ext_column: by_back_key[ref]}
+                shadow[back] = {**shadow.get(back, {}), ext_col.name: written[value_key]}
                 link = Link(link.sync, link.entity, link.key_a, link.key_b, shadow, link.ext_id)
             out.append(link)
         for ref, err in res.rejected.items():

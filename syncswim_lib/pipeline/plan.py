@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncswim_lib.connectors.base import Connector
-from syncswim_lib.connectors.coerce import same_value
+from syncswim_lib.connectors.coerce import coerce, same_value
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
@@ -250,8 +250,6 @@ class Planner:
         elif m.sor == src and dst_side.ext_column:
             values[dst_side.ext_column] = m.sor_key_value(src_key)
         if dst_side.ext_column and dst_side.ext_column in values:
-            from syncswim_lib.connectors.coerce import coerce
-
             try:
                 values[dst_side.ext_column] = coerce(
                     values[dst_side.ext_column], dst_side.col(dst_side.ext_column)
