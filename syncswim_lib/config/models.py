@@ -107,23 +107,54 @@ class FieldMap:
         return self.to_a if letter == "a" else self.to_b
 
 
+RuleKind = Literal["newest", "prefer", "max", "min", "non_null", "manual", "rule"]
+RULE_KINDS: tuple[RuleKind, ...] = ("newest", "prefer", "max", "min", "non_null", "manual", "rule")
+
+
 @dataclass(frozen=True)
 class ConflictRule:
-    kind: Literal["newest", "prefer", "rule"]
+    """How one field that both sides changed to different values is decided.
+
+    newest: the newer source commit (a tie, when the clocks cannot order the two, goes to
+    `Conflicts.tie_break`); prefer: that side; max/min: the larger/smaller value (compared
+    in side-a form); non_null: the one that is not NULL (both set: newest); manual: parked
+    for a person; rule: `func(a, b, base, ts_a, ts_b)` returns the value (side-a form)."""
+
+    kind: RuleKind
     prefer: Letter | None = None  # kind "prefer": the side whose value wins
     rule: str | None = None  # kind "rule": "package.module:function"
     func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def label(self) -> str:
+        if self.kind == "prefer":
+            return f"prefer:{self.prefer}"
+        if self.kind == "rule":
+            return f"rule:{self.rule}"
+        return self.kind
+
+
+OnDelete = Literal["keep", "delete"]
+
 
 @dataclass(frozen=True)
 class Conflicts:
-    """How concurrent changes to one field are decided. `declared` is False when the block
-    was left out and `default` is the mode's default (SOR mode: prefer the SOR; external-id
-    mode: newest)."""
+    """How concurrent changes are decided. `declared` is False when the block was left out
+    and `default` is the mode's default (SOR mode: prefer the SOR; external-id mode: newest).
+
+    tie_break: the side whose value wins when `newest` cannot order two commit times
+    (default: the system of record, else side a). on_delete: one side updated a record the
+    other deleted — `keep` (default: the update survives and the record is created again
+    where it was deleted) or `delete` (the delete wins; the updated values are recorded).
+    owns_all (SOR mode only): the system of record owns every field — a change made on the
+    other side is overwritten by the SOR's values instead of flowing back."""
 
     default: ConflictRule
     fields: FrozenDict[str, ConflictRule]  # keyed by side-a column
     declared: bool = True
+    tie_break: Letter = "a"
+    on_delete: OnDelete = "keep"
+    owns_all: bool = False
 
     def rule_for(self, field_a: str) -> ConflictRule:
         return self.fields.get(field_a, self.default)

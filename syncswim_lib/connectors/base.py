@@ -50,6 +50,8 @@ class TableInfo:
     name: str  # as the connector names it: "public.customers" / "shop.customers"
     columns: tuple[ColumnInfo, ...]
     primary_key: tuple[str, ...]
+    # column sets with a unique index or constraint (the primary key included)
+    unique: tuple[tuple[str, ...], ...] = ()
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -79,8 +81,17 @@ class ApplyBatch:
         target columns to write. When `insert_match` is set, a row whose `insert_match`
         columns equal the incoming values already exists is updated instead (idempotent
         insert by external id).
-    updates: the key columns (`key_columns`) plus the columns to set, plus `__ref`.
+    updates: the key columns (`key_columns`) plus the value columns, plus `__ref`, plus an
+        optional `__set` column (list of strings): the value columns to set for that row
+        (the merge writes only the fields it decided). A row whose `__set` is null, or a
+        table without `__set`, sets every value column.
     deletes: the key columns, plus `__ref`.
+    expected: compare-and-set. `__ref`, a `__check` column (list of strings) and the
+        columns named there: for each update or delete whose `__ref` has a row here, the
+        target row is locked in the batch's transaction and written only if every
+        `__check` column still holds the expected value (compared as canonical values with
+        `same_value`). A row that holds something else is not written and its ref is
+        reported in `ApplyResult.stale`; a row that is gone is reported in `missing`.
     """
 
     batch_id: str  # unique; recorded in the target in the same transaction as the writes
@@ -91,6 +102,7 @@ class ApplyBatch:
     updates: pa.Table
     deletes: pa.Table
     insert_match: tuple[str, ...] = ()
+    expected: pa.Table | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,8 @@ class ApplyResult:
     missing: tuple[str, ...] = ()
     # __ref -> error text for rows the target rejected (parked by the pipeline)
     rejected: dict[str, str] = field(default_factory=dict)
+    # __refs of updates/deletes not written: the row no longer held the expected values
+    stale: tuple[str, ...] = ()
 
 
 class Connector(Protocol):

@@ -46,6 +46,45 @@ class Link:
     ext_id: str | None = None  # external-id mode: the shared identifier
 
 
+ConflictStatus = Literal["decided", "open", "resolved", "applied"]
+
+
+@dataclass(frozen=True)
+class ConflictRecord:
+    """One field that both sides changed to different values, and what became of it.
+
+    `decided`: a rule chose the value (the loser's value is kept here and can be restored).
+    `open`: the rule is `manual`; the field waits for a person while the rest syncs.
+    `resolved`: a person (or `restore`) chose `value`; the next run writes it to both sides.
+    `applied`: that resolution reached both sides.
+    `field` is the side-a column; `__record__` stands for the whole record (update vs delete).
+    Values are in each side's stored form; `value` is the chosen value in side-a form.
+    """
+
+    sync: str
+    entity: str
+    key_a: dict[str, Any] | None
+    key_b: dict[str, Any] | None
+    ext_id: str | None
+    field: str
+    base_a: Any
+    base_b: Any
+    value_a: Any
+    value_b: Any
+    ts_a: datetime | None
+    ts_b: datetime | None
+    rule: str  # the rule that decided, e.g. "newest", "prefer:app", "manual", "rule:m:f"
+    outcome: str  # "a", "b" (whose value won), "value" (a chosen value), "manual" (waiting)
+    value: Any  # the decided value in side-a form (None while open)
+    tie: bool = False  # the commit times could not be ordered; the tie-break decided
+    status: ConflictStatus = "decided"
+    id: int | None = None  # None until stored
+    entry_ids: tuple[int, ...] = ()
+    created_at: datetime | None = None
+    resolved_at: datetime | None = None
+    note: str | None = None
+
+
 @dataclass(frozen=True)
 class EntryUpdate:
     entry_id: int
@@ -63,7 +102,13 @@ class BatchRecord:
     upsert_links: Sequence[Link] = ()  # matched by key_a, else key_b, else ext_id
     delete_links: Sequence[Link] = ()
     positions: Sequence[tuple[str, Position]] = ()  # (side, position) to store
-    finished_batch_ids: Sequence[str] = ()  # apply batches this record closes
+    finished_batch_ids: Sequence[str] = ()  # apply batches this record closes (their
+    # saved plans are deleted with them)
+    # conflicts to store (id None) or to update (id set: status, value, resolved_at, note)
+    conflicts: Sequence[ConflictRecord] = ()
+    # entries to hand back: status pending, batch cleared (a write found its row changed
+    # underneath; the next run merges the record again)
+    release: Sequence[int] = ()
 
 
 class StateStore(Protocol):
@@ -125,6 +170,46 @@ class StateStore(Protocol):
     ) -> Link | None: ...
 
     def link_by_ext_id(self, sync: str, entity: str, ext_id: str) -> Link | None: ...
+
+    def links_for_keys(
+        self, sync: str, entity: str, side: Literal["a", "b"], keys: Sequence[dict[str, Any]]
+    ) -> dict[str, Link]:
+        """The links of many keys of one side at once: key_text(key) -> link (absent keys
+        are left out). A constant number of queries whatever the number of keys."""
+        ...
+
+    def links_for_ext_ids(self, sync: str, entity: str, ext_ids: Sequence[str]) -> dict[str, Link]:
+        """ext_id -> link, for many external ids at once."""
+        ...
+
+    # apply plans ---------------------------------------------------------------
+    def save_plan(self, sync: str, entity: str, batch_id: str, plan: str) -> None:
+        """Keep a batch's plan (JSON text) before any target write, so a crash between the
+        writes and `record` replays exactly the writes that were planned."""
+        ...
+
+    def load_plan(self, batch_id: str) -> str | None: ...
+
+    # conflicts -----------------------------------------------------------------
+    def active_conflicts(self, sync: str, entity: str) -> list[ConflictRecord]:
+        """Conflicts of the entity with status open or resolved (one query)."""
+        ...
+
+    def conflicts(
+        self,
+        sync: str | None = None,
+        entity: str | None = None,
+        status: ConflictStatus | None = None,
+        limit: int = 1000,
+    ) -> list[ConflictRecord]:
+        """Newest first."""
+        ...
+
+    def conflict(self, conflict_id: int) -> ConflictRecord | None: ...
+
+    def resolve_conflict(self, conflict_id: int, value: Any, note: str) -> ConflictRecord:
+        """Set status `resolved` with the chosen value (side-a form); KeyError if unknown."""
+        ...
 
     def links(self, sync: str, entity: str) -> list[Link]: ...
 
