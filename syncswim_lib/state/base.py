@@ -207,8 +207,13 @@ class StateStore(Protocol):
 
     def conflict(self, conflict_id: int) -> ConflictRecord | None: ...
 
-    def resolve_conflict(self, conflict_id: int, value: Any, note: str) -> ConflictRecord:
-        """Set status `resolved` with the chosen value (side-a form); KeyError if unknown."""
+    def resolve_conflict(
+        self, conflict_id: int, outcome: str, value: Any, note: str
+    ) -> ConflictRecord:
+        """Set status `resolved`: outcome "a" (side a's value, `value` = value_a), "b"
+        (side b's, `value` = value_b in side-b form) or "value" (`value` in side-a form).
+        Any conflict can be resolved again, a decided one too (that restores the loser).
+        KeyError if unknown."""
         ...
 
     def links(self, sync: str, entity: str) -> list[Link]: ...
