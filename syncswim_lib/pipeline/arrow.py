@@ -44,10 +44,19 @@ def _cell(value: Any, col: ColumnInfo, typ: pa.DataType) -> Any:
     return value
 
 
-def rows_to_table(rows: Sequence[dict[str, Any]], columns: Sequence[ColumnInfo]) -> pa.Table:
-    """`rows` carry `__ref` plus the named columns; JSON values travel as JSON text."""
+def rows_to_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[ColumnInfo],
+    lists: Sequence[str] = (),
+) -> pa.Table:
+    """`rows` carry `__ref` plus the named columns; JSON values travel as JSON text.
+    `lists` names extra list<string> columns (`__set`, `__check`) taken from the rows."""
     fields = [pa.field(REF, pa.string(), nullable=False)]
     arrays = [pa.array([r[REF] for r in rows], pa.string())]
+    for name in lists:
+        typ = pa.list_(pa.string())
+        fields.append(pa.field(name, typ))
+        arrays.append(pa.array([r.get(name) for r in rows], typ))
     for col in columns:
         typ = arrow_type(col)
         fields.append(pa.field(col.name, typ))

@@ -3,11 +3,26 @@
 The order is the at-least-once contract: journal (with the position, one transaction)
 first, `confirm` second. A crash between the two re-reads changes the journal already
 holds, and the journal ignores them by position.
+
+Before journaling, changes are put in the entity's terms (`normalise`): keyed by the
+entity's declared key (which need not be the table's primary key), and a key-changing
+update that the connector reported as a delete plus an insert is one update again, with
+the old row as `before`, so the merge sees one record whose key moved.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from syncswim_lib.envelope import BinlogPosition, Change, Op, PgPosition, Position
 from syncswim_lib.pipeline.runtime import Runtime
+
+if TYPE_CHECKING:
+    from syncswim_lib.connectors.base import Connector
+    from syncswim_lib.pipeline.mapping import EntityMap, Letter
+    from syncswim_lib.state.base import StateStore
 
 MAX_CHANGES = 5000
 
@@ -34,23 +49,101 @@ def ensure_setup(rt: Runtime, sync: str) -> None:
         rt.store.set_position(sync, endpoint, conn.current_position(sync))
 
 
+def _same_statement(first: Position, second: Position) -> bool:
+    """Whether `second` is the row right after `first` in one source event."""
+    if isinstance(first, PgPosition) and isinstance(second, PgPosition):
+        return first.lsn == second.lsn and second.seq == first.seq + 1
+    if isinstance(first, BinlogPosition) and isinstance(second, BinlogPosition):
+        return (first.file, first.pos) == (second.file, second.pos) and second.seq == first.seq + 1
+    return False
+
+
+def normalise(changes: Sequence[Change], key_columns: dict[str, tuple[str, ...]]) -> list[Change]:
+    """Changes keyed by each table's declared key; delete+insert pairs of one key-changing
+    update joined again. `key_columns`: table -> declared key."""
+    out: list[Change] = []
+    i = 0
+    while i < len(changes):
+        ch = changes[i]
+        key = key_columns.get(ch.table)
+        if key is None:
+            out.append(ch)
+            i += 1
+            continue
+        nxt = changes[i + 1] if i + 1 < len(changes) else None
+        if (
+            ch.op == Op.DELETE
+            and nxt is not None
+            and nxt.op == Op.INSERT
+            and nxt.table == ch.table
+            and ch.origin == nxt.origin
+            and _same_statement(ch.position, nxt.position)
+        ):
+            # one UPDATE that moved the row to a new primary key
+            ch = replace(nxt, op=Op.UPDATE, before=ch.before, position=ch.position)
+            i += 1
+        row = ch.after if ch.after is not None else ch.before
+        if row is not None and all(k in row for k in key):
+            ch = replace(ch, key={k: row[k] for k in key})
+        out.append(ch)
+        i += 1
+    return out
+
+
+def capture_endpoint(
+    store: StateStore,
+    conn: Connector,
+    sync: str,
+    endpoint: str,
+    tables: dict[str, tuple[str, tuple[str, ...]]],
+    max_rounds: int = 100,
+) -> int:
+    """Drain one side's change stream into the journal. `tables`: source table ->
+    (entity, declared key). Returns how many changes were new."""
+    total = 0
+    keys = {t: k for t, (_, k) in tables.items()}
+    for _ in range(max_rounds):
+        since = store.get_position(sync, endpoint)
+        batch = conn.capture(sync, sorted(tables), since, MAX_CHANGES)
+        changes = normalise([c for c in batch.changes if c.table in tables], keys)
+        entries = [(tables[c.table][0], c) for c in changes]
+        if batch.end_position is not None and batch.end_position != since:
+            total += store.append_changes(sync, endpoint, entries, batch.end_position)
+            conn.confirm(sync, batch.end_position)
+        if len(batch.changes) < MAX_CHANGES:
+            break
+    return total
+
+
+def entity_tables(
+    emaps: Sequence[EntityMap], endpoint: str
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for emap in emaps:
+        for letter in ("a", "b"):
+            side = emap.side(letter)
+            if side.endpoint == endpoint:
+                out[side.table] = (emap.entity, side.key)
+    return out
+
+
+def capture_side(store: StateStore, conn: Connector, emap: EntityMap, letter: Letter) -> int:
+    """One entity's side alone (tests and tools that drive a single entity)."""
+    side = emap.side(letter)
+    return capture_endpoint(
+        store, conn, emap.sync, side.endpoint, {side.table: (emap.entity, side.key)}
+    )
+
+
 def capture_sync(rt: Runtime, sync: str, max_rounds: int = 100) -> dict[str, int]:
     """Drain both sides' change streams into the journal; returns new changes per side."""
     ensure_setup(rt, sync)
     decl = rt.project.syncs[sync]
+    emaps = [rt.entity_map(sync, name) for name in decl.entities]
     counts: dict[str, int] = {}
     for endpoint in (decl.a, decl.b):
-        conn = rt.connector(endpoint)
-        tables = sync_tables(rt, sync, endpoint)
-        total = 0
-        for _ in range(max_rounds):
-            since = rt.store.get_position(sync, endpoint)
-            batch = conn.capture(sync, sorted(tables), since, MAX_CHANGES)
-            entries = [(tables[c.table], c) for c in batch.changes if c.table in tables]
-            if batch.end_position is not None and batch.end_position != since:
-                total += rt.store.append_changes(sync, endpoint, entries, batch.end_position)
-                conn.confirm(sync, batch.end_position)
-            if len(batch.changes) < MAX_CHANGES:
-                break
-        counts[endpoint] = total
+        tables = entity_tables(emaps, endpoint)
+        counts[endpoint] = capture_endpoint(
+            rt.store, rt.connector(endpoint), sync, endpoint, tables, max_rounds
+        )
     return counts

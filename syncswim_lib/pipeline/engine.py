@@ -1,10 +1,11 @@
 """Execute a plan: write each side's Arrow diff, write back SOR keys, record the state.
 
-Crash safety: the entries of a chunk are marked with a batch id before any target write;
-each target write commits with a marker carrying that id (derived per side); the state is
-recorded last. After a crash anywhere in between, the same entries are planned again with
-the same batch id, and a target that already committed that id returns its stored result
-instead of writing again.
+Crash safety: the entries of a chunk are claimed with a batch id and the plan is saved
+before any target write; each target write commits with a marker carrying that id
+(derived per side); the state is recorded last. After a crash anywhere in between the
+saved plan is replayed with the same batch id: a target that already committed it returns
+its stored result instead of writing again, one that did not writes it now (still
+compare-and-set, so nothing written since is overwritten).
 """
 
 from __future__ import annotations
@@ -18,22 +19,45 @@ from syncswim_lib import failpoints
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Connector
 from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.pipeline.arrow import REF, rows_to_table
+from syncswim_lib.pipeline.context import load_context
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
-from syncswim_lib.pipeline.plan import Plan, Planner, Write
+from syncswim_lib.pipeline.plan import Plan, Planner, RecordPlan, Write
+from syncswim_lib.pipeline.plan_codec import plan_from_text, plan_to_text
 from syncswim_lib.pipeline.report import EntityReport
-from syncswim_lib.state.base import BatchRecord, EntryUpdate, JournalEntry, Link, StateStore
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.state.base import (
+    BatchRecord,
+    ConflictRecord,
+    EntryUpdate,
+    JournalEntry,
+    Link,
+    StateStore,
+)
+
+SET = "__set"
+CHECK = "__check"
 
 
-def _batch(emap: EntityMap, target: Letter, batch_id: str, writes: Sequence[Write]) -> ApplyBatch:
+def build_batch(
+    emap: EntityMap, target: Letter, batch_id: str, writes: Sequence[Write]
+) -> ApplyBatch:
     side = emap.side(target)
     key_cols = [side.col(k) for k in side.key]
     inserts = [w for w in writes if w.action == "insert"]
     updates = [w for w in writes if w.action == "update"]
     deletes = [w for w in writes if w.action == "delete"]
-    value_cols = [side.col(c) for c in _value_columns(writes)]
-    set_cols = [c for c in value_cols if c.name not in side.key]
-    ins_cols = [c for c in value_cols if not (c.auto_generated and c.name in side.key)]
+    ins_names = _names(w.values for w in inserts)
+    upd_names = [n for n in _names(w.values for w in updates) if n not in side.key]
+    ins_cols = [side.col(c) for c in ins_names]
+    ins_cols = [c for c in ins_cols if not (c.auto_generated and c.name in side.key)]
+    checked = [w for w in (*updates, *deletes) if w.expected is not None]
+    exp_names = _names(w.expected or {} for w in checked)
+    expected = None
+    if checked:
+        expected = rows_to_table(
+            [{REF: w.ref, CHECK: sorted(w.expected or {}), **(w.expected or {})} for w in checked],
+            [side.col(c) for c in exp_names],
+            lists=(CHECK,),
+        )
     return ApplyBatch(
         batch_id=batch_id,
         origin=emap.sync,
@@ -41,17 +65,32 @@ def _batch(emap: EntityMap, target: Letter, batch_id: str, writes: Sequence[Writ
         key_columns=side.key,
         inserts=rows_to_table([{REF: w.ref, **w.values} for w in inserts], ins_cols),
         updates=rows_to_table(
-            [{REF: w.ref, **w.values, **(w.key or {})} for w in updates], key_cols + set_cols
+            [
+                {
+                    REF: w.ref,
+                    SET: [c for c in w.values if c not in side.key],
+                    **w.values,
+                    **(w.key or {}),
+                }
+                for w in updates
+            ],
+            key_cols + [side.col(c) for c in upd_names],
+            lists=(SET,),
         ),
         deletes=rows_to_table([{REF: w.ref, **(w.key or {})} for w in deletes], key_cols),
         insert_match=(side.ext_column,) if side.ext_column and inserts else (),
+        expected=expected,
     )
 
 
-def _value_columns(writes: Sequence[Write]) -> list[str]:
+def _set_of(w: Write, key: Sequence[str]) -> list[str]:
+    return [c for c in w.values if c not in key]
+
+
+def _names(dicts: Any) -> list[str]:
     seen: dict[str, None] = {}
-    for w in writes:
-        for c in w.values:
+    for d in dicts:
+        for c in d:
             seen.setdefault(c, None)
     return list(seen)
 
@@ -63,17 +102,28 @@ class EntityEngine:
         self.m = emap
         self.store = store
         self.connectors = connectors
-        self.planner = Planner(emap, store, connectors)
+        self.planner = Planner(emap)
 
-    def run(self, report: EntityReport, chunk_size: int = 1000) -> None:
+    def run(self, report: EntityReport, chunk_size: int = 1000, full: bool = False) -> None:
         """Apply everything pending for the entity: first in-flight batches, then the rest."""
         start = time.monotonic()
         m = self.m
         for batch_id in self.store.in_flight_batches(m.sync, m.entity):
             entries = [e for e in self.store.pending(m.sync, m.entity) if e.batch_id == batch_id]
-            if entries:
-                report.recovered_batches += 1
-                self._chunk(entries, batch_id, report)
+            saved = self.store.load_plan(batch_id)
+            if saved is None:
+                # nothing was written for it (the plan is saved before any write): plan again
+                self.store.record(
+                    BatchRecord(
+                        m.sync,
+                        m.entity,
+                        release=[e.id for e in entries],
+                        finished_batch_ids=[batch_id],
+                    )
+                )
+                continue
+            report.recovered_batches += 1
+            self._execute(plan_from_text(saved), batch_id, report)
         after = 0
         while True:
             entries = self.store.pending(m.sync, m.entity, limit=chunk_size, after_id=after)
@@ -82,33 +132,46 @@ class EntityEngine:
             after = entries[-1].id
             fresh = [e for e in entries if e.batch_id is None]
             if fresh:
-                self._chunk(fresh, f"{m.sync}.{m.entity}.{uuid.uuid4().hex[:16]}", report)
+                batch_id = f"{m.sync}.{m.entity}.{uuid.uuid4().hex[:16]}"
+                self._chunk(fresh, batch_id, report, full)
         report.duration_s += time.monotonic() - start
 
-    def _chunk(self, entries: list[JournalEntry], batch_id: str, report: EntityReport) -> None:
+    def _chunk(
+        self, entries: list[JournalEntry], batch_id: str, report: EntityReport, full: bool
+    ) -> None:
         claimed = set(self.store.set_batch([e.id for e in entries], batch_id))
         entries = [e for e in entries if e.id in claimed]
         if not entries:
             return  # another run took them
-        plan = self.planner.plan(entries)
+        ctx = load_context(self.m, self.store, self.connectors, entries, full)
+        plan = self.planner.plan(entries, ctx)
+        if plan.writes:
+            self.store.save_plan(self.m.sync, self.m.entity, batch_id, plan_to_text(plan))
+        self._execute(plan, batch_id, report)
+
+    def _execute(self, plan: Plan, batch_id: str, report: EntityReport) -> None:
         report.skipped_echoes += plan.skipped
         report.conflicts += plan.conflicts
         report.waiting += plan.waiting
         report.failed += plan.failed
+        report.deferred += plan.deferred
         results = self._apply_sides(plan, batch_id) if plan.writes else {}
-        updates, links, delete_links = self._settle(plan, results, report)
-        write_backs = [w for w in plan.writes if w.write_back and w.ref in results[w.target].keys]
-        if write_backs:
-            links = self._write_back(write_backs, results, links, batch_id, report)
+        out = _Outcome()
+        for rec in plan.records:
+            self._settle(rec, results, report, out)
+        if out.write_backs:
+            self._write_back(out, results, batch_id, report)
         failpoints.hit(failpoints.AFTER_APPLY)
         self.store.record(
             BatchRecord(
                 self.m.sync,
                 self.m.entity,
-                entries=list(plan.updates) + updates,
-                upsert_links=links,
-                delete_links=delete_links,
+                entries=[*plan.updates, *out.updates],
+                upsert_links=out.links,
+                delete_links=out.drop,
                 finished_batch_ids=[batch_id],
+                conflicts=out.conflicts,
+                release=[*plan.release, *out.release],
             )
         )
 
@@ -120,79 +183,75 @@ class EntityEngine:
             if not writes:
                 results[t] = ApplyResult(batch_id=f"{batch_id}.{t}")
                 continue
-            results[t] = self.connectors[t].apply(_batch(self.m, t, f"{batch_id}.{t}", writes))
+            batch = build_batch(self.m, t, f"{batch_id}.{t}", writes)
+            results[t] = self.connectors[t].apply(batch)
         return results
 
     def _settle(
-        self, plan: Plan, results: dict[Letter, ApplyResult], report: EntityReport
-    ) -> tuple[list[EntryUpdate], list[Link], list[Link]]:
+        self,
+        rec: RecordPlan,
+        results: dict[Letter, ApplyResult],
+        report: EntityReport,
+        out: _Outcome,
+    ) -> None:
         m = self.m
-        updates: list[EntryUpdate] = []
-        links: list[Link] = []
-        delete_links: list[Link] = []
-        for t, res in results.items():
-            counts = report.side(m.side(t).endpoint)
-            counts.inserted += res.inserted
-            counts.updated += res.updated
-            counts.deleted += res.deleted
-        for w in plan.writes:
+        keys: dict[Letter, dict[str, Any] | None] = {"a": rec.key_a, "b": rec.key_b}
+        detail: dict[str, Any] = dict(rec.detail)
+        written: list[dict[str, Any]] = []
+        failed: list[str] = []
+        stale = False
+        for w in rec.writes:
             res = results[w.target]
-            detail: dict[str, Any] = {
-                "target": m.side(w.target).endpoint,
-                "action": w.action,
-                "values": w.values,
-                "target_key": res.keys.get(w.ref, w.key),
-            }
+            endpoint = m.side(w.target).endpoint
+            written.append({"target": endpoint, "action": w.action, "values": w.values})
             if w.ref in res.rejected:
-                report.failed += 1
-                report.errors.append(res.rejected[w.ref])
-                updates += [
-                    EntryUpdate(i, "failed", {**detail, "error": res.rejected[w.ref]})
-                    for i in w.entry_ids
-                ]
+                failed.append(f"{endpoint}: {res.rejected[w.ref]}")
                 continue
-            if w.action == "delete":
-                if w.link is not None:
-                    delete_links.append(w.link)
-                updates += [EntryUpdate(i, "applied", detail) for i in w.entry_ids]
+            if w.ref in res.stale:
+                stale = True
                 continue
-            if w.ref in res.missing:
-                # the target row vanished under us: unlink so the next change recreates it
-                if w.link is not None:
-                    delete_links.append(w.link)
-                report.failed += 1
-                updates += [
-                    EntryUpdate(
-                        i,
-                        "failed",
-                        {
-                            **detail,
-                            "error": (
-                                f"row {w.key} no longer exists in {m.side(w.target).endpoint}"
-                            ),
-                        },
-                    )
-                    for i in w.entry_ids
-                ]
+            if w.ref in res.missing and w.action == "update":
+                stale = True  # gone underneath: its delete comes with the next capture
                 continue
-            target_key = res.keys.get(w.ref, w.key or {})
-            keys = {w.source: w.source_key, w.target: target_key}
-            shadow: dict[str, Any] = {
-                w.source: w.source_values,
-                w.target: {c: w.values.get(c) for c in m.side(w.target).tracked()},
-            }
-            links.append(Link(m.sync, m.entity, keys.get("a"), keys.get("b"), shadow, w.ext_id))
-            updates += [EntryUpdate(i, "applied", detail) for i in w.entry_ids]
-        return updates, links, delete_links
+            counts = report.side(endpoint)
+            if w.action == "insert":
+                counts.inserted += 1
+                keys[w.target] = res.keys.get(w.ref, keys[w.target])
+            elif w.action == "update":
+                counts.updated += 1
+            elif w.ref not in res.missing:
+                counts.deleted += 1
+        if written:
+            detail["writes"] = written
+        if failed:
+            report.failed += 1
+            report.errors.extend(failed)
+            detail["error"] = "; ".join(failed)
+            out.updates += [EntryUpdate(i, "failed", detail) for i in rec.entry_ids]
+            return
+        if stale:
+            report.stale += 1
+            out.release += rec.entry_ids
+            return
+        out.updates += [EntryUpdate(i, rec.status, detail) for i in rec.entry_ids]
+        out.conflicts += rec.conflicts
+        if rec.drop_link:
+            if rec.old_link is not None:
+                out.drop.append(rec.old_link)
+            return
+        link = Link(m.sync, m.entity, keys["a"], keys["b"], rec.shadow, rec.ext_id)
+        if rec.write_back:
+            out.write_backs.append((rec, link))
+        else:
+            out.links.append(link)
 
     def _write_back(
         self,
-        writes: list[Write],
+        out: _Outcome,
         results: dict[Letter, ApplyResult],
-        links: list[Link],
         batch_id: str,
         report: EntityReport,
-    ) -> list[Link]:
+    ) -> None:
         """The SOR generated keys for rows born on the other side: store them there."""
         m = self.m
         sor: Letter = m.sor or "a"
@@ -200,38 +259,34 @@ class EntityEngine:
         side = m.side(back)
         assert side.ext_column is not None
         ext_col = side.col(side.ext_column)
-        wb = [
-            Write(
-                w.ref,
-                back,
-                "update",
-                w.source_key,
-                {ext_col.name: coerce(m.sor_key_value(results[sor].keys[w.ref]), ext_col)},
-                sor,
-                results[sor].keys[w.ref],
-                {},
-                None,
-                None,
-                w.entry_ids,
-            )
-            for w in writes
-        ]
-        res = self.connectors[back].apply(_batch(m, back, f"{batch_id}.wb", wb))
+        writes: list[Write] = []
+        for rec, link in out.write_backs:
+            sor_key = link.key_a if sor == "a" else link.key_b
+            back_key = link.key_b if sor == "a" else link.key_a
+            if sor_key is None or back_key is None:
+                continue
+            value = coerce(m.sor_key_value(sor_key), ext_col)
+            writes.append(Write.update(rec.ref, back, back_key, {ext_col.name: value}, None))
+        by_ref = {w.ref: w for w in writes}
+        res = self.connectors[back].apply(build_batch(m, back, f"{batch_id}.wb", writes))
         report.write_backs += res.updated
-        # the row written back is the one the write came from: find its link by that key
-        written = {
-            key_text(w.key or {}): w.values[ext_col.name] for w in wb if w.ref not in res.rejected
-        }
-        out: list[Link] = []
-        for link in links:
-            back_key = link.key_b if back == "b" else link.key_a
-            value_key = key_text(back_key) if back_key is not None else None
-            if value_key in written and link.shadow is not None:
-                shadow = dict(link.shadow)
-                shadow[back] = {**shadow.get(back, {}), ext_col.name: written[value_key]}
-                link = Link(link.sync, link.entity, link.key_a, link.key_b, shadow, link.ext_id)
-            out.append(link)
         for ref, err in res.rejected.items():
             report.failed += 1
             report.errors.append(f"write-back of {ref}: {err}")
-        return out
+        for rec, link in out.write_backs:
+            w = by_ref.get(rec.ref)
+            if w is not None and w.ref not in res.rejected and link.shadow is not None:
+                shadow = dict(link.shadow)
+                shadow[back] = {**shadow.get(back, {}), **w.values}
+                link = Link(link.sync, link.entity, link.key_a, link.key_b, shadow, link.ext_id)
+            out.links.append(link)
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.updates: list[EntryUpdate] = []
+        self.links: list[Link] = []
+        self.drop: list[Link] = []
+        self.conflicts: list[ConflictRecord] = []
+        self.release: list[int] = []
+        self.write_backs: list[tuple[RecordPlan, Link]] = []

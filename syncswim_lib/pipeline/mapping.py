@@ -17,6 +17,9 @@ from syncswim_lib.errors import ConfigError, RecordError
 
 if TYPE_CHECKING:
     from syncswim_lib.config import Entity
+    from syncswim_lib.config.models import Conflicts
+
+FieldPair = tuple[str, str, Callable[[Any], Any] | None, Callable[[Any], Any] | None]
 
 Letter = Literal["a", "b"]
 
@@ -61,7 +64,28 @@ class EntityMap:
     mode: Literal["system_of_record", "external_id"]
     sor: Letter | None
     # (column on a, column on b, transform to a, transform to b)
-    fields: tuple[tuple[str, str, Callable[[Any], Any] | None, Callable[[Any], Any] | None], ...]
+    fields: tuple[FieldPair, ...]
+    conflicts: Conflicts | None = None  # None: the mode's defaults
+    clock: dict[str, str] | None = None  # letter -> column holding the row's change time
+
+    def merge_fields(self) -> tuple[FieldPair, ...]:
+        """The fields the three-way merge decides: the mapping, plus the shared external-id
+        column in external-id mode (it is data both sides may change)."""
+        if self.mode == "external_id" and self.a.ext_column and self.b.ext_column:
+            return (*self.fields, (self.a.ext_column, self.b.ext_column, None, None))
+        return self.fields
+
+    def convert(self, source: Letter, pair: FieldPair, value: Any) -> Any:
+        """One field's value from `source` as the other side stores it."""
+        col_a, col_b, to_a, to_b = pair
+        src_col, dst_col, fn = (col_a, col_b, to_b) if source == "a" else (col_b, col_a, to_a)
+        target = self.side(other(source))
+        try:
+            if fn is not None:
+                value = fn(value)
+            return coerce(value, target.col(dst_col))
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise RecordError(f"field {src_col} -> {target.endpoint}.{dst_col}: {exc}") from exc
 
     def side(self, letter: Letter) -> SideView:
         return self.a if letter == "a" else self.b
@@ -132,4 +156,15 @@ def build_entity_map(entity: Entity, describe: Callable[[str, str], TableInfo]) 
         return SideView(letter, spec.endpoint, info, tuple(spec.key), ext, cols)
 
     sor: Letter | None = mode.sor if mode.kind == "system_of_record" else None
-    return EntityMap(entity.sync, entity.name, view("a"), view("b"), mode.kind, sor, fields)
+    clock = dict(getattr(entity, "clock", None) or {})
+    return EntityMap(
+        entity.sync,
+        entity.name,
+        view("a"),
+        view("b"),
+        mode.kind,
+        sor,
+        fields,
+        entity.conflicts,
+        clock,
+    )

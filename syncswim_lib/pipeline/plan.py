@@ -1,276 +1,812 @@
-"""From pending journal entries to the writes for each side: identity, echoes, conflicts.
+"""From pending journal entries to the writes for each side: identity, merge, conflicts.
 
-Pure planning: reads links (and, for adopting an existing pairing, the rows themselves)
-but writes nothing. `engine.py` executes the plan and records it.
+Pure: `plan(emap, entries, ctx)` does no I/O. The engine loads everything a chunk needs
+first (links, current rows of both sides, open conflicts: a few batched calls, see
+`context.py`), then this module decides.
+
+The journal says *which* records to look at (and when each side changed); the merge is
+made from the rows as they are now on both sides against the shadow, three-way and per
+field (DESIGN.md, "How a merge decides"). Every write is conditional on the target row
+still holding what the plan saw, so a row changed underneath is merged again next run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
-from syncswim_lib.connectors.base import Connector
+from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
 from syncswim_lib.connectors.coerce import coerce, same_value
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
-from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
-from syncswim_lib.state.base import EntryUpdate, JournalEntry, Link, StateStore
+from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
+from syncswim_lib.pipeline.resolve import Clock, Decision, FieldConflict, decide
+from syncswim_lib.state.base import ConflictRecord, EntryUpdate, JournalEntry, Link, Status
 from syncswim_lib.state.codec import key_text
 
+Action = Literal["insert", "update", "delete"]
+RECORD_FIELD = "__record__"
+# a side that looks deleted without a captured delete is only believed after this many
+# tries (its delete, or its new key, is normally captured by the next run)
+ABSENCE_TRIES = 3
 
-@dataclass
+
+@dataclass(frozen=True)
 class Write:
-    """One row write on the target side, and what recording it will need."""
+    """One row write on one side. `values` are only the columns the merge decided."""
 
-    ref: str  # e<entry id> of the entry whose state wins
+    ref: str
     target: Letter
-    action: str  # insert | update | delete
+    action: Action
     key: dict[str, Any] | None  # target key (update/delete)
-    values: dict[str, Any]  # target columns
-    source: Letter
-    source_key: dict[str, Any]
-    source_values: dict[str, Any]  # tracked values on the source side
-    link: Link | None
-    ext_id: str | None
+    values: dict[str, Any]
+    expected: dict[str, Any] | None  # compare-and-set: the row as the plan saw it
+
+    @staticmethod
+    def insert(ref: str, target: Letter, values: dict[str, Any]) -> Write:
+        return Write(ref, target, "insert", None, values, None)
+
+    @staticmethod
+    def update(
+        ref: str,
+        target: Letter,
+        key: dict[str, Any],
+        values: dict[str, Any],
+        seen: dict[str, Any] | None,
+    ) -> Write:
+        return Write(ref, target, "update", key, values, seen)
+
+    @staticmethod
+    def delete(ref: str, target: Letter, key: dict[str, Any], seen: dict[str, Any]) -> Write:
+        return Write(ref, target, "delete", key, {}, seen)
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    """Everything decided for one record (one link)."""
+
+    ref: str
     entry_ids: tuple[int, ...]
-    write_back: bool = False  # SOR created the row: write its key into the other side
+    old_link: Link | None
+    key_a: dict[str, Any] | None
+    key_b: dict[str, Any] | None
+    ext_id: str | None
+    shadow: dict[str, Any] | None  # the new agreed values; None with drop_link
+    writes: tuple[Write, ...] = ()
+    conflicts: tuple[ConflictRecord, ...] = ()  # new ones, and resolutions now applied
+    write_back: bool = False  # the SOR makes the key: store it in the other side's row
+    drop_link: bool = False
+    status: Status = "applied"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def key(self, letter: Letter) -> dict[str, Any] | None:
+        return self.key_a if letter == "a" else self.key_b
 
 
 @dataclass
 class Plan:
-    writes: list[Write] = field(default_factory=list)
-    updates: list[EntryUpdate] = field(default_factory=list)  # entries settled without a write
+    records: list[RecordPlan] = field(default_factory=list)
+    updates: list[EntryUpdate] = field(default_factory=list)  # settled without a write
+    release: list[int] = field(default_factory=list)  # back to pending for the next run
     skipped: int = 0
     conflicts: int = 0
     waiting: int = 0
     failed: int = 0
+    deferred: int = 0
+
+    @property
+    def writes(self) -> list[Write]:
+        return [w for r in self.records for w in r.writes]
+
+
+@dataclass(frozen=True)
+class ChunkContext:
+    """What the planner may know about the world, loaded by the engine in batches."""
+
+    links_by_key: dict[str, dict[str, Link]]  # letter -> key_text -> link
+    links_by_ext: dict[str, Link]
+    rows: dict[str, dict[str, dict[str, Any]]]  # letter -> key_text -> current row
+    rows_by_ext: dict[str, dict[str, list[dict[str, Any]]]]  # letter -> ext text -> rows
+    conflicts: Sequence[ConflictRecord] = ()  # open and resolved ones of the entity
+    full: bool = False  # a snapshot run: a missing row is known to be missing
 
 
 @dataclass
-class _Group:
+class Touch:
+    """The pending entries of one side about one row (by its declared key now)."""
+
     letter: Letter
+    key: dict[str, Any]
     entries: list[JournalEntry]
+    old_key: dict[str, Any] | None = None  # the key before a key-changing update
 
     @property
-    def last(self) -> JournalEntry:
-        return self.entries[-1]
-
-    @property
-    def ids(self) -> tuple[int, ...]:
-        return tuple(e.id for e in self.entries)
-
-    @property
-    def row(self) -> dict[str, Any]:
-        ch = self.last.change
+    def image(self) -> dict[str, Any]:
+        ch = self.entries[-1].change
         return dict(ch.after if ch.after is not None else (ch.before or ch.key))
 
     @property
     def deleted(self) -> bool:
-        return self.last.change.op == Op.DELETE
+        return any(e.change.op == Op.DELETE for e in self.entries)
 
 
-def _settle(plan: Plan, group: _Group, status: str, detail: dict[str, Any]) -> None:
-    for e in group.entries:
-        plan.updates.append(EntryUpdate(e.id, status, detail))  # type: ignore[arg-type]
+@dataclass
+class _Record:
+    ident: tuple[str, ...]
+    link: Link | None
+    touches: list[Touch] = field(default_factory=list)
+    keys: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    ext_id: str | None = None
+    adopted: bool = False  # paired now with a row that carries the identity
+
+    @property
+    def entry_ids(self) -> tuple[int, ...]:
+        return tuple(sorted(e.id for t in self.touches for e in t.entries))
+
+
+def link_key(link: Link, letter: Letter) -> dict[str, Any] | None:
+    return link.key_a if letter == "a" else link.key_b
+
+
+def tracked_of(emap: EntityMap, letter: Letter, row: dict[str, Any]) -> dict[str, Any]:
+    return {c: row.get(c) for c in emap.side(letter).tracked()}
 
 
 class Planner:
-    def __init__(
-        self, emap: EntityMap, store: StateStore, connectors: dict[Letter, Connector]
-    ) -> None:
+    def __init__(self, emap: EntityMap) -> None:
         self.m = emap
-        self.store = store
-        self.connectors = connectors
+        c = emap.conflicts
+        if c is None:
+            default = (
+                ConflictRule("prefer", prefer=emap.sor) if emap.sor else ConflictRule("newest")
+            )
+            c = Conflicts(default, FrozenDict(), declared=False, tie_break=emap.sor or "a")
+        self.rules: Conflicts = c
 
-    def _letter_of(self, entry: JournalEntry) -> Letter:
+    # -- entry point -----------------------------------------------------------------------
+    def plan(self, entries: Sequence[JournalEntry], ctx: ChunkContext) -> Plan:
+        plan = Plan()
+        touches = self._touches(plan, entries)
+        records: dict[tuple[str, ...], _Record] = {}
+        for t in touches:
+            try:
+                rec = self._identify(t, ctx)
+            except RecordError as exc:
+                self._settle(plan, [t], "failed", {"error": str(exc)})
+                plan.failed += 1
+                continue
+            if rec is None:
+                reason = "deleted before it was ever synced"
+                self._settle(plan, [t], "skipped", {"reason": reason})
+                plan.skipped += 1
+                continue
+            if isinstance(rec, str):
+                self._settle(plan, [t], "waiting", {"reason": rec})
+                plan.waiting += 1
+                continue
+            found = records.get(rec.ident)
+            if found is None:
+                records[rec.ident] = rec
+            else:
+                found.touches.extend(rec.touches)
+                found.adopted = found.adopted and rec.adopted
+                for letter, key in rec.keys.items():
+                    if key is not None:
+                        found.keys.setdefault(letter, key)
+        for rec in records.values():
+            self._current_keys(rec, ctx)
+            try:
+                self._merge(plan, rec, ctx)
+            except RecordError as exc:
+                self._settle(plan, rec.touches, "failed", {"error": str(exc)})
+                plan.failed += 1
+        return plan
+
+    # -- grouping and identity ---------------------------------------------------------------
+    def letter_of(self, entry: JournalEntry) -> Letter:
         return "a" if entry.side == self.m.a.endpoint else "b"
 
-    def plan(self, entries: Sequence[JournalEntry]) -> Plan:
-        plan = Plan()
-        groups: dict[tuple[str, str], _Group] = {}
+    def _touches(self, plan: Plan, entries: Sequence[JournalEntry]) -> list[Touch]:
+        groups: dict[tuple[str, str], Touch] = {}
         for e in entries:
-            letter = self._letter_of(e)
             if e.change.origin == self.m.sync:
                 # our own write coming back (origin tagging): never synced back
                 plan.updates.append(EntryUpdate(e.id, "skipped", {"reason": "echo of our write"}))
                 plan.skipped += 1
                 continue
-            gk = (letter, key_text(e.change.key))
-            groups.setdefault(gk, _Group(letter, [])).entries.append(e)
+            letter = self.letter_of(e)
+            key = {k: e.change.key.get(k) for k in self.m.side(letter).key}
+            t = groups.setdefault((letter, key_text(key)), Touch(letter, key, []))
+            t.entries.append(e)
+            before = e.change.before
+            if e.change.op == Op.UPDATE and before is not None:
+                old = {k: before.get(k) for k in self.m.side(letter).key}
+                if key_text(old) != key_text(key) and t.old_key is None:
+                    t.old_key = old
+        return list(groups.values())
 
-        # identity: which record (link) each group is about
-        by_identity: dict[str, list[tuple[_Group, Link | None, str | None]]] = {}
-        for g in groups.values():
-            try:
-                ident, link, ext = self._identify(g)
-            except RecordError as exc:
-                _settle(plan, g, "failed", {"error": str(exc)})
-                plan.failed += 1
-                continue
-            if ident is None:
-                col = self.m.side(g.letter).ext_column
-                _settle(plan, g, "waiting", {"reason": f"no external id in column {col}"})
-                plan.waiting += 1
-                continue
-            by_identity.setdefault(ident, []).append((g, link, ext))
+    def _ext_text(self, value: Any) -> str | None:
+        return None if value is None else self.m.ext_text(value)
 
-        for candidates in by_identity.values():
-            winner = self._resolve(plan, candidates)
-            g, link, ext = winner
-            try:
-                self._plan_group(plan, g, link, ext)
-            except RecordError as exc:
-                _settle(plan, g, "failed", {"error": str(exc)})
-                plan.failed += 1
-        return plan
+    def _row(self, ctx: ChunkContext, letter: Letter, key: dict[str, Any] | None) -> Any:
+        if key is None:
+            return None
+        return ctx.rows.get(letter, {}).get(key_text(key))
 
-    def _identify(self, g: _Group) -> tuple[str | None, Link | None, str | None]:
-        m, store = self.m, self.store
-        key = dict(g.last.change.key)
-        link = store.link_by_key(m.sync, m.entity, g.letter, key)
-        if m.mode == "external_id":
-            ext = m.ext_value(g.letter, g.row)
-            if link is not None and link.ext_id is not None:
-                return "x:" + link.ext_id, link, link.ext_id
-            if ext is None:
-                return None, None, None
-            ext_id = m.ext_text(ext)
-            link = link or store.link_by_ext_id(m.sync, m.entity, ext_id)
-            return "x:" + ext_id, link, ext_id
-        sor = m.sor or "a"
-        if g.letter == sor:
-            return "k:" + key_text(key), link, None
-        if link is not None and link.key_a is not None and link.key_b is not None:
-            sor_key = link.key_a if sor == "a" else link.key_b
-            return "k:" + key_text(sor_key), link, None
-        ext = m.ext_value(g.letter, g.row)
-        if ext is None:
-            # a row created on the non-SOR side: the SOR will create it
-            return "n:" + key_text(key), link, None
-        sor_key = m.key_from_ext(ext)
-        link = store.link_by_key(m.sync, m.entity, sor, sor_key)
-        if link is None and not g.deleted:
-            found = self.connectors[sor].fetch(
-                m.side(sor).table, m.side(sor).key[0], [m.sor_key_value(sor_key)]
-            )
-            if not found:
-                raise RecordError(
-                    f"{m.side(g.letter).ext_column}={ext!r} points to no row in "
-                    f"{m.side(sor).endpoint} {m.side(sor).table}"
-                )
-            # adopt the pairing the row itself declares
-            pair = {sor: sor_key, g.letter: key}
-            link = Link(m.sync, m.entity, pair.get("a"), pair.get("b"), None)
-        return "k:" + key_text(sor_key), link, None
-
-    def _resolve(
-        self, plan: Plan, candidates: list[tuple[_Group, Link | None, str | None]]
-    ) -> tuple[_Group, Link | None, str | None]:
-        if len(candidates) == 1:
-            return candidates[0]
-        # the same record changed on both sides: resolve the whole record (field-level
-        # merging comes with the conflict rules)
-        if self.m.sor is not None:
-            winner = next((c for c in candidates if c[0].letter == self.m.sor), candidates[0])
-            rule = f"system of record ({self.m.side(self.m.sor).endpoint}) wins"
-        else:
-
-            def ts(c: tuple[_Group, Link | None, str | None]) -> tuple[float, int]:
-                ct = c[0].last.change.commit_ts
-                return (ct.timestamp() if ct else 0.0, 1 if c[0].letter == "a" else 0)
-
-            winner = max(candidates, key=ts)
-            rule = "newest source commit wins"
-        link = next((c[1] for c in candidates if c[1] is not None), None)
-        for c in candidates:
-            if c is winner:
-                continue
-            g = c[0]
-            known = winner[1] or link
-            shadow = known.shadow if known is not None else None
-            if self._agrees(g, winner[0]) or (
-                not g.deleted and self.m.same_as_shadow(g.letter, g.row, shadow)
-            ):
-                # not a conflict: this side holds what was agreed, or already what wins
-                _settle(plan, g, "skipped", {"reason": "already in step with the other side"})
-                plan.skipped += 1
-                continue
-            _settle(
-                plan,
-                g,
-                "conflict",
-                {
-                    "rule": rule,
-                    "winner": self.m.side(winner[0].letter).endpoint,
-                    "losing_values": self.m.tracked_values(g.letter, g.row),
-                    "losing_op": g.last.change.op.value,
-                },
-            )
-            plan.conflicts += 1
-        return winner[0], winner[1] or link, winner[2]
-
-    def _agrees(self, side: _Group, winner: _Group) -> bool:
-        """Whether `side` already holds what `winner` would write to it."""
-        if side.deleted or winner.deleted:
-            return side.deleted and winner.deleted
-        try:
-            expected = self.m.translate(winner.letter, winner.row)
-        except RecordError:
-            return False
-        row = side.row
-        return all(same_value(row.get(col), value) for col, value in expected.items())
-
-    def _plan_group(self, plan: Plan, g: _Group, link: Link | None, ext: str | None) -> None:
-        m = self.m
-        src, dst = g.letter, other(g.letter)
-        src_key = dict(g.last.change.key)
-        target_key = None
+    def _identify(self, t: Touch, ctx: ChunkContext) -> _Record | str | None:
+        """The record a touch is about: its link, or a new record. A str: waiting why."""
+        m, L = self.m, t.letter
+        row = self._row(ctx, L, t.key)
+        links = ctx.links_by_key.get(L, {})
+        link = links.get(key_text(t.key))
+        if link is None and t.old_key is not None:
+            link = links.get(key_text(t.old_key))
         if link is not None:
-            target_key = link.key_b if dst == "b" else link.key_a
-        ref = f"e{g.last.id}"
-        if g.deleted:
-            if target_key is None:
-                _settle(plan, g, "skipped", {"reason": "deleted before it was ever synced"})
+            return _Record(self._link_ident(link), link, [t], {L: t.key}, link.ext_id)
+        image = row if row is not None else t.image
+        ext_col = m.side(L).ext_column
+        ext = image.get(ext_col) if ext_col else None
+        if m.mode == "external_id":
+            ext_id = self._ext_text(ext)
+            if ext_id is None:
+                if row is None:
+                    return None
+                return f"no external id in column {ext_col}"
+            self._unique_ext(ctx, L, ext_id)
+            link = ctx.links_by_ext.get(ext_id)
+            if link is not None:
+                self._moved_or_duplicate(ctx, link, t, ext_col, ext)
+                return _Record(self._link_ident(link), link, [t], {L: t.key}, ext_id)
+            rec = _Record(("x", ext_id), None, [t], {L: t.key}, ext_id)
+            self._adopt(ctx, rec, other(L), ext_id)
+            return rec
+        sor: Letter = m.sor or "a"
+        if sor == L:
+            rec = _Record(("k", key_text(t.key)), None, [t], {L: t.key})
+            self._adopt(ctx, rec, other(L), self._ext_text(m.sor_key_value(t.key)))
+            return rec
+        if ext is None:
+            if row is None:
+                return None
+            # born on the non-SOR side: the SOR will create it and write its key back
+            return _Record(("n", key_text(t.key)), None, [t], {L: t.key})
+        sor_key = m.key_from_ext(ext)
+        link = ctx.links_by_key.get(sor, {}).get(key_text(sor_key))
+        if link is not None:
+            self._moved_or_duplicate(ctx, link, t, ext_col, ext)
+            return _Record(self._link_ident(link), link, [t], {L: t.key})
+        if self._row(ctx, sor, sor_key) is None and row is not None:
+            raise RecordError(
+                f"{m.side(L).ext_column}={ext!r} points to no row in "
+                f"{m.side(sor).endpoint} {m.side(sor).table}"
+            )
+        rec = _Record(("k", key_text(sor_key)), None, [t], {L: t.key, sor: sor_key}, None, True)
+        return rec
+
+    def _link_ident(self, link: Link) -> tuple[str, ...]:
+        return (
+            "l",
+            "" if link.key_a is None else key_text(link.key_a),
+            "" if link.key_b is None else key_text(link.key_b),
+            link.ext_id or "",
+        )
+
+    def _unique_ext(self, ctx: ChunkContext, letter: Letter, ext_id: str) -> None:
+        rows = ctx.rows_by_ext.get(letter, {}).get(ext_id, [])
+        if len(rows) > 1:
+            side = self.m.side(letter)
+            keys = ", ".join(key_text(self.m.key_of(letter, r)) for r in rows)
+            raise RecordError(
+                f"duplicate external id {ext_id!r} in {side.endpoint} {side.table}."
+                f"{side.ext_column}: rows {keys}; each record needs its own"
+            )
+
+    def _moved_or_duplicate(
+        self, ctx: ChunkContext, link: Link, t: Touch, ext_col: str | None, ext: Any
+    ) -> None:
+        """The link of this identity points at another row on the same side: either that
+        row's key changed (it is gone, or no longer carries the id) or two rows claim one
+        identity — the latter is refused, never merged into one record."""
+        held = link_key(link, t.letter)
+        if held is None or key_text(held) == key_text(t.key):
+            return
+        old_row = self._row(ctx, t.letter, held)
+        if old_row is None or ext_col is None:
+            return
+        if same_value(old_row.get(ext_col), ext):
+            side = self.m.side(t.letter)
+            raise RecordError(
+                f"duplicate external id {ext!r} in {side.endpoint} {side.table}.{ext_col}: "
+                f"rows {key_text(held)} and {key_text(t.key)}; each record needs its own"
+            )
+
+    def _adopt(self, ctx: ChunkContext, rec: _Record, letter: Letter, ext_id: str | None) -> None:
+        """A new record: a row on the other side may already carry its identity."""
+        if ext_id is None:
+            return
+        rows = ctx.rows_by_ext.get(letter, {}).get(ext_id, [])
+        if len(rows) > 1:
+            self._unique_ext(ctx, letter, ext_id)
+        if rows:
+            rec.keys[letter] = self.m.key_of(letter, rows[0])
+            rec.adopted = True
+
+    def _current_keys(self, rec: _Record, ctx: ChunkContext) -> None:
+        """Each side's key now: a touched row that exists, else the paired row found by
+        its identity, else the link's key (the row may be gone)."""
+        for L in ("a", "b"):
+            present = [t.key for t in rec.touches if t.letter == L and self._row(ctx, L, t.key)]
+            if present:
+                rec.keys[L] = present[-1]
+                continue
+            if self._row(ctx, L, rec.keys.get(L)) is not None:
+                continue
+            if rec.link is not None and link_key(rec.link, L) is not None:
+                rec.keys[L] = link_key(rec.link, L)
+            else:
+                rec.keys.setdefault(L, None)
+
+    # -- the merge -----------------------------------------------------------------------------
+    def _clock(self, rec: _Record, letter: Letter, row: dict[str, Any] | None) -> Clock:
+        col = (self.m.clock or {}).get(letter)
+        if col and row is not None and row.get(col) is not None:
+            return Clock(row[col])
+        changes = [e.change for t in rec.touches if t.letter == letter for e in t.entries]
+        timed = [c for c in changes if c.commit_ts is not None]
+        if not timed:
+            return Clock(None)
+        last = max(timed, key=lambda c: c.commit_ts)  # type: ignore[arg-type,return-value]
+        return Clock.of_position(last.commit_ts, last.position)
+
+    def _merge(self, plan: Plan, rec: _Record, ctx: ChunkContext) -> None:
+        m = self.m
+        rows: dict[Letter, dict[str, Any] | None] = {
+            "a": self._row(ctx, "a", rec.keys.get("a")),
+            "b": self._row(ctx, "b", rec.keys.get("b")),
+        }
+        ref = f"r{min(rec.entry_ids)}"
+        shadow = rec.link.shadow if rec.link is not None else None
+        linked = rec.link is not None
+        a, b = rows["a"], rows["b"]
+        if a is None and b is None:
+            if linked:
+                plan.records.append(self._drop(rec, ref, "deleted on both sides"))
+            else:
+                self._settle(plan, rec.touches, "skipped", {"reason": "deleted before synced"})
                 plan.skipped += 1
+            return
+        if a is not None and b is not None:
+            self._merge_both(plan, rec, ref, a, b, shadow, ctx)
+            return
+        present: Letter = "a" if a is not None else "b"
+        gone = other(present)
+        row = rows[present]
+        assert row is not None
+        if not linked or link_key(rec.link, gone) is None:  # type: ignore[arg-type]
+            if rec.adopted and rec.keys.get(gone) is not None:
+                # the row that carries the identity vanished meanwhile: look again next run
+                self._defer(plan, rec, "the paired row is gone")
                 return
-            plan.writes.append(
-                Write(ref, dst, "delete", target_key, {}, src, src_key, {}, link, ext, g.ids)
+            plan.records.append(self._create(rec, ref, present, row, shadow))
+            return
+        # linked, and gone on one side: a delete, unless nothing says so yet
+        evidence = ctx.full or any(t.deleted for t in rec.touches if t.letter == gone)
+        tries = min((e.attempts for t in rec.touches for e in t.entries), default=0)
+        if not evidence and tries < ABSENCE_TRIES:
+            self._defer(plan, rec, f"{m.side(gone).endpoint} row missing without a delete")
+            return
+        base = (shadow or {}).get(present)
+        changed = base is None or not all(
+            c in base and same_value(row.get(c), base[c]) for c in m.side(present).columns
+        )
+        if not changed:
+            key = rec.keys[present]
+            assert key is not None
+            seen = tracked_of(m, present, row)
+            w = Write.delete(ref, present, key, seen)
+            plan.records.append(
+                RecordPlan(
+                    ref,
+                    rec.entry_ids,
+                    rec.link,
+                    rec.keys.get("a"),
+                    rec.keys.get("b"),
+                    rec.ext_id,
+                    None,
+                    (w,),
+                    drop_link=True,
+                    detail={"decision": f"deleted on {m.side(gone).endpoint}"},
+                )
             )
             return
-        row = g.row
-        if link is not None and target_key is not None and m.same_as_shadow(src, row, link.shadow):
-            _settle(plan, g, "skipped", {"reason": "no change since last sync"})
-            plan.skipped += 1
+        # update vs delete: a conflict with a declared outcome
+        keep = self.rules.on_delete == "keep"
+        conflict = ConflictRecord(
+            m.sync,
+            m.entity,
+            rec.keys.get("a") if present == "a" else link_key(rec.link, "a"),  # type: ignore[arg-type]
+            rec.keys.get("b") if present == "b" else link_key(rec.link, "b"),  # type: ignore[arg-type]
+            rec.ext_id,
+            RECORD_FIELD,
+            (shadow or {}).get("a"),
+            (shadow or {}).get("b"),
+            tracked_of(m, "a", row) if present == "a" else None,
+            tracked_of(m, "b", row) if present == "b" else None,
+            self._clock(rec, "a", rows["a"]).at,
+            self._clock(rec, "b", rows["b"]).at,
+            f"on_delete:{self.rules.on_delete}",
+            present if keep else gone,
+            None,
+            entry_ids=rec.entry_ids,
+            note=f"updated on {m.side(present).endpoint}, deleted on {m.side(gone).endpoint}",
+        )
+        plan.conflicts += 1
+        if keep:
+            created = self._create(rec, ref, present, row, None, recreate=True)
+            plan.records.append(replace(created, conflicts=(conflict,), status="conflict"))
             return
-        values = m.translate(src, row)
-        dst_side = m.side(dst)
-        if m.mode == "external_id" and dst_side.ext_column:
-            values[dst_side.ext_column] = m.ext_value(src, row)
-        elif m.sor == src and dst_side.ext_column:
-            values[dst_side.ext_column] = m.sor_key_value(src_key)
-        if dst_side.ext_column and dst_side.ext_column in values:
-            try:
-                values[dst_side.ext_column] = coerce(
-                    values[dst_side.ext_column], dst_side.col(dst_side.ext_column)
-                )
-            except ValueError as exc:
-                raise RecordError(str(exc)) from exc
-        action = "update" if target_key is not None else "insert"
-        write_back = action == "insert" and m.sor == dst
-        plan.writes.append(
-            Write(
+        key = rec.keys[present]
+        assert key is not None
+        w = Write.delete(ref, present, key, tracked_of(m, present, row))
+        plan.records.append(
+            RecordPlan(
                 ref,
-                dst,
-                action,
-                target_key,
-                values,
-                src,
-                src_key,
-                m.tracked_values(src, row),
-                link,
-                ext,
-                g.ids,
-                write_back,
+                rec.entry_ids,
+                rec.link,
+                rec.keys.get("a"),
+                rec.keys.get("b"),
+                rec.ext_id,
+                None,
+                (w,),
+                (conflict,),
+                drop_link=True,
+                status="conflict",
+                detail={"decision": "the delete wins (on_delete: delete)"},
             )
         )
+
+    def _drop(self, rec: _Record, ref: str, why: str) -> RecordPlan:
+        return RecordPlan(
+            ref,
+            rec.entry_ids,
+            rec.link,
+            rec.keys.get("a"),
+            rec.keys.get("b"),
+            rec.ext_id,
+            None,
+            drop_link=True,
+            status="skipped",
+            detail={"reason": why},
+        )
+
+    def _defer(self, plan: Plan, rec: _Record, why: str) -> None:
+        plan.release.extend(rec.entry_ids)
+        plan.deferred += 1
+
+    def _create(
+        self,
+        rec: _Record,
+        ref: str,
+        source: Letter,
+        row: dict[str, Any],
+        shadow: dict[str, Any] | None,
+        recreate: bool = False,
+    ) -> RecordPlan:
+        """The record exists on `source` only: create it on the other side."""
+        m = self.m
+        target = other(source)
+        values: dict[str, Any] = {}
+        for pair in m.fields:
+            col_src = pair[0] if source == "a" else pair[1]
+            col_dst = pair[1] if source == "a" else pair[0]
+            values[col_dst] = m.convert(source, pair, row.get(col_src))
+        dst = m.side(target)
+        ext_id = rec.ext_id
+        if dst.ext_column:
+            if m.mode == "external_id":
+                ext = m.ext_value(source, row)
+                values[dst.ext_column] = self._coerce_ext(ext, target)
+                ext_id = self._ext_text(ext)
+            elif m.sor == source:
+                key = rec.keys[source]
+                assert key is not None
+                values[dst.ext_column] = self._coerce_ext(m.sor_key_value(key), target)
+        keys: dict[str, Any] = {source: rec.keys[source], target: None}
+        new_shadow: dict[str, Any] = {
+            source: tracked_of(m, source, row),
+            target: self._tracked_values(target, values),
+        }
+        return RecordPlan(
+            ref,
+            rec.entry_ids,
+            rec.link,
+            keys.get("a"),
+            keys.get("b"),
+            ext_id,
+            new_shadow,
+            (Write.insert(ref, target, values),),
+            write_back=m.sor == target,
+            detail={
+                "decision": ("recreated on " if recreate else "created on ") + dst.endpoint,
+            },
+        )
+
+    def _tracked_values(self, letter: Letter, values: dict[str, Any]) -> dict[str, Any]:
+        return {c: values.get(c) for c in self.m.side(letter).tracked()}
+
+    def _coerce_ext(self, value: Any, letter: Letter) -> Any:
+        side = self.m.side(letter)
+        assert side.ext_column is not None
+        try:
+            return coerce(value, side.col(side.ext_column))
+        except ValueError as exc:
+            raise RecordError(str(exc)) from exc
+
+    def _agreed(self, pair: FieldPair, va: Any, vb: Any) -> bool:
+        """Both sides hold the same value, seen from either side (a lossy mapping rounds
+        one way only)."""
+        try:
+            if same_value(self.m.convert("a", pair, va), vb):
+                return True
+        except RecordError:
+            pass
+        try:
+            return same_value(self.m.convert("b", pair, vb), va)
+        except RecordError:
+            return False
+
+    def _merge_both(
+        self,
+        plan: Plan,
+        rec: _Record,
+        ref: str,
+        a: dict[str, Any],
+        b: dict[str, Any],
+        shadow: dict[str, Any] | None,
+        ctx: ChunkContext,
+    ) -> None:
+        m = self.m
+        base_a = (shadow or {}).get("a") or {}
+        base_b = (shadow or {}).get("b") or {}
+        out: dict[Letter, dict[str, Any]] = {"a": {}, "b": {}}
+        agreed: dict[Letter, dict[str, Any]] = {"a": dict(base_a), "b": dict(base_b)}
+        conflicts: list[ConflictRecord] = []
+        lost: set[Letter] = set()
+        open_fields = {
+            c.field: c
+            for c in ctx.conflicts
+            if self._same_record(c, rec) and c.status in ("open", "resolved")
+        }
+        sor = m.sor
+        clocks = {"a": self._clock(rec, "a", a), "b": self._clock(rec, "b", b)}
+        for pair in m.merge_fields():
+            ca, cb = pair[0], pair[1]
+            va, vb = a.get(ca), b.get(cb)
+            known = ca in base_a and cb in base_b
+            a_changed = not known or not same_value(va, base_a[ca])
+            b_changed = not known or not same_value(vb, base_b[cb])
+            pending = open_fields.get(ca)
+            if pending is not None and pending.status == "resolved":
+                value_a, value_b = self._resolution(pending, pair)
+                if not same_value(va, value_a):
+                    out["a"][ca] = value_a
+                if not same_value(vb, value_b):
+                    out["b"][cb] = value_b
+                agreed["a"][ca], agreed["b"][cb] = value_a, value_b
+                conflicts.append(replace(pending, status="applied"))
+                continue
+            if not a_changed and not b_changed:
+                continue
+            if self._agreed(pair, va, vb):
+                agreed["a"][ca], agreed["b"][cb] = va, vb
+                if pending is not None:  # the sides agree now: nothing waits any more
+                    conflicts.append(replace(pending, status="applied", note="sides agreed"))
+                continue
+            if sor is not None and self.rules.owns_all:
+                flow: Letter | None = sor
+            elif a_changed and not b_changed:
+                flow = "a"
+            elif b_changed and not a_changed:
+                flow = "b"
+            else:
+                flow = None
+            if flow is not None:
+                self._flow(out, agreed, pair, flow, va, vb)
+                continue
+            if pending is not None:
+                continue  # parked for a person: the field stays as each side has it
+            rule = self.rules.rule_for(ca)
+            b_as_a = m.convert("b", pair, vb)
+            fc = FieldConflict(ca, va, b_as_a, base_a.get(ca), clocks["a"], clocks["b"])
+            decision = decide(rule, fc, self.rules.tie_break)
+            conflicts.append(self._conflict(rec, fc, va, vb, base_b.get(cb), decision))
+            plan.conflicts += 1
+            if decision.outcome == "manual":
+                continue
+            if decision.outcome in ("a", "b"):
+                winner: Letter = decision.outcome
+                lost.add(other(winner))
+                self._flow(out, agreed, pair, winner, va, vb)
+                continue
+            value_a = self._coerce_a(pair, decision.value)
+            value_b = m.convert("a", pair, value_a)
+            if not same_value(va, value_a):
+                out["a"][ca] = value_a
+                lost.add("a")
+            if not same_value(vb, value_b):
+                out["b"][cb] = value_b
+                lost.add("b")
+            agreed["a"][ca], agreed["b"][cb] = value_a, value_b
+        # SOR mode: the other side's external-id column always holds the SOR key
+        if sor is not None:
+            non: Letter = other(sor)
+            col = m.side(non).ext_column
+            sor_key = rec.keys.get(sor)
+            if col and sor_key is not None:
+                want = self._coerce_ext(m.sor_key_value(sor_key), non)
+                if not same_value(b.get(col) if non == "b" else a.get(col), want):
+                    out[non][col] = want
+                agreed[non][col] = want
+        ext_id = rec.ext_id
+        if m.mode == "external_id" and m.a.ext_column:
+            merged = agreed["a"].get(m.a.ext_column, a.get(m.a.ext_column))
+            ext_id = self._ext_text(merged)
+        new_shadow = {
+            "a": {c: (out["a"][c] if c in out["a"] else a.get(c)) for c in m.a.tracked()},
+            "b": {c: (out["b"][c] if c in out["b"] else b.get(c)) for c in m.b.tracked()},
+        }
+        for c in open_fields.values():
+            if c.status == "open" and all(x.field != c.field for x in conflicts):
+                # keep the base of a parked field so it stays "changed on both sides"
+                self._keep_base(new_shadow, c.field, base_a, base_b)
+        for c in conflicts:
+            if c.status == "open":
+                self._keep_base(new_shadow, c.field, base_a, base_b)
+        writes = []
+        for letter, row in (("a", a), ("b", b)):
+            L: Letter = letter  # type: ignore[assignment]
+            if out[L]:
+                key = rec.keys[L]
+                assert key is not None
+                writes.append(Write.update(ref, L, key, out[L], tracked_of(m, L, row)))
+        status: Status = "applied" if writes else "skipped"
+        detail: dict[str, Any] = {}
+        if conflicts:
+            status = "conflict" if any(c.status == "decided" for c in conflicts) else status
+            detail["conflicts"] = [
+                {"field": c.field, "rule": c.rule, "outcome": c.outcome, "tie": c.tie}
+                for c in conflicts
+            ]
+            if lost:
+                detail["lost"] = sorted(m.side(x).endpoint for x in lost)
+        if not writes and not conflicts:
+            detail["reason"] = "already in step with the other side"
+            plan.skipped += 1
+        plan.records.append(
+            RecordPlan(
+                ref,
+                rec.entry_ids,
+                rec.link,
+                rec.keys.get("a"),
+                rec.keys.get("b"),
+                ext_id,
+                new_shadow,
+                tuple(writes),
+                tuple(conflicts),
+                status=status,
+                detail=detail,
+            )
+        )
+
+    def _keep_base(
+        self, shadow: dict[str, Any], field_a: str, base_a: dict[str, Any], base_b: dict[str, Any]
+    ) -> None:
+        pair = next((p for p in self.m.merge_fields() if p[0] == field_a), None)
+        if pair is None:
+            return
+        for letter, col, base in (("a", pair[0], base_a), ("b", pair[1], base_b)):
+            if col in base:
+                shadow[letter][col] = base[col]
+            else:
+                shadow[letter].pop(col, None)
+
+    def _flow(
+        self,
+        out: dict[Letter, dict[str, Any]],
+        agreed: dict[Letter, dict[str, Any]],
+        pair: FieldPair,
+        source: Letter,
+        va: Any,
+        vb: Any,
+    ) -> None:
+        target = other(source)
+        src_value = va if source == "a" else vb
+        dst_value = vb if source == "a" else va
+        converted = self.m.convert(source, pair, src_value)
+        dst_col = pair[1] if source == "a" else pair[0]
+        src_col = pair[0] if source == "a" else pair[1]
+        if not same_value(converted, dst_value):
+            out[target][dst_col] = converted
+        agreed[source][src_col] = src_value
+        agreed[target][dst_col] = converted
+
+    def _coerce_a(self, pair: FieldPair, value: Any) -> Any:
+        try:
+            return coerce(value, self.m.a.col(pair[0]))
+        except (ValueError, TypeError) as exc:
+            raise RecordError(
+                f"field {pair[0]}: the conflict rule's value {value!r} does not fit: {exc}"
+            ) from exc
+
+    def _resolution(self, c: ConflictRecord, pair: FieldPair) -> tuple[Any, Any]:
+        """A person's decision as each side stores it."""
+        if c.outcome == "b":
+            value_b = coerce(c.value, self.m.b.col(pair[1]))
+            return self.m.convert("b", pair, value_b), value_b
+        value_a = self._coerce_a(pair, c.value)
+        return value_a, self.m.convert("a", pair, value_a)
+
+    def _same_record(self, c: ConflictRecord, rec: _Record) -> bool:
+        if rec.link is None:
+            return False
+        if c.ext_id is not None and c.ext_id == rec.link.ext_id:
+            return True
+        for letter in ("a", "b"):
+            mine = link_key(rec.link, letter)
+            theirs = c.key_a if letter == "a" else c.key_b
+            if mine is not None and theirs is not None and key_text(mine) == key_text(theirs):
+                return True
+        return False
+
+    def _conflict(
+        self,
+        rec: _Record,
+        fc: FieldConflict,
+        va: Any,
+        vb: Any,
+        base_b: Any,
+        d: Decision,
+    ) -> ConflictRecord:
+        m = self.m
+        return ConflictRecord(
+            m.sync,
+            m.entity,
+            rec.keys.get("a"),
+            rec.keys.get("b"),
+            rec.ext_id,
+            fc.field,
+            fc.base,
+            base_b,
+            va,
+            vb,
+            fc.clock_a.at,
+            fc.clock_b.at,
+            d.rule,
+            d.outcome,
+            d.value,
+            d.tie,
+            "open" if d.outcome == "manual" else "decided",
+            entry_ids=rec.entry_ids,
+        )
+
+    def _settle(
+        self, plan: Plan, touches: Sequence[Touch], status: Status, detail: dict[str, Any]
+    ) -> None:
+        for t in touches:
+            for e in t.entries:
+                plan.updates.append(EntryUpdate(e.id, status, detail))
+
+
+def plan_chunk(emap: EntityMap, entries: Sequence[JournalEntry], ctx: ChunkContext) -> Plan:
+    return Planner(emap).plan(entries, ctx)
+
+
+__all__ = [
+    "ChunkContext",
+    "Plan",
+    "Planner",
+    "RecordPlan",
+    "Write",
+    "plan_chunk",
+]

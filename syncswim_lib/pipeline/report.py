@@ -24,6 +24,8 @@ class EntityReport:
     failed: int = 0
     write_backs: int = 0  # SOR keys written back into the other side
     recovered_batches: int = 0
+    deferred: int = 0  # records looked at again next run (a row missing without a delete)
+    stale: int = 0  # writes not made: the target row changed underneath (merged next run)
     snapshot_rows: int = 0
     positions: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0

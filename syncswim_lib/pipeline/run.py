@@ -21,7 +21,7 @@ def run_entity(rt: Runtime, sync: str, entity: str, full: bool = False) -> Entit
     failpoints.hit(failpoints.AFTER_CAPTURE)
     emap = rt.entity_map(sync, entity)
     engine = EntityEngine(emap, rt.store, rt.side_connectors(emap))
-    engine.run(report, chunk_size=rt.project.syncs[sync].batch_size or 1000)
+    engine.run(report, chunk_size=rt.project.syncs[sync].batch_size or 1000, full=full)
     decl = rt.project.syncs[sync]
     for endpoint in (decl.a, decl.b):
         pos = rt.store.get_position(sync, endpoint)

@@ -1,0 +1,60 @@
+"""A plan as JSON text (saved before any write, replayed after a crash)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from datetime import datetime
+from typing import Any
+
+from syncswim_lib.pipeline.plan import Plan, RecordPlan, Write
+from syncswim_lib.state.base import ConflictRecord, EntryUpdate, Link
+from syncswim_lib.state.codec import dumps, loads
+
+
+def _link(data: dict[str, Any] | None) -> Link | None:
+    return None if data is None else Link(**data)
+
+
+def _conflict(data: dict[str, Any]) -> ConflictRecord:
+    data = dict(data)
+    data["entry_ids"] = tuple(data.get("entry_ids") or ())
+    for name in ("ts_a", "ts_b", "created_at", "resolved_at"):
+        value = data.get(name)
+        assert value is None or isinstance(value, datetime)
+    return ConflictRecord(**data)
+
+
+def _record(data: dict[str, Any]) -> RecordPlan:
+    data = dict(data)
+    data["entry_ids"] = tuple(data["entry_ids"])
+    data["old_link"] = _link(data["old_link"])
+    data["writes"] = tuple(Write(**w) for w in data["writes"])
+    data["conflicts"] = tuple(_conflict(c) for c in data["conflicts"])
+    return RecordPlan(**data)
+
+
+def plan_to_text(plan: Plan) -> str:
+    return dumps(
+        {
+            "records": [asdict(r) for r in plan.records],
+            "updates": [asdict(u) for u in plan.updates],
+            "release": list(plan.release),
+            "counts": {
+                f.name: getattr(plan, f.name)
+                for f in fields(plan)
+                if f.name not in ("records", "updates", "release")
+            },
+        }
+    )
+
+
+def plan_from_text(text: str) -> Plan:
+    data = loads(text)
+    plan = Plan(
+        records=[_record(r) for r in data["records"]],
+        updates=[EntryUpdate(**u) for u in data["updates"]],
+        release=list(data["release"]),
+    )
+    for name, value in data["counts"].items():
+        setattr(plan, name, value)
+    return plan
