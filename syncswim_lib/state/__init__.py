@@ -1,4 +1,5 @@
-"""The state store: journal, links with their shadows, positions (see `base.StateStore`).
+"""The state store: journal, links with their shadows, positions, apply plans, conflicts
+(see `base.StateStore`).
 
 `open_store(url)` picks the backend from the URL:
 
@@ -14,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from syncswim_lib.errors import ConfigError
 from syncswim_lib.state.base import (
     BatchRecord,
+    ConflictRecord,
+    ConflictStatus,
     EntryUpdate,
     JournalEntry,
     Link,
@@ -23,6 +26,8 @@ from syncswim_lib.state.base import (
 
 __all__ = [
     "BatchRecord",
+    "ConflictRecord",
+    "ConflictStatus",
     "EntryUpdate",
     "JournalEntry",
     "Link",

@@ -150,7 +150,8 @@ class StateStore(Protocol):
         ...
 
     def record(self, batch: BatchRecord) -> None:
-        """Entry statuses, links, shadows, positions of one batch: one transaction."""
+        """Entry statuses, released entries, links, shadows, conflicts, positions of one
+        batch, and the removal of the finished batches' plans: one transaction."""
         ...
 
     def entries(

@@ -7,7 +7,7 @@ that shape itself is escaped as `{"$dict": {...}}`, so a document can never be m
 for a tag, whatever its content.
 
 Also here: the canonical key text used for lookups and uniqueness, and the mapping of a
-`Change` to and from the journal's columns.
+`Change` to and from the journal's columns (and of a `ConflictRecord` from its row).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from syncswim_lib.envelope import Change, Op, Position, position_from_json
-from syncswim_lib.state.base import JournalEntry, Link
+from syncswim_lib.state.base import ConflictRecord, JournalEntry, Link
 
 _DECIMAL = "$decimal"
 _DATE = "$date"
@@ -238,4 +238,39 @@ def entry_from_row(row: Sequence[Any], ts_out: Callable[[Any], datetime | None])
         detail=loads_opt(detail),
         applied_at=ts_out(applied_at),
         attempts=int(attempts),
+    )
+
+
+def conflict_from_row(
+    row: Sequence[Any], ts_out: Callable[[Any], datetime | None]
+) -> ConflictRecord:
+    """A `ConflictRecord` from the columns of `schema.CONFLICT_COLUMNS`."""
+    (
+        id_, sync, entity, key_a, key_b, ext_id, field, base_a, base_b, value_a, value_b,
+        ts_a, ts_b, rule, outcome, value, tie, status, entry_ids, created_at, resolved_at,
+        note,
+    ) = row  # fmt: skip
+    return ConflictRecord(
+        sync=sync,
+        entity=entity,
+        key_a=loads_opt(key_a),
+        key_b=loads_opt(key_b),
+        ext_id=ext_id,
+        field=field,
+        base_a=loads(base_a),
+        base_b=loads(base_b),
+        value_a=loads(value_a),
+        value_b=loads(value_b),
+        ts_a=ts_out(ts_a),
+        ts_b=ts_out(ts_b),
+        rule=rule,
+        outcome=outcome,
+        value=loads(value),
+        tie=bool(tie),
+        status=status,
+        id=int(id_),
+        entry_ids=tuple(int(i) for i in json.loads(entry_ids)),
+        created_at=ts_out(created_at),
+        resolved_at=ts_out(resolved_at),
+        note=note,
     )

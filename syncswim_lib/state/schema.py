@@ -16,6 +16,7 @@ class Dialect:
     id_pk: str  # an auto-increment integer primary key
     json: str  # JSON documents, stored as the exact text `codec.dumps` wrote
     ts: str  # timestamps
+    bool: str  # true / false
 
 
 SQLITE = Dialect(
@@ -23,6 +24,7 @@ SQLITE = Dialect(
     id_pk="INTEGER PRIMARY KEY AUTOINCREMENT",
     json="TEXT",
     ts="TEXT",  # ISO 8601 in UTC with microseconds, so text order is time order
+    bool="INTEGER",  # 0 / 1
 )
 
 POSTGRES = Dialect(
@@ -32,9 +34,10 @@ POSTGRES = Dialect(
     # rejects \u0000; json keeps the text exactly and still checks it is JSON
     json="json",
     ts="timestamptz",
+    bool="boolean",
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -103,15 +106,68 @@ CREATE TABLE IF NOT EXISTS positions (
 """
 
 # _DDL is version 1 for ever; each later version is a step here, applied in order to new
-# and old stores alike: version -> statements that bring a store at version-1 to it
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+# and old stores alike: version -> the statements (with the same placeholders as _DDL)
+# that bring a store at version-1 to it
+MIGRATIONS: dict[int, str] = {
+    # apply plans kept until their batch is recorded; the conflicts of merged fields
+    2: """
+CREATE TABLE IF NOT EXISTS plans (
+    batch_id TEXT PRIMARY KEY,
+    sync TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    created_at {ts} NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS conflicts (
+    id {id_pk},
+    sync TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    key_a_text TEXT,
+    key_a {json},
+    key_b_text TEXT,
+    key_b {json},
+    ext_id TEXT,
+    field TEXT NOT NULL,
+    -- values as codec.dumps wrote them: JSON null is a NULL value, never SQL NULL
+    base_a {json} NOT NULL,
+    base_b {json} NOT NULL,
+    value_a {json} NOT NULL,
+    value_b {json} NOT NULL,
+    ts_a {ts},
+    ts_b {ts},
+    rule TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    value {json} NOT NULL,
+    tie {bool} NOT NULL,
+    status TEXT NOT NULL,
+    entry_ids {json} NOT NULL,
+    created_at {ts} NOT NULL,
+    resolved_at {ts},
+    note TEXT,
+    CHECK (status IN ('decided', 'open', 'resolved', 'applied'))
+);
+CREATE INDEX IF NOT EXISTS conflicts_status ON conflicts (sync, entity, status);
+CREATE INDEX IF NOT EXISTS conflicts_key_a ON conflicts (sync, entity, key_a_text);
+CREATE INDEX IF NOT EXISTS conflicts_key_b ON conflicts (sync, entity, key_b_text);
+""",
+}
+
+
+def _statements(template: str, dialect: Dialect) -> list[str]:
+    text = template.format(id_pk=dialect.id_pk, json=dialect.json, ts=dialect.ts, bool=dialect.bool)
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
 def ddl(dialect: Dialect) -> list[str]:
-    """The statements that create the schema, idempotently, for one dialect."""
-    text = _DDL.format(id_pk=dialect.id_pk, json=dialect.json, ts=dialect.ts)
-    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """The statements that create the version-1 schema, idempotently, for one dialect."""
+    return _statements(_DDL, dialect)
+
+
+def migration(dialect: Dialect, version: int) -> list[str]:
+    """The statements that bring a store at `version - 1` to `version` (none: nothing)."""
+    return _statements(MIGRATIONS.get(version, ""), dialect)
 
 
 # Queries, shared by both backends ---------------------------------------------------------
@@ -214,3 +270,64 @@ UPDATE_LINK = (
 )
 
 DELETE_LINK = "DELETE FROM links WHERE id = ?"
+
+# many keys at once: IN lists of at most this many values (SQLite allows 32766 parameters,
+# PostgreSQL 65535; a few hundred keep each statement small and plannable)
+IN_CHUNK = 500
+
+LINKS_BY_KEYS = {
+    "a": f"SELECT {LINK_COLUMNS}, key_a_text FROM links WHERE sync = ? AND entity = ? "
+    "AND key_a_text IN ({marks})",
+    "b": f"SELECT {LINK_COLUMNS}, key_b_text FROM links WHERE sync = ? AND entity = ? "
+    "AND key_b_text IN ({marks})",
+    "ext": f"SELECT {LINK_COLUMNS}, ext_id FROM links WHERE sync = ? AND entity = ? "
+    "AND ext_id IN ({marks})",
+}
+
+RELEASE_ENTRY = (
+    "UPDATE journal SET status = 'pending', batch_id = NULL, attempts = attempts + 1 "
+    "WHERE id = ? AND sync = ? AND entity = ?"
+)
+
+# apply plans ----------------------------------------------------------------------------
+
+UPSERT_PLAN = (
+    "INSERT INTO plans (batch_id, sync, entity, plan, created_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (batch_id) DO UPDATE SET sync = excluded.sync, entity = excluded.entity, "
+    "plan = excluded.plan, created_at = excluded.created_at"
+)
+
+SELECT_PLAN = "SELECT plan FROM plans WHERE batch_id = ?"
+
+DELETE_PLAN = "DELETE FROM plans WHERE sync = ? AND batch_id = ?"
+
+# conflicts ------------------------------------------------------------------------------
+
+CONFLICT_COLUMNS = (
+    "id, sync, entity, key_a, key_b, ext_id, field, base_a, base_b, value_a, value_b, "
+    "ts_a, ts_b, rule, outcome, value, tie, status, entry_ids, created_at, resolved_at, note"
+)
+
+INSERT_CONFLICT = (
+    "INSERT INTO conflicts (sync, entity, key_a_text, key_a, key_b_text, key_b, ext_id, "
+    "field, base_a, base_b, value_a, value_b, ts_a, ts_b, rule, outcome, value, tie, status, "
+    "entry_ids, created_at, resolved_at, note) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+UPDATE_CONFLICT = (
+    "UPDATE conflicts SET status = ?, outcome = ?, value = ?, resolved_at = ?, note = ? "
+    "WHERE id = ? AND sync = ? AND entity = ?"
+)
+
+RESOLVE_CONFLICT = (
+    "UPDATE conflicts SET status = 'resolved', outcome = ?, value = ?, resolved_at = ?, "
+    "note = ? WHERE id = ?"
+)
+
+SELECT_CONFLICT = f"SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = ?"
+
+ACTIVE_CONFLICTS = (
+    f"SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE sync = ? AND entity = ? "
+    "AND status IN ('open', 'resolved') ORDER BY id"
+)

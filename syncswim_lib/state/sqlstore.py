@@ -11,11 +11,20 @@ from typing import Any, Literal, Protocol
 from syncswim_lib.envelope import Change, Position, position_from_json
 from syncswim_lib.errors import FatalError
 from syncswim_lib.state import codec, schema
-from syncswim_lib.state.base import BatchRecord, JournalEntry, Link, Status
+from syncswim_lib.state.base import (
+    BatchRecord,
+    ConflictRecord,
+    ConflictStatus,
+    JournalEntry,
+    Link,
+    Status,
+)
 
 STATUSES: frozenset[str] = frozenset(
     ("pending", "waiting", "applied", "skipped", "conflict", "failed")
 )
+CONFLICT_STATUSES: frozenset[str] = frozenset(("decided", "open", "resolved", "applied"))
+RESOLUTIONS: frozenset[str] = frozenset(("a", "b", "value"))
 
 
 class Cursor(Protocol):
@@ -95,7 +104,7 @@ class SqlStateStore:
                     )
                 version = 0 if found is None else int(found)
                 for step in range(version + 1, schema.SCHEMA_VERSION + 1):
-                    for statement in schema.MIGRATIONS.get(step, ()):
+                    for statement in schema.migration(self.dialect, step):
                         cur.execute(statement)
                     cur.execute(
                         self._q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"),
@@ -166,22 +175,27 @@ class SqlStateStore:
         bad = sorted({u.status for u in batch.entries} - STATUSES)
         if bad:
             raise ValueError(f"unknown journal status {bad[0]!r}")
+        _check_conflicts(batch)
+        both = sorted({u.entry_id for u in batch.entries} & set(batch.release))
+        if both:
+            raise ValueError(f"journal entries {both} are both updated and released")
         now = utcnow()
         with self._write() as cur:
             self._update_entries(cur, batch, now)
+            self._release_entries(cur, batch)
             for link in batch.upsert_links:
                 self._upsert_link(cur, batch, link, now)
             for link in batch.delete_links:
                 found = self._match_link(cur, batch.sync, batch.entity, link)
                 if found is not None:
                     cur.execute(self._q(schema.DELETE_LINK), (found,))
+            self._store_conflicts(cur, batch, now)
             for side, position in batch.positions:
                 self._store_position(cur, batch.sync, side, position, self._ts_in(now))
             if batch.finished_batch_ids:
-                cur.executemany(
-                    self._q(schema.FINISH_BATCH),
-                    [(batch.sync, b) for b in batch.finished_batch_ids],
-                )
+                finished = [(batch.sync, b) for b in batch.finished_batch_ids]
+                cur.executemany(self._q(schema.FINISH_BATCH), finished)
+                cur.executemany(self._q(schema.DELETE_PLAN), finished)
 
     def entries(
         self,
@@ -219,10 +233,84 @@ class SqlStateStore:
     def link_by_ext_id(self, sync: str, entity: str, ext_id: str) -> Link | None:
         return self._one_link(schema.LINK_BY["ext"], (sync, entity, ext_id))
 
+    def links_for_keys(
+        self, sync: str, entity: str, side: Literal["a", "b"], keys: Sequence[dict[str, Any]]
+    ) -> dict[str, Link]:
+        if side not in ("a", "b"):
+            raise ValueError(f"link side must be 'a' or 'b', not {side!r}")
+        return self._links_in(side, sync, entity, [codec.key_text(k) for k in keys])
+
+    def links_for_ext_ids(self, sync: str, entity: str, ext_ids: Sequence[str]) -> dict[str, Link]:
+        return self._links_in("ext", sync, entity, list(ext_ids))
+
     def links(self, sync: str, entity: str) -> list[Link]:
         with self._read() as cur:
             cur.execute(self._q(schema.LINKS), (sync, entity))
             return [self._link(r) for r in cur.fetchall()]
+
+    # apply plans -------------------------------------------------------------------------
+    def save_plan(self, sync: str, entity: str, batch_id: str, plan: str) -> None:
+        with self._write() as cur:
+            cur.execute(
+                self._q(schema.UPSERT_PLAN),
+                (batch_id, sync, entity, plan, self._ts_in(utcnow())),
+            )
+
+    def load_plan(self, batch_id: str) -> str | None:
+        with self._read() as cur:
+            cur.execute(self._q(schema.SELECT_PLAN), (batch_id,))
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    # conflicts ---------------------------------------------------------------------------
+    def active_conflicts(self, sync: str, entity: str) -> list[ConflictRecord]:
+        with self._read() as cur:
+            cur.execute(self._q(schema.ACTIVE_CONFLICTS), (sync, entity))
+            return [self._conflict(r) for r in cur.fetchall()]
+
+    def conflicts(
+        self,
+        sync: str | None = None,
+        entity: str | None = None,
+        status: ConflictStatus | None = None,
+        limit: int = 1000,
+    ) -> list[ConflictRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("sync", sync), ("entity", entity), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        query = f"SELECT {schema.CONFLICT_COLUMNS} FROM conflicts"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY id DESC LIMIT ?"
+        with self._read() as cur:
+            cur.execute(self._q(query), (*params, limit))
+            return [self._conflict(r) for r in cur.fetchall()]
+
+    def conflict(self, conflict_id: int) -> ConflictRecord | None:
+        with self._read() as cur:
+            cur.execute(self._q(schema.SELECT_CONFLICT), (conflict_id,))
+            row = cur.fetchone()
+        return None if row is None else self._conflict(row)
+
+    def resolve_conflict(
+        self, conflict_id: int, outcome: str, value: Any, note: str
+    ) -> ConflictRecord:
+        if outcome not in RESOLUTIONS:
+            raise ValueError(f"a resolution's outcome is 'a', 'b' or 'value', not {outcome!r}")
+        encoded = codec.dumps(value)  # before the transaction: an unstorable value changes nothing
+        with self._write() as cur:
+            cur.execute(
+                self._q(schema.RESOLVE_CONFLICT),
+                (outcome, encoded, self._ts_in(utcnow()), note, conflict_id),
+            )
+            cur.execute(self._q(schema.SELECT_CONFLICT), (conflict_id,))
+            row = cur.fetchone()
+        if row is None:
+            raise KeyError(conflict_id)
+        return self._conflict(row)
 
     # positions ---------------------------------------------------------------------------
     def get_position(self, sync: str, side: str) -> Position | None:
@@ -261,19 +349,105 @@ class SqlStateStore:
         ]
         cur.executemany(self._q(schema.UPDATE_ENTRY), params)
         if cur.rowcount != len(params):
-            ids = sorted({u.entry_id for u in batch.entries})
-            marks = ", ".join("?" for _ in ids)
+            self._missing(cur, "journal", batch, [u.entry_id for u in batch.entries])
+
+    def _release_entries(self, cur: Cursor, batch: BatchRecord) -> None:
+        if not batch.release:
+            return
+        params = [(i, batch.sync, batch.entity) for i in dict.fromkeys(batch.release)]
+        cur.executemany(self._q(schema.RELEASE_ENTRY), params)
+        if cur.rowcount != len(params):
+            self._missing(cur, "journal", batch, batch.release)
+
+    def _store_conflicts(self, cur: Cursor, batch: BatchRecord, now: datetime) -> None:
+        new = [c for c in batch.conflicts if c.id is None]
+        changed = [c for c in batch.conflicts if c.id is not None]
+        if new:
+            cur.executemany(
+                self._q(schema.INSERT_CONFLICT),
+                [self._conflict_row(c, now) for c in new],
+            )
+        if changed:
+            params = [
+                (
+                    c.status,
+                    c.outcome,
+                    codec.dumps(c.value),
+                    self._ts_in(c.resolved_at),
+                    c.note,
+                    c.id,
+                    batch.sync,
+                    batch.entity,
+                )
+                for c in changed
+            ]
+            cur.executemany(self._q(schema.UPDATE_CONFLICT), params)
+            if cur.rowcount != len(params):
+                ids = [c.id for c in changed if c.id is not None]
+                self._missing(cur, "conflicts", batch, ids)
+
+    def _conflict_row(self, c: ConflictRecord, now: datetime) -> tuple[Any, ...]:
+        return (
+            c.sync,
+            c.entity,
+            None if c.key_a is None else codec.key_text(c.key_a),
+            codec.dumps_opt(c.key_a),
+            None if c.key_b is None else codec.key_text(c.key_b),
+            codec.dumps_opt(c.key_b),
+            c.ext_id,
+            c.field,
+            codec.dumps(c.base_a),
+            codec.dumps(c.base_b),
+            codec.dumps(c.value_a),
+            codec.dumps(c.value_b),
+            self._ts_in(c.ts_a),
+            self._ts_in(c.ts_b),
+            c.rule,
+            c.outcome,
+            codec.dumps(c.value),
+            bool(c.tie),
+            c.status,
+            codec.dumps([int(i) for i in c.entry_ids]),
+            self._ts_in(c.created_at or now),
+            self._ts_in(c.resolved_at),
+            c.note,
+        )
+
+    def _missing(self, cur: Cursor, table: str, batch: BatchRecord, ids: Sequence[int]) -> None:
+        """Raise ValueError naming the ids that are not rows of `table` in the batch's
+        sync/entity (called when an update touched fewer rows than it was given)."""
+        wanted = sorted(set(ids))
+        known: set[int] = set()
+        for start in range(0, len(wanted), schema.IN_CHUNK):
+            chunk = wanted[start : start + schema.IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
             cur.execute(
                 self._q(
-                    f"SELECT id FROM journal WHERE sync = ? AND entity = ? AND id IN ({marks})"
+                    f"SELECT id FROM {table} WHERE sync = ? AND entity = ? AND id IN ({marks})"
                 ),
-                (batch.sync, batch.entity, *ids),
+                (batch.sync, batch.entity, *chunk),
             )
-            known = {int(i) for (i,) in cur.fetchall()}
-            missing = [i for i in ids if i not in known]
-            raise ValueError(
-                f"journal entries {missing} are not entries of {batch.sync}/{batch.entity}"
-            )
+            known.update(int(i) for (i,) in cur.fetchall())
+        missing = [i for i in wanted if i not in known]
+        what = ("journal entries", "entries") if table == "journal" else ("conflicts", "conflicts")
+        raise ValueError(f"{what[0]} {missing} are not {what[1]} of {batch.sync}/{batch.entity}")
+
+    def _links_in(
+        self, which: Literal["a", "b", "ext"], sync: str, entity: str, texts: list[str]
+    ) -> dict[str, Link]:
+        """key text (or ext id) -> link for the given values, IN_CHUNK values a query."""
+        wanted = list(dict.fromkeys(texts))
+        found: dict[str, Link] = {}
+        if not wanted:
+            return found
+        with self._read() as cur:
+            for start in range(0, len(wanted), schema.IN_CHUNK):
+                chunk = wanted[start : start + schema.IN_CHUNK]
+                query = schema.LINKS_BY_KEYS[which].format(marks=", ".join("?" for _ in chunk))
+                cur.execute(self._q(query), (sync, entity, *chunk))
+                for row in cur.fetchall():
+                    found[str(row[-1])] = self._link(row[:-1])
+        return found
 
     def _match_link(self, cur: Cursor, sync: str, entity: str, link: Link) -> int | None:
         """The id of the stored link `link` designates: same key_a, else key_b, else ext_id."""
@@ -328,3 +502,17 @@ class SqlStateStore:
 
     def _entry(self, row: Sequence[Any]) -> JournalEntry:
         return codec.entry_from_row(row, self._ts_out)
+
+    def _conflict(self, row: Sequence[Any]) -> ConflictRecord:
+        return codec.conflict_from_row(row, self._ts_out)
+
+
+def _check_conflicts(batch: BatchRecord) -> None:
+    """What `record` refuses before it starts: conflicts of another entity, unknown statuses."""
+    for c in batch.conflicts:
+        if (c.sync, c.entity) != (batch.sync, batch.entity):
+            raise ValueError(
+                f"a conflict of {c.sync}/{c.entity} in a batch of {batch.sync}/{batch.entity}"
+            )
+        if c.status not in CONFLICT_STATUSES:
+            raise ValueError(f"unknown conflict status {c.status!r}")

@@ -57,8 +57,8 @@ def test_schema_creation_is_idempotent_and_versioned(
     second = open_another()  # finds the tables there
     assert second.get_position("s", "x") == PgPosition(7)
     with second._read() as cur:
-        cur.execute("SELECT version FROM schema_version")
-        assert cur.fetchall() == [(1,)]
+        cur.execute("SELECT version FROM schema_version ORDER BY version")
+        assert cur.fetchall() == [(v,) for v in range(1, schema.SCHEMA_VERSION + 1)]
 
 
 @pytest.mark.integration
@@ -126,24 +126,26 @@ def test_schema_migrations_run_once_in_order(
 ) -> None:
     old = open_another()
     old.set_position("s", "x", PgPosition(1))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 2)
     monkeypatch.setattr(
         schema,
         "MIGRATIONS",
         {
-            2: ("CREATE TABLE extra (x INTEGER)",),
-            3: ("ALTER TABLE extra ADD COLUMN y INTEGER", "INSERT INTO extra VALUES (1, 2)"),
+            **schema.MIGRATIONS,
+            current + 1: "CREATE TABLE extra (x INTEGER)",
+            current + 2: "ALTER TABLE extra ADD COLUMN y {ts};\nINSERT INTO extra (x) VALUES (1)",
         },
     )
     upgraded = open_another()
     again = open_another()  # nothing left to do
     with again._read() as cur:
         cur.execute("SELECT version FROM schema_version ORDER BY version")
-        assert cur.fetchall() == [(1,), (2,), (3,)]
+        assert cur.fetchall() == [(v,) for v in range(1, current + 3)]
         cur.execute("SELECT x, y FROM extra")
-        assert cur.fetchall() == [(1, 2)]
+        assert cur.fetchall() == [(1, None)]
     assert upgraded.get_position("s", "x") == PgPosition(1)
     # an older syncswim must not write to a store it does not understand
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current)
     with pytest.raises(FatalError, match="newer than this syncswim"):
         open_another()
