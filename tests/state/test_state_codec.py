@@ -62,11 +62,11 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, Decimal):
-        return a.as_tuple() == b.as_tuple()  # keeps the scale: 1.10 is not 1.1
+        return bool(a.as_tuple() == b.as_tuple())  # keeps the scale: 1.10 is not 1.1
     if isinstance(a, float) and a == 0:
-        return math.copysign(1, a) == math.copysign(1, b)
+        return bool(math.copysign(1, a) == math.copysign(1, b))
     if isinstance(a, datetime):
-        return a == b and a.utcoffset() == b.utcoffset()
+        return bool(a == b and a.utcoffset() == b.utcoffset())
     return bool(a == b)
 
 
