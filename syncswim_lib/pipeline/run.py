@@ -32,5 +32,5 @@ def run_entity(rt: Runtime, sync: str, entity: str, full: bool = False) -> Entit
 
 
 def run_sync(rt: Runtime, sync: str, full: bool = False) -> list[EntityReport]:
-    """Every entity of a sync, in declaration order (parents are declared first)."""
-    return [run_entity(rt, sync, name, full) for name in rt.project.syncs[sync].entities]
+    """Every entity of a sync, parents before children."""
+    return [run_entity(rt, sync, name, full) for name in rt.project.syncs[sync].apply_order()]
