@@ -71,6 +71,30 @@ def _audit(a: argparse.Namespace) -> Any:
     return audit(a.path, a.entity, a.key)
 
 
+def _conflicts_list(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.conflicts_cmd import list_conflicts
+
+    return list_conflicts(a.path, a.sync, a.entity, a.status, a.limit)
+
+
+def _conflicts_show(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.conflicts_cmd import show_conflict
+
+    return show_conflict(a.path, a.id)
+
+
+def _conflicts_resolve(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.conflicts_cmd import resolve_conflict
+
+    return resolve_conflict(a.path, a.id, a.take, a.value)
+
+
+def _conflicts_restore(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.conflicts_cmd import restore_conflict
+
+    return restore_conflict(a.path, a.id)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -144,6 +168,51 @@ def build_parser() -> argparse.ArgumentParser:
     au = spec(cmd("audit", _audit, "what happened to records: applied, conflicts, failures"))
     au.add_argument("--entity", help="only this entity")
     au.add_argument("--key", help="only this record key, as JSON: '{\"id\": 7}'")
+
+    conflicts = sub.add_parser(
+        "conflicts",
+        help="fields both sides changed: list, show, resolve, restore",
+        description="Fields both sides changed to different values, and what became of them.",
+    )
+    cf = conflicts.add_subparsers(dest="action", metavar="ACTION", required=True)
+    # ids and numbers are read as text and checked by the command: one-line messages
+    cl = spec(cmd("list", _conflicts_list, "the newest conflicts, as a table", cf))
+    cl.add_argument("--sync", help="only this sync")
+    cl.add_argument("--entity", help="only this entity")
+    cl.add_argument(
+        "--status",
+        default="all",
+        metavar="STATUS",
+        help="open (waiting for a person), decided (by a rule), resolved, applied, or all "
+        "(default)",
+    )
+    cl.add_argument("--limit", default="100", metavar="N", help="at most N (default 100)")
+    cs = spec(cmd("show", _conflicts_show, "everything about one conflict", cf))
+    cs.add_argument("id", metavar="ID", help="the conflict's id (see `conflicts list`)")
+    cr = spec(
+        cmd(
+            "resolve",
+            _conflicts_resolve,
+            "choose a conflict's value; the next run writes it to both sides",
+            cf,
+        )
+    )
+    cr.add_argument("id", metavar="ID", help="the conflict's id")
+    cr.add_argument("--take", metavar="SIDE", help="this side's value: an endpoint name, a or b")
+    cr.add_argument(
+        "--value",
+        metavar="JSON",
+        help="this value, as JSON in side a's form ('\"text\"', 12.50, null)",
+    )
+    cx = spec(
+        cmd(
+            "restore",
+            _conflicts_restore,
+            "for a conflict a rule decided: choose the value that lost",
+            cf,
+        )
+    )
+    cx.add_argument("id", metavar="ID", help="the conflict's id")
     return p
 
 
