@@ -612,3 +612,23 @@ def test_output_piped_to_head(project: Project) -> None:
     # the whole list, read to the end, is all there
     full = cli("conflicts", "list", str(project.path), "--limit", "5000")
     assert full.returncode == 0 and len(full.stdout.splitlines()) == 1 + len(ID) + 3000
+
+
+@pytest.mark.parametrize("how", [("restore",), ("resolve", "--take", "app")])
+def test_a_whole_record_conflict_cannot_be_chosen_again(
+    project: Project, capsys: pytest.CaptureFixture[str], how: tuple[str, ...]
+) -> None:
+    verb, *extra = how
+    result = run(capsys, "conflicts", verb, str(project.path), str(ID["deleted"]), *extra)
+    usage_error(result, "about the whole record")
+    store = project.store()
+    try:
+        assert _stored_status(store, ID["deleted"]) == "decided"
+    finally:
+        store.close()
+
+
+def _stored_status(store: SqliteStateStore, conflict_id: int) -> str:
+    found = store.conflict(conflict_id)
+    assert found is not None
+    return found.status

@@ -95,6 +95,7 @@ def resolve_conflict(
         with _runtime(path) as rt:
             c = _load(rt, conflict_id)
             decl = _entity(rt.project, c)
+            _field_level(c)
             if take is not None:
                 letter = _letter(decl, take)
                 outcome: str = letter
@@ -116,6 +117,7 @@ def restore_conflict(path: str | Path, conflict_id: str | int) -> int:
         with _runtime(path) as rt:
             c = _load(rt, conflict_id)
             decl = _entity(rt.project, c)
+            _field_level(c)
             if c.status != "decided":
                 raise UsageError(
                     f"conflict {c.id} is {c.status}, not decided: restore gives back the value "
@@ -178,6 +180,14 @@ def _runtime(path: str | Path) -> Runtime:
     from syncswim_lib.pipeline.runtime import Runtime
 
     return Runtime(load_project(path))
+
+
+def _field_level(c: ConflictRecord) -> None:
+    if c.field == "__record__":
+        raise UsageError(
+            f"conflict {c.id} is about the whole record (updated on one side, deleted on the "
+            "other): choosing it again is not supported yet; edit or delete the row itself"
+        )
 
 
 def _load(rt: Runtime, conflict_id: str | int) -> ConflictRecord:
