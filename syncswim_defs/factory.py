@@ -1,7 +1,8 @@
 """Build Dagster `Definitions` from a validated sync declaration.
 
-One asset per entity (key `[sync, entity]`, group = sync, kinds = both systems, deps =
-the entities it references), one capture sensor per sync. No sync logic lives here.
+One asset per entity (key `[sync, entity]`, group = sync, kinds = both systems), one
+capture sensor per sync. No sync logic lives here. Entities have no asset dependencies
+yet: the loader refuses `references:` until foreign keys are translated.
 """
 
 import json
@@ -51,7 +52,6 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
         key=entity_key(sync, entity),
         group_name=group_name(sync),
         kinds=kinds,
-        deps=[entity_key(sync, ref) for ref in dict(ent.references).values()],
         description=(
             f"`{a.endpoint}` {a.table} ⇄ `{b.endpoint}` {b.table} "
             f"({ent.mode.kind.replace('_', ' ')} mode)"

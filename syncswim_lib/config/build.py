@@ -9,8 +9,8 @@ from typing import Any
 from syncswim_lib.config.entities import ENTITY_KEYS, SyncScope, build_entity
 from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
-    CDC_KINDS,
     ENDPOINT_KINDS,
+    RUN_MODES,
     Endpoint,
     EndpointKind,
     Entity,
@@ -116,33 +116,6 @@ def _check_tables(entities: dict[str, Entity], at: At) -> None:
                 )
 
 
-def _check_cycles(entities: dict[str, Entity], at: At) -> None:
-    """Parents apply before children, so references between entities must not loop."""
-    state: dict[str, str] = {}
-
-    def visit(name: str, trail: list[str]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "open":
-            loop = [*trail[trail.index(name) :], name]
-            raise (
-                at.key(trail[-1])
-                .key("references")
-                .error(
-                    f"references form a cycle: {' -> '.join(loop)} (only an entity referring to "
-                    "itself is allowed)"
-                )
-            )
-        state[name] = "open"
-        for parent in entities[name].references.values():
-            if parent != name:
-                visit(parent, [*trail, name])
-        state[name] = "done"
-
-    for name in entities:
-        visit(name, [])
-
-
 def _sync(
     name: Any,
     raw: Any,
@@ -158,11 +131,15 @@ def _sync(
         block, ("between", "run", "batch_size", "entities"), ("between", "entities"), f"sync {name}"
     )
     a, b = _between(block["between"], project_endpoints, at.key("between", block))
-    run: RunMode = "streaming" if a.kind in CDC_KINDS and b.kind in CDC_KINDS else "micro_batch"
+    run: RunMode = "micro_batch"
     if block.get("run") is not None:
-        run = at.key("run", block).one_of(  # type: ignore[assignment]
-            block["run"], ("streaming", "micro_batch"), "run mode"
-        )
+        run_at = at.key("run", block)
+        if block["run"] == "streaming":
+            raise run_at.error(
+                "run mode 'streaming' is not supported yet (the long-lived streaming run is "
+                "not built; syncs run as micro_batch, the default)"
+            )
+        run_at.one_of(block["run"], RUN_MODES, "run mode")  # micro_batch is the only one
     batch_size = block.get("batch_size")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -183,7 +160,6 @@ def _sync(
         ent_at.name(entity_name, "an entity name")
         entities[entity_name] = build_entity(entity_name, entity_raw, scope, ent_at)
     _check_tables(entities, e_at)
-    _check_cycles(entities, e_at)
     return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities))
 
 

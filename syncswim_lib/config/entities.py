@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
+    RULE_KINDS,
     ConflictRule,
     Conflicts,
     Endpoint,
@@ -18,6 +20,7 @@ from syncswim_lib.config.models import (
     FrozenDict,
     Letter,
     Mode,
+    OnDelete,
     SideSpec,
 )
 from syncswim_lib.config.transforms import (
@@ -28,7 +31,17 @@ from syncswim_lib.config.transforms import (
     python_target,
 )
 
-ENTITY_KEYS = ("mode", "fields", "references", "conflicts")
+ENTITY_KEYS = ("mode", "fields", "conflicts", "clock")
+# keys the format reserves for behaviour that is not built: refused with the reason
+NOT_SUPPORTED = {"references": "foreign keys are not translated yet"}
+# rules written as a bare word; `prefer` and `rule` take an argument
+NAMED_RULES = tuple(k for k in RULE_KINDS if k not in ("prefer", "rule"))
+RULE_EXPECTED = (
+    f"{', '.join(NAMED_RULES)}, {{prefer: <endpoint>}} or {{rule: 'package.module:function'}}"
+)
+RULE_ARGS = "(value_a, value_b, base, time_a, time_b)"
+OWNS = ("conflicts", "all")
+ON_DELETE: tuple[OnDelete, ...] = ("keep", "delete")
 TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 OBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
@@ -93,11 +106,21 @@ def _side(raw: Any, endpoint: Endpoint, at: At) -> SideSpec:
     return SideSpec(endpoint.name, table, key, endpoint.kind)
 
 
-def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> Mode:
+def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> tuple[Mode, bool]:
+    """The mode, and whether the system of record owns every field (`owns: all`)."""
     block = at.mapping(
         raw, "{system_of_record: <endpoint>, external_id: {...}} or {external_id: {...}}"
     )
-    at.keys(block, ("system_of_record", "external_id"), ("external_id",), "mode")
+    at.keys(block, ("system_of_record", "external_id", "owns"), ("external_id",), "mode")
+    owns_all = False
+    if "owns" in block:
+        owns_at = at.key("owns", block)
+        if "system_of_record" not in block:
+            raise owns_at.error(
+                "owns is only valid in system-of-record mode (in external-id mode no side "
+                "owns the records)"
+            )
+        owns_all = owns_at.one_of(block["owns"], OWNS, "owns value") == "all"
     ext_at = at.key("external_id", block)
     ext_block = ext_at.mapping(block["external_id"], "a mapping of endpoint: column")
     columns: dict[Letter, str] = {}
@@ -111,7 +134,7 @@ def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> 
                     f"external-id mode needs the shared column on both sides: missing key "
                     f"{endpoint!r}"
                 )
-        return Mode("external_id", None, columns["a"], columns["b"])
+        return Mode("external_id", None, columns["a"], columns["b"]), owns_all
     sor_at = at.key("system_of_record", block)
     sor = scope.letter_of(block["system_of_record"], sor_at, "system_of_record")
     other: Letter = "b" if sor == "a" else "a"
@@ -129,7 +152,7 @@ def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> 
             f"{other_name}.{columns[other]}), but {sor_name} declares key "
             f"[{', '.join(sides[sor].key)}]"
         )
-    return Mode("system_of_record", sor, columns.get("a"), columns.get("b"))
+    return Mode("system_of_record", sor, columns.get("a"), columns.get("b")), owns_all
 
 
 def _transforms(raw: Any, scope: SyncScope, at: At) -> dict[Letter, Transform]:
@@ -196,36 +219,37 @@ def _fields(
     return tuple(result)
 
 
-def _references(raw: Any, scope: SyncScope, mapped: Sequence[str], at: At) -> FrozenDict[str, str]:
-    block = at.mapping(raw, "a mapping of side-a column: entity")
-    refs: dict[str, str] = {}
-    for column, target in block.items():
-        r_at = at.key(column, block)
-        if column not in mapped:
-            raise r_at.error(
-                f"{column!r} is not a mapped field; a reference names the side-a column of a "
-                f"mapped field (mapped: {', '.join(mapped)}{suggest(str(column), mapped)})"
-            )
-        name = r_at.text(target, "an entity name")
-        if name not in scope.entity_names:
-            raise r_at.error(
-                f"unknown entity {name!r} in sync {scope.sync} (entities: "
-                f"{', '.join(scope.entity_names)}{suggest(name, scope.entity_names)})"
-            )
-        refs[column] = name
-    return FrozenDict(refs)
+def _check_rule_signature(func: Callable[..., object], target: str, at: At) -> None:
+    """A custom rule is called with five values; a function that cannot take them stops the
+    load instead of failing the first conflict."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins have no signature to read
+        return
+    try:
+        signature.bind(None, None, None, None, None)
+    except TypeError:
+        raise at.error(
+            f"conflict rule {target!r} must accept {RULE_ARGS}, but its signature is {signature}"
+        ) from None
 
 
 def _rule(raw: Any, scope: SyncScope, at: At) -> ConflictRule:
-    expected = "newest, {prefer: <endpoint>} or {rule: 'package.module:function'}"
-    if raw == "newest":
-        return ConflictRule("newest")
+    if isinstance(raw, str):
+        if raw in NAMED_RULES:
+            return ConflictRule(raw)
+        if raw in ("prefer", "rule"):
+            example = "{prefer: <endpoint>}" if raw == "prefer" else "{rule: 'module:function'}"
+            raise at.error(f"conflict rule {raw!r} needs an argument: write {example}")
+        raise at.error(
+            f"unknown conflict rule {raw!r} (expected {RULE_EXPECTED}{suggest(raw, NAMED_RULES)})"
+        )
     if not isinstance(raw, dict):
-        raise at.error(f"expected {expected}, got {describe(raw)}")
-    block = at.mapping(raw, expected)
+        raise at.error(f"expected {RULE_EXPECTED}, got {describe(raw)}")
+    block = at.mapping(raw, RULE_EXPECTED)
     at.keys(block, ("prefer", "rule"), (), "a conflict rule")
     if len(block) != 1:
-        raise at.error(f"expected {expected}, got {describe(raw)}")
+        raise at.error(f"expected one of {{prefer: ...}} or {{rule: ...}}, got {describe(raw)}")
     if "prefer" in block:
         return ConflictRule(
             "prefer", prefer=scope.letter_of(block["prefer"], at.key("prefer", block), "prefer")
@@ -236,40 +260,105 @@ def _rule(raw: Any, scope: SyncScope, at: At) -> ConflictRule:
     try:
         func = import_callable(target, scope.search_dir)
     except TransformError as exc:
-        raise rule_at.error(str(exc)) from None
+        raise rule_at.error(f"conflict rule: {exc}") from None
+    _check_rule_signature(func, target, rule_at)
     return ConflictRule("rule", rule=target, func=func)
 
 
-def _conflicts(raw: Any, scope: SyncScope, mode: Mode, mapped: Sequence[str], at: At) -> Conflicts:
+def _conflicts(
+    raw: Any, scope: SyncScope, mode: Mode, owns_all: bool, mapped: Sequence[str], at: At
+) -> Conflicts:
     sor_default = ConflictRule("prefer", prefer=mode.sor) if mode.sor else ConflictRule("newest")
+    tie_break: Letter = mode.sor or "a"
     if raw is None:
-        return Conflicts(sor_default, FrozenDict(), declared=False)
-    block = at.mapping(raw, "{default: ..., fields: {...}}")
-    at.keys(block, ("default", "fields"), (), "conflicts")
+        return Conflicts(
+            sor_default, FrozenDict(), declared=False, tie_break=tie_break, owns_all=owns_all
+        )
+    block = at.mapping(raw, "{default: ..., fields: {...}, tie_break: ..., on_delete: ...}")
+    at.keys(block, ("default", "fields", "tie_break", "on_delete"), (), "conflicts")
+    if owns_all:
+        for key in ("default", "fields", "tie_break"):
+            if key in block:
+                raise at.key(key, block).error(
+                    f"{key} has no effect with mode owns: all (the system of record's values "
+                    "always win; only on_delete applies)"
+                )
     default = (
         _rule(block["default"], scope, at.key("default", block))
         if "default" in block
         else sor_default
     )
+    # the shared external-id column is merged like a field in external-id mode
+    decided = list(mapped)
+    if mode.kind == "external_id" and mode.ext_column_a and mode.ext_column_a not in decided:
+        decided.append(mode.ext_column_a)
     rules: dict[str, ConflictRule] = {}
     if "fields" in block:
         f_at = at.key("fields", block)
         fblock = f_at.mapping(block["fields"], "a mapping of side-a column: rule")
         for column, rule in fblock.items():
             c_at = f_at.key(column, fblock)
-            if column not in mapped:
+            if column not in decided:
                 raise c_at.error(
-                    f"{column!r} is not a mapped field (mapped: {', '.join(mapped)}"
-                    f"{suggest(str(column), mapped)})"
+                    f"{column!r} is not a mapped field (mapped: {', '.join(decided)}"
+                    f"{suggest(str(column), decided)})"
                 )
             rules[column] = _rule(rule, scope, c_at)
-    return Conflicts(default, FrozenDict(rules))
+    if "tie_break" in block:
+        tb_at = at.key("tie_break", block)
+        tie_break = scope.letter_of(block["tie_break"], tb_at, "tie_break")
+    on_delete: OnDelete = "keep"
+    if "on_delete" in block:
+        value = at.key("on_delete", block).one_of(block["on_delete"], ON_DELETE, "on_delete")
+        on_delete = "delete" if value == "delete" else "keep"
+    return Conflicts(
+        default,
+        FrozenDict(rules),
+        tie_break=tie_break,
+        on_delete=on_delete,
+        owns_all=owns_all,
+    )
+
+
+def _clock(
+    raw: Any,
+    scope: SyncScope,
+    sides: dict[Letter, SideSpec],
+    mode: Mode,
+    fields: Sequence[FieldMap],
+    at: At,
+) -> FrozenDict[Letter, str]:
+    block = at.mapping(raw, "a mapping of endpoint: column (the row's last-change time)")
+    if not block:
+        raise at.error("expected at least one endpoint: column, got an empty mapping")
+    clocks: dict[Letter, str] = {}
+    for name, column in block.items():
+        c_at = at.key(name, block)
+        letter = scope.letter_of(name, c_at, "clock")
+        col = _column(column, c_at)
+        side = sides[letter]
+        mapped = {f.column(letter) for f in fields}
+        if col in mapped:
+            raise c_at.error(
+                f"{col!r} is a mapped field of {side.endpoint}: a clock column is read to "
+                "order changes, never synced (leave it out of fields)"
+            )
+        if col in side.key:
+            raise c_at.error(f"{col!r} is the key of {side.endpoint}, not a change time")
+        if col == mode.ext_column(letter):
+            raise c_at.error(
+                f"{col!r} is the external-id column of {side.endpoint}, not a change time"
+            )
+        clocks[letter] = col
+    return FrozenDict(clocks)
 
 
 def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
     block = at.mapping(raw, "an entity block (one block per endpoint, mode, fields)")
     allowed = (*scope.names, *ENTITY_KEYS)
     for key in block:
+        if isinstance(key, str) and key in NOT_SUPPORTED:
+            raise at.key(key, block).error(f"{key} is not supported yet ({NOT_SUPPORTED[key]})")
         if isinstance(key, str) and key not in allowed and key in scope.all_endpoints:
             scope.letter_of(key, at.key(key, block), "entity")
     at.keys(block, allowed, (*scope.names, "mode", "fields"), f"entity {name}")
@@ -277,11 +366,15 @@ def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
         "a": _side(block[scope.a.name], scope.a, at.key(scope.a.name, block)),
         "b": _side(block[scope.b.name], scope.b, at.key(scope.b.name, block)),
     }
-    mode = _mode(block["mode"], scope, sides, at.key("mode", block))
+    mode, owns_all = _mode(block["mode"], scope, sides, at.key("mode", block))
     fields = _fields(block["fields"], scope, sides, mode, at.key("fields", block))
     mapped = [f.a for f in fields]
-    refs: FrozenDict[str, str] = FrozenDict()
-    if block.get("references") is not None:
-        refs = _references(block["references"], scope, mapped, at.key("references", block))
-    conflicts = _conflicts(block.get("conflicts"), scope, mode, mapped, at.key("conflicts", block))
-    return Entity(name, scope.sync, sides["a"], sides["b"], mode, fields, refs, conflicts)
+    conflicts = _conflicts(
+        block.get("conflicts"), scope, mode, owns_all, mapped, at.key("conflicts", block)
+    )
+    clock: FrozenDict[Letter, str] = FrozenDict()
+    if block.get("clock") is not None:
+        clock = _clock(block["clock"], scope, sides, mode, fields, at.key("clock", block))
+    return Entity(
+        name, scope.sync, sides["a"], sides["b"], mode, fields, FrozenDict(), conflicts, clock
+    )

@@ -21,9 +21,12 @@ V = TypeVar("V")
 
 EndpointKind = Literal["postgres", "mysql", "salesforce"]
 ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("postgres", "mysql", "salesforce")
-# kinds with a change stream (slot, binlog, CDC): syncs between them stream by default
+# kinds with a change stream (slot, binlog, CDC)
 CDC_KINDS: frozenset[str] = frozenset({"postgres", "mysql", "salesforce"})
-RunMode = Literal["streaming", "micro_batch"]
+# A sensor captures at its tick and starts a run for the entities with pending changes.
+# The long-lived streaming run is not built: `run: streaming` is refused by the loader.
+RunMode = Literal["micro_batch"]
+RUN_MODES: tuple[RunMode, ...] = ("micro_batch",)
 Letter = Literal["a", "b"]
 
 
@@ -150,7 +153,8 @@ class Conflicts:
     other side is overwritten by the SOR's values instead of flowing back."""
 
     default: ConflictRule
-    fields: FrozenDict[str, ConflictRule]  # keyed by side-a column
+    # keyed by side-a column: mapped fields, and in external-id mode the shared column
+    fields: FrozenDict[str, ConflictRule]
     declared: bool = True
     tie_break: Letter = "a"
     on_delete: OnDelete = "keep"
@@ -168,8 +172,13 @@ class Entity:
     side_b: SideSpec
     mode: Mode
     fields: tuple[FieldMap, ...]
-    references: FrozenDict[str, str]  # side-a column -> entity name in the same sync
+    # side-a column -> entity name in the same sync. Always empty for now: foreign keys
+    # are not translated yet, so the loader refuses `references:`.
+    references: FrozenDict[str, str]
     conflicts: Conflicts
+    # letter -> a timestamp column holding the row's last-change time on that side;
+    # `newest` compares it instead of the source's commit time
+    clock: FrozenDict[Letter, str] = field(default_factory=lambda: FrozenDict[Letter, str]())
 
     def letter(self, name_or_letter: str) -> Letter:
         """The letter ("a" or "b") of a letter or of one of the two endpoint names."""
@@ -208,7 +217,8 @@ class Sync:
     entities: FrozenDict[str, Entity]  # declaration order
 
     def apply_order(self) -> tuple[str, ...]:
-        """Entity names, parents before children (references; declaration order otherwise)."""
+        """Entity names, parents before children (by references, which are empty until
+        foreign keys are translated: declaration order)."""
         done: list[str] = []
 
         def visit(name: str) -> None:

@@ -208,7 +208,7 @@ def import_callable(target: str, search_dir: Path | None = None) -> TransformFn:
     finally:
         if added:
             sys.path.remove(str(search_dir))
-    fn = getattr(module, attr, None)
+    fn: object = getattr(module, attr, None)
     if fn is None:
         raise TransformError(f"module {module_name!r} has no attribute {attr!r}")
     if not callable(fn):

@@ -15,6 +15,7 @@ import pytest
 
 from syncswim_lib.config import (
     ConflictRule,
+    Conflicts,
     FieldMap,
     FrozenDict,
     Mode,
@@ -39,7 +40,9 @@ def project_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder holding the fixtures and `my_rules.py`, the custom rule they name."""
     for name in ("full_sor.yaml", "full_external_id.yaml"):
         shutil.copy(FIXTURES / name, tmp_path / name)
-    (tmp_path / "my_rules.py").write_text("def concat(ours, theirs):\n    return ours + theirs\n")
+    (tmp_path / "my_rules.py").write_text(
+        "def concat(a, b, base, time_a, time_b):\n    return a + b\n"
+    )
     yield tmp_path
     sys.modules.pop("my_rules", None)
 
@@ -85,35 +88,54 @@ def test_full_sor_example(project_dir: Path, no_secrets: None) -> None:
         FieldMap("notes", "notes"),
     )
     assert customers.references == {}
+    assert customers.clock == {"b": "updated_at"}
     conflicts = customers.conflicts
+    assert conflicts.declared
     assert conflicts.default == ConflictRule("newest")
     assert conflicts.rule_for("credit_limit") == ConflictRule("prefer", prefer="a")
     notes = conflicts.rule_for("notes")
-    assert (notes.kind, notes.rule) == ("rule", "my_rules:concat")
-    assert notes.func is not None and notes.func("a", "b") == "ab"
+    assert (notes.kind, notes.rule, notes.label) == (
+        "rule",
+        "my_rules:concat",
+        "rule:my_rules:concat",
+    )
+    assert notes.func is not None and notes.func("a", "b", None, None, None) == "ab"
     assert conflicts.rule_for("email") == ConflictRule("newest")
+    # SOR mode: ties go to the system of record; an update beats a delete
+    assert (conflicts.tie_break, conflicts.on_delete, conflicts.owns_all) == ("a", "keep", False)
     orders = sync.entities["orders"]
-    assert orders.references == {"customer_id": "customers"}
+    assert orders.references == {}
+    assert orders.clock == {}
     total = orders.field("total")
     assert total is not None and total.to_a is not None and total.to_b is None
     assert total.to_a("12.50") == Decimal("12.50")
-    # left out: SOR mode's conflicts default to the system of record
-    assert not orders.conflicts.declared
-    assert orders.conflicts.default == ConflictRule("prefer", prefer="a")
+    # `owns: all` and only on_delete declared: the rest are SOR mode's defaults
+    assert orders.conflicts == Conflicts(
+        ConflictRule("prefer", prefer="a"),
+        FrozenDict(),
+        tie_break="a",
+        on_delete="delete",
+        owns_all=True,
+    )
 
 
 def test_full_external_id_example(project_dir: Path, no_secrets: None) -> None:
     project = load_project(project_dir / "full_external_id.yaml")
     assert project.state is None
     sync = project.syncs["app_crm"]
-    assert sync.run == "streaming"  # both endpoints have a change stream
+    assert sync.run == "micro_batch"  # the only run mode built so far
     assert sync.batch_size is None
     customers = sync.entities["customers"]
     assert customers.side_b == SideSpec("crm", "Account", ("Id",), "salesforce")
     assert customers.side_b.object == "Account"
     assert customers.mode == Mode("external_id", None, "customer_code", "Customer_Code__c")
-    assert customers.conflicts.default == ConflictRule("newest")
-    assert customers.conflicts.rule_for("credit_limit") == ConflictRule("prefer", prefer="a")
+    conflicts = customers.conflicts
+    assert conflicts.default == ConflictRule("newest")
+    assert conflicts.rule_for("credit_limit") == ConflictRule("prefer", prefer="a")
+    assert conflicts.rule_for("full_name") == ConflictRule("non_null")
+    # the shared external-id column is merged like a field and can have its own rule
+    assert conflicts.rule_for("customer_code") == ConflictRule("manual")
+    assert (conflicts.tie_break, conflicts.on_delete, conflicts.owns_all) == ("b", "keep", False)
     email = customers.field("email")
     assert email is not None and email.to_b is not None and email.to_a is None
     assert email.to_b.name == "strip | lower"
@@ -121,9 +143,13 @@ def test_full_external_id_example(project_dir: Path, no_secrets: None) -> None:
     contacts = sync.entities["contacts"]
     assert contacts.mode == Mode("system_of_record", "a", None, "App_Id__c")
     assert contacts.columns("crm") == ("FirstName", "LastName", "AccountId")
-    # declared child-first; applied parents-first
+    # conflicts left out: the mode's defaults, ties to the system of record
+    assert contacts.conflicts == Conflicts(
+        ConflictRule("prefer", prefer="a"), FrozenDict(), declared=False, tie_break="a"
+    )
+    # no references (foreign keys are not translated yet): declaration order
     assert list(sync.entities) == ["contacts", "customers"]
-    assert sync.apply_order() == ("customers", "contacts")
+    assert sync.apply_order() == ("contacts", "customers")
     assert project.endpoints["crm"].resolve_setting("api_version") == "59.0"
 
 
@@ -153,12 +179,12 @@ def test_models_are_immutable_and_picklable(project_dir: Path) -> None:
     assert copy == project.endpoints and isinstance(copy, FrozenDict)
 
 
-def test_run_defaults_to_streaming_and_can_be_overridden() -> None:
+def test_run_defaults_to_micro_batch() -> None:
     text = (FIXTURES / "full_sor.yaml").read_text()
     text = text.replace("    run: micro_batch\n", "").replace(
         'notes: {rule: "my_rules:concat"}', "notes: newest"
     )
-    assert load_project_text(text).syncs["app_shop"].run == "streaming"
+    assert load_project_text(text).syncs["app_shop"].run == "micro_batch"
 
 
 SECRET_DSN = "postgresql://app:hunter2-secret@db.internal/app"
