@@ -769,6 +769,9 @@ class Planner:
         d: Decision,
     ) -> ConflictRecord:
         m = self.m
+        rule = d.rule
+        if rule in ("prefer:a", "prefer:b"):
+            rule = f"prefer:{m.side('a' if rule.endswith('a') else 'b').endpoint}"
         return ConflictRecord(
             m.sync,
             m.entity,
@@ -782,7 +785,7 @@ class Planner:
             vb,
             fc.clock_a.at,
             fc.clock_b.at,
-            d.rule,
+            rule,
             d.outcome,
             d.value,
             d.tie,
