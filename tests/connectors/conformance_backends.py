@@ -22,8 +22,10 @@ import psycopg
 import pymysql
 
 from syncswim_lib.connectors.base import Connector
+from syncswim_lib.connectors.memory import MemoryConnector, MemoryDatabase
 from syncswim_lib.connectors.mysql import MySQLConnector
 from syncswim_lib.connectors.postgres import PostgresConnector
+from tests.connectors.memory.minisql import execute
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -301,7 +303,81 @@ class MySQLBackend(Backend):
         self.conn.close()
 
 
-BACKENDS: dict[str, tuple[str, Callable[[str], Backend]]] = {
+class MemoryBackend(Backend):
+    """The memory database (no server): the suite's SQL run by `minisql`, the server's
+    knobs by the database object itself. Clones share the database, as connections do."""
+
+    kind = "memory"
+    marker_table = "(memory markers)"
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        super().__init__(f"memory://{db.name}")
+        self.db = db
+        self.session = object()  # this connection, as the owner of the rows it holds
+
+    def connector(self) -> Connector:
+        return MemoryConnector(self.db, "mem_db")
+
+    def table(self, name: str) -> str:
+        return name
+
+    def items_ddl(self) -> str:
+        return (
+            "CREATE TABLE items (id serial PRIMARY KEY, ext varchar(20) UNIQUE,"
+            " name varchar(20), n int)"
+        )
+
+    def typed_ddl(self) -> str:
+        return (
+            "CREATE TABLE typed (id int PRIMARY KEY, big bigint, amount numeric(12,2),"
+            " name varchar(100), flag boolean, born date, seen_at timestamptz,"
+            " local_at timestamp, doc jsonb, note text)"
+        )
+
+    def param(self, value: Any) -> Any:
+        return value
+
+    def transaction(self, statements: Sequence[Statement]) -> None:
+        with self.db.transaction(owner=self.session) as txn:
+            for sql, params in statements:
+                execute(self.db, txn, sql, params)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.db.transaction(owner=self.session) as txn:
+            return execute(self.db, txn, sql, params)
+
+    def rotate_log(self) -> None:
+        self.db.rotate_log()
+
+    def age_markers(self, batch_ids: Sequence[str], by: timedelta) -> None:
+        self.db.age_markers(batch_ids, by)
+
+    def marker_ids(self) -> set[str]:
+        return self.db.marker_ids()
+
+    def hold_row(self, row_id: int) -> AbstractContextManager[None]:
+        return self.db.hold_row("items", row_id, owner=self.session)
+
+    def lock_waits(self) -> int:
+        return self.db.lock_waits()
+
+    def kill_other_sessions(self) -> int:
+        return self.db.kill_sessions()
+
+    def marker_module(self) -> ModuleType:
+        from syncswim_lib.connectors.memory import markers
+
+        return markers
+
+    def clone(self) -> Backend:
+        return MemoryBackend(self.db)
+
+    def close(self) -> None:
+        pass
+
+
+BACKENDS: dict[str, tuple[str, Callable[[Any], Backend]]] = {
     "postgres": ("pg_dsn", PostgresBackend),
     "mysql": ("mysql_dsn", MySQLBackend),
+    "memory": ("memory_db", MemoryBackend),
 }

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from syncswim_lib.connectors.base import Connector
+from syncswim_lib.connectors.memory import MemoryDatabase
 from tests.connectors.conformance_apply import (
     test_apply_twice_writes_once,
     test_concurrent_applies_of_one_batch_write_once,
@@ -65,6 +66,12 @@ __all__ = [
     "test_the_same_row_reads_as_the_same_canonical_values",
     "test_transactions_are_never_split",
 ]
+
+
+@pytest.fixture
+def memory_db() -> MemoryDatabase:
+    """A new, empty memory database: the memory backend's server."""
+    return MemoryDatabase("conformance")
 
 
 @pytest.fixture(params=sorted(BACKENDS))
