@@ -79,6 +79,6 @@ def prune(conn: pymysql.Connection, db: str, older_than: timedelta) -> int:
             deleted = cur.execute(
                 f"DELETE FROM {table} WHERE created_at < %s LIMIT %s", (row[0], PRUNE_CHUNK)
             )
-            total += deleted
+            total += int(deleted)
             if deleted < PRUNE_CHUNK:
                 return total

@@ -13,7 +13,7 @@ import pytest
 
 from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.mysql import MySQLConnector
-from syncswim_lib.envelope import BinlogPosition, Op
+from syncswim_lib.envelope import BinlogPosition, Op, Position
 from syncswim_lib.errors import FatalError, RetriableError
 from syncswim_lib.sandbox.servers import MariaDBServer, free_port
 
@@ -38,6 +38,12 @@ CREATE TABLE items (
   raw varbinary(16)
 )
 """
+
+
+def binlog(position: Position | None) -> BinlogPosition:
+    assert isinstance(position, BinlogPosition)
+    return position
+
 
 ROW = (
     9_000_000_000,
@@ -103,9 +109,9 @@ def test_insert_update_delete_of_every_type(connector: MySQLConnector, db: Db) -
         assert c.origin is None
         assert c.commit_ts is not None and c.commit_ts.tzinfo is UTC
         assert c.detected_at.tzinfo is UTC
-    positions = [c.position for c in batch.changes]
+    positions = [binlog(c.position) for c in batch.changes]
     assert positions == sorted(positions) and len(set(positions)) == 4
-    assert batch.end_position is not None and batch.end_position > positions[-1]
+    assert binlog(batch.end_position) > positions[-1]
     # a row read back equals the row as capture saw it (shadows compare the two)
     assert connector.fetch("items", "id", [1]) == [upd.after]
 
@@ -193,9 +199,9 @@ def test_resume_across_binlog_rotation(connector: MySQLConnector, db: Db) -> Non
     db.run("INSERT INTO t VALUES (3)", "FLUSH BINARY LOGS", "INSERT INTO t VALUES (4)")
     second = connector.capture("s1", ["t"], end, 100)
     assert [c.key["id"] for c in second.changes] == [3, 4]
-    files = [c.position.file for c in second.changes]  # type: ignore[union-attr]
+    files = [binlog(c.position).file for c in second.changes]
     assert files[0] == end.file and files[1] > end.file
-    assert second.end_position is not None and second.end_position > end
+    assert binlog(second.end_position) > end
 
     # resuming from a change's own position gives only what follows it
     third = connector.capture("s1", ["t"], second.changes[0].position, 100)
@@ -253,7 +259,7 @@ def test_primary_key_change_is_delete_then_insert(connector: MySQLConnector, db:
     db.run("UPDATE t SET id = 2 WHERE id = 1")
     changes = connector.capture("s1", ["t"], since, 100).changes
     assert [(c.op, c.key) for c in changes] == [(Op.DELETE, {"id": 1}), (Op.INSERT, {"id": 2})]
-    assert changes[0].position < changes[1].position
+    assert binlog(changes[0].position) < binlog(changes[1].position)
 
 
 def test_purged_binlog_is_fatal_and_named(connector: MySQLConnector, db: Db) -> None:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -13,10 +14,16 @@ import pytest
 
 from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.postgres import PostgresConnector
-from syncswim_lib.envelope import Op, PgPosition
+from syncswim_lib.envelope import Op, PgPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError
 
 pytestmark = pytest.mark.integration
+
+
+def lsn(position: Position | None) -> PgPosition:
+    assert isinstance(position, PgPosition)
+    return position
+
 
 TYPES_DDL = """
 CREATE TABLE public.everything (
@@ -103,12 +110,14 @@ def test_insert_update_delete_of_every_type(db: psycopg.Connection, pg: Postgres
         assert change.origin is None
         assert change.commit_ts is not None and change.commit_ts.tzinfo is not None
         assert change.detected_at >= change.commit_ts
-    positions = [c.position for c in batch.changes]
-    assert positions == sorted(positions) and all(p > start for p in positions)
-    assert batch.end_position is not None and batch.end_position > positions[-1]
+    positions = [lsn(c.position) for c in batch.changes]
+    assert positions == sorted(positions) and all(p > lsn(start) for p in positions)
+    assert lsn(batch.end_position) > positions[-1]
 
 
-def _apply_insert(pg: PostgresConnector, sync: str, batch_id: str, rows: list[dict]) -> None:
+def _apply_insert(
+    pg: PostgresConnector, sync: str, batch_id: str, rows: list[dict[str, Any]]
+) -> None:
     inserts = pa.Table.from_pylist(rows)
     empty = pa.table({"__ref": pa.array([], pa.string()), "id": pa.array([], pa.int64())})
     result = pg.apply(ApplyBatch(batch_id, sync, "public.items", ("id",), inserts, empty, empty))
@@ -165,7 +174,7 @@ def test_end_position_moves_past_transactions_with_nothing_to_emit(
     db.execute("INSERT INTO other VALUES (1)")
     batch = pg.capture("s1", ["items"], start, 100)
     assert batch.changes == ()
-    assert batch.end_position is not None and batch.end_position > start
+    assert lsn(batch.end_position) > lsn(start)
 
 
 def test_max_changes_stops_at_a_transaction_boundary(

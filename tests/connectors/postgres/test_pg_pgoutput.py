@@ -176,8 +176,10 @@ def test_assemble_resumes_after_since_and_stops_at_a_transaction_boundary() -> N
     first, full = assemble(messages, None, ["public.t"], 1, _plan)
     assert full and [c.op for c in first.changes] == [Op.INSERT]
     assert first.end_position == PgPosition(0x194F978, 0)  # end of the first commit record
+    assert isinstance(first.end_position, PgPosition)
     rest, _ = assemble(messages, first.end_position, ["public.t"], 100, _plan)
     assert [c.op for c in rest.changes] == [Op.UPDATE, Op.DELETE]
+    assert isinstance(rest.end_position, PgPosition)
     nothing, _ = assemble(messages, rest.end_position, ["public.t"], 100, _plan)
     assert nothing.changes == () and nothing.end_position == rest.end_position
     other, _ = assemble(messages, None, ["public.other"], 100, _plan)

@@ -12,6 +12,7 @@ import pytest
 from syncswim_lib.connectors.base import ColumnInfo
 from syncswim_lib.connectors.postgres import PostgresConnector
 from syncswim_lib.connectors.postgres import connector as connector_mod
+from syncswim_lib.envelope import PgPosition
 from syncswim_lib.errors import ConfigError
 from syncswim_lib.sandbox.servers import PostgresServer
 
@@ -157,7 +158,9 @@ def test_current_position_moves_forward(db: psycopg.Connection, pg: PostgresConn
     db.execute("CREATE TABLE a (id int PRIMARY KEY)")
     first = pg.current_position("s1")
     db.execute("INSERT INTO a VALUES (1)")
-    assert pg.current_position("s1") > first
+    later = pg.current_position("s1")
+    assert isinstance(first, PgPosition) and isinstance(later, PgPosition)
+    assert later > first
     with pytest.raises(ConfigError):
         pg.current_position("No")
 
