@@ -8,6 +8,7 @@ NUMERIC(12,2) rounds), or every write would look like a new change when it comes
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
@@ -16,6 +17,9 @@ from syncswim_lib.connectors.base import ColumnInfo
 
 _TRUE = {"true", "t", "yes", "y", "1", "on"}
 _FALSE = {"false", "f", "no", "n", "0", "off"}
+# MySQL/MariaDB's zero date and datetime ('0000-00-00', '0000-00-00 00:00:00[.000000]'),
+# which a session without NO_ZERO_DATE may store: it is no date at all
+_ZERO_DATE = re.compile(r"0000-00-00(?:[ T]00:00:00(?:\.0*)?)?")
 
 
 def _fail(value: Any, column: ColumnInfo, why: str = "") -> ValueError:
@@ -67,11 +71,24 @@ def _to_decimal(value: Any, column: ColumnInfo) -> Decimal:
     return d
 
 
+def _zero_date(value: Any, column: ColumnInfo) -> ValueError | None:
+    if isinstance(value, str) and _ZERO_DATE.fullmatch(value.strip()):
+        return ValueError(
+            f"zero date {value!r} has no value in column {column.name} {column.db_type}"
+        )
+    return None
+
+
 def _to_bool(value: Any, column: ColumnInfo) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
+    if isinstance(value, int):
+        if value in (0, 1):
+            return bool(value)
+        # a MySQL tinyint(1) holds -128..127: anything but 0/1 is no boolean
+        raise ValueError(
+            f"{value} is not a boolean (0 or 1) for column {column.name} {column.db_type}"
+        )
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise _fail(value, column)
@@ -84,6 +101,8 @@ def _to_datetime(value: Any, column: ColumnInfo) -> datetime:
     elif isinstance(value, date):
         dt = datetime(value.year, value.month, value.day, tzinfo=UTC)
     elif isinstance(value, str):
+        if zero := _zero_date(value, column):
+            raise zero
         try:
             dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
@@ -105,6 +124,8 @@ def _to_date(value: Any, column: ColumnInfo) -> date:
     if isinstance(value, date):
         return value
     if isinstance(value, str):
+        if zero := _zero_date(value, column):
+            raise zero
         try:
             return date.fromisoformat(value.strip()[:10])
         except ValueError:
@@ -186,3 +207,23 @@ def same_value(left: Any, right: Any) -> bool:
     if isinstance(left, int | Decimal | float) and isinstance(right, int | Decimal | float):
         return Decimal(str(left)) == Decimal(str(right))
     return bool(left == right)
+
+
+def holds(actual: Any, expected: Any, column: ColumnInfo) -> bool:
+    """Does a stored value (canonical, as fetch reads it) still equal what a plan saw?
+
+    `expected` is coerced to the column first, as apply does with the values it writes
+    (JSON text is parsed, a timestamp truncated to the column's digits). A value the column
+    cannot hold (a MySQL zero date, a tinyint(1) of 2, read from this very row) is
+    compared as it is. Families `coerce` leaves alone (time, other) may come as text from
+    one reader and as objects from another: they are also compared by their text.
+    """
+    try:
+        want = coerce(expected, column)
+    except (ValueError, TypeError, ArithmeticError):
+        want = expected
+    if same_value(actual, want):
+        return True
+    if column.family in ("time", "other") and actual is not None and want is not None:
+        return str(actual) == str(want)
+    return False

@@ -1,5 +1,5 @@
 """Conformance, values: the same row reads as the same canonical values on every
-connector.
+connector, and compare-and-set compares them as such.
 
 Collected by test_conformance.py, which holds the fixtures."""
 
@@ -9,6 +9,8 @@ import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+
+import pyarrow as pa
 
 from syncswim_lib.connectors.base import ApplyBatch, Connector
 from syncswim_lib.pipeline.arrow import REF, rows_to_table
@@ -128,3 +130,46 @@ def test_snapshot_json_text_is_the_same_everywhere(pg_dsn: str, mysql_dsn: str) 
             connector.close()
             backend.close()
     assert texts[0] == texts[1]
+
+
+def _unchanged_rows_are_written(backend: Backend, connector: Connector) -> None:
+    """The plan's view of TYPED_ROWS (as `rows_to_table` carries it: JSON as text, times in
+    another zone) matches the stored rows; one changed value makes its row stale."""
+    backend.run(backend.typed_ddl())
+    table = backend.table("typed")
+    info = connector.describe(table)
+    marks = ", ".join(["%s"] * len(TYPED_COLUMNS))
+    for row in TYPED_ROWS:
+        backend.run(
+            f"INSERT INTO typed ({', '.join(TYPED_COLUMNS)}) VALUES ({marks})", *row.values()
+        )
+    connector.setup(SYNC, [table])
+    check = [c for c in TYPED_COLUMNS if c != "id"]
+    seen = [{REF: f"r{r['id']}", **r} for r in TYPED_ROWS]
+    seen[1] = {**seen[1], "amount": Decimal("0.02")}  # the plan saw another amount
+    expected = rows_to_table(seen, info.columns).append_column(
+        "__check", pa.array([check] * len(seen), pa.list_(pa.string()))
+    )
+    note = next(c for c in info.columns if c.name == "note")
+    key = [c for c in info.columns if c.name == "id"]
+    updates = rows_to_table(
+        [{REF: f"r{r['id']}", "id": r["id"], "note": "checked"} for r in TYPED_ROWS],
+        [*key, note],
+    )
+    deletes = rows_to_table([], key)
+    res = connector.apply(
+        ApplyBatch("typed-cas", SYNC, table, ("id",), deletes, updates, deletes, (), expected)
+    )
+    assert (res.stale, res.updated, res.rejected) == (("r2",), 2, {}), backend.kind
+    notes = {r["id"]: r["note"] for r in connector.fetch(table, "id", [1, 2, 3])}
+    assert notes == {1: "checked", 2: TYPED_ROWS[1]["note"], 3: "checked"}
+
+
+def test_compare_and_set_compares_canonical_values(pg_dsn: str, mysql_dsn: str) -> None:
+    for backend in (PostgresBackend(pg_dsn), MySQLBackend(mysql_dsn)):
+        connector = backend.connector()
+        try:
+            _unchanged_rows_are_written(backend, connector)
+        finally:
+            connector.close()
+            backend.close()

@@ -16,9 +16,18 @@ import pytest
 from syncswim_lib.connectors.base import Connector
 from syncswim_lib.connectors.memory import MemoryDatabase
 from tests.connectors.conformance_apply import (
+    test_a_partial_update_sets_only_the_named_columns,
+    test_a_replayed_batch_returns_its_stale_refs,
+    test_a_row_changed_since_the_plan_is_stale_not_overwritten,
+    test_a_row_gone_is_missing_and_a_row_changed_is_stale,
+    test_a_write_waiting_for_a_row_lock_sees_the_change_it_waited_for,
+    test_an_update_or_delete_with_a_null_key_is_rejected,
     test_apply_twice_writes_once,
     test_concurrent_applies_of_one_batch_write_once,
     test_delete_round_trips,
+    test_describe_lists_the_unique_column_sets,
+    test_keys_hold_the_declared_key_when_it_is_not_the_primary_key,
+    test_mixed_set_lists_in_one_batch,
 )
 from tests.connectors.conformance_backends import BACKENDS, Backend
 from tests.connectors.conformance_markers import (
@@ -39,6 +48,7 @@ from tests.connectors.conformance_stream import (
 )
 from tests.connectors.conformance_support import SYNC
 from tests.connectors.conformance_values import (
+    test_compare_and_set_compares_canonical_values,
     test_snapshot_json_text_is_the_same_everywhere,
     test_the_same_row_reads_as_the_same_canonical_values,
 )
@@ -49,11 +59,21 @@ pytestmark = pytest.mark.integration
 # imported here, where the fixtures below give each one every connector in turn.
 __all__ = [
     "test_a_new_primary_key_is_a_delete_and_an_insert",
+    "test_a_partial_update_sets_only_the_named_columns",
+    "test_a_replayed_batch_returns_its_stale_refs",
+    "test_a_row_changed_since_the_plan_is_stale_not_overwritten",
+    "test_a_row_gone_is_missing_and_a_row_changed_is_stale",
+    "test_a_write_waiting_for_a_row_lock_sees_the_change_it_waited_for",
+    "test_an_update_or_delete_with_a_null_key_is_rejected",
     "test_apply_twice_writes_once",
     "test_capture_keeps_up_with_a_writer",
     "test_capture_skips_a_prune_and_still_advances",
+    "test_compare_and_set_compares_canonical_values",
     "test_concurrent_applies_of_one_batch_write_once",
     "test_delete_round_trips",
+    "test_describe_lists_the_unique_column_sets",
+    "test_keys_hold_the_declared_key_when_it_is_not_the_primary_key",
+    "test_mixed_set_lists_in_one_batch",
     "test_no_gap_at_any_of_many_positions",
     "test_no_gap_between_snapshot_and_stream",
     "test_origins",

@@ -25,9 +25,27 @@ from syncswim_lib.connectors.mysql.connection import (
     error_text,
     map_error,
 )
-from syncswim_lib.connectors.mysql.types import to_canonical
+from syncswim_lib.connectors.mysql.types import ZERO_DATE, ZERO_DATETIME, to_canonical
 from syncswim_lib.envelope import BinlogPosition, Change, Op
 from syncswim_lib.errors import FatalError
+
+# mysql-replication reads an invalid (zero) date or datetime as None, and says why in the
+# row's `none_sources` (pymysqlreplication.constants.NONE_SOURCE): such a value is no
+# NULL, it reads as the zero date's text (see types.py)
+_OUT_OF_RANGE = {
+    "out of date range": ZERO_DATE,
+    "out of datetime range": ZERO_DATETIME,
+    "out of datetime2 range": ZERO_DATETIME,
+}
+
+
+def _values(row: dict[str, Any], values: str, sources: str) -> dict[str, Any]:
+    found: dict[str, Any] = row[values]
+    why: dict[str, str] = row.get(sources) or {}
+    zeros = {n: _OUT_OF_RANGE[s] for n, s in why.items() if s in _OUT_OF_RANGE}
+    if not zeros:
+        return found
+    return {**found, **{n: z for n, z in zeros.items() if found.get(n) is None}}
 
 
 @dataclass(frozen=True)
@@ -98,11 +116,12 @@ class TransactionAssembler:
             return
         for row in rows:
             if op == Op.UPDATE:
-                before, after = row["before_values"], row["after_values"]
+                before = _values(row, "before_values", "before_none_sources")
+                after = _values(row, "after_values", "after_none_sources")
             elif op == Op.DELETE:
-                before, after = row["values"], None
+                before, after = _values(row, "values", "none_sources"), None
             else:
-                before, after = None, row["values"]
+                before, after = None, _values(row, "values", "none_sources")
             self.txn.rows.append(RowChange(op, schema, table, before, after))
 
     def statement(self, query: str, end_pos: int, timestamp: int) -> None:

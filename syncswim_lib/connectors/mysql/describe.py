@@ -1,4 +1,4 @@
-"""Table descriptions from information_schema."""
+"""Table descriptions from information_schema: columns, primary key, unique column sets."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ _PK_SQL = """
 SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'
 ORDER BY ORDINAL_POSITION
+"""
+# Unique indexes, the primary key first. A MySQL functional index part has no COLUMN_NAME:
+# such an index makes no column set unique and is left out.
+_UNIQUE_SQL = """
+SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0
+ORDER BY INDEX_NAME <> 'PRIMARY', INDEX_NAME, SEQ_IN_INDEX
 """
 # MariaDB only: MySQL's CHECK_CONSTRAINTS has no TABLE_NAME, and MySQL has a real JSON type.
 _CHECKS_SQL = """
@@ -83,8 +90,15 @@ def describe_table(
             raise ConfigError(f"table {name} does not exist in endpoint {endpoint} (database {db})")
         cur.execute(_PK_SQL, (db, table))
         pk = tuple(r[0] for r in cur.fetchall())
+        cur.execute(_UNIQUE_SQL, (db, table))
+        indexes: dict[str, list[str | None]] = {}
+        for index, column in cur.fetchall():
+            indexes.setdefault(index, []).append(column)
     json_cols: set[str] = set()
     if any(r[1].lower() in ("longtext", "text", "mediumtext") for r in rows):
         json_cols = _json_checked_columns(conn, db, table)
     columns = tuple(_column(r, json_cols) for r in rows)
-    return TableInfo(name=f"{db}.{table}", columns=columns, primary_key=pk)
+    unique = tuple(
+        dict.fromkeys(tuple(c for c in cols if c) for cols in indexes.values() if all(cols))
+    )
+    return TableInfo(name=f"{db}.{table}", columns=columns, primary_key=pk, unique=unique)

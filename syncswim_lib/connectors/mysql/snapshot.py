@@ -1,9 +1,15 @@
-"""Consistent, ordered, streamed reads of a whole table as Arrow record batches."""
+"""Consistent, ordered, streamed reads of a whole table as Arrow record batches.
+
+A column holding values its family's Arrow type cannot carry (a `tinyint(1)` of 2, a zero
+date: see `types.py`) is, in the batches where that happens, a dense union of the
+family's type and int64 (bool) or string (dates and times), so every value comes through
+as it is and `to_pylist` reads it unchanged; the other batches keep the plain type.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -87,6 +93,34 @@ def snapshot_batches(
         conn.close()
 
 
+def _unfit(value: Any, column: ColumnInfo) -> bool:
+    """A canonical value the family's Arrow type cannot hold (see `types.py`)."""
+    if column.family == "bool":
+        return value is not None and not isinstance(value, bool)
+    if column.family in ("date", "timestamp", "timestamptz"):
+        return isinstance(value, str)
+    return False
+
+
+def _array(values: Sequence[Any], column: ColumnInfo, typ: pa.DataType) -> pa.Array:
+    unfit = [_unfit(v, column) for v in values]
+    if not any(unfit):
+        return pa.array([to_arrow_value(v, column) for v in values], type=typ)
+    other = pa.int64() if column.family == "bool" else pa.string()
+    children: tuple[list[Any], list[Any]] = ([], [])
+    offsets = []
+    for value, odd in zip(values, unfit, strict=True):
+        child = children[1] if odd else children[0]
+        offsets.append(len(child))
+        child.append(value if odd else to_arrow_value(value, column))
+    return pa.UnionArray.from_dense(
+        pa.array([int(odd) for odd in unfit], pa.int8()),
+        pa.array(offsets, pa.int32()),
+        [pa.array(children[0], type=typ), pa.array(children[1], type=other)],
+        [column.family, "int" if column.family == "bool" else "text"],
+    )
+
+
 def _to_batch(
     rows: Sequence[tuple[object, ...]],
     cols: Sequence[ColumnInfo],
@@ -96,8 +130,10 @@ def _to_batch(
     arrays = []
     for i, col in enumerate(cols):
         try:
-            values = [to_arrow_value(to_canonical(r[i], col), col) for r in rows]
-            arrays.append(pa.array(values, type=schema.field(i).type))
+            values = [to_canonical(r[i], col) for r in rows]
+            arrays.append(_array(values, col, schema.field(i).type))
         except (ValueError, TypeError, pa.ArrowException) as exc:
             raise FatalError(f"{what}: column {col.name} ({col.db_type}): {exc}") from exc
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    if all(a.type == f.type for a, f in zip(arrays, schema, strict=True)):
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in cols])

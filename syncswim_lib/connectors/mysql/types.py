@@ -3,6 +3,13 @@
 Values reach us from two decoders that disagree in small ways (PyMySQL's text protocol for
 snapshots and fetches, mysql-replication for the binlog): `to_canonical` makes both give
 the same canonical value, so a row read by snapshot equals the same row seen in capture.
+
+Values a family cannot hold are never bent to fit: a `tinyint(1)` (family bool) holding
+something other than 0 or 1 reads as that int, and a zero date or datetime (stored by a
+session without NO_ZERO_DATE) as its text, '0000-00-00' / '0000-00-00 00:00:00'. Other
+invalid dates (a zero month or day) read as the server prints them; the binlog decoder
+does not hand their parts on, so capture reads them as the zero date. `coerce` refuses
+all of them for a bool or date column, so they surface as record errors.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ _TEXT_TYPES = {
 }
 _BYTES_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _FLOAT_TYPES = {"float", "double", "real", "double precision"}
+ZERO_DATE = "0000-00-00"
+ZERO_DATETIME = "0000-00-00 00:00:00"
+_ZERO = re.compile(r"0000-00-00(?:[ T]00:00:00(?:\.0*)?)?")
+# a zero TIMESTAMP is stored as second 0, which the binlog decoder turns into the epoch
+_EPOCH = datetime(1970, 1, 1)
 _SIMPLE: dict[str, TypeFamily] = {
     "decimal": "decimal",
     "numeric": "decimal",
@@ -123,12 +135,30 @@ def _as_time(value: Any) -> Any:
     return value
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
 def _as_int(value: Any) -> int:
     if isinstance(value, str):  # BIT from the binlog: "101"
         return int(value, 2) if value else 0
     if isinstance(value, bytes):  # BIT from the text protocol
         return int.from_bytes(value, "big")
     return int(value)
+
+
+def _as_bool(value: Any) -> bool | int:
+    if isinstance(value, bool):
+        return value
+    number = int(value)
+    return bool(number) if number in (0, 1) else number
+
+
+def _invalid_date(text: str, family: TypeFamily) -> str:
+    """The text of a date PyMySQL could not read; every spelling of zero reads as one."""
+    if _ZERO.fullmatch(text.strip()):
+        return ZERO_DATE if family == "date" else ZERO_DATETIME
+    return text
 
 
 def to_canonical(value: Any, column: ColumnInfo | None) -> Any:
@@ -141,7 +171,7 @@ def to_canonical(value: Any, column: ColumnInfo | None) -> Any:
             return value.replace(tzinfo=UTC)
         return value
     if family == "bool":
-        return bool(value)
+        return _as_bool(value)
     if family == "int":
         return _as_int(value)
     if family == "float":
@@ -155,10 +185,15 @@ def to_canonical(value: Any, column: ColumnInfo | None) -> Any:
     if family == "bytes":
         return _as_bytes(value, column)
     if family in ("timestamp", "timestamptz"):
+        if isinstance(value, str | bytes):  # PyMySQL's text of a date it cannot read
+            return _invalid_date(_text(value), family)
+        if family == "timestamptz" and value == _EPOCH:
+            return ZERO_DATETIME  # 1970-01-01 00:00:00 UTC is below TIMESTAMP's range
         # DATETIME has no zone and TIMESTAMP is read in UTC (session and binlog): both UTC
         return value.replace(tzinfo=UTC) if isinstance(value, datetime) else None
     if family == "date":
-        # zero dates come back as text from PyMySQL and as None from the binlog
+        if isinstance(value, str | bytes):
+            return _invalid_date(_text(value), family)
         return value if isinstance(value, date) else None
     if family == "time":
         return _as_time(value)

@@ -1,4 +1,4 @@
-"""Columns and primary key of a table, read from pg_catalog."""
+"""Columns, primary key and unique column sets of a table, read from pg_catalog."""
 
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 WHERE i.indrelid = %s AND i.indisprimary
 ORDER BY k.ord
+"""
+
+# Unique indexes (those behind PRIMARY KEY and UNIQUE constraints included), primary key
+# first. Partial and expression indexes are left out: they make no column set unique.
+_UNIQUE = """
+SELECT array_agg(a.attname::text ORDER BY k.ord)
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+GROUP BY i.indexrelid, i.indisprimary, ic.relname
+ORDER BY i.indisprimary DESC, ic.relname
 """
 
 
@@ -96,4 +109,5 @@ def describe_table(conn: psycopg.Connection, name: str, endpoint: str) -> TableI
             )
         )
     primary_key = tuple(r[0] for r in conn.execute(_PRIMARY_KEY, (oid,)).fetchall())
-    return TableInfo(qualified, tuple(columns), primary_key)
+    unique = tuple(dict.fromkeys(tuple(r[0]) for r in conn.execute(_UNIQUE, (oid,)).fetchall()))
+    return TableInfo(qualified, tuple(columns), primary_key, unique)

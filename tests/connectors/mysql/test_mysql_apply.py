@@ -268,3 +268,48 @@ def test_lock_timeout_rolls_back_the_batch_and_is_retriable(
         writer.close()
     finally:
         db.run("SET GLOBAL innodb_lock_wait_timeout = 50")
+
+
+def test_compare_and_set_finds_a_row_as_the_key_s_collation_does(
+    ready: MySQLConnector, db: Db
+) -> None:
+    """ext_id compares case- and trailing-space-insensitively (utf8mb4_general_ci): the
+    row a key finds for the UPDATE is the row compared, and the one reported."""
+    db.run("ALTER TABLE customers MODIFY ext_id varchar(20) COLLATE utf8mb4_general_ci NULL")
+    db.run("INSERT INTO customers (id, ext_id, name) VALUES (7, 'CUST-1', 'Old')")
+    refs = pa.array(["u"])
+    updates = pa.table({"__ref": refs, "ext_id": ["cust-1 "], "name": ["New"]})
+    expected = pa.table(
+        {"__ref": refs, "__check": pa.array([["name"]], pa.list_(pa.string())), "name": ["Old"]}
+    )
+    b = ApplyBatch(
+        "b1",
+        "sync_a",
+        "customers",
+        ("ext_id",),
+        empty(name=pa.string()),
+        updates,
+        empty(ext_id=pa.string()),
+        (),
+        expected,
+    )
+    res = ready.apply(b)
+    assert (res.updated, res.missing, res.stale) == (1, (), ())
+    assert res.keys == {"u": {"id": 7, "ext_id": "CUST-1"}}
+    assert db.rows("SELECT name FROM customers") == [("New",)]
+
+
+def test_a_malformed_merge_batch_fails_whole(mysql_dsn: str) -> None:
+    from tests.connectors.conformance_apply import check_a_malformed_merge_batch_fails_whole
+    from tests.connectors.conformance_backends import MySQLBackend
+    from tests.connectors.conformance_support import SYNC
+
+    backend = MySQLBackend(mysql_dsn)
+    connector = backend.connector()
+    try:
+        backend.run(backend.items_ddl())
+        connector.setup(SYNC, [backend.table("items")])
+        check_a_malformed_merge_batch_fails_whole(backend, connector)
+    finally:
+        connector.close()
+        backend.close()

@@ -117,3 +117,18 @@ def test_server_ids_differ_per_sync_and_stay_clear_of_real_servers() -> None:
     assert server_id_for("e", "h:1/db", "s", "capture") == server_id_for(
         "e", "h:1/db", "s", "capture"
     )
+
+
+@pytest.mark.integration
+def test_describe_lists_the_unique_column_sets(connector: MySQLConnector, db: Db) -> None:
+    db.run("""
+        CREATE TABLE u (
+          id int NOT NULL, code varchar(40), a int, b int, c int, doc text,
+          PRIMARY KEY (id), UNIQUE KEY u_ab (a, b), UNIQUE KEY u_code (code(10)),
+          UNIQUE KEY u_doc (doc), KEY u_c (c)
+        )""")
+    info = connector.describe("u")
+    # a prefix index keeps its column; a long unique (text, by hash) counts too
+    assert info.unique == (("id",), ("a", "b"), ("code",), ("doc",))
+    db.run("CREATE TABLE loose (a int, b int, KEY (a))")
+    assert connector.describe("loose").unique == ()

@@ -292,3 +292,79 @@ def test_updates_without_key_columns_are_a_config_error(pg: PostgresConnector) -
                 _table([]),
             )
         )
+
+
+def test_describe_lists_unique_column_sets_but_no_partial_or_expression_index(
+    pg_dsn: str,
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE u (id int PRIMARY KEY, a text, b text, c int, d int)")
+        conn.execute("CREATE UNIQUE INDEX u_a ON u (a) WHERE c > 0")  # unique where c > 0 only
+        conn.execute("CREATE UNIQUE INDEX u_lower ON u (lower(b))")
+        conn.execute("CREATE UNIQUE INDEX u_cd ON u (c) INCLUDE (d)")  # d is carried, not keyed
+        conn.execute("ALTER TABLE u ADD CONSTRAINT u_bc UNIQUE (b, c)")
+        conn.execute("CREATE INDEX u_d ON u (d)")
+    connector = PostgresConnector(pg_dsn, "app_db")
+    try:
+        assert connector.describe("u").unique == (("id",), ("b", "c"), ("c",))
+    finally:
+        connector.close()
+
+
+def test_a_key_the_server_cannot_compare_is_rejected_alone(pg_dsn: str) -> None:
+    """Compare-and-set locks by key in one query; a key that query cannot use (text that
+    is no uuid) is retried alone and rejected, the other rows are written."""
+    good = "6f1c3a52-8c1e-4c86-9b0e-3d6a3b1f2e10"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE tokens (id uuid PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO tokens VALUES (%s, 'old')", (good,))
+    connector = PostgresConnector(pg_dsn, "app_db")
+    try:
+        connector.setup("s1", ["tokens"])
+        refs = pa.array(["ok", "bad"])
+        updates = pa.table(
+            {"__ref": refs, "id": pa.array([good, "not-a-uuid"]), "name": ["new", "new"]}
+        )
+        expected = pa.table(
+            {
+                "__ref": refs,
+                "__check": pa.array([["name"], ["name"]], pa.list_(pa.string())),
+                "name": ["old", "old"],
+            }
+        )
+        empty = pa.table({"__ref": pa.array([], pa.string()), "id": pa.array([], pa.string())})
+        res = connector.apply(
+            ApplyBatch("b1", "s1", "public.tokens", ("id",), empty, updates, empty, (), expected)
+        )
+        assert res.updated == 1 and res.keys == {"ok": {"id": good}}
+        assert list(res.rejected) == ["bad"] and "uuid" in res.rejected["bad"]
+        assert (res.missing, res.stale) == ((), ())
+    finally:
+        connector.close()
+
+
+def test_marker_json_keeps_stale_refs_and_reads_markers_written_before_them() -> None:
+    from syncswim_lib.connectors.base import ApplyResult
+    from syncswim_lib.connectors.postgres.marker import result_from_json, result_to_json
+
+    result = ApplyResult("b1", {"u": {"id": 1}}, 0, 1, 0, ("m",), {"r": "no"}, ("s1", "s2"))
+    assert result_from_json(result_to_json(result)) == result
+    old = result_to_json(result)
+    del old["stale"]
+    assert result_from_json(old).stale == ()
+
+
+def test_a_malformed_merge_batch_fails_whole(pg_dsn: str) -> None:
+    from tests.connectors.conformance_apply import check_a_malformed_merge_batch_fails_whole
+    from tests.connectors.conformance_backends import PostgresBackend
+    from tests.connectors.conformance_support import SYNC
+
+    backend = PostgresBackend(pg_dsn)
+    connector = backend.connector()
+    try:
+        backend.run(backend.items_ddl())
+        connector.setup(SYNC, [backend.table("items")])
+        check_a_malformed_merge_batch_fails_whole(backend, connector)
+    finally:
+        connector.close()
+        backend.close()
