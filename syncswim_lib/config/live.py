@@ -2,7 +2,8 @@
 
 `describe(endpoint_name, table)` is supplied by the caller (usually the connectors), so
 this module opens nothing itself. Errors raise ConfigError with the key path of the
-declaration that is wrong; what is only risky comes back as warnings.
+declaration that is wrong; what is only risky comes back as warnings, one for every way
+a mapped field can lose or refuse values, in each direction.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from syncswim_lib.errors import ConfigError
 Describe = Callable[[str, str], TableInfo]
 LETTERS: tuple[Letter, Letter] = ("a", "b")
 DIRECTIONS: tuple[tuple[Letter, Letter], ...] = (("a", "b"), ("b", "a"))
+CLOCK_FAMILIES = ("timestamp", "timestamptz")
 
 
 class _Checker:
@@ -49,6 +51,9 @@ class _Checker:
                 ) from None
         return self.tables[cache_key]
 
+    def kinds(self, entity: Entity, src: Letter, dst: Letter) -> tuple[str, str]:
+        return (entity.side(src).kind, entity.side(dst).kind)
+
     def column(self, info: TableInfo, endpoint: str, name: str, path: str) -> ColumnInfo:
         found = info.column(name)
         if found is None:
@@ -77,6 +82,40 @@ class _Checker:
                 self.warn(key_path, f"{info.name} has no primary key: the key must be unique")
         self.mode(entity, infos, keys, base)
         self.fields(entity, infos, base)
+        self.clocks(entity, infos, base)
+
+    def unique(
+        self, entity: Entity, letter: Letter, info: TableInfo, column: str, path: str
+    ) -> None:
+        """Rows are found by their external id: two rows with one id would be one record."""
+        if (column,) in info.unique or info.primary_key == (column,):
+            return
+        side = entity.side(letter)
+        raise self.error(
+            path,
+            f"column {column} on {side.endpoint} {side.table} needs a unique index: rows are "
+            "matched by it",
+        )
+
+    def clocks(self, entity: Entity, infos: dict[Letter, TableInfo], base: str) -> None:
+        for letter, name in entity.clock.items():
+            side = entity.side(letter)
+            path = f"{base}.clock.{side.endpoint}"
+            col = self.column(infos[letter], side.endpoint, name, path)
+            if col.family not in CLOCK_FAMILIES:
+                raise self.error(
+                    path,
+                    f"clock column {name!r} of {side.endpoint} {side.table} is {col.db_type}: a "
+                    "clock is a timestamp column (timestamp/timestamptz, DATETIME/TIMESTAMP)",
+                )
+            digits = 6 if col.precision is None else col.precision
+            if digits < 6:
+                self.warn(
+                    path,
+                    f"{name} ({col.db_type}) keeps {digits} fractional-second digits, but clock "
+                    "values are compared as exact to the microsecond: two changes within the "
+                    "same second can be ordered wrongly (use a 6-digit type, e.g. DATETIME(6))",
+                )
 
     def mode(
         self,
@@ -93,6 +132,7 @@ class _Checker:
             if name is not None:
                 path = f"{base}.mode.external_id.{endpoint}"
                 ext[letter] = self.column(infos[letter], endpoint, name, path)
+                self.unique(entity, letter, infos[letter], name, path)
         if mode.kind == "system_of_record":
             sor = mode.sor or "a"
             other: Letter = "b" if sor == "a" else "a"
@@ -114,8 +154,8 @@ class _Checker:
                     f"{other_side.endpoint} column {ext[other].name!r} cannot store the keys of "
                     f"{sor_side.endpoint}: {fits.reason}",
                 )
-            if fits.reason:
-                self.warn(path, fits.reason)
+            for reason in fits.reasons:
+                self.warn(path, reason)
             if not ext[other].nullable:
                 self.warn(
                     path,
@@ -125,7 +165,7 @@ class _Checker:
             self.generated_key(entity, other, keys[other], ext[other], base)
             return
         for src, dst in DIRECTIONS:
-            conv = check_conversion(ext[src], ext[dst])
+            conv = check_conversion(ext[src], ext[dst], *self.kinds(entity, src, dst))
             path = f"{base}.mode.external_id.{entity.side(dst).endpoint}"
             if not conv.possible:
                 raise self.error(
@@ -134,8 +174,8 @@ class _Checker:
                     f"{ext[src].name} ({ext[src].db_type}) -> {entity.side(dst).endpoint}."
                     f"{ext[dst].name} ({ext[dst].db_type}): {conv.reason}",
                 )
-            if conv.reason:
-                self.warn(path, f"from {entity.side(src).endpoint}: {conv.reason}")
+            for reason in conv.reasons:
+                self.warn(path, f"from {entity.side(src).endpoint}: {reason}")
         for letter in LETTERS:
             self.generated_key(entity, letter, keys[letter], ext[letter], base)
 
@@ -171,15 +211,15 @@ class _Checker:
                     )
                 if f.transform_to(dst) is not None:
                     continue  # the user said how: trust the transform
-                conv = check_conversion(cols[src], cols[dst])
+                conv = check_conversion(cols[src], cols[dst], *self.kinds(entity, src, dst))
                 where = (
                     f"{entity.side(src).endpoint}.{cols[src].name} ({cols[src].db_type}) -> "
                     f"{target}.{cols[dst].name} ({cols[dst].db_type})"
                 )
                 if not conv.possible:
                     raise self.error(path, f"cannot convert {where}: {conv.reason}")
-                if conv.reason:
-                    self.warn(path, f"{where}: {conv.reason}")
+                for reason in conv.reasons:
+                    self.warn(path, f"{where}: {reason}")
 
 
 def validate_live(project: Project, describe: Describe) -> list[str]:

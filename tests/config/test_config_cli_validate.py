@@ -100,7 +100,7 @@ def test_live_against_the_servers(
     )
     with conn2.cursor() as cur:
         cur.execute(
-            "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY, app_customer_id int,"
+            "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY, app_customer_id int UNIQUE,"
             " email varchar(100), name varchar(80))"
         )
     conn2.close()

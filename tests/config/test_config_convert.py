@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from syncswim_lib.config.convert import check_conversion, check_key_storage, int_digits
@@ -125,3 +127,210 @@ def test_key_storage(key: ColumnInfo, ext: ColumnInfo, ok: bool, why: str | None
         assert result.reason is None
     else:
         assert result.reason is not None and why in result.reason
+
+
+def losses(
+    src: ColumnInfo, dst: ColumnInfo, src_kind: str | None = None, dst_kind: str | None = None
+) -> tuple[str, ...]:
+    result = check_conversion(src, dst, src_kind, dst_kind)
+    assert result.possible
+    return result.reasons
+
+
+UNBOUNDED = col("decimal", "numeric")
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "kinds", "expected"),
+    [
+        (
+            UNBOUNDED,
+            col("decimal", "numeric(12,2)", precision=12, scale=2),
+            (None, None),
+            (
+                "values with more than 10 integer digits will be rejected",
+                "values are rounded to 2 decimal places",
+            ),
+        ),
+        (
+            col("int", "int(10) unsigned"),
+            col("int", "integer"),
+            (None, None),
+            ("values outside the range of integer (-2147483648 to 2147483647) will be rejected",),
+        ),
+        (
+            col("int", "integer"),
+            col("int", "int(10) unsigned"),
+            (None, None),
+            ("values outside the range of int(10) unsigned (0 to 4294967295) will be rejected",),
+        ),
+        (
+            col("decimal", "numeric(20,0)", precision=20, scale=0),
+            col("int", "bigint"),
+            (None, None),
+            (
+                "values outside the range of bigint (-9223372036854775808 to "
+                "9223372036854775807) will be rejected",
+            ),
+        ),
+        (
+            col("int", "bigint"),
+            col("float", "double precision"),
+            (None, None),
+            ("integers beyond 9007199254740992 in size lose precision in double precision",),
+        ),
+        (
+            col("int", "integer"),
+            col("float", "real"),
+            (None, None),
+            ("integers beyond 16777216 in size lose precision in real",),
+        ),
+        (col("int", "integer"), col("float", "double"), (None, None), ()),
+        (
+            col("decimal", "numeric(20,4)", precision=20, scale=4),
+            col("float", "double"),
+            (None, None),
+            ("values with more than 15 significant digits lose precision in double",),
+        ),
+        (
+            col("float", "double precision"),
+            col("float", "float"),
+            ("postgres", "mysql"),
+            (
+                "values lose precision beyond about 7 digits in float",
+                "NaN and infinity, which PostgreSQL allows in double precision, cannot be "
+                "written to float",
+            ),
+        ),
+        (
+            col("timestamp", "timestamp(6)", precision=6),
+            col("timestamp", "datetime(3)", precision=3),
+            (None, None),
+            ("fractional seconds beyond 3 digits are dropped",),
+        ),
+        (
+            col("time", "time without time zone"),
+            col("time", "time", precision=0),
+            ("postgres", "mysql"),
+            ("fractional seconds are dropped (whole seconds only)",),
+        ),
+        (
+            col("time", "time(6)", precision=6),
+            col("time", "time without time zone"),
+            ("mysql", "postgres"),
+            (
+                "MariaDB/MySQL TIME holds -838:59:59 to 838:59:59 (durations): values outside "
+                "00:00:00 to 24:00:00 cannot be written to time without time zone",
+            ),
+        ),
+        (
+            col("timestamptz", "timestamp with time zone"),
+            col("timestamptz", "timestamp(6)", precision=6),
+            ("postgres", "mysql"),
+            (
+                "timestamp(6) holds 1970-01-01 00:00:01 to 2038-01-19 03:14:07 UTC: other "
+                "values will be rejected",
+            ),
+        ),
+        (
+            col("timestamptz", "timestamp(6)", precision=6),
+            col("timestamptz", "timestamp(6)", precision=6),
+            ("mysql", "mysql"),
+            (),
+        ),
+        (
+            col("date", "date"),
+            col("text", "varchar(10)", max_length=10),
+            ("mysql", "postgres"),
+            (),  # a zero date is text like any other
+        ),
+        (
+            col("bytes", "bytea"),
+            col("bytes", "varbinary(16)", max_length=16),
+            (None, None),
+            ("values longer than 16 bytes will be rejected",),
+        ),
+        (col("bytes", "binary(16)", max_length=16), col("bytes", "bytea"), (None, None), ()),
+        (
+            col("text", "text", max_length=65535),
+            col("text", "varchar(1000)", max_length=1000),
+            (None, None),
+            ("values longer than 1000 characters will be rejected",),
+        ),
+        (
+            col("text", "text", max_length=65535),
+            col("text", "tinytext", max_length=255),
+            (None, None),
+            ("values longer than 255 bytes will be rejected",),
+        ),
+        (
+            col("text", "text", max_length=65535),
+            col("text", "text", max_length=65535),
+            (None, None),
+            (),
+        ),
+        (col("text", "text"), col("text", "longtext", max_length=4294967295), (None, None), ()),
+        (col("uuid"), col("text", "tinytext", max_length=255), (None, None), ()),
+        (
+            col("int", "bigint"),
+            col("text", "varchar(12)", max_length=12),
+            (None, None),
+            ("values longer than 12 characters will be rejected",),
+        ),
+        (col("bool", "tinyint(1)"), col("bool", "tinyint(1)"), ("mysql", "mysql"), ()),
+        (col("bool", "boolean"), col("bool", "tinyint(1)"), ("postgres", "mysql"), ()),
+    ],
+)
+def test_narrowings(
+    src: ColumnInfo,
+    dst: ColumnInfo,
+    kinds: tuple[str | None, str | None],
+    expected: tuple[str, ...],
+) -> None:
+    assert losses(src, dst, *kinds) == expected
+
+
+def test_all_narrowings_of_one_pair_are_listed() -> None:
+    src = col("text", "text")
+    dst = col("text", "varchar(20)", max_length=20)
+    assert losses(src, dst) == ("values longer than 20 characters will be rejected",)
+    wide = col("decimal", "numeric(30,6)", precision=30, scale=6)
+    narrow = col("decimal", "decimal(12,2)", precision=12, scale=2)
+    result = check_conversion(wide, narrow)
+    assert result.reasons == (
+        "values with more than 10 integer digits will be rejected",
+        "values are rounded to 2 decimal places",
+    )
+    assert result.reason == "; ".join(result.reasons)
+
+
+@dataclass(frozen=True)
+class CharsetColumn(ColumnInfo):
+    """A column as a connector that reports character sets would describe it."""
+
+    charset: str | None = None
+
+
+def test_a_narrow_character_set_is_reported() -> None:
+    src = col("text", "text")
+    dst = CharsetColumn("c", "text", "varchar(50)", True, None, None, 50, False, "utf8mb3")
+    assert losses(src, dst) == (
+        "values longer than 50 characters will be rejected",
+        "varchar(50) uses the utf8mb3 character set: values with 4-byte characters (emoji, "
+        "some CJK) will be rejected",
+    )
+    same = CharsetColumn("c", "text", "varchar(50)", True, None, None, 50, False, "utf8mb3")
+    assert losses(same, dst) == ()
+    full = CharsetColumn("c", "text", "varchar(50)", True, None, None, 50, False, "utf8mb4")
+    assert losses(same, full) == ()
+
+
+def test_key_storage_needs_the_whole_positive_range() -> None:
+    key = col("int", "int(10) unsigned")
+    result = check_key_storage(key, col("int", "int(11)"))
+    assert not result.possible
+    assert result.reason == (
+        "int(11) is too narrow for int(10) unsigned keys "
+        "(int(11) cannot hold every int(10) unsigned value)"
+    )
+    assert check_key_storage(col("int", "integer"), col("int", "int(10) unsigned")).possible

@@ -20,28 +20,32 @@ pytestmark = pytest.mark.integration
 PG_SCHEMA = """
 CREATE TABLE customers (
     id serial PRIMARY KEY,
-    code varchar(20),
+    code varchar(20) UNIQUE,
     email varchar(200),
     full_name varchar(100),
     credit_limit numeric(12,2),
     notes jsonb,
     phone text,
-    plain_id integer
+    plain_id integer,
+    loose_code varchar(20),
+    region text,
+    UNIQUE (region, loose_code)
 );
 CREATE TABLE fixed_keys (id integer PRIMARY KEY, label text);
 """
 MYSQL_SCHEMA = [
     """CREATE TABLE customers (
         id int AUTO_INCREMENT PRIMARY KEY,
-        app_customer_id int NULL,
-        short_ref varchar(5) NULL,
-        code varchar(20) NULL,
-        code_date date NULL,
+        app_customer_id int NULL UNIQUE,
+        short_ref varchar(5) NULL UNIQUE,
+        code varchar(20) NULL UNIQUE,
+        code_date date NULL UNIQUE,
         email varchar(200),
         name varchar(100),
         credit_limit decimal(12,2),
         notes_count int,
-        phone_digits int
+        phone_digits int,
+        loose_ref int NULL
     )""",
     """CREATE TABLE labels (
         id int AUTO_INCREMENT PRIMARY KEY,
@@ -226,8 +230,9 @@ def test_warnings_for_keys_and_generated_columns(describe: Describe, mysql_dsn: 
     conn = pymysql.connect(host="127.0.0.1", port=target.port, user="root", database=db)
     with conn.cursor() as cur:
         cur.execute(
-            "CREATE TABLE strict_customers (id int AUTO_INCREMENT, app_customer_id int NOT NULL,"
-            " email varchar(200), total int AS (length(email)) STORED, UNIQUE KEY (id))"
+            "CREATE TABLE strict_customers (id int AUTO_INCREMENT,"
+            " app_customer_id int NOT NULL UNIQUE, email varchar(200),"
+            " total int AS (length(email)) STORED, UNIQUE KEY (id))"
         )
     conn.close()
     text = edit("{table: customers, key: [id]}", "{table: strict_customers, key: [id]}")
@@ -257,3 +262,218 @@ def test_external_id_mode_narrowing_warns(describe: Describe) -> None:
         "syncs.app_shop.entities.customers.mode.external_id.shop_db: from app_db: values "
         "longer than 5 characters will be rejected",
     ]
+
+
+def test_external_id_needs_a_unique_index(describe: Describe) -> None:
+    err = live_error(edit("{shop_db: app_customer_id}", "{shop_db: loose_ref}"), describe)
+    assert err.path == "syncs.app_shop.entities.customers.mode.external_id.shop_db"
+    assert str(err) == (
+        "sync.yaml: syncs.app_shop.entities.customers.mode.external_id.shop_db: column "
+        "loose_ref on shop_db customers needs a unique index: rows are matched by it"
+    )
+
+
+def test_external_id_mode_needs_a_unique_index_on_each_side(describe: Describe) -> None:
+    # loose_code is only unique together with region: that does not identify a row
+    text = edit(
+        "{system_of_record: app_db, external_id: {shop_db: app_customer_id}}",
+        "{external_id: {app_db: loose_code, shop_db: code}}",
+    )
+    err = live_error(text, describe)
+    assert err.path == "syncs.app_shop.entities.customers.mode.external_id.app_db"
+    assert "column loose_code on app_db public.customers needs a unique index" in str(err)
+
+
+MIXED_PG = """
+CREATE TABLE wide (
+    id serial PRIMARY KEY,
+    code text UNIQUE,
+    amount numeric(14,4),
+    big bigint,
+    note varchar(300),
+    body text,
+    happened timestamptz,
+    flag boolean,
+    ratio double precision,
+    born date,
+    changed_at timestamptz
+);
+"""
+MIXED_MYSQL = """CREATE TABLE narrow (
+    id int AUTO_INCREMENT PRIMARY KEY,
+    code varchar(64) NULL UNIQUE,
+    amount decimal(10,2),
+    big int,
+    note tinytext,
+    body text,
+    happened datetime,
+    flag tinyint(1),
+    ratio decimal(8,3),
+    born date,
+    updated_at datetime(6),
+    stamp datetime
+)"""
+MIXED = """\
+endpoints:
+  app_db:  {kind: postgres, dsn: {env: APP_DB_DSN}}
+  shop_db: {kind: mysql, dsn: {env: SHOP_DB_DSN}}
+syncs:
+  app_shop:
+    between: [app_db, shop_db]
+    entities:
+      things:
+        app_db:  {table: public.wide, key: [id]}
+        shop_db: {table: narrow, key: [id]}
+        mode: {external_id: {app_db: code, shop_db: code}}
+        fields: {amount: amount, big: big, note: note, body: body, happened: happened,
+                 flag: flag, ratio: ratio, born: born}
+"""
+
+
+@pytest.fixture
+def mixed(describe: Describe, pg_dsn: str, mysql_dsn: str) -> Describe:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(MIXED_PG)
+    target = MySQLConnector(mysql_dsn, "shop_db")
+    conn2 = pymysql.connect(
+        host="127.0.0.1", port=target.dsn.port, user="root", database=target.db, autocommit=True
+    )
+    with conn2.cursor() as cur:
+        cur.execute(MIXED_MYSQL)
+    conn2.close()
+    target.close()
+    return describe
+
+
+def test_every_narrowing_is_listed_in_both_directions(mixed: Describe) -> None:
+    base = "syncs.app_shop.entities.things"
+
+    def field(name: str, a_type: str, b_type: str, forward: bool, why: str) -> str:
+        a, b = f"app_db.{name} ({a_type})", f"shop_db.{name} ({b_type})"
+        return f"{base}.fields.{name}: {a + ' -> ' + b if forward else b + ' -> ' + a}: {why}"
+
+    zero_date = (
+        "zero dates ('0000-00-00'), which MariaDB/MySQL stores when the sql_mode lacks "
+        "NO_ZERO_DATE, cannot be written to {}: such a record is parked"
+    )
+    assert validate_live(project(MIXED), mixed) == [
+        f"{base}.mode.external_id.shop_db: from app_db: values longer than 64 characters "
+        "will be rejected",
+        field(
+            "amount",
+            "numeric(14,4)",
+            "decimal(10,2)",
+            True,
+            "values with more than 8 integer digits will be rejected",
+        ),
+        field(
+            "amount",
+            "numeric(14,4)",
+            "decimal(10,2)",
+            True,
+            "values are rounded to 2 decimal places",
+        ),
+        field(
+            "big",
+            "bigint",
+            "int(11)",
+            True,
+            "values outside the range of int(11) (-2147483648 to 2147483647) will be rejected",
+        ),
+        field(
+            "note",
+            "character varying(300)",
+            "tinytext",
+            True,
+            "tinytext holds 255 bytes, not characters: values longer than 255 bytes (as few as "
+            "63 characters of 4-byte UTF-8) will be rejected",
+        ),
+        field(
+            "body",
+            "text",
+            "text",
+            True,
+            "text holds 65535 bytes, not characters: values longer than 65535 bytes (as few as "
+            "16383 characters of 4-byte UTF-8) will be rejected",
+        ),
+        field(
+            "happened",
+            "timestamp with time zone",
+            "datetime",
+            True,
+            "fractional seconds are dropped (whole seconds only)",
+        ),
+        field(
+            "happened",
+            "timestamp with time zone",
+            "datetime",
+            True,
+            "the time zone is dropped: values are stored as UTC",
+        ),
+        field(
+            "happened",
+            "timestamp with time zone",
+            "datetime",
+            False,
+            zero_date.format("timestamp with time zone"),
+        ),
+        field(
+            "flag",
+            "boolean",
+            "tinyint(1)",
+            False,
+            "tinyint(1) can hold other values than 0 and 1: a record holding one is parked",
+        ),
+        field(
+            "ratio",
+            "double precision",
+            "decimal(8,3)",
+            True,
+            "values with more than 5 integer digits will be rejected",
+        ),
+        field(
+            "ratio",
+            "double precision",
+            "decimal(8,3)",
+            True,
+            "values are rounded to 3 decimal places",
+        ),
+        field(
+            "ratio",
+            "double precision",
+            "decimal(8,3)",
+            True,
+            "NaN and infinity, which PostgreSQL allows in double precision, cannot be written to "
+            "decimal(8,3)",
+        ),
+        field("born", "date", "date", False, zero_date.format("date")),
+    ]
+
+
+def test_a_clock_column_is_a_timestamp(mixed: Describe) -> None:
+    text = MIXED.split("        fields:")[0] + "        fields: {amount: amount}\n"
+    ok = text + "        clock: {app_db: changed_at, shop_db: updated_at}\n"
+    assert validate_live(project(ok), mixed) == [
+        "syncs.app_shop.entities.things.mode.external_id.shop_db: from app_db: values longer "
+        "than 64 characters will be rejected",
+        "syncs.app_shop.entities.things.fields.amount: app_db.amount (numeric(14,4)) -> "
+        "shop_db.amount (decimal(10,2)): values with more than 8 integer digits will be rejected",
+        "syncs.app_shop.entities.things.fields.amount: app_db.amount (numeric(14,4)) -> "
+        "shop_db.amount (decimal(10,2)): values are rounded to 2 decimal places",
+    ]
+    path = "syncs.app_shop.entities.things.clock.shop_db"
+    whole_seconds = validate_live(project(text + "        clock: {shop_db: stamp}\n"), mixed)
+    assert whole_seconds[-1] == (
+        f"{path}: stamp (datetime) keeps 0 fractional-second digits, but clock values are "
+        "compared as exact to the microsecond: two changes within the same second can be "
+        "ordered wrongly (use a 6-digit type, e.g. DATETIME(6))"
+    )
+    err = live_error(text + "        clock: {shop_db: note}\n", mixed)
+    assert err.path == path
+    assert (
+        "clock column 'note' of shop_db narrow is tinytext: a clock is a timestamp column"
+        in str(err)
+    )
+    err = live_error(text + "        clock: {shop_db: modified}\n", mixed)
+    assert err.path == path
+    assert "column 'modified' does not exist in shop_db" in str(err)
