@@ -23,9 +23,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# strict, over the packages pyproject.toml names (syncswim_lib and syncswim_defs)
 typecheck: setup
-	$(VENV)/bin/mypy syncswim_lib
+	$(VENV)/bin/mypy
 
+# what CI runs: lint, format, types, then the tests (in this order; stops at the first failure)
 check: lint typecheck test
 
 sandbox-up: setup

@@ -8,6 +8,7 @@ yet: the loader refuses `references:` until foreign keys are translated.
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -36,7 +37,7 @@ from syncswim_lib.pipeline.maintenance import prune_markers
 from syncswim_lib.pipeline.run import run_entity
 
 
-class EntityRunConfig(Config):  # type: ignore[misc]
+class EntityRunConfig(Config):
     """`full: true` snapshots both sides and reconciles them (initial sync, drift repair)."""
 
     full: bool = False
@@ -60,7 +61,7 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
     )
     def _asset(
         context: AssetExecutionContext, config: EntityRunConfig, syncswim: SyncSwimResource
-    ) -> MaterializeResult:
+    ) -> MaterializeResult[Any]:
         with syncswim.runtime() as rt:
             report = run_entity(rt, sync, entity, full=config.full)
         context.log.info(

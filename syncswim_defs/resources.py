@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dagster import ConfigurableResource
 
 from syncswim_lib.config import load_project
 from syncswim_lib.pipeline.runtime import Runtime
 
 
-class SyncSwimResource(ConfigurableResource):  # type: ignore[misc]
+class SyncSwimResource(ConfigurableResource[Any]):
     """Opens connectors and the state store at run time; secrets come from the environment
     of the run (the YAML names the variables), so the code location loads without them."""
 

@@ -33,7 +33,7 @@ from .tls import make_certificates, server_context
 
 if TYPE_CHECKING:
     import requests
-    from simple_salesforce import Salesforce
+    from simple_salesforce.api import Salesforce
 
 __all__ = ["Emulator", "start_emulator"]
 
@@ -176,7 +176,7 @@ class Emulator:
         self, user: str = "integration", version: str = "62.0", origin: str | None = None
     ) -> Salesforce:
         """An unmodified simple-salesforce client in direct-session mode."""
-        from simple_salesforce import Salesforce
+        from simple_salesforce.api import Salesforce
 
         sf = Salesforce(
             instance_url=self.url,

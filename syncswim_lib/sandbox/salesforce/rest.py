@@ -159,7 +159,7 @@ class RestApi:
                 f"Provided external ID field does not exist or is not accessible: {field_name}",
             )
         if f.type == "id":
-            return self.org.get(obj.name, value)["Id"]
+            return str(self.org.get(obj.name, value)["Id"])
         found = self.org.find_ext(obj.name, f.name, value)
         if len(found) > 1:
             raise MultipleMatches(obj.name, found)
