@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from syncswim_lib.config.entities import ENTITY_KEYS, SyncScope, build_entity
+from syncswim_lib.config.entities import ENTITY_KEYS, NOT_SUPPORTED, SyncScope, build_entity
 from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
     ENDPOINT_KINDS,
@@ -34,7 +34,7 @@ SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {
     "salesforce": (("instance_url", "token"), ("ca_bundle", "api_version"), frozenset({"token"})),
 }
 # an endpoint named like an entity key, or like a side letter, would be ambiguous
-RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, "a", "b"})
+RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, *NOT_SUPPORTED, "a", "b"})
 
 
 def _setting(raw: Any, secret: bool, at: At) -> Secret | str:

@@ -128,6 +128,16 @@ CASES = {
         "endpoints.fields",
         "endpoint name 'fields' is reserved",
     ),
+    "reserved_endpoint_name_clock": (
+        edit("  crm:     {kind: salesforce", "  clock:  {kind: salesforce"),
+        "endpoints.clock",
+        "endpoint name 'clock' is reserved",
+    ),
+    "reserved_endpoint_name_references": (
+        edit("  crm:     {kind: salesforce", "  references:  {kind: salesforce"),
+        "endpoints.references",
+        "endpoint name 'references' is reserved",
+    ),
     "side_without_key": (
         edit("shop_db: {table: customers, key: [id]}", "shop_db: {table: customers}"),
         "syncs.app_shop.entities.customers.shop_db",
