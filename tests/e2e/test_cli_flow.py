@@ -53,7 +53,7 @@ def test_setup_sync_audit_teardown(dbs: TwoDbs) -> None:
     assert audit.returncode == 0, audit.stderr
     entries = [json.loads(line) for line in audit.stdout.splitlines()]
     assert [(e["side"], e["op"], e["status"]) for e in entries] == [("app", "insert", "applied")]
-    assert entries[0]["detail"]["values"]["name"] == "audited"
+    assert entries[0]["detail"]["writes"][0]["values"]["name"] == "audited"
 
     assert cli(dbs, "teardown", path).returncode == 0
     assert _slots(dbs) == []

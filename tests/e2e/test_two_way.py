@@ -171,8 +171,12 @@ def test_conflict_resolves_to_system_of_record(dbs: TwoDbs) -> None:
     assert dbs.my_rows("customers")[0]["notes"] == "app wins"
     with Runtime(load_project(dbs.yaml_path)) as rt:
         lost = rt.store.entries(sync="app_shop", entity="customers", status="conflict")
+        (conflict,) = rt.store.conflicts(sync="app_shop", entity="customers")
     assert lost and lost[0].detail is not None
-    assert lost[0].detail["losing_values"]["notes"] == "shop loses"
+    assert lost[0].detail["conflicts"][0]["field"] == "notes"
+    # the losing value is kept in the conflict record, restorable by command
+    assert (conflict.field, conflict.outcome, conflict.status) == ("notes", "a", "decided")
+    assert (conflict.value_a, conflict.value_b) == ("app wins", "shop loses")
 
 
 def test_initial_sync_matches_and_fills_both_sides(dbs: TwoDbs) -> None:
