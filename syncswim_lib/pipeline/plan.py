@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
@@ -350,8 +351,10 @@ class Planner:
     # -- the merge -----------------------------------------------------------------------------
     def _clock(self, rec: _Record, letter: Letter, row: dict[str, Any] | None) -> Clock:
         col = (self.m.clock or {}).get(letter)
-        if col and row is not None and row.get(col) is not None:
-            return Clock(row[col])
+        if col and row is not None and isinstance(row.get(col), datetime):
+            info = self.m.side(letter).info.column(col)
+            digits = info.precision if info is not None and info.precision is not None else 6
+            return Clock(row[col], timedelta(microseconds=10 ** (6 - min(max(digits, 0), 6))))
         changes = [e.change for t in rec.touches if t.letter == letter for e in t.entries]
         timed = [c for c in changes if c.commit_ts is not None]
         if not timed:

@@ -484,3 +484,29 @@ def test_decide_max_refuses_values_it_cannot_compare() -> None:
     fc = FieldConflict("x", 1, "a", None, Clock(T0), Clock(T0))
     with pytest.raises(RecordError, match="cannot compare"):
         decide(ConflictRule("max"), fc, "a")
+
+
+@pytest.mark.parametrize(("digits", "tie"), [(6, False), (0, True)])
+def test_a_clock_column_orders_by_its_own_precision(digits: int, tie: bool) -> None:
+    from dataclasses import replace
+
+    seen = ColumnInfo("changed_at", "timestamptz", f"datetime({digits})", precision=digits)
+    base = emap()
+    b_side = replace(base.b, info=TableInfo("t", (*B_COLS, seen), ("id",)))
+    m = replace(base, b=b_side, clock={"b": "changed_at"})
+    a0, b0 = row_a(score=5), row_b(score=5)
+    a1 = row_a(score=8)
+    # b changed at T0 + 0.5 s (a whole-second column stores T0); a's commit is at T0 + 0.3 s
+    stamp = T0 + timedelta(milliseconds=500) if digits == 6 else T0
+    b1 = {**row_b(score=3), "changed_at": stamp}
+    p = Planner(m).plan(
+        [
+            entry("app", Op.UPDATE, a1, {"id": 1}, at=T0 + timedelta(milliseconds=300)),
+            entry("shop", Op.UPDATE, b1, {"id": 100}, at=T0),
+        ],
+        ctx([a1], [b1], [linked(a0, b0)]),
+    )
+    (c,) = p.records[0].conflicts
+    assert c.tie is tie
+    # with whole seconds the clock says "somewhere in T0 .. T0+1s": a tie, side a by default
+    assert c.outcome == ("a" if tie else "b")
