@@ -25,6 +25,10 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
             "failed": report.failed,
             "key_write_backs": report.write_backs,
             "recovered_batches": report.recovered_batches,
+            # records left for the next run: a target row changed underneath (compare-and-set)
+            # or a row missing without a captured delete
+            "stale_writes": report.stale,
+            "deferred": report.deferred,
             "positions": MetadataValue.json(report.positions),
             "duration_s": round(report.duration_s, 3),
         }

@@ -292,6 +292,39 @@ def test_row_changed_between_capture_and_apply_is_not_lost(
     _settled(m)
 
 
+@pytest.mark.parametrize("target", SIDES)
+@pytest.mark.parametrize("mode", MODES)
+def test_row_changed_between_planning_and_write_is_not_overwritten(
+    m: MergeDbs, mode: str, target: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write is compare-and-set: an edit that lands after the plan read the target row
+    makes that write stale; nothing is overwritten and the next run merges again."""
+    from syncswim_lib.pipeline.engine import EntityEngine
+
+    _one_record(m, customers(mode))
+    m.exec(other(target), "UPDATE customers SET name = 'source edit'")
+    real = EntityEngine._apply_sides
+    done: list[bool] = []
+
+    def apply_after_an_edit(self: EntityEngine, plan: Any, batch_id: str) -> Any:
+        if plan.writes and not done:
+            m.exec(target, "UPDATE customers SET name = 'late edit'")
+            done.append(True)
+        return real(self, plan, batch_id)
+
+    monkeypatch.setattr(EntityEngine, "_apply_sides", apply_after_an_edit)
+    first = m.run()
+    monkeypatch.setattr(EntityEngine, "_apply_sides", real)
+    assert done and first.meta["stale_writes"] == 1, first.meta
+    assert _field(m, target, "name") == ["late edit"]  # not overwritten
+    m.run()
+    names = {side: _field(m, side, "name") for side in SIDES}
+    assert names["app"] == names["shop"], names
+    recs = _conflicts_on(m, "name")
+    assert any({"late edit", "source edit"} == {c.value_a, c.value_b} for c in recs), recs
+    _settled(m)
+
+
 @pytest.mark.parametrize("drift_on", SIDES)
 def test_full_run_repairs_a_divergence_the_shadow_does_not_know(
     m: MergeDbs, drift_on: Side
