@@ -1,11 +1,14 @@
 """Execute a plan: write each side's Arrow diff, write back SOR keys, record the state.
 
-Crash safety: the entries of a chunk are claimed with a batch id and the plan is saved
-before any target write; each target write commits with a marker carrying that id
-(derived per side); the state is recorded last. After a crash anywhere in between the
-saved plan is replayed with the same batch id: a target that already committed it returns
-its stored result instead of writing again, one that did not writes it now (still
-compare-and-set, so nothing written since is overwritten).
+Crash safety: the entries of a chunk are claimed with a batch id; each target write
+commits with a marker carrying that id (derived per side); the state is recorded last.
+After a crash in between, a chunk is planned again from the rows as they are: what was
+already written shows up as agreed values, rows inserted with an external id are found by
+it. Two things a new plan could not see again are kept by saving the plan before any
+write: rows inserted into a system of record (its generated key exists nowhere else yet)
+and conflict decisions (once applied, both sides agree and the losing value is gone).
+Such a saved plan is replayed with the same batch id: a target that already committed it
+returns its stored result, one that did not writes it now (still compare-and-set).
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ class EntityEngine:
             return  # another run took them
         ctx = load_context(self.m, self.store, self.connectors, entries, full)
         plan = self.planner.plan(entries, ctx)
-        if plan.writes:
+        if plan.writes and any(r.write_back or r.conflicts for r in plan.records):
             self.store.save_plan(self.m.sync, self.m.entity, batch_id, plan_to_text(plan))
         self._execute(plan, batch_id, report)
 

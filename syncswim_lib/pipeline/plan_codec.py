@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -33,11 +33,24 @@ def _record(data: dict[str, Any]) -> RecordPlan:
     return RecordPlan(**data)
 
 
+def _shallow(obj: Any) -> dict[str, Any]:
+    # not dataclasses.asdict: it deep-copies every value, which costs more than the JSON
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _record_data(r: RecordPlan) -> dict[str, Any]:
+    data = _shallow(r)
+    data["old_link"] = None if r.old_link is None else _shallow(r.old_link)
+    data["writes"] = [_shallow(w) for w in r.writes]
+    data["conflicts"] = [_shallow(c) for c in r.conflicts]
+    return data
+
+
 def plan_to_text(plan: Plan) -> str:
     return dumps(
         {
-            "records": [asdict(r) for r in plan.records],
-            "updates": [asdict(u) for u in plan.updates],
+            "records": [_record_data(r) for r in plan.records],
+            "updates": [_shallow(u) for u in plan.updates],
             "release": list(plan.release),
             "counts": {
                 f.name: getattr(plan, f.name)

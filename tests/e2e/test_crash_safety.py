@@ -61,3 +61,37 @@ def test_killed_run_recovers(dbs: TwoDbs, failpoint: str) -> None:
     again = _sync(dbs)
     assert "+0 ~0 -0" in again.stdout or "no writes" in again.stdout, again.stdout
     assert len(dbs.my_rows("customers")) == 3
+
+
+@pytest.mark.parametrize("conflicting", [False, True])
+def test_killed_run_with_updates_and_deletes_recovers(dbs: TwoDbs, conflicting: bool) -> None:
+    """Updates and deletes replay by planning again (no saved plan is needed for them);
+    a conflict decision is saved before the writes, so the losing value survives a crash."""
+    from syncswim_lib.config import load_project
+    from syncswim_lib.pipeline.runtime import Runtime
+
+    assert _sync(dbs).returncode == 0
+    dbs.pg.execute("INSERT INTO customers (name, notes) VALUES ('a1', 'x'), ('a2', 'y')")
+    assert _sync(dbs).returncode == 0
+    first, second = (p["id"] for p in dbs.pg_rows("customers"))
+    dbs.pg.execute("UPDATE customers SET name = 'app edit' WHERE id = %s", (first,))
+    dbs.my_exec("UPDATE customers SET notes = 'shop edit' WHERE app_id = %s", (first,))
+    if conflicting:
+        dbs.my_exec("UPDATE customers SET name = 'shop name' WHERE app_id = %s", (first,))
+    dbs.my_exec("DELETE FROM customers WHERE app_id = %s", (second,))
+    killed = _sync(dbs, "after_apply")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    done = _sync(dbs)
+    assert done.returncode == 0, done.stderr
+    _assert_in_step(dbs)
+    (row,) = dbs.pg_rows("customers")
+    assert (row["id"], row["name"], row["notes"]) == (first, "app edit", "shop edit")
+    with Runtime(load_project(dbs.yaml_path)) as rt:
+        conflicts = rt.store.conflicts(sync="app_shop", entity="customers")
+    if conflicting:
+        (c,) = conflicts  # recorded once, with the value that lost
+        assert (c.field, c.value_a, c.value_b) == ("name", "app edit", "shop name")
+    else:
+        assert conflicts == []
+    again = _sync(dbs)
+    assert "+0 ~0 -0" in again.stdout or "no writes" in again.stdout, again.stdout
