@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
@@ -53,8 +54,12 @@ class TableInfo:
     # column sets with a unique index or constraint (the primary key included)
     unique: tuple[tuple[str, ...], ...] = ()
 
+    @cached_property
+    def _by_name(self) -> dict[str, ColumnInfo]:
+        return {c.name: c for c in self.columns}
+
     def column(self, name: str) -> ColumnInfo | None:
-        return next((c for c in self.columns if c.name == name), None)
+        return self._by_name.get(name)
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,12 @@ def loads_opt(text: str | bytes | None) -> Any:
 
 def key_text(key: dict[str, Any]) -> str:
     """Canonical text of a record key: columns sorted, values type-exact (1 and "1" differ)."""
+    if len(key) == 1:
+        # the common key, one integer column: the same text the encoder writes, built
+        # directly (the planner asks for it several times per record)
+        ((name, value),) = key.items()
+        if type(value) is int and type(name) is str and name.isidentifier():
+            return f'{{"{name}":{value}}}'
     return _SORTED_ENCODER.encode(encode(key))
 
 

@@ -173,3 +173,20 @@ def test_every_value_type_round_trips_through_the_store(store: SqlStateStore) ->
     assert entry.change.detected_at == ch.detected_at
     assert entry.change.changed_fields == ()
     assert entry.change == ch
+
+
+def test_key_text_fast_path_writes_what_the_encoder_writes() -> None:
+    from syncswim_lib.state.codec import _SORTED_ENCODER, encode
+
+    keys: list[dict[str, Any]] = [
+        {"id": 5},
+        {"id": -12},
+        {"Id_2": 10**20},
+        {"id": True},
+        {"id": "5"},
+        {"a b": 1},
+        {"é": 3},
+        {"id": 1, "b": 2},
+    ]
+    for key in keys:
+        assert codec.key_text(key) == _SORTED_ENCODER.encode(encode(key)), key
