@@ -16,18 +16,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
-from syncswim_lib.connectors.memory.batch import (
+from syncswim_lib.connectors.coerce import holds
+from syncswim_lib.connectors.memory.batch import check_batch
+from syncswim_lib.connectors.memory.database import Key, MemoryDatabase, Transaction, _Table
+from syncswim_lib.connectors.memory.values import IntegrityError, copy_row, stored
+from syncswim_lib.connectors.results import (
     REF,
     Expected,
-    check_batch,
     expected_rows,
-    holds,
     null_key,
     set_columns,
     value_columns,
 )
-from syncswim_lib.connectors.memory.database import Key, MemoryDatabase, Transaction, _Table
-from syncswim_lib.connectors.memory.values import IntegrityError, copy_row, stored
 from syncswim_lib.errors import FatalError
 
 _Item = tuple[str, dict[str, Any], dict[str, Any]]  # (__ref, key, values to set)
