@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ from syncswim_lib.connectors.memory.values import (
     copy_row,
     hashable,
     key_tuple,
+    sort_key,
     stored,
 )
 from syncswim_lib.envelope import BinlogPosition, Op, PgPosition, Position
@@ -552,8 +554,6 @@ class MemoryDatabase:
             t.sequences[col.name] = value + 1
             return value
         if col.family in ("uuid", "text"):
-            import uuid
-
             return str(uuid.uuid4())
         raise IntegrityError(
             f"column {col.name} ({col.db_type}) of {t.info.name} is generated, but the "
@@ -623,10 +623,10 @@ class MemoryDatabase:
         if not self._slots:
             self._log.clear()
             return
-        oldest = min((s.confirmed for s in self._slots.values()), key=_position_order)
-        while self._log and _position_order(
+        oldest = min((s.confirmed for s in self._slots.values()), key=position_order)
+        while self._log and position_order(
             self.end_position(self._log[0].number)
-        ) <= _position_order(oldest):
+        ) <= position_order(oldest):
             self._log.popleft()
 
     def _open_session(self) -> int:
@@ -645,22 +645,16 @@ class MemoryDatabase:
 
 
 def _order(t: _Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
-    from syncswim_lib.connectors.memory.values import sort_key
-
     return tuple(sort_key(row.get(c), t.columns[c]) for c in t.info.primary_key)
 
 
-def _position_order(position: Position) -> tuple[Any, ...]:
+def position_order(position: Position) -> tuple[Any, ...]:
+    """A memory position as a sortable tuple."""
     if isinstance(position, PgPosition):
         return (position.lsn, position.seq)
     if isinstance(position, BinlogPosition):
         return (position.file, position.pos, position.seq)
     raise ConfigError(f"not a memory database position: {position!r}")
-
-
-def position_order(position: Position) -> tuple[Any, ...]:
-    """A memory position as a sortable tuple."""
-    return _position_order(position)
 
 
 def _duplicate(t: _Table, group: Sequence[str], row: Mapping[str, Any]) -> str:
