@@ -23,7 +23,7 @@ from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Connector
 from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.pipeline.arrow import REF, rows_to_table
 from syncswim_lib.pipeline.context import load_context
-from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
+from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
 from syncswim_lib.pipeline.plan import Plan, Planner, RecordPlan, Write
 from syncswim_lib.pipeline.plan_codec import plan_from_text, plan_to_text
 from syncswim_lib.pipeline.report import EntityReport
@@ -202,7 +202,7 @@ class EntityEngine:
         detail: dict[str, Any] = dict(rec.detail)
         written: list[dict[str, Any]] = []
         failed: list[str] = []
-        stale = False
+        stale: list[Write] = []
         for w in rec.writes:
             res = results[w.target]
             endpoint = m.side(w.target).endpoint
@@ -211,10 +211,10 @@ class EntityEngine:
                 failed.append(f"{endpoint}: {res.rejected[w.ref]}")
                 continue
             if w.ref in res.stale:
-                stale = True
+                stale.append(w)
                 continue
             if w.ref in res.missing and w.action == "update":
-                stale = True  # gone underneath: its delete comes with the next capture
+                stale.append(w)  # gone underneath: its delete comes with the next capture
                 continue
             counts = report.side(endpoint)
             if w.action == "insert":
@@ -235,6 +235,13 @@ class EntityEngine:
         if stale:
             report.stale += 1
             out.release += rec.entry_ids
+            if len(stale) < len(rec.writes) and rec.shadow is not None and not rec.drop_link:
+                # the other side's write went through: what it wrote is agreed now, or the
+                # next run would take it for a change (and undo the edit that made the
+                # first write stale); the stale side's fields keep their old base
+                shadow = self._partial_shadow(rec, stale)
+                out.links.append(Link(m.sync, m.entity, keys["a"], keys["b"], shadow, rec.ext_id))
+                out.conflicts += [c for c in rec.conflicts if not _touches(c, stale, m)]
             return
         out.updates += [EntryUpdate(i, rec.status, detail) for i in rec.entry_ids]
         out.conflicts += rec.conflicts
@@ -247,6 +254,27 @@ class EntityEngine:
             out.write_backs.append((rec, link))
         else:
             out.links.append(link)
+
+    def _partial_shadow(self, rec: RecordPlan, stale: Sequence[Write]) -> dict[str, Any]:
+        m = self.m
+        assert rec.shadow is not None
+        new = {letter: dict(values) for letter, values in rec.shadow.items()}
+        old = (rec.old_link.shadow if rec.old_link is not None else None) or {}
+        for w in stale:
+            target = w.target
+            source = other(target)
+            for col in w.values:
+                cols: list[tuple[Letter, str]] = [(target, col)]
+                pair = next((p for p in m.merge_fields() if _col(p, target) == col), None)
+                if pair is not None:
+                    cols.append((source, _col(pair, source)))
+                for letter, c in cols:
+                    base = old.get(letter) or {}
+                    if c in base:
+                        new.setdefault(letter, {})[c] = base[c]
+                    else:
+                        new.setdefault(letter, {}).pop(c, None)
+        return new
 
     def _write_back(
         self,
@@ -283,6 +311,19 @@ class EntityEngine:
                 shadow[back] = {**shadow.get(back, {}), **w.values}
                 link = Link(link.sync, link.entity, link.key_a, link.key_b, shadow, link.ext_id)
             out.links.append(link)
+
+
+def _col(pair: FieldPair, letter: Letter) -> str:
+    return pair[0] if letter == "a" else pair[1]
+
+
+def _touches(c: ConflictRecord, stale: Sequence[Write], m: EntityMap) -> bool:
+    """Whether a conflict's decided field was to be written by one of the stale writes
+    (then the next run decides it again and records it then)."""
+    pair = next((p for p in m.merge_fields() if p[0] == c.field), None)
+    if pair is None:
+        return False
+    return any(_col(pair, w.target) in w.values for w in stale)
 
 
 class _Outcome:

@@ -219,12 +219,19 @@ class Planner:
             letter = self.letter_of(e)
             key = {k: e.change.key.get(k) for k in self.m.side(letter).key}
             t = groups.setdefault((letter, key_text(key)), Touch(letter, key, []))
-            t.entries.append(e)
             before = e.change.before
             if e.change.op == Op.UPDATE and before is not None:
                 old = {k: before.get(k) for k in self.m.side(letter).key}
-                if key_text(old) != key_text(key) and t.old_key is None:
-                    t.old_key = old
+                if key_text(old) != key_text(key):
+                    # the row moved here from `old`: what was said about it there is its
+                    # history too, so a chain of key changes (1 -> 2 -> 3) stays one record
+                    moved = groups.pop((letter, key_text(old)), None)
+                    if moved is not None:
+                        t.entries[:0] = moved.entries
+                        t.old_key = t.old_key or moved.old_key or old
+                    elif t.old_key is None:
+                        t.old_key = old
+            t.entries.append(e)
         return list(groups.values())
 
     def _ext_text(self, value: Any) -> str | None:
@@ -401,7 +408,8 @@ class Planner:
             return
         base = (shadow or {}).get(present)
         changed = base is None or not all(
-            c in base and same_value(row.get(c), base[c]) for c in m.side(present).columns
+            c in base and same_value(row.get(c), base[c])
+            for c in (p[0] if present == "a" else p[1] for p in m.merge_fields())
         )
         if not changed:
             key = rec.keys[present]
