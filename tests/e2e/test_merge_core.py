@@ -292,17 +292,21 @@ def test_row_changed_between_capture_and_apply_is_not_lost(
     _settled(m)
 
 
+@pytest.mark.parametrize("both_written", [False, True])
 @pytest.mark.parametrize("target", SIDES)
 @pytest.mark.parametrize("mode", MODES)
 def test_row_changed_between_planning_and_write_is_not_overwritten(
-    m: MergeDbs, mode: str, target: Side, monkeypatch: pytest.MonkeyPatch
+    m: MergeDbs, mode: str, target: Side, both_written: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The write is compare-and-set: an edit that lands after the plan read the target row
-    makes that write stale; nothing is overwritten and the next run merges again."""
+    makes that write stale; nothing is overwritten and the next run merges again. With
+    `both_written` the record's write to the other side goes through in the same run."""
     from syncswim_lib.pipeline.engine import EntityEngine
 
     _one_record(m, customers(mode))
     m.exec(other(target), "UPDATE customers SET name = 'source edit'")
+    if both_written:
+        m.exec(target, "UPDATE customers SET notes = 'target notes'")
     real = EntityEngine._apply_sides
     done: list[bool] = []
 
@@ -322,6 +326,43 @@ def test_row_changed_between_planning_and_write_is_not_overwritten(
     assert names["app"] == names["shop"], names
     recs = _conflicts_on(m, "name")
     assert any({"late edit", "source edit"} == {c.value_a, c.value_b} for c in recs), recs
+    if both_written:
+        assert {side: _field(m, side, "notes") for side in SIDES} == {
+            "app": ["target notes"],
+            "shop": ["target notes"],
+        }
+    _settled(m)
+
+
+@pytest.mark.parametrize("reverted", SIDES)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_revert_during_the_run_is_not_undone_by_the_other_sides_write(
+    m: MergeDbs, mode: str, reverted: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reverted` renames the record, the other side edits its notes; as the run writes
+    both, `reverted` sets the name back. Its write goes stale, the other side's goes
+    through: the revert is the newest edit and must win, not the rename it undid."""
+    from syncswim_lib.pipeline.engine import EntityEngine
+
+    _one_record(m, customers(mode), name="original")
+    m.exec(reverted, "UPDATE customers SET name = 'renamed'")
+    m.exec(other(reverted), "UPDATE customers SET notes = 'noted'")
+    real = EntityEngine._apply_sides
+    done: list[bool] = []
+
+    def apply_after_a_revert(self: EntityEngine, plan: Any, batch_id: str) -> Any:
+        if plan.writes and not done:
+            m.exec(reverted, "UPDATE customers SET name = 'original'")
+            done.append(True)
+        return real(self, plan, batch_id)
+
+    monkeypatch.setattr(EntityEngine, "_apply_sides", apply_after_a_revert)
+    first = m.run()
+    monkeypatch.setattr(EntityEngine, "_apply_sides", real)
+    assert done and first.meta["stale_writes"] == 1, first.meta
+    m.run()
+    for side in SIDES:
+        assert (_field(m, side, "name"), _field(m, side, "notes")) == (["original"], ["noted"])
     _settled(m)
 
 
