@@ -12,9 +12,10 @@ time of its last edit, and merges field by field, three-way: a field changed on 
 takes that value; changed on both to different values, the declared rule's winner
 (`prefer`, or `newest` by commit time at each source's precision, a tie going to the
 tie-break). Update vs delete keeps the update (created again where it was deleted). An
-edit during a run is part of that run's merge when the run writes that row (its write
-must then fail the compare-and-set and be merged again); otherwise it happened after the
-merge and flows on its own.
+edit during a run is part of that run's merge when the run writes that row: that write
+fails the compare-and-set and the record is merged again (a write on its other side
+stands: those fields are agreed, with the conflicts they settled). Otherwise the edit
+came after the merge and flows on its own.
 
 After every sync (capture and run until nothing is pending) the test checks that both
 sides hold the model's rows, identity included (the shared external id; the SOR key in
@@ -22,9 +23,8 @@ the other side's external-id column); that the conflicts recorded are exactly th
 the model expects, each following its rule and holding the losing value; and that one
 more run writes nothing.
 
-Known pipeline bugs (numbered: see the xfail tests at the end) are steered around; set
-SYNCSWIM_PROPERTY_STEER to the ones still to avoid (default "1,2,3"; empty: none, the
-test then finds them). SYNCSWIM_PROPERTY_EXAMPLES (default 150 per scenario) and
+The bugs it found are pinned at the end by their smallest examples.
+SYNCSWIM_PROPERTY_EXAMPLES (default 150 per scenario) and
 SYNCSWIM_PROPERTY_STEPS (default 50) set the effort: e.g. EXAMPLES=2000 for a long hunt.
 """
 
@@ -67,8 +67,6 @@ from syncswim_lib.state.sqlite import SqliteStateStore
 
 EXAMPLES = int(os.environ.get("SYNCSWIM_PROPERTY_EXAMPLES", "150"))
 STEPS = int(os.environ.get("SYNCSWIM_PROPERTY_STEPS", "50"))
-# the known bugs the machine steers around (numbered as the xfail tests at the end)
-STEER = {int(n) for n in os.environ.get("SYNCSWIM_PROPERTY_STEER", "1,2,3").split(",") if n}
 MAX_ROUNDS = 12  # capture + run rounds before a sync must be quiet
 
 SYNC, ENTITY = "app_shop", "customers"
@@ -183,6 +181,7 @@ def newer(
 # --- the model ------------------------------------------------------------------------------
 
 ExpectedConflict = tuple[str, str, str, str]  # (field, repr value_a, repr value_b, outcome)
+NOT_AGREED = object()  # the base of a field both sides never agreed on: equal to nothing
 
 
 @dataclass
@@ -190,10 +189,9 @@ class Record:
     rid: int
     rows: dict[Letter, dict[str, Any] | None]  # merge fields per side; None: no row
     keys: dict[Letter, int | None]  # each side's primary key (None: not known yet)
-    base: dict[str, Any] | None = None  # the last agreed values; None: never synced
+    # the last agreed values (a field may have none yet); None: never synced
+    base: dict[str, Any] | None = None
     clocks: dict[Letter, datetime | None] = field(default_factory=lambda: {"a": None, "b": None})
-    moves: dict[Letter, int] = field(default_factory=lambda: {"a": 0, "b": 0})  # key changes
-    new_ids: dict[Letter, bool] = field(default_factory=lambda: {"a": False, "b": False})
     sor_key_ok: bool = True  # SOR mode: side b's app_id holds side a's key
 
 
@@ -211,6 +209,8 @@ class Model:
         self.ids = itertools.count(1)
         # edits made during a run after its merge: (side, key, values, time)
         self.after_merge: list[tuple[Letter, int, dict[str, Any], datetime]] = []
+        # conflicts decided and applied during the run already (see `half_applied`)
+        self.decided: Counter[ExpectedConflict] = Counter()
 
     def add(self, letter: Letter, values: dict[str, Any], key: int, at: datetime) -> Record:
         rows: dict[Letter, dict[str, Any] | None] = {letter: dict(values), other(letter): None}
@@ -243,7 +243,7 @@ class Model:
             conflicts: list[ExpectedConflict] = []
             for name in names:
                 va, vb = a[name], b[name]
-                vbase = rec.base[name] if rec.base is not None else object()
+                vbase = (rec.base or {}).get(name, NOT_AGREED)
                 a_changed, b_changed = va != vbase, vb != vbase
                 if not a_changed:
                     merged[name] = vb
@@ -261,9 +261,7 @@ class Model:
             if self.s.mode == "external_id" and row["code"] is None:
                 return Outcome("wait")  # no external id: not synced until it gets one
             return Outcome("merge", dict(row))
-        # known bug 3: a change of the shared id alone is not taken for an update
-        seen = FIELDS if 3 in STEER else names
-        if any(row[n] != rec.base[n] for n in seen):
+        if any(row[n] != rec.base.get(n, NOT_AGREED) for n in names):
             # update vs delete: the update survives, created again where it was deleted
             return Outcome("merge", dict(row), [("__record__", "", "", present)])
         return Outcome("drop")  # deleted on one side, unchanged on the other
@@ -283,9 +281,24 @@ class Model:
             return True
         return self.s.mode == "system_of_record" and letter == "b" and not rec.sor_key_ok
 
+    def half_applied(self, rec: Record, stale: Letter) -> None:
+        """The run writes both sides of `rec` and its write on `stale` fails the compare-
+        and-set: the other side's write stands and is agreed, with the conflicts it
+        decided; the fields written to `stale` keep their old base, merged again."""
+        out = self.outcome(rec)
+        assert out.kind == "merge" and out.merged is not None
+        merged, row, done = out.merged, rec.rows[stale], rec.rows[other(stale)]
+        assert row is not None and done is not None
+        again = {n for n in self.s.merge_fields if row[n] != merged[n]}
+        done.update(merged)
+        old = rec.base or {}
+        rec.base = {n: merged[n] for n in self.s.merge_fields if n not in again}
+        rec.base.update((n, old[n]) for n in again if n in old)
+        self.decided.update(c for c in out.conflicts if c[0] not in again)
+
     def sync(self) -> Counter[ExpectedConflict]:
         """Merge every record; the conflicts that must have been recorded."""
-        expected: Counter[ExpectedConflict] = Counter()
+        expected, self.decided = self.decided, Counter()
         for rec in list(self.records.values()):
             self._merge(rec, expected)
         # edits made during the run that came after its merge: they flow on their own
@@ -322,8 +335,6 @@ class Model:
             rec.base = dict(out.merged)
             rec.sor_key_ok = True
         rec.clocks = {"a": None, "b": None}
-        rec.moves = {"a": 0, "b": 0}
-        rec.new_ids = {"a": False, "b": False}
 
     def present(self, letter: Letter) -> list[int]:
         return sorted(r.rid for r in self.records.values() if r.rows[letter] is not None)
@@ -391,15 +402,22 @@ class MergeMachine(RuleBasedStateMachine):
         if key is not None:
             self.high[letter] = max(self.high[letter], key)
 
-    def do_insert(self, letter: Letter, values: dict[str, Any]) -> Record:
-        """A user's new row; `values` holds the merge fields (and `code` in ext mode)."""
+    def do_insert(
+        self, letter: Letter, values: dict[str, Any], rec: Record | None = None
+    ) -> Record:
+        """A user's new row; `values` holds the merge fields (and `code` in ext mode).
+        `rec`: a record that has no row on `letter` yet (born on both sides at once)."""
         row = dict(values)
         if self.scenario.mode == "system_of_record" and letter == "b":
             row["app_id"] = None  # born on the non-SOR side: the SOR makes its key
         at = self.now(letter)
         stored = self.dbs[letter].insert(TABLES[letter], row)
         self.note_key(letter, stored["id"])
-        return self.model.add(letter, values, stored["id"], at)
+        if rec is None:
+            return self.model.add(letter, values, stored["id"], at)
+        assert rec.rows[letter] is None
+        rec.rows[letter], rec.keys[letter], rec.clocks[letter] = dict(values), stored["id"], at
+        return rec
 
     def do_update(self, rec: Record, letter: Letter, values: dict[str, Any]) -> None:
         """A user's update of `rec` on `letter` (any columns, the key included)."""
@@ -411,14 +429,11 @@ class MergeMachine(RuleBasedStateMachine):
         model_row.update((n, v) for n, v in values.items() if n in model_row)
         if "id" in values:
             rec.keys[letter] = values["id"]
-            rec.moves[letter] += 1
             self.note_key(letter, values["id"])
             if letter == "a":
                 rec.sor_key_ok = False  # b's copy of the SOR key is now out of date
         if "app_id" in values:
             rec.sor_key_ok = False
-        if "code" in values:
-            rec.new_ids[letter] = True
         rec.clocks[letter] = at
 
     def do_delete(self, rec: Record, letter: Letter) -> None:
@@ -447,10 +462,13 @@ class MergeMachine(RuleBasedStateMachine):
             if all(row.get(n) == v for n, v in values.items()):
                 return  # the same values again: no change, nothing to see
             written = self.model.writes(rec, letter)
-            if written and self.model.writes(rec, other(letter)) and 1 in STEER:
-                count("edit during a run: skipped, the run writes both sides (bug 1)")
-                return
-            count(f"edit during a run: {'in' if written else 'after'} its merge")
+            if not written:
+                count("edit during a run: after its merge")
+            elif self.model.writes(rec, other(letter)):
+                count("edit during a run: in its merge, both sides written")
+                self.model.half_applied(rec, letter)
+            else:
+                count("edit during a run: in its merge")
             at = self.now(letter)
             if written:  # this run's write of the row must fail and merge it again
                 self.do_update(rec, letter, values)
@@ -496,13 +514,7 @@ class MergeMachine(RuleBasedStateMachine):
             values = {n: data.draw(VALUES[n], label=f"{letter}.{n}") for n in FIELDS}
             values["code"] = code
             self.tick(dt)
-            if rec is None:
-                rec = self.do_insert(letter, values)
-                continue
-            at = self.now(letter)
-            stored = self.dbs[letter].insert(TABLES[letter], values)
-            self.note_key(letter, stored["id"])
-            rec.rows[letter], rec.keys[letter], rec.clocks[letter] = values, stored["id"], at
+            rec = self.do_insert(letter, values, rec)
 
     @rule(letter=SIDES, dt=STEPS_S, data=st.data())
     def update(self, letter: Letter, dt: float, data: st.DataObject) -> None:
@@ -537,20 +549,8 @@ class MergeMachine(RuleBasedStateMachine):
         if not self.has(letter):
             return
         rec = self.pick(data, letter)
-        if rec.moves[letter] and not self.second_move_keeps_the_link(rec, letter):
-            return
         self.tick(dt)
         self.do_update(rec, letter, {"id": self.new_key(letter)})
-
-    def second_move_keeps_the_link(self, rec: Record, letter: Letter) -> bool:
-        """Known bug 2: after two key changes of a row between syncs, only the first old
-        key finds the link; the record is then found by its identity alone (the shared
-        id, the SOR key on side b) or lost."""
-        if 2 not in STEER:
-            return True
-        if self.scenario.mode == "external_id":
-            return not rec.new_ids[letter]
-        return letter == "b" and rec.sor_key_ok
 
     @precondition(lambda self: self.scenario.mode == "external_id")
     @rule(letter=SIDES, dt=STEPS_S, data=st.data())
@@ -558,8 +558,6 @@ class MergeMachine(RuleBasedStateMachine):
         """A new shared identifier (or a first one for a row that had none)."""
         if self.has(letter):
             rec = self.pick(data, letter)
-            if rec.moves[letter] > 1 and 2 in STEER:
-                return  # known bug 2 (see second_move_keeps_the_link)
             self.tick(dt)
             self.do_update(rec, letter, {"code": self.new_code()})
 
@@ -570,8 +568,6 @@ class MergeMachine(RuleBasedStateMachine):
         if not any(self.model.records[r].base is not None for r in self.model.present("b")):
             return
         rec = self.pick(data, "b", synced=True)
-        if rec.moves["b"] > 1 and 2 in STEER:
-            return  # known bug 2 (see second_move_keeps_the_link)
         value = data.draw(st.sampled_from([None, -1 - rec.rid]), label="app_id")
         self.tick(dt)
         self.do_update(rec, "b", {"app_id": value})
@@ -732,84 +728,69 @@ def test_merge_properties(scenario: Scenario) -> None:
     )
 
 
-# --- known bugs, each its smallest example; `strict`: a fix makes them fail, remove the mark
+# --- the bugs the machine found, by their smallest examples -----------------------------
 
 
 def machine(name: str) -> MergeMachine:
     return machine_for(next(s for s in SCENARIOS if s.name == name))()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 1: a record written on both sides whose write on one side is stale keeps "
-    "the other side's write but not the shadow; the next run reads that write as a change",
-)
 def test_an_edit_during_the_run_is_not_overwritten_by_an_older_value() -> None:
+    """A record written on both sides whose write on one side is stale: the other side's
+    write is agreed, so the next run does not take it for a change of that side and undo
+    the edit that made the first write stale with it."""
     m = machine("system_of_record")
     rec = m.do_insert("a", {"name": "ann", "email": None, "score": None})
     m.run_sync()
     m.do_update(rec, "a", {"name": "bob"})
     m.do_update(rec, "b", {"email": "x@e"})
-    # run 1 writes a.email and b.name; a user sets a.name back to ann as it applies on a
+    # the run writes a.email and b.name; a user sets a.name back to ann as it applies on a
     m.edit_during_next_run(rec, "a", {"name": "ann"})
-    m.settle()
-    # a's own latest value, and b's email: the revert is not lost to a's older "bob"
+    m.run_sync()
+    # a's latest value, and b's email: the revert is not lost to a's older "bob"
     assert [(r["name"], r["email"]) for r in m.dbs["a"].rows(TABLES["a"])] == [("ann", "x@e")]
     assert [(r["name"], r["email"]) for r in m.dbs["b"].rows(TABLES["b"])] == [("ann", "x@e")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 1: a conflict decided in a run whose write on the other side is stale is "
-    "applied on one side, and its record dropped: the losing value is gone unrecorded",
-)
 def test_a_decision_applied_on_one_side_is_recorded() -> None:
+    """A conflict decided in a run whose write on the other side is stale, applied on one
+    side: its record is kept, with the losing value."""
     m = machine("external_id-newest")
-    a = m.do_insert("a", {"name": "bob", "email": None, "score": None, "code": "C1"})
-    m.dbs["b"].insert(TABLES["b"], {"name": "ann", "email": None, "score": 0, "code": "C1"})
-    # both born with the shared id C1: name and score differ; score: a tie (same second),
-    # a wins, b's 0 is overwritten by None; name: b wins (prefer b), written on a; a user
-    # changes a.name to ann as that write applies: it is stale
-    m.edit_during_next_run(a, "a", {"name": "ann"})
+    rec = m.do_insert("a", {"name": "bob", "email": None, "score": None, "code": "C1"})
+    m.do_insert("b", {"name": "ann", "email": None, "score": 0, "code": "C1"}, rec)
+    # born with the same id: score is a tie (the same second), a wins, b's 0 becomes None;
+    # name goes to b (prefer b), written on a, where a user sets ann as it applies: stale
+    m.edit_during_next_run(rec, "a", {"name": "ann"})
     m.settle()
     assert [r["score"] for r in m.dbs["b"].rows(TABLES["b"])] == [None]
     lost = [(c.field, c.value_b) for c in m.store.conflicts(SYNC, ENTITY)]
     assert ("score", 0) in lost, f"b's score 0 was overwritten, recorded: {lost}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 2: two key changes of a row between runs: only the first old key finds "
-    "the link, so the record is taken for a new one (the SOR side) and the other side's "
-    "row is deleted and created again",
-)
 def test_two_key_changes_between_runs_keep_the_link() -> None:
+    """Two key changes of a row before a run: one record, the other side's row kept."""
     m = machine("system_of_record")
     rec = m.do_insert("a", {"name": "ann", "email": None, "score": None})
     m.run_sync()
     (row_b,) = m.dbs["b"].rows(TABLES["b"])
     m.do_update(rec, "a", {"id": 2})
     m.do_update(rec, "a", {"id": 3})
-    m.settle()
-    # the same row on b, now pointing to the SOR's new key
+    m.run_sync()
+    # the same row on b, pointing to the SOR's new key
     assert [(r["id"], r["app_id"]) for r in m.dbs["b"].rows(TABLES["b"])] == [(row_b["id"], 3)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 3: update vs delete looks at the mapped fields only: a record whose only "
-    "change is a new external id, deleted on the other side, is deleted with no conflict",
-)
 def test_a_new_external_id_survives_a_delete_on_the_other_side() -> None:
+    """A new external id is an update: against a delete on the other side it survives,
+    created again there (DESIGN.md, update vs delete), and the conflict is recorded."""
     m = machine("external_id-prefer_a")
     values = {"name": "ann", "email": None, "score": None, "code": "C1"}
     rec = m.do_insert("a", values)
-    m.dbs["b"].insert(TABLES["b"], values)
-    m.settle()
-    m.dbs["b"].update(TABLES["b"], 1, {"code": "C2"})
+    m.do_insert("b", values, rec)
+    m.run_sync()
+    m.do_update(rec, "b", {"code": "C2"})
     m.do_delete(rec, "a")
-    m.settle()
-    # the update survives, created again where it was deleted (DESIGN.md: update vs delete)
+    m.run_sync()
     assert [r["code"] for r in m.dbs["b"].rows(TABLES["b"])] == ["C2"]
     assert [r["code"] for r in m.dbs["a"].rows(TABLES["a"])] == ["C2"]
     assert [c.field for c in m.store.conflicts(SYNC, ENTITY)] == ["__record__"]
