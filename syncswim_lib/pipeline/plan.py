@@ -417,15 +417,11 @@ class Planner:
             seen = tracked_of(m, present, row)
             w = Write.delete(ref, present, key, seen)
             plan.records.append(
-                RecordPlan(
+                self._for(
+                    rec,
                     ref,
-                    rec.entry_ids,
-                    rec.link,
-                    rec.keys.get("a"),
-                    rec.keys.get("b"),
-                    rec.ext_id,
                     None,
-                    (w,),
+                    writes=(w,),
                     drop_link=True,
                     detail={"decision": f"deleted on {m.side(gone).endpoint}"},
                 )
@@ -461,30 +457,42 @@ class Planner:
         assert key is not None
         w = Write.delete(ref, present, key, tracked_of(m, present, row))
         plan.records.append(
-            RecordPlan(
+            self._for(
+                rec,
                 ref,
-                rec.entry_ids,
-                rec.link,
-                rec.keys.get("a"),
-                rec.keys.get("b"),
-                rec.ext_id,
                 None,
-                (w,),
-                (conflict,),
+                writes=(w,),
+                conflicts=(conflict,),
                 drop_link=True,
                 status="conflict",
                 detail={"decision": "the delete wins (on_delete: delete)"},
             )
         )
 
-    def _drop(self, rec: _Record, ref: str, why: str) -> RecordPlan:
+    def _for(
+        self,
+        rec: _Record,
+        ref: str,
+        shadow: dict[str, Any] | None,
+        ext_id: str | Literal[False] | None = False,
+        **decided: Any,
+    ) -> RecordPlan:
+        """The plan of a record that keeps its keys (False: its external id too)."""
         return RecordPlan(
             ref,
             rec.entry_ids,
             rec.link,
             rec.keys.get("a"),
             rec.keys.get("b"),
-            rec.ext_id,
+            rec.ext_id if ext_id is False else ext_id,
+            shadow,
+            **decided,
+        )
+
+    def _drop(self, rec: _Record, ref: str, why: str) -> RecordPlan:
+        return self._for(
+            rec,
+            ref,
             None,
             drop_link=True,
             status="skipped",
@@ -695,16 +703,13 @@ class Planner:
             detail["reason"] = "already in step with the other side"
             plan.skipped += 1
         plan.records.append(
-            RecordPlan(
+            self._for(
+                rec,
                 ref,
-                rec.entry_ids,
-                rec.link,
-                rec.keys.get("a"),
-                rec.keys.get("b"),
-                ext_id,
                 new_shadow,
-                tuple(writes),
-                tuple(conflicts),
+                ext_id=ext_id,
+                writes=tuple(writes),
+                conflicts=tuple(conflicts),
                 status=status,
                 detail=detail,
             )
