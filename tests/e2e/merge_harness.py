@@ -20,6 +20,8 @@ import psycopg
 import pymysql
 from psycopg.rows import dict_row
 
+from tests.e2e.harness import wait_for
+
 SYNC = "app_shop"
 ENTITY = "customers"
 Side = Literal["app", "shop"]
@@ -167,17 +169,6 @@ def ext_customers(
 def customers(mode: str, **opts: Any) -> Schema:
     """`mode`: "sor" (app is the system of record) or "ext" (external id `code`)."""
     return sor_customers(**opts) if mode == "sor" else ext_customers(**opts)
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 @dataclass
