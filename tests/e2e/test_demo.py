@@ -426,6 +426,8 @@ def test_demo_stops_everything_when_dagster_dies(demo_dir: Path) -> None:
 
 _STUBBORN = """
 import signal, subprocess, sys, time
+# before the pid is printed: the test may send SIGINT as soon as it reads it
+signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
 ignore = sys.argv[1] == "ignore"
 child = [sys.executable, "-c",
          "import signal, time\\n"
@@ -435,10 +437,7 @@ child = [sys.executable, "-c",
 p = subprocess.Popen(child, stdout=subprocess.PIPE)
 p.stdout.readline()
 print(p.pid, flush=True)
-try:
-    time.sleep(300)
-except KeyboardInterrupt:
-    sys.exit(0)
+time.sleep(300)
 """
 
 
