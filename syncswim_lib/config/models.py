@@ -164,6 +164,22 @@ class Conflicts:
         return self.fields.get(field_a, self.default)
 
 
+# what happens on the other side when a parent is deleted on one side while rows there
+# still refer to it (docs/relationships.md)
+RefOnDelete = Literal["propagate", "set_null", "refuse"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A foreign key (database FK, later a Salesforce lookup): the child's mapped field
+    `column` (its side-a column) holds a key of `parent`'s rows, on each side in that
+    side's own ids; the value is translated through the parent entity's links."""
+
+    column: str
+    parent: str  # an entity of the same sync (itself for a self-reference)
+    on_delete: RefOnDelete = "propagate"
+
+
 @dataclass(frozen=True)
 class Entity:
     name: str
@@ -172,9 +188,8 @@ class Entity:
     side_b: SideSpec
     mode: Mode
     fields: tuple[FieldMap, ...]
-    # side-a column -> entity name in the same sync. Always empty for now: foreign keys
-    # are not translated yet, so the loader refuses `references:`.
-    references: FrozenDict[str, str]
+    # side-a column -> the reference it holds
+    references: FrozenDict[str, Reference]
     conflicts: Conflicts
     # letter -> a timestamp column holding the row's last-change time on that side;
     # `newest` compares it instead of the source's commit time
@@ -216,22 +231,105 @@ class Sync:
     batch_size: int | None
     entities: FrozenDict[str, Entity]  # declaration order
 
+    def parents(self, name: str) -> tuple[str, ...]:
+        """The entities `name` refers to (itself included for a self-reference)."""
+        return tuple(dict.fromkeys(r.parent for r in self.entities[name].references.values()))
+
+    def children(self, name: str) -> tuple[str, ...]:
+        return tuple(e for e in self.entities if name in self.parents(e))
+
+    def cycles(self) -> tuple[tuple[str, ...], ...]:
+        """The groups of entities that refer to each other in a circle (a self-reference is
+        a group of one), each in apply order."""
+        order = self.apply_order()
+        groups = _strong_components(list(self.entities), lambda n: [p for p in self.parents(n)])
+        out = []
+        for g in groups:
+            if len(g) > 1 or g[0] in self.parents(g[0]):
+                out.append(tuple(sorted(g, key=order.index)))
+        return tuple(sorted(out, key=lambda g: order.index(g[0])))
+
     def apply_order(self) -> tuple[str, ...]:
-        """Entity names, parents before children (by references, which are empty until
-        foreign keys are translated: declaration order)."""
-        done: list[str] = []
+        """Entity names, parents before children: the one order the CLI, Dagster and `full`
+        runs apply in (deletes go children first inside it, see docs/relationships.md).
+        Entities in a cycle keep their declaration order among themselves; the references
+        that point forward in it are set in a second pass."""
+        names = list(self.entities)
+        groups = _strong_components(names, lambda n: [p for p in self.parents(n)])
+        # a group is ready when every parent outside it is placed; among ready groups the
+        # one declared first goes first, so the order is stable under unrelated edits
+        placed: list[str] = []
+        left = [sorted(g, key=names.index) for g in groups]
+        while left:
+            for g in sorted(left, key=lambda g: names.index(g[0])):
+                outside = {p for n in g for p in self.parents(n)} - set(g)
+                if outside <= set(placed):
+                    placed.extend(g)
+                    left.remove(g)
+                    break
+        return tuple(placed)
 
-        def visit(name: str) -> None:
-            if name in done:
-                return
-            for parent in self.entities[name].references.values():
-                if parent != name:
-                    visit(parent)
-            done.append(name)
+    def forward_references(self) -> tuple[tuple[str, Reference], ...]:
+        """(child, reference) pairs whose parent is not before the child in apply order:
+        self-references and the back edges of cycles. A child row whose parent is new in
+        the same run is inserted without such a reference first, then updated."""
+        order = self.apply_order()
+        return tuple(
+            (name, ref)
+            for name in order
+            for ref in self.entities[name].references.values()
+            if order.index(ref.parent) >= order.index(name)
+        )
 
-        for name in self.entities:
-            visit(name)
-        return tuple(done)
+    def ancestors(self, name: str) -> tuple[str, ...]:
+        """Every entity `name` depends on through references, in apply order."""
+        seen: set[str] = set()
+        todo = [p for p in self.parents(name) if p != name]
+        while todo:
+            n = todo.pop()
+            if n in seen or n == name:
+                continue
+            seen.add(n)
+            todo.extend(self.parents(n))
+        return tuple(n for n in self.apply_order() if n in seen)
+
+    def descendants(self, name: str) -> tuple[str, ...]:
+        """Every entity that depends on `name` through references, in apply order."""
+        return tuple(n for n in self.apply_order() if n != name and name in self.ancestors(n))
+
+
+def _strong_components(names: list[str], edges: Callable[[str], Iterable[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of a small graph (entities of one sync)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges(v):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            out.append(group)
+
+    for n in names:
+        if n not in index:
+            visit(n)
+    return out
 
 
 @dataclass(frozen=True)
