@@ -6,7 +6,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from syncswim_lib.config.entities import ENTITY_KEYS, NOT_SUPPORTED, SyncScope, build_entity
+from syncswim_lib.config.entities import (
+    ENTITY_KEYS,
+    NOT_SUPPORTED,
+    SyncScope,
+    build_entity,
+    check_references,
+)
 from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
     ENDPOINT_KINDS,
@@ -160,6 +166,7 @@ def _sync(
         ent_at.name(entity_name, "an entity name")
         entities[entity_name] = build_entity(entity_name, entity_raw, scope, ent_at)
     _check_tables(entities, e_at)
+    check_references(entities, raw_entities, e_at)
     return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities))
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
@@ -21,6 +21,8 @@ from syncswim_lib.config.models import (
     Letter,
     Mode,
     OnDelete,
+    Reference,
+    RefOnDelete,
     SideSpec,
 )
 from syncswim_lib.config.transforms import (
@@ -31,9 +33,9 @@ from syncswim_lib.config.transforms import (
     python_target,
 )
 
-ENTITY_KEYS = ("mode", "fields", "conflicts", "clock")
+ENTITY_KEYS = ("mode", "fields", "conflicts", "clock", "references")
 # keys the format reserves for behaviour that is not built: refused with the reason
-NOT_SUPPORTED = {"references": "foreign keys are not translated yet"}
+NOT_SUPPORTED: dict[str, str] = {}
 # rules written as a bare word; `prefer` and `rule` take an argument
 NAMED_RULES = tuple(k for k in RULE_KINDS if k not in ("prefer", "rule"))
 RULE_EXPECTED = (
@@ -42,6 +44,10 @@ RULE_EXPECTED = (
 RULE_ARGS = "(value_a, value_b, base, time_a, time_b)"
 OWNS = ("conflicts", "all")
 ON_DELETE: tuple[OnDelete, ...] = ("keep", "delete")
+REFERENCE_KEYS = ("entity", "on_delete")
+REF_ON_DELETE: tuple[RefOnDelete, ...] = ("propagate", "set_null", "refuse")
+# rules that order values: on a reference they would compare ids of different parent rows
+ORDERING_RULES = ("max", "min")
 TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 OBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
@@ -353,6 +359,119 @@ def _clock(
     return FrozenDict(clocks)
 
 
+def _references(
+    raw: Any,
+    scope: SyncScope,
+    sides: dict[Letter, SideSpec],
+    mode: Mode,
+    fields: Sequence[FieldMap],
+    at: At,
+) -> FrozenDict[str, Reference]:
+    block = at.mapping(
+        raw, "a mapping of side-a column: parent entity (or {entity: ..., on_delete: ...})"
+    )
+    if not block:
+        raise at.error("expected at least one column: entity, got an empty mapping")
+    side = sides["a"]
+    mapped = [f.a for f in fields]
+    found: dict[str, Reference] = {}
+    for column, target in block.items():
+        r_at = at.key(column, block)
+        if not isinstance(column, str) or not column.strip():
+            raise r_at.error(f"expected a column name as key, got {describe(column)} (quote it)")
+        # the key and the external id identify this row; a reference holds another row's key
+        if column in side.key:
+            raise r_at.error(
+                f"{column!r} is the key of {side.endpoint}: a reference is a mapped field "
+                "that holds the parent's key"
+            )
+        if column == mode.ext_column_a:
+            raise r_at.error(
+                f"{column!r} is the external-id column of {side.endpoint}: a reference is a "
+                "mapped field that holds the parent's key"
+            )
+        field_map = next((f for f in fields if f.a == column), None)
+        if field_map is None:
+            raise r_at.error(
+                f"{column!r} is not a mapped field (mapped: {', '.join(mapped) or 'none'}"
+                f"{suggest(column, mapped)})"
+            )
+        if field_map.to_a is not None or field_map.to_b is not None:
+            raise r_at.error(
+                f"field {column!r} has a transform: a reference is translated through the "
+                "parent's links; a transform on it is not supported"
+            )
+        on_delete: RefOnDelete = "propagate"
+        if isinstance(target, dict):
+            long = r_at.mapping(target, "{entity: ..., on_delete: ...}")
+            r_at.keys(long, REFERENCE_KEYS, ("entity",), "a reference")
+            parent_at = r_at.key("entity", long)
+            parent_raw = long["entity"]
+            if "on_delete" in long:
+                value = r_at.key("on_delete", long).one_of(
+                    long["on_delete"], REF_ON_DELETE, "on_delete"
+                )
+                on_delete = cast(RefOnDelete, value)
+        else:
+            parent_at, parent_raw = r_at, target
+        parent = parent_at.text(parent_raw, "an entity name or {entity: ..., on_delete: ...}")
+        if parent not in scope.entity_names:
+            raise parent_at.error(
+                f"unknown entity {parent!r} (entities of sync {scope.sync}: "
+                f"{', '.join(scope.entity_names)}{suggest(parent, scope.entity_names)})"
+            )
+        found[column] = Reference(column, parent, on_delete)
+    return FrozenDict(found)
+
+
+def _check_reference_rules(
+    raw: Any, conflicts: Conflicts, references: Mapping[str, Reference], at: At
+) -> None:
+    """max and min order values; a reference's values are ids of different parent rows."""
+    for column, ref in references.items():
+        explicit = conflicts.fields.get(column)
+        rule = explicit or conflicts.default
+        if rule.kind not in ORDERING_RULES:
+            continue
+        block = at.mapping(raw, "conflicts")
+        why = f"it would compare ids of different {ref.parent} rows"
+        if explicit is not None:
+            f_at = at.key("fields", block)
+            raise f_at.key(column, block["fields"]).error(
+                f"conflict rule {rule.kind} on reference {column!r} (-> {ref.parent}): {why} "
+                "(use newest, non_null, manual, {prefer: ...} or {rule: ...})"
+            )
+        raise at.key("default", block).error(
+            f"the default rule {rule.kind} applies to reference {column!r} (-> {ref.parent}): "
+            f"{why} (give {column} its own rule in conflicts.fields)"
+        )
+
+
+def _position(raw: Any, at: At, *names: str) -> At:
+    """Where `raw[names[0]][names[1]]...` sits, for checks made after the entities are built."""
+    for name in names:
+        at = at.key(name, raw)
+        raw = raw.get(name) if isinstance(raw, dict) else None
+    return at
+
+
+def check_references(entities: Mapping[str, Entity], raw: Any, at: At) -> None:
+    """Checks that need the parent's declaration: a child may be declared before its parent,
+    so they run once every entity of the sync is built. `raw` and `at` are the sync's
+    `entities` block and its position."""
+    for entity in entities.values():
+        for column, ref in entity.references.items():
+            parent = entities[ref.parent]
+            for side in (parent.side_a, parent.side_b):
+                if len(side.key) == 1:
+                    continue
+                where = _position(raw, at, entity.name, "references", column)
+                raise where.error(
+                    f"{ref.parent} has the key [{', '.join(side.key)}] on {side.endpoint}: "
+                    "composite keys are not supported for references yet"
+                )
+
+
 def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
     block = at.mapping(raw, "an entity block (one block per endpoint, mode, fields)")
     allowed = (*scope.names, *ENTITY_KEYS)
@@ -375,6 +494,14 @@ def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
     clock: FrozenDict[Letter, str] = FrozenDict()
     if block.get("clock") is not None:
         clock = _clock(block["clock"], scope, sides, mode, fields, at.key("clock", block))
+    references: FrozenDict[str, Reference] = FrozenDict()
+    if block.get("references") is not None:
+        references = _references(
+            block["references"], scope, sides, mode, fields, at.key("references", block)
+        )
+        _check_reference_rules(
+            block.get("conflicts"), conflicts, references, at.key("conflicts", block)
+        )
     return Entity(
-        name, scope.sync, sides["a"], sides["b"], mode, fields, FrozenDict(), conflicts, clock
+        name, scope.sync, sides["a"], sides["b"], mode, fields, references, conflicts, clock
     )

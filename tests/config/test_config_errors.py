@@ -251,11 +251,6 @@ CASES = {
         "syncs.app_shop.entities.customers.fields.full_name.transform.crm",
         "endpoint 'crm' is not part of sync app_shop",
     ),
-    "references_not_supported": (
-        edit(ORDERS, ORDERS + "\n        references: {customer_id: customers}"),
-        "syncs.app_shop.entities.orders.references",
-        "references is not supported yet (foreign keys are not translated yet) (line 22)",
-    ),
     "conflict_prefer_unknown_side": (
         edit(
             ORDERS,
@@ -447,9 +442,9 @@ CASES = {
 }
 
 
-def orders_with(key: str, value: str) -> str:
-    """BASE with one more key in the orders entity (external-id mode)."""
-    return edit(ORDERS, f"{ORDERS}\n        {key}: {value}")
+def orders_with(key: str, value: str, text: str = BASE) -> str:
+    """`text` with one more key in the orders entity (external-id mode)."""
+    return edit(ORDERS, f"{ORDERS}\n        {key}: {value}", text)
 
 
 SOR_MODE = "mode: {system_of_record: app_db, external_id: {shop_db: app_customer_id}}"
@@ -465,9 +460,13 @@ def customers_with(key: str, value: str, mode: str = SOR_MODE, text: str = BASE)
     )
 
 
+COMPOSITE_CUSTOMERS = edit(
+    "shop_db: {table: customers, key: [id]}", "shop_db: {table: customers, key: [region, id]}"
+)
 OWNS_ALL = "mode: {system_of_record: app_db, owns: all, external_id: {shop_db: app_customer_id}}"
 CONFLICTS = "syncs.app_shop.entities.orders.conflicts"
 CLOCK = "syncs.app_shop.entities.customers.clock"
+REFS = "syncs.app_shop.entities.orders.references"
 
 CASES.update(
     {
@@ -628,6 +627,109 @@ CASES.update(
             customers_with("clock", "{shop_db: app_customer_id}"),
             f"{CLOCK}.shop_db",
             "'app_customer_id' is the external-id column of shop_db, not a change time",
+        ),
+        "references_not_a_mapping": (
+            orders_with("references", "customers"),
+            REFS,
+            "expected a mapping of side-a column: parent entity (or {entity: ..., on_delete: "
+            "...}), got the text 'customers' (line 22)",
+        ),
+        "references_empty": (
+            orders_with("references", "{}"),
+            REFS,
+            "expected at least one column: entity, got an empty mapping",
+        ),
+        "reference_column_not_mapped": (
+            orders_with("references", "{customerid: customers}"),
+            f"{REFS}.customerid",
+            "'customerid' is not a mapped field (mapped: customer_id, total; "
+            "did you mean 'customer_id'?) (line 22)",
+        ),
+        "reference_to_unknown_entity": (
+            orders_with("references", "{customer_id: customer}"),
+            f"{REFS}.customer_id",
+            "unknown entity 'customer' (entities of sync app_shop: customers, orders; "
+            "did you mean 'customers'?)",
+        ),
+        "reference_long_form_to_unknown_entity": (
+            orders_with("references", "{customer_id: {entity: clients, on_delete: refuse}}"),
+            f"{REFS}.customer_id.entity",
+            "unknown entity 'clients' (entities of sync app_shop: customers, orders)",
+        ),
+        "reference_entity_not_text": (
+            orders_with("references", "{customer_id: 12}"),
+            f"{REFS}.customer_id",
+            "expected an entity name or {entity: ..., on_delete: ...}, got the number 12",
+        ),
+        "reference_long_form_unknown_key": (
+            orders_with("references", "{customer_id: {entity: customers, ondelete: refuse}}"),
+            f"{REFS}.customer_id.ondelete",
+            "unknown key 'ondelete' in a reference (expected one of: entity, on_delete; "
+            "did you mean 'on_delete'?)",
+        ),
+        "reference_long_form_without_entity": (
+            orders_with("references", "{customer_id: {on_delete: refuse}}"),
+            f"{REFS}.customer_id",
+            "missing key 'entity' in a reference",
+        ),
+        "reference_unknown_on_delete": (
+            orders_with("references", "{customer_id: {entity: customers, on_delete: cascade}}"),
+            f"{REFS}.customer_id.on_delete",
+            "unknown on_delete 'cascade' (expected one of: propagate, set_null, refuse)",
+        ),
+        "reference_on_a_transformed_field": (
+            customers_with("references", "{full_name: orders}"),
+            "syncs.app_shop.entities.customers.references.full_name",
+            "field 'full_name' has a transform: a reference is translated through the parent's "
+            "links; a transform on it is not supported (line 17)",
+        ),
+        "reference_on_the_key": (
+            orders_with("references", "{id: customers}"),
+            f"{REFS}.id",
+            "'id' is the key of app_db: a reference is a mapped field that holds the parent's key",
+        ),
+        "reference_on_the_external_id": (
+            orders_with("references", "{order_code: customers}"),
+            f"{REFS}.order_code",
+            "'order_code' is the external-id column of app_db: a reference is a mapped field",
+        ),
+        "reference_with_a_max_rule": (
+            orders_with(
+                "conflicts",
+                "{fields: {customer_id: max}}\n        references: {customer_id: customers}",
+            ),
+            f"{CONFLICTS}.fields.customer_id",
+            "conflict rule max on reference 'customer_id' (-> customers): it would compare ids "
+            "of different customers rows (use newest, non_null, manual, {prefer: ...} or "
+            "{rule: ...}) (line 22)",
+        ),
+        "reference_under_a_min_default": (
+            orders_with(
+                "conflicts", "{default: min}\n        references: {customer_id: customers}"
+            ),
+            f"{CONFLICTS}.default",
+            "the default rule min applies to reference 'customer_id' (-> customers): it would "
+            "compare ids of different customers rows (give customer_id its own rule in "
+            "conflicts.fields)",
+        ),
+        "reference_to_a_composite_key": (
+            orders_with("references", "{customer_id: customers}", text=COMPOSITE_CUSTOMERS),
+            f"{REFS}.customer_id",
+            "customers has the key [region, id] on shop_db: composite keys are not supported "
+            "for references yet (line 22)",
+        ),
+        "reference_to_a_composite_key_declared_later": (
+            customers_with(
+                "references",
+                "{credit_limit: orders}",
+                text=edit(
+                    "shop_db: {table: orders, key: [id]}",
+                    "shop_db: {table: orders, key: [shop, id]}",
+                ),
+            ),
+            "syncs.app_shop.entities.customers.references.credit_limit",
+            "orders has the key [shop, id] on shop_db: composite keys are not supported for "
+            "references yet (line 17)",
         ),
     }
 )

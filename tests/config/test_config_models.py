@@ -22,10 +22,12 @@ from syncswim_lib.config import (
     Project,
     Secret,
     SideSpec,
+    Sync,
     Transform,
     load_project,
     parse_project,
 )
+from syncswim_lib.config.models import Reference
 from syncswim_lib.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -104,7 +106,9 @@ def test_full_sor_example(project_dir: Path, no_secrets: None) -> None:
     # SOR mode: ties go to the system of record; an update beats a delete
     assert (conflicts.tie_break, conflicts.on_delete, conflicts.owns_all) == ("a", "keep", False)
     orders = sync.entities["orders"]
-    assert orders.references == {}
+    assert orders.references == {
+        "customer_id": Reference("customer_id", "customers", on_delete="refuse")
+    }
     assert orders.clock == {}
     total = orders.field("total")
     assert total is not None and total.to_a is not None and total.to_b is None
@@ -147,9 +151,10 @@ def test_full_external_id_example(project_dir: Path, no_secrets: None) -> None:
     assert contacts.conflicts == Conflicts(
         ConflictRule("prefer", prefer="a"), FrozenDict(), declared=False, tie_break="a"
     )
-    # no references (foreign keys are not translated yet): declaration order
+    # the short form: on_delete propagate; the parent is declared after its child
+    assert contacts.references == {"customer_id": Reference("customer_id", "customers")}
     assert list(sync.entities) == ["contacts", "customers"]
-    assert sync.apply_order() == ("contacts", "customers")
+    assert sync.apply_order() == ("customers", "contacts")
     assert project.endpoints["crm"].resolve_setting("api_version") == "59.0"
 
 
@@ -304,3 +309,105 @@ def test_build_from_plain_python_values() -> None:
         "keys and external ids are matched through the mode and written by the sync, they "
         "cannot be mapped as fields"
     )
+
+
+RELATIONS = """\
+endpoints:
+  app_db:  {kind: postgres, dsn: {env: APP_DB_DSN}}
+  shop_db: {kind: mysql, dsn: {env: SHOP_DB_DSN}}
+syncs:
+  app_shop:
+    between: [app_db, shop_db]
+    entities:
+"""
+
+
+def entity(name: str, columns: tuple[str, ...] = (), references: str = "") -> str:
+    """An external-id entity block whose `columns` (and `label`) have the same name on both
+    sides."""
+    mapped = ", ".join(f"{c}: {c}" for c in (*columns, "label"))
+    block = (
+        f"      {name}:\n"
+        f"        app_db:  {{table: {name}, key: [id]}}\n"
+        f"        shop_db: {{table: {name}, key: [id]}}\n"
+        f"        mode: {{external_id: {{app_db: code, shop_db: code}}}}\n"
+        f"        fields: {{{mapped}}}\n"
+    )
+    return block + (f"        references: {references}\n" if references else "")
+
+
+def relations(*entities: str) -> Sync:
+    return load_project_text(RELATIONS + "".join(entities)).syncs["app_shop"]
+
+
+def test_children_declared_before_their_parents() -> None:
+    sync = relations(
+        entity("order_lines", ("order_id",), "{order_id: orders}"),
+        entity("orders", ("customer_id",), "{customer_id: {entity: customers}}"),
+        entity("notes"),
+        entity("customers"),
+    )
+    assert sync.apply_order() == ("notes", "customers", "orders", "order_lines")
+    assert sync.parents("order_lines") == ("orders",)
+    assert sync.children("customers") == ("orders",)
+    assert sync.ancestors("order_lines") == ("customers", "orders")
+    assert sync.descendants("customers") == ("orders", "order_lines")
+    assert sync.descendants("notes") == ()
+    assert sync.cycles() == ()
+    assert sync.forward_references() == ()
+    assert sync.entities["orders"].references["customer_id"].on_delete == "propagate"
+
+
+def test_a_self_reference() -> None:
+    sync = relations(
+        entity(
+            "employees",
+            ("reports_to", "mentor_id"),
+            "{reports_to: {entity: employees, on_delete: set_null}, mentor_id: employees}",
+        ),
+        entity("badges", ("employee_id",), "{employee_id: employees}"),
+    )
+    employees = sync.entities["employees"]
+    assert employees.references == {
+        "reports_to": Reference("reports_to", "employees", "set_null"),
+        "mentor_id": Reference("mentor_id", "employees", "propagate"),
+    }
+    assert sync.apply_order() == ("employees", "badges")
+    assert sync.parents("employees") == ("employees",)
+    assert sync.cycles() == (("employees",),)
+    assert sync.forward_references() == (
+        ("employees", employees.references["reports_to"]),
+        ("employees", employees.references["mentor_id"]),
+    )
+    assert sync.ancestors("employees") == ()
+    assert sync.descendants("employees") == ("badges",)
+
+
+def test_two_entities_that_refer_to_each_other() -> None:
+    sync = relations(
+        entity("tickets", ("owner_id",), "{owner_id: agents}"),
+        entity("queues"),
+        entity(
+            "agents", ("current_ticket", "queue_id"), "{current_ticket: tickets, queue_id: queues}"
+        ),
+    )
+    # the cycle keeps its declaration order once its outside parent (queues) is placed
+    assert sync.apply_order() == ("queues", "tickets", "agents")
+    assert sync.cycles() == (("tickets", "agents"),)
+    tickets, agents = sync.entities["tickets"], sync.entities["agents"]
+    assert sync.forward_references() == (("tickets", tickets.references["owner_id"]),)
+    assert sync.ancestors("tickets") == ("queues", "agents")
+    assert sync.descendants("queues") == ("tickets", "agents")
+    assert agents.references["current_ticket"].parent == "tickets"
+
+
+def test_a_max_default_with_a_reference_that_has_its_own_rule() -> None:
+    text = entity("customers") + entity("orders", ("customer_id", "total"))
+    text += (
+        "        conflicts: {default: max, fields: {customer_id: newest}}\n"
+        "        references: {customer_id: customers}\n"
+    )
+    orders = relations(text).entities["orders"]
+    assert orders.conflicts.rule_for("total").kind == "max"
+    assert orders.conflicts.rule_for("customer_id").kind == "newest"
+    assert list(orders.references) == ["customer_id"]
