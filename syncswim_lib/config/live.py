@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from syncswim_lib.config.convert import check_conversion, check_key_storage
-from syncswim_lib.config.models import Entity, Letter, Project
+from syncswim_lib.config.convert import (
+    Conversion,
+    check_conversion,
+    check_key_storage,
+    int_digits,
+    int_range,
+)
+from syncswim_lib.config.models import Entity, Letter, Project, Reference, Sync
 from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.errors import ConfigError
 
@@ -19,6 +25,55 @@ Describe = Callable[[str, str], TableInfo]
 LETTERS: tuple[Letter, Letter] = ("a", "b")
 DIRECTIONS: tuple[tuple[Letter, Letter], ...] = (("a", "b"), ("b", "a"))
 CLOCK_FAMILIES = ("timestamp", "timestamptz")
+UUID_TEXT_WIDTH = 36
+
+
+def _key_width(key: ColumnInfo) -> int | None:
+    """Characters a key takes as text; None when it has no bound."""
+    if key.family == "int":
+        return int_digits(key)  # generated keys are positive: no sign
+    if key.family == "uuid":
+        return UUID_TEXT_WIDTH
+    return key.max_length if key.family == "text" else None
+
+
+def reference_fit(key: ColumnInfo, column: ColumnInfo) -> Conversion:
+    """Can `column` hold every value of the parent's key column `key` on the same side?
+
+    A reference holds another row's key as it is, never converted: a family that cannot
+    hold the key is an error; a narrower integer or a shorter text is a warning (the
+    parent's keys may still fit today)."""
+    if column.family == "int" and key.family != "int":
+        return Conversion(False, (f"{key.family} keys cannot be stored in an integer column",))
+    if key.family == "int" and column.family not in ("int", "text"):
+        return Conversion(False, ("integer keys need an integer or text column",))
+    if column.family not in (key.family, "text"):
+        return Conversion(
+            False, (f"{key.db_type} keys cannot be stored in a {column.db_type} column",)
+        )
+    if column.family == "int":
+        high, needed = int_range(column)[1], int_range(key)[1]
+        if high < needed:
+            return Conversion(
+                True,
+                (
+                    f"{column.db_type} holds keys up to {high}, {key.db_type} ones go up to "
+                    f"{needed}: a child of a parent with a larger key will be rejected",
+                ),
+            )
+        return Conversion(True)
+    if column.family == "text" and column.max_length is not None:
+        width = _key_width(key)
+        if width is None or width > column.max_length:
+            needs = "may be longer" if width is None else f"need up to {width}"
+            return Conversion(
+                True,
+                (
+                    f"{column.db_type} holds {column.max_length} characters, {key.db_type} "
+                    f"keys {needs}: a child of a parent with a longer key will be rejected",
+                ),
+            )
+    return Conversion(True)
 
 
 class _Checker:
@@ -211,6 +266,8 @@ class _Checker:
                     )
                 if f.transform_to(dst) is not None:
                     continue  # the user said how: trust the transform
+                if f.a in entity.references:
+                    continue  # not converted but translated: `references` checks the keys
                 conv = check_conversion(cols[src], cols[dst], *self.kinds(entity, src, dst))
                 where = (
                     f"{entity.side(src).endpoint}.{cols[src].name} ({cols[src].db_type}) -> "
@@ -221,6 +278,54 @@ class _Checker:
                 for reason in conv.reasons:
                     self.warn(path, f"{where}: {reason}")
 
+    def references(self, sync: Sync) -> None:
+        """Each side's foreign-key column holds the parent's key on that side."""
+        forward = {(child, ref.column) for child, ref in sync.forward_references()}
+        for entity in sync.entities.values():
+            for ref in entity.references.values():
+                self.reference(sync, entity, ref, (entity.name, ref.column) in forward)
+
+    def reference(self, sync: Sync, entity: Entity, ref: Reference, forward: bool) -> None:
+        base = f"syncs.{sync.name}.entities.{entity.name}"
+        parent = sync.entities[ref.parent]
+        parent_base = f"syncs.{sync.name}.entities.{parent.name}"
+        field_map = entity.field(ref.column)
+        path = f"{base}.references.{ref.column}"
+        if field_map is None:  # the loader refuses it; a model built in code may not
+            raise self.error(path, f"{ref.column!r} is not a mapped field")
+        for letter in LETTERS:
+            side, parent_side = entity.side(letter), parent.side(letter)
+            column = self.column(
+                self.table(entity, letter, base),
+                side.endpoint,
+                field_map.column(letter),
+                f"{base}.fields.{ref.column}",
+            )
+            key = self.column(
+                self.table(parent, letter, parent_base),
+                parent_side.endpoint,
+                parent_side.key[0],
+                f"{parent_base}.{parent_side.endpoint}.key",
+            )
+            fit = reference_fit(key, column)
+            where = (
+                f"{side.endpoint} column {column.name!r} ({column.db_type}) "
+                f"{'holds' if fit.possible else 'cannot hold'} the keys of {parent.name} on "
+                f"{side.endpoint} ({parent_side.table}.{key.name}, {key.db_type})"
+            )
+            if not fit.possible:
+                raise self.error(path, f"{where}: {fit.reason}")
+            for reason in fit.reasons:
+                self.warn(path, f"{where}: {reason}")
+            if forward and not column.nullable:
+                self.warn(
+                    path,
+                    f"{side.endpoint} column {column.name!r} is NOT NULL, but "
+                    f"{ref.column} -> {ref.parent} is a forward reference: rows that refer to "
+                    f"each other in a circle cannot be inserted in two passes on "
+                    f"{side.endpoint} (first without {column.name}) and will wait",
+                )
+
 
 def validate_live(project: Project, describe: Describe) -> list[str]:
     """Check every entity's tables, columns and types; returns warnings, raises ConfigError."""
@@ -228,4 +333,6 @@ def validate_live(project: Project, describe: Describe) -> list[str]:
     for sync in project.syncs.values():
         for entity in sync.entities.values():
             checker.entity(entity)
+        # after every entity of the sync: a parent may be declared after its children
+        checker.references(sync)
     return checker.warnings

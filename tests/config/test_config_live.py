@@ -477,3 +477,142 @@ def test_a_clock_column_is_a_timestamp(mixed: Describe) -> None:
     err = live_error(text + "        clock: {shop_db: modified}\n", mixed)
     assert err.path == path
     assert "column 'modified' does not exist in shop_db" in str(err)
+
+
+RELATED_PG = """
+CREATE TABLE parents (id bigserial PRIMARY KEY, code varchar(64) UNIQUE, label varchar(50));
+CREATE TABLE coded (code varchar(20) PRIMARY KEY, label varchar(50));
+CREATE TABLE kids (
+    id serial PRIMARY KEY,
+    code varchar(64) UNIQUE,
+    label varchar(50),
+    parent_id bigint,
+    parent_small integer,
+    coded_id integer,
+    boss_id integer
+);
+"""
+RELATED_MYSQL = [
+    """CREATE TABLE parents (id int AUTO_INCREMENT PRIMARY KEY, code varchar(64) NULL UNIQUE,
+        label varchar(50))""",
+    """CREATE TABLE coded (id int AUTO_INCREMENT PRIMARY KEY, code varchar(20) NULL UNIQUE,
+        label varchar(50))""",
+    """CREATE TABLE kids (
+        id int AUTO_INCREMENT PRIMARY KEY,
+        code varchar(64) NULL UNIQUE,
+        label varchar(50),
+        parent_id int NULL,
+        parent_date date NULL,
+        parent_short varchar(3) NULL,
+        coded_id int NULL,
+        boss_id int NOT NULL
+    )""",
+]
+KIDS_FIELDS = "        fields: {label: label, parent_id: parent_id}\n"
+KIDS_REFS = "        references: {parent_id: parents}\n"
+# the children first: the checks see every parent whatever the declaration order
+RELATED = f"""\
+endpoints:
+  app_db:  {{kind: postgres, dsn: {{env: APP_DB_DSN}}}}
+  shop_db: {{kind: mysql, dsn: {{env: SHOP_DB_DSN}}}}
+syncs:
+  app_shop:
+    between: [app_db, shop_db]
+    entities:
+      kids:
+        app_db:  {{table: public.kids, key: [id]}}
+        shop_db: {{table: kids, key: [id]}}
+        mode: {{external_id: {{app_db: code, shop_db: code}}}}
+{KIDS_FIELDS}{KIDS_REFS}      parents:
+        app_db:  {{table: public.parents, key: [id]}}
+        shop_db: {{table: parents, key: [id]}}
+        mode: {{external_id: {{app_db: code, shop_db: code}}}}
+        fields: {{label: label}}
+      coded:
+        app_db:  {{table: public.coded, key: [code]}}
+        shop_db: {{table: coded, key: [id]}}
+        mode: {{external_id: {{app_db: code, shop_db: code}}}}
+        fields: {{label: label}}
+"""
+REF = "syncs.app_shop.entities.kids.references"
+
+
+@pytest.fixture
+def related(describe: Describe, pg_dsn: str, mysql_dsn: str) -> Describe:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(RELATED_PG)
+    target = MySQLConnector(mysql_dsn, "shop_db")
+    conn2 = pymysql.connect(
+        host="127.0.0.1", port=target.dsn.port, user="root", database=target.db, autocommit=True
+    )
+    with conn2.cursor() as cur:
+        for statement in RELATED_MYSQL:
+            cur.execute(statement)
+    conn2.close()
+    target.close()
+    return describe
+
+
+def kids(fields: str, references: str) -> str:
+    text = edit(KIDS_FIELDS, f"        fields: {fields}\n", RELATED)
+    return edit(KIDS_REFS, f"        references: {references}\n", text)
+
+
+def test_reference_columns_hold_the_parents_keys(related: Describe) -> None:
+    # app_db bigint -> shop_db int is not a narrowing here: each side holds its own keys
+    assert validate_live(project(RELATED), related) == []
+
+
+def test_a_narrower_integer_reference_warns(related: Describe) -> None:
+    text = kids("{label: label, parent_small: parent_id}", "{parent_small: parents}")
+    assert validate_live(project(text), related) == [
+        f"{REF}.parent_small: app_db column 'parent_small' (integer) holds the keys of parents "
+        "on app_db (public.parents.id, bigint): integer holds keys up to 2147483647, bigint "
+        "ones go up to 9223372036854775807: a child of a parent with a larger key will be "
+        "rejected",
+    ]
+
+
+def test_a_shorter_text_reference_warns(related: Describe) -> None:
+    text = kids("{label: label, parent_id: parent_short}", "{parent_id: parents}")
+    assert validate_live(project(text), related) == [
+        f"{REF}.parent_id: shop_db column 'parent_short' (varchar(3)) holds the keys of parents "
+        "on shop_db (parents.id, int(11)): varchar(3) holds 3 characters, int(11) keys need up "
+        "to 10: a child of a parent with a longer key will be rejected",
+    ]
+
+
+def test_an_integer_key_into_a_date_column_is_an_error(related: Describe) -> None:
+    text = kids("{label: label, parent_id: parent_date}", "{parent_id: parents}")
+    err = live_error(text, related)
+    assert err.path == f"{REF}.parent_id"
+    assert str(err) == (
+        f"sync.yaml: {REF}.parent_id: shop_db column 'parent_date' (date) cannot hold the keys "
+        "of parents on shop_db (parents.id, int(11)): integer keys need an integer or text "
+        "column"
+    )
+
+
+def test_a_text_key_into_an_integer_column_is_an_error(related: Describe) -> None:
+    text = kids("{label: label, coded_id: coded_id}", "{coded_id: coded}")
+    err = live_error(text, related)
+    assert err.path == f"{REF}.coded_id"
+    assert (
+        "app_db column 'coded_id' (integer) cannot hold the keys of coded on app_db "
+        "(public.coded.code, character varying(20)): text keys cannot be stored in an integer "
+        "column" in str(err)
+    )
+
+
+def test_a_not_null_forward_reference_warns(related: Describe) -> None:
+    text = kids(
+        "{label: label, boss_id: boss_id}", "{boss_id: {entity: kids, on_delete: set_null}}"
+    )
+    # only shop_db's column is NOT NULL; a reference to an earlier entity needs no NULL
+    assert validate_live(project(text), related) == [
+        f"{REF}.boss_id: shop_db column 'boss_id' is NOT NULL, but boss_id -> kids is a forward "
+        "reference: rows that refer to each other in a circle cannot be inserted in two passes "
+        "on shop_db (first without boss_id) and will wait",
+    ]
+    backward = kids("{label: label, boss_id: boss_id}", "{boss_id: parents}")
+    assert [w for w in validate_live(project(backward), related) if "NOT NULL" in w] == []
