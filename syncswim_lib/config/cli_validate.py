@@ -1,6 +1,7 @@
 """`syncswim validate PATH`: load the declaration, check it against the live tables.
 
-Prints "OK: N syncs, M entities" (warnings on stderr) and returns 0, or prints the one
+Prints, for each sync with references, its apply order and how each cycle is applied,
+then "OK: N syncs, M entities" (warnings on stderr) and returns 0; or prints the one
 error line on stderr and returns 2.
 """
 
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from syncswim_lib.config.live import Describe, validate_live
 from syncswim_lib.config.loader import load_project
-from syncswim_lib.config.models import Endpoint, Project
+from syncswim_lib.config.models import Endpoint, Project, Sync
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.errors import ConfigError, SyncSwimError
@@ -99,6 +100,49 @@ class LiveDescriber:
         self.connectors.clear()
 
 
+def _and(items: Sequence[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def relationship_lines(sync: Sync) -> list[str]:
+    """The apply order of a sync with references, and how each of its cycles is applied
+    (docs/relationships.md): what the runs will do, said before they do it."""
+    if not any(e.references for e in sync.entities.values()):
+        return []
+    lines = [f"{sync.name}: apply order {' -> '.join(sync.apply_order())}"]
+    forward = sync.forward_references()
+    for group in sync.cycles():
+        later = [(child, ref.column) for child, ref in forward if child in group]
+        if len(group) == 1:
+            columns = [column for _, column in later]
+            lines.append(
+                f"{sync.name}: {group[0]} refers to itself ({', '.join(columns)}): rows are "
+                f"inserted parents first; a circle of rows is inserted without "
+                f"{_and(columns)}, which {'is' if len(columns) == 1 else 'are'} set in a "
+                "second pass"
+            )
+            continue
+        edges = [
+            f"{name}.{ref.column} -> {ref.parent}"
+            for name in group
+            for ref in sync.entities[name].references.values()
+            if ref.parent in group
+        ]
+        by_child: dict[str, list[str]] = {}
+        for child, column in later:
+            by_child.setdefault(child, []).append(column)
+        left_out = [
+            f"rows of {child} {'are inserted ' if i == 0 else ''}without {_and(columns)}"
+            for i, (child, columns) in enumerate(by_child.items())
+        ]
+        lines.append(
+            f"{sync.name}: {', '.join(group)} refer to each other ({', '.join(edges)}): they "
+            f"are applied in this order; {_and(left_out)}, which "
+            f"{'is' if len(later) == 1 else 'are'} set in a second pass"
+        )
+    return lines
+
+
 def run_validate(
     path: str,
     live: bool = True,
@@ -128,6 +172,9 @@ def run_validate(
         return EXIT_INVALID
     for warning in warnings:
         print(f"warning: {warning}", file=err)
+    for sync in project.syncs.values():
+        for line in relationship_lines(sync):
+            print(line, file=out)
     entities = sum(len(s.entities) for s in project.syncs.values())
     print(f"OK: {len(project.syncs)} syncs, {entities} entities", file=out)
     return EXIT_OK

@@ -153,3 +153,64 @@ def test_driver_messages_are_scrubbed_of_secrets(
         f"{declaration}: endpoints.app_db: cannot use postgres endpoint app_db: "
         "RuntimeError: bad connection string ***"
     )
+
+
+def entity_block(name: str, columns: str, references: str) -> str:
+    return (
+        f"      {name}:\n"
+        f"        app_db:  {{table: public.{name}, key: [id]}}\n"
+        f"        shop_db: {{table: {name}, key: [id]}}\n"
+        f"        mode: {{external_id: {{app_db: code, shop_db: code}}}}\n"
+        f"        fields: {{{columns}}}\n"
+        f"        references: {references}\n"
+    )
+
+
+def test_offline_prints_the_apply_order_and_the_cycles(
+    declaration: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = YAML.replace("  app_shop:", "  plain:", 1) + YAML.split("syncs:\n")[1]
+    text += entity_block("order_lines", "order_id: order_id", "{order_id: orders}")
+    text += entity_block("orders", "customer_id: customer_id", "{customer_id: customers}")
+    text += entity_block(
+        "employees",
+        "reports_to: reports_to, mentor_id: mentor_id",
+        "{reports_to: {entity: employees, on_delete: set_null}, mentor_id: employees}",
+    )
+    text += entity_block("a", "b_id: b_id", "{b_id: b}")
+    text += entity_block("b", "a_id: a_id, c_id: c_id", "{a_id: a, c_id: c}")
+    text += entity_block("c", "b_id: b_id, a_id: a_id", "{b_id: b, a_id: a}")
+    declaration.write_text(text)
+    assert run_validate(str(declaration), live=False) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    # the sync without references prints what it always did: nothing but the count
+    assert out.splitlines() == [
+        "app_shop: apply order customers -> orders -> order_lines -> employees -> a -> b -> c",
+        "app_shop: employees refers to itself (reports_to, mentor_id): rows are inserted "
+        "parents first; a circle of rows is inserted without reports_to and mentor_id, which "
+        "are set in a second pass",
+        "app_shop: a, b, c refer to each other (a.b_id -> b, b.a_id -> a, b.c_id -> c, "
+        "c.b_id -> b, c.a_id -> a): they are applied in this order; rows of a are inserted "
+        "without b_id and rows of b without c_id, which are set in a second pass",
+        "OK: 2 syncs, 8 entities",
+    ]
+
+
+def test_a_two_entity_cycle_and_a_single_self_reference(
+    declaration: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = YAML + entity_block("staff", "boss_id: boss_id", "{boss_id: staff}")
+    text += entity_block("teams", "lead_id: lead_id", "{lead_id: leads}")
+    text += entity_block("leads", "team_id: team_id", "{team_id: teams}")
+    declaration.write_text(text)
+    assert run_validate(str(declaration), live=False) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "app_shop: apply order customers -> staff -> teams -> leads",
+        "app_shop: staff refers to itself (boss_id): rows are inserted parents first; a circle "
+        "of rows is inserted without boss_id, which is set in a second pass",
+        "app_shop: teams, leads refer to each other (teams.lead_id -> leads, leads.team_id -> "
+        "teams): they are applied in this order; rows of teams are inserted without lead_id, "
+        "which is set in a second pass",
+        "OK: 1 syncs, 4 entities",
+    ]
