@@ -1,17 +1,22 @@
 """Build Dagster `Definitions` from a validated sync declaration.
 
 One asset per entity (key `[sync, entity]`, group = sync, kinds = both systems), one
-capture sensor per sync. No sync logic lives here. Entities have no asset dependencies
-yet: the loader refuses `references:` until foreign keys are translated.
+capture sensor per sync. No sync logic lives here. An entity's asset depends on the assets
+of its parents (`references:`) that come before it in the sync's apply order, so a run
+applies parents first. A self-reference, and the reference that closes a cycle, are left
+out of the graph (Dagster's must be acyclic; the run sets them in a second pass) and named
+in the asset's description.
 """
 
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetsDefinition,
     Config,
     DagsterRunStatus,
@@ -32,6 +37,7 @@ from syncswim_defs.metadata import report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_lib.config import Project, load_project
+from syncswim_lib.config.models import Reference, Sync
 from syncswim_lib.pipeline.capture import capture_sync
 from syncswim_lib.pipeline.maintenance import prune_markers
 from syncswim_lib.pipeline.run import run_entity
@@ -43,21 +49,46 @@ class EntityRunConfig(Config):
     full: bool = False
 
 
+def _parent_deps(decl: Sync, entity: str) -> tuple[list[AssetKey], list[Reference]]:
+    """The parents' asset keys that come strictly before `entity` in apply order, and the
+    references left out of the graph (self-references, the forward edges of cycles)."""
+    order = decl.apply_order()
+    deps: list[AssetKey] = []
+    left_out: list[Reference] = []
+    for ref in decl.entities[entity].references.values():
+        if order.index(ref.parent) < order.index(entity):
+            key = entity_key(decl.name, ref.parent)
+            if key not in deps:
+                deps.append(key)
+        else:
+            left_out.append(ref)
+    return deps, left_out
+
+
 def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
     decl = project.syncs[sync]
     ent = decl.entities[entity]
     kinds = {project.endpoints[decl.a].kind, project.endpoints[decl.b].kind}
     a, b = ent.side_a, ent.side_b
+    deps, left_out = _parent_deps(decl, entity)
+    description = (
+        f"`{a.endpoint}` {a.table} ⇄ `{b.endpoint}` {b.table} "
+        f"({ent.mode.kind.replace('_', ' ')} mode)"
+    )
+    if left_out:
+        refs = ", ".join(f"`{r.column}` → {r.parent}" for r in left_out)
+        description += (
+            f". References left out of the asset dependencies, as they close a cycle (the "
+            f"run sets them in a second pass): {refs}"
+        )
 
     @asset(
         key=entity_key(sync, entity),
         group_name=group_name(sync),
         kinds=kinds,
-        description=(
-            f"`{a.endpoint}` {a.table} ⇄ `{b.endpoint}` {b.table} "
-            f"({ent.mode.kind.replace('_', ' ')} mode)"
-        ),
+        description=description,
         tags={SYNC_TAG: sync},
+        deps=deps,
     )
     def _asset(
         context: AssetExecutionContext, config: EntityRunConfig, syncswim: SyncSwimResource
@@ -83,6 +114,13 @@ _ACTIVE = [
 ]
 
 
+def run_selection(decl: Sync, pending: Iterable[str]) -> list[AssetKey]:
+    """The entities with pending changes and all their descendants, in apply order: a child
+    waiting for its parent is retried by the run that links the parent."""
+    wanted = {d for e in pending if e in decl.entities for d in (e, *decl.descendants(e))}
+    return [entity_key(decl.name, e) for e in decl.apply_order() if e in wanted]
+
+
 def _capture_sensor(project: Project, sync: str) -> SensorDefinition:
     keys = [entity_key(sync, e) for e in project.syncs[sync].entities]
 
@@ -91,7 +129,10 @@ def _capture_sensor(project: Project, sync: str) -> SensorDefinition:
         minimum_interval_seconds=1,
         default_status=DefaultSensorStatus.RUNNING,
         asset_selection=keys,
-        description=f"Captures {sync}'s change streams and runs the entities with pending changes.",
+        description=(
+            f"Captures {sync}'s change streams and runs the entities with pending changes "
+            "and their descendants."
+        ),
     )
     def _sensor(
         context: SensorEvaluationContext, syncswim: SyncSwimResource
@@ -113,7 +154,7 @@ def _capture_sensor(project: Project, sync: str) -> SensorDefinition:
         )
         if active:
             return SkipReason(f"{sum(pending.values())} pending, waiting for the active run")
-        selection = [entity_key(sync, e) for e in project.syncs[sync].entities if e in pending]
+        selection = run_selection(project.syncs[sync], pending)
         return RunRequest(asset_selection=selection, tags={SYNC_TAG: sync})
 
     return _sensor
