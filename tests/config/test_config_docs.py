@@ -38,6 +38,7 @@ def load(folder: Path, text: str) -> None:
 def test_the_reference_example_loads(folder: Path) -> None:
     example = yaml_blocks("docs/config-reference.md")[0]
     assert "conflicts:" in example and "clock:" in example and "owns: all" in example
+    assert "references:" in example
     load(folder, example)
 
 
