@@ -29,6 +29,11 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
             # or a row missing without a captured delete
             "stale_writes": report.stale,
             "deferred": report.deferred,
+            # relationships (docs/relationships.md)
+            "waiting_for_parent": report.waiting_parent,
+            "references_translated": report.translated,
+            "references_set_in_second_pass": report.held,
+            "children_cleared_before_parent_delete": report.cascaded,
             "positions": MetadataValue.json(report.positions),
             "duration_s": round(report.duration_s, 3),
         }

@@ -9,7 +9,7 @@ from pathlib import Path
 from syncswim_lib.config import load_project
 from syncswim_lib.errors import SyncSwimError
 from syncswim_lib.pipeline.capture import ensure_setup, sync_tables
-from syncswim_lib.pipeline.run import run_entity
+from syncswim_lib.pipeline.run import run_sync, run_with_parents
 from syncswim_lib.pipeline.runtime import Runtime
 
 
@@ -38,25 +38,43 @@ def _endpoints(rt: Runtime, sync: str) -> list[str]:
 
 
 def run_once(path: str | Path, entity: str | None = None, full: bool = False) -> int:
-    """One micro-batch run outside Dagster (the same library code the assets call)."""
+    """One micro-batch run outside Dagster (the same library code the assets call), every
+    sync's entities in apply order; `entity`: that entity, after its ancestors."""
     failed = 0
     with Runtime(load_project(path)) as rt:
-        for sync, decl in rt.project.syncs.items():
-            for name in decl.entities:
-                if entity is not None and name != entity:
-                    continue
-                try:
-                    r = run_entity(rt, sync, name, full=full)
-                except SyncSwimError as exc:
-                    print(f"{sync}.{name}: {exc}", file=sys.stderr)
-                    failed += 1
-                    continue
+        syncs = rt.project.syncs
+        if entity is not None and not any(entity in d.entities for d in syncs.values()):
+            known = ", ".join(e for d in syncs.values() for e in d.entities)
+            print(f"unknown entity {entity!r} (entities: {known})", file=sys.stderr)
+            return 2
+        for sync, decl in syncs.items():
+            if entity is not None and entity not in decl.entities:
+                continue
+            try:
+                if entity is None:
+                    reports = run_sync(rt, sync, full=full)
+                else:
+                    reports = run_with_parents(rt, sync, entity, full=full)
+            except SyncSwimError as exc:
+                print(f"{sync}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            for r in reports:
                 sides = ", ".join(
                     f"{ep} +{c.inserted} ~{c.updated} -{c.deleted}" for ep, c in r.sides.items()
                 )
+                extra = "".join(
+                    f", {label} {n}"
+                    for label, n in (
+                        ("waiting for a parent", r.waiting_parent),
+                        ("references translated", r.translated),
+                        ("children cleared", r.cascaded),
+                    )
+                    if n
+                )
                 print(
-                    f"{sync}.{name}: {sides or 'no writes'}; skipped {r.skipped_echoes}, "
-                    f"conflicts {r.conflicts}, waiting {r.waiting}, failed {r.failed}"
+                    f"{sync}.{r.entity}: {sides or 'no writes'}; skipped {r.skipped_echoes}, "
+                    f"conflicts {r.conflicts}, waiting {r.waiting}, failed {r.failed}{extra}"
                 )
                 failed += r.failed
     return 1 if failed else 0

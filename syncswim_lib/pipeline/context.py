@@ -12,10 +12,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from syncswim_lib.connectors.base import Connector
+from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
-from syncswim_lib.pipeline.plan import ChunkContext
+from syncswim_lib.pipeline.plan import ChunkContext, link_key
 from syncswim_lib.state.base import JournalEntry, Link, StateStore
 from syncswim_lib.state.codec import key_text
 
@@ -130,6 +131,7 @@ def load_context(
         )
         _by_ext(m, rows, non, wanted, rows_by_ext)
     conflicts = store.active_conflicts(m.sync, m.entity)
+    parent_links, parent_present = _parents(m, store, connectors, rows.by_key)
     return ChunkContext(
         links_by_key=links_by_key,
         links_by_ext=links_by_ext,
@@ -137,7 +139,54 @@ def load_context(
         rows_by_ext=rows_by_ext,
         conflicts=conflicts,
         full=full,
+        parent_links=parent_links,
+        parent_present=parent_present,
     )
+
+
+def _parents(
+    m: EntityMap,
+    store: StateStore,
+    connectors: dict[Letter, Connector],
+    rows: dict[str, dict[str, dict[str, Any]]],
+) -> tuple[dict[tuple[str, str], dict[str, Link]], dict[tuple[str, str], frozenset[str]]]:
+    """The links of every parent the chunk's rows refer to, and which of the unlinked
+    parents exist (to tell "not synced yet" from "not there"): two calls per reference
+    and side at most."""
+    links: dict[tuple[str, str], dict[str, Link]] = {}
+    present: dict[tuple[str, str], frozenset[str]] = {}
+    for ref in m.references:
+        for letter in LETTERS:
+            col, pk = ref.column(letter), ref.parent_key(letter)
+            keys: dict[str, dict[str, Any]] = {}
+            for row in rows[letter].values():
+                value = row.get(col)
+                if value is None:
+                    continue
+                try:
+                    key = {pk.name: coerce(value, pk)}
+                except (ValueError, TypeError):
+                    continue  # the planner reports it for the record concerned
+                keys[key_text(key)] = key
+            if not keys:
+                continue
+            slot = links.setdefault((ref.parent, letter), {})
+            todo = [k for kt, k in keys.items() if kt not in slot]
+            if todo:
+                slot.update(store.links_for_keys(m.sync, ref.parent, letter, todo))
+            target = other(letter)
+            unlinked = [
+                k[pk.name]
+                for kt, k in keys.items()
+                if kt not in slot or link_key(slot[kt], target) is None
+            ]
+            if unlinked:
+                found = connectors[letter].fetch(ref.parent_table(letter), pk.name, unlinked)
+                texts = {key_text({pk.name: r.get(pk.name)}) for r in found}
+                present[(ref.parent, letter)] = (
+                    present.get((ref.parent, letter), frozenset()) | texts
+                )
+    return links, present
 
 
 def _by_ext(

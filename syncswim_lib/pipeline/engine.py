@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from syncswim_lib import failpoints
@@ -24,8 +24,9 @@ from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.pipeline.arrow import REF, rows_to_table
 from syncswim_lib.pipeline.context import load_context
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
-from syncswim_lib.pipeline.plan import Plan, Planner, RecordPlan, Write
+from syncswim_lib.pipeline.plan import Node, Plan, Planner, RecordPlan, Write
 from syncswim_lib.pipeline.plan_codec import plan_from_text, plan_to_text
+from syncswim_lib.pipeline.relations import clear_children
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.state.base import (
     BatchRecord,
@@ -100,17 +101,41 @@ def _names(dicts: Any) -> list[str]:
 
 class EntityEngine:
     def __init__(
-        self, emap: EntityMap, store: StateStore, connectors: dict[Letter, Connector]
+        self,
+        emap: EntityMap,
+        store: StateStore,
+        connectors: dict[Letter, Connector],
+        maps: Callable[[str], EntityMap] | None = None,
     ) -> None:
+        """`maps`: the other entities of the sync by name (a parent delete looks at the
+        children that refer to it)."""
         self.m = emap
         self.store = store
         self.connectors = connectors
+        self.maps = maps
         self.planner = Planner(emap)
+        # what the last `run` did, for the passes of docs/relationships.md
+        self.progress = False  # wrote a row or linked a record
+        self.waiting: set[int] = set()  # entries waiting for a parent or for children
+        self.waits: list[tuple[Node, Node]] = []
+        self.waiting_records = 0  # records left waiting for a parent by the last run
 
-    def run(self, report: EntityReport, chunk_size: int = 1000, full: bool = False) -> None:
-        """Apply everything pending for the entity: first in-flight batches, then the rest."""
+    def run(
+        self,
+        report: EntityReport,
+        chunk_size: int = 1000,
+        full: bool = False,
+        only: set[int] | None = None,
+        break_nodes: frozenset[Node] = frozenset(),
+    ) -> None:
+        """Apply everything pending for the entity: first in-flight batches, then the rest
+        (`only`: just these entries, another pass over records that waited)."""
         start = time.monotonic()
         m = self.m
+        self.progress = False
+        self.waiting = set()
+        self.waits = []
+        self.waiting_records = 0
         for batch_id in self.store.in_flight_batches(m.sync, m.entity):
             entries = [e for e in self.store.pending(m.sync, m.entity) if e.batch_id == batch_id]
             saved = self.store.load_plan(batch_id)
@@ -127,27 +152,36 @@ class EntityEngine:
                 continue
             report.recovered_batches += 1
             self._execute(plan_from_text(saved), batch_id, report)
-        after = 0
+        after = 0 if not only else min(only) - 1
         while True:
             entries = self.store.pending(m.sync, m.entity, limit=chunk_size, after_id=after)
             if not entries:
                 break
             after = entries[-1].id
-            fresh = [e for e in entries if e.batch_id is None]
+            fresh = [e for e in entries if e.batch_id is None and (only is None or e.id in only)]
             if fresh:
                 batch_id = f"{m.sync}.{m.entity}.{uuid.uuid4().hex[:16]}"
-                self._chunk(fresh, batch_id, report, full)
+                self._chunk(fresh, batch_id, report, full, break_nodes)
         report.duration_s += time.monotonic() - start
 
     def _chunk(
-        self, entries: list[JournalEntry], batch_id: str, report: EntityReport, full: bool
+        self,
+        entries: list[JournalEntry],
+        batch_id: str,
+        report: EntityReport,
+        full: bool,
+        break_nodes: frozenset[Node],
     ) -> None:
         claimed = set(self.store.set_batch([e.id for e in entries], batch_id))
         entries = [e for e in entries if e.id in claimed]
         if not entries:
             return  # another run took them
         ctx = load_context(self.m, self.store, self.connectors, entries, full)
-        plan = self.planner.plan(entries, ctx)
+        plan = self.planner.plan(entries, ctx, break_nodes)
+        if self.maps is not None and self.m.children:
+            plan = clear_children(self, plan, batch_id, report)
+        self.waits += plan.waits
+        self.waiting.update(u.entry_id for u in plan.updates if u.status == "waiting")
         if plan.writes and any(r.write_back or r.conflicts for r in plan.records):
             self.store.save_plan(self.m.sync, self.m.entity, batch_id, plan_to_text(plan))
         self._execute(plan, batch_id, report)
@@ -158,6 +192,13 @@ class EntityEngine:
         report.waiting += plan.waiting
         report.failed += plan.failed
         report.deferred += plan.deferred
+        self.waiting_records += plan.waiting_parent
+        report.translated += sum(
+            1
+            for w in plan.writes
+            for r in self.m.references
+            if w.values.get(r.column(w.target)) is not None
+        )
         results = self._apply_sides(plan, batch_id) if plan.writes else {}
         out = _Outcome()
         for rec in plan.records:
@@ -165,6 +206,8 @@ class EntityEngine:
         if out.write_backs:
             self._write_back(out, results, batch_id, report)
         failpoints.hit(failpoints.AFTER_APPLY)
+        if out.links or out.drop or any(r.writes for r in plan.records):
+            self.progress = True
         self.store.record(
             BatchRecord(
                 self.m.sync,
@@ -243,7 +286,13 @@ class EntityEngine:
                 out.links.append(Link(m.sync, m.entity, keys["a"], keys["b"], shadow, rec.ext_id))
                 out.conflicts += [c for c in rec.conflicts if not _touches(c, stale, m)]
             return
-        out.updates += [EntryUpdate(i, rec.status, detail) for i in rec.entry_ids]
+        if rec.hold:
+            # linked now; the entries come back so the next pass sets the held reference
+            report.held += 1
+            out.release += rec.entry_ids
+            self.waiting.update(rec.entry_ids)
+        else:
+            out.updates += [EntryUpdate(i, rec.status, detail) for i in rec.entry_ids]
         out.conflicts += rec.conflicts
         if rec.drop_link:
             if rec.old_link is not None:

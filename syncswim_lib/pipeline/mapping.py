@@ -17,7 +17,7 @@ from syncswim_lib.errors import ConfigError, RecordError
 
 if TYPE_CHECKING:
     from syncswim_lib.config import Entity
-    from syncswim_lib.config.models import Conflicts
+    from syncswim_lib.config.models import Conflicts, Sync
 
 FieldPair = tuple[str, str, Callable[[Any], Any] | None, Callable[[Any], Any] | None]
 
@@ -56,6 +56,44 @@ class SideView:
 
 
 @dataclass(frozen=True)
+class RefView:
+    """A reference of this entity (docs/relationships.md), resolved against the tables:
+    the child's field and, per side, the parent's single key column and table."""
+
+    pair: FieldPair  # the child's mapped field holding the reference
+    parent: str
+    parent_table_a: str
+    parent_table_b: str
+    parent_key_a: ColumnInfo
+    parent_key_b: ColumnInfo
+    on_delete: str = "propagate"
+    forward: bool = False  # self-reference or back edge of a cycle: may need two passes
+
+    def column(self, letter: Letter) -> str:
+        return self.pair[0] if letter == "a" else self.pair[1]
+
+    def parent_key(self, letter: Letter) -> ColumnInfo:
+        return self.parent_key_a if letter == "a" else self.parent_key_b
+
+    def parent_table(self, letter: Letter) -> str:
+        return self.parent_table_a if letter == "a" else self.parent_table_b
+
+
+@dataclass(frozen=True)
+class ChildView:
+    """A reference to this entity from a child entity (the engine clears such children
+    before a parent delete)."""
+
+    entity: str
+    column_a: str
+    column_b: str
+    on_delete: str
+
+    def column(self, letter: Letter) -> str:
+        return self.column_a if letter == "a" else self.column_b
+
+
+@dataclass(frozen=True)
 class EntityMap:
     sync: str
     entity: str
@@ -67,6 +105,11 @@ class EntityMap:
     fields: tuple[FieldPair, ...]
     conflicts: Conflicts | None = None  # None: the mode's defaults
     clock: dict[str, str] | None = None  # letter -> column holding the row's change time
+    references: tuple[RefView, ...] = ()
+    children: tuple[ChildView, ...] = ()
+
+    def reference(self, column_a: str) -> RefView | None:
+        return next((r for r in self.references if r.pair[0] == column_a), None)
 
     def merge_fields(self) -> tuple[FieldPair, ...]:
         """The fields the three-way merge decides: the mapping, plus the shared external-id
@@ -143,8 +186,11 @@ class EntityMap:
         return str(ext)
 
 
-def build_entity_map(entity: Entity, describe: Callable[[str, str], TableInfo]) -> EntityMap:
-    """Resolve an entity declaration against the live table descriptions."""
+def build_entity_map(
+    entity: Entity, describe: Callable[[str, str], TableInfo], sync: Sync | None = None
+) -> EntityMap:
+    """Resolve an entity declaration against the live table descriptions (references
+    need the sync the entity is part of)."""
     mode = entity.mode
     fields = tuple((f.a, f.b, f.to_a, f.to_b) for f in entity.fields)
 
@@ -157,6 +203,38 @@ def build_entity_map(entity: Entity, describe: Callable[[str, str], TableInfo]) 
 
     sor: Letter | None = mode.sor if mode.kind == "system_of_record" else None
     clock = dict(getattr(entity, "clock", None) or {})
+    refs: list[RefView] = []
+    children: list[ChildView] = []
+    if sync is not None:
+        forward = {(name, r.column) for name, r in sync.forward_references()}
+        by_a = {f[0]: f for f in fields}
+        for ref in entity.references.values():
+            parent = sync.entities[ref.parent]
+            key_a, key_b = parent.side_a.key[0], parent.side_b.key[0]
+            info_a = describe(parent.side_a.endpoint, parent.side_a.table)
+            info_b = describe(parent.side_b.endpoint, parent.side_b.table)
+            col_a, col_b = info_a.column(key_a), info_b.column(key_b)
+            if col_a is None or col_b is None:
+                raise ConfigError(f"entity {ref.parent}: key column {key_a}/{key_b} not found")
+            refs.append(
+                RefView(
+                    by_a[ref.column],
+                    ref.parent,
+                    info_a.name,
+                    info_b.name,
+                    col_a,
+                    col_b,
+                    ref.on_delete,
+                    (entity.name, ref.column) in forward,
+                )
+            )
+        for name in sync.children(entity.name):
+            child = sync.entities[name]
+            for ref in child.references.values():
+                if ref.parent == entity.name:
+                    f = child.field(ref.column)
+                    assert f is not None
+                    children.append(ChildView(name, f.a, f.b, ref.on_delete))
     return EntityMap(
         entity.sync,
         entity.name,
@@ -167,4 +245,6 @@ def build_entity_map(entity: Entity, describe: Callable[[str, str], TableInfo]) 
         fields,
         entity.conflicts,
         clock,
+        tuple(refs),
+        tuple(children),
     )

@@ -21,7 +21,7 @@ from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
 from syncswim_lib.connectors.coerce import coerce, same_value
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
-from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
+from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, RefView, other
 from syncswim_lib.pipeline.resolve import Clock, Decision, FieldConflict, decide
 from syncswim_lib.state.base import ConflictRecord, EntryUpdate, JournalEntry, Link, Status
 from syncswim_lib.state.codec import key_text
@@ -31,6 +31,44 @@ RECORD_FIELD = "__record__"
 # a side that looks deleted without a captured delete is only believed after this many
 # tries (its delete, or its new key, is normally captured by the next run)
 ABSENCE_TRIES = 3
+
+# one record in a graph of waits: (entity, letter, key text on that side)
+Node = tuple[str, str, str]
+
+
+def key_words(key: dict[str, Any]) -> str:
+    """A key as people read it: `id=5`."""
+    return ", ".join(f"{k}={v}" for k, v in key.items())
+
+
+class ParentMissing(RecordError):
+    """A reference value cannot be translated: its parent is not linked (yet)."""
+
+    def __init__(
+        self, ref: RefView, letter: Letter, key: dict[str, Any], exists: bool, endpoint: str
+    ) -> None:
+        self.ref = ref
+        self.letter: Letter = letter
+        self.key = key
+        self.exists = exists
+        self.endpoint = endpoint
+        words = f"{ref.parent} {key_words(key)} on {endpoint}"
+        self.reason = f"waiting for parent {words}" if exists else f"parent {words} does not exist"
+        super().__init__(self.reason)
+
+    @property
+    def node(self) -> Node:
+        return (self.ref.parent, self.letter, key_text(self.key))
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "parent": {
+                "entity": self.ref.parent,
+                "endpoint": self.endpoint,
+                "key": self.key,
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -78,6 +116,9 @@ class RecordPlan:
     conflicts: tuple[ConflictRecord, ...] = ()  # new ones, and resolutions now applied
     write_back: bool = False  # the SOR makes the key: store it in the other side's row
     drop_link: bool = False
+    # inserted without a reference whose parent is new too (a cycle): linked now, its
+    # entries stay pending so the next pass sets the reference
+    hold: bool = False
     status: Status = "applied"
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -95,6 +136,10 @@ class Plan:
     waiting: int = 0
     failed: int = 0
     deferred: int = 0
+    waiting_parent: int = 0
+    # (child, parent) for each record that waits for a parent: cycles among them are
+    # broken by inserting without the reference (docs/relationships.md)
+    waits: list[tuple[Node, Node]] = field(default_factory=list)
 
     @property
     def writes(self) -> list[Write]:
@@ -111,6 +156,10 @@ class ChunkContext:
     rows_by_ext: dict[str, dict[str, list[dict[str, Any]]]]  # letter -> ext text -> rows
     conflicts: Sequence[ConflictRecord] = ()  # open and resolved ones of the entity
     full: bool = False  # a snapshot run: a missing row is known to be missing
+    # references: (parent entity, letter) -> key text of the parent there -> its link
+    parent_links: dict[tuple[str, str], dict[str, Link]] = field(default_factory=dict)
+    # (parent entity, letter) -> key texts of unlinked parents that exist on that side
+    parent_present: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,8 +215,17 @@ class Planner:
         self.rules: Conflicts = c
 
     # -- entry point -----------------------------------------------------------------------
-    def plan(self, entries: Sequence[JournalEntry], ctx: ChunkContext) -> Plan:
+    def plan(
+        self,
+        entries: Sequence[JournalEntry],
+        ctx: ChunkContext,
+        break_nodes: frozenset[Node] = frozenset(),
+    ) -> Plan:
+        """`break_nodes`: records on a cycle of waits, inserted without the forward
+        references that cannot be translated yet."""
         plan = Plan()
+        self._ctx = ctx
+        self._break = break_nodes
         touches = self._touches(plan, entries)
         records: dict[tuple[str, ...], _Record] = {}
         for t in touches:
@@ -199,6 +257,12 @@ class Planner:
             self._current_keys(rec, ctx)
             try:
                 self._merge(plan, rec, ctx)
+            except ParentMissing as exc:
+                self._settle(plan, rec.touches, "waiting", exc.detail())
+                plan.waiting_parent += 1
+                key = rec.keys.get(exc.letter)
+                if key is not None:
+                    plan.waits.append(((self.m.entity, exc.letter, key_text(key)), exc.node))
             except RecordError as exc:
                 self._settle(plan, rec.touches, "failed", {"error": str(exc)})
                 plan.failed += 1
@@ -383,7 +447,7 @@ class Planner:
             if linked:
                 plan.records.append(self._drop(rec, ref, "deleted on both sides"))
             else:
-                self._settle(plan, rec.touches, "skipped", {"reason": "deleted before synced"})
+                self._settle(plan, rec.touches, "skipped", {"reason": "gone on both sides"})
                 plan.skipped += 1
             return
         if a is not None and b is not None:
@@ -516,10 +580,17 @@ class Planner:
         m = self.m
         target = other(source)
         values: dict[str, Any] = {}
+        held: list[tuple[str, str]] = []
         for pair in m.fields:
             col_src = pair[0] if source == "a" else pair[1]
             col_dst = pair[1] if source == "a" else pair[0]
-            values[col_dst] = m.convert(source, pair, row.get(col_src))
+            try:
+                values[col_dst] = self._conv(source, pair, row.get(col_src))
+            except ParentMissing as exc:
+                if not self._may_break(exc, rec, source):
+                    raise
+                values[col_dst] = None
+                held.append((col_src, col_dst))
         dst = m.side(target)
         ext_id = rec.ext_id
         if dst.ext_column:
@@ -536,6 +607,9 @@ class Planner:
             source: tracked_of(m, source, row),
             target: self._tracked_values(target, values),
         }
+        for col_src, _ in held:
+            # no agreed value yet: the next pass sees the source's reference as a change
+            new_shadow[source].pop(col_src, None)
         return RecordPlan(
             ref,
             rec.entry_ids,
@@ -546,8 +620,10 @@ class Planner:
             new_shadow,
             (Write.insert(ref, target, values),),
             write_back=m.sor == target,
+            hold=bool(held),
             detail={
                 "decision": ("recreated on " if recreate else "created on ") + dst.endpoint,
+                **({"held": [c for c, _ in held]} if held else {}),
             },
         )
 
@@ -562,16 +638,62 @@ class Planner:
         except ValueError as exc:
             raise RecordError(str(exc)) from exc
 
+    def _conv(self, source: Letter, pair: FieldPair, value: Any) -> Any:
+        """One field's value from `source` as the other side stores it; a reference is
+        translated into the other side's id of the same parent."""
+        ref = self.m.reference(pair[0])
+        if ref is None:
+            return self.m.convert(source, pair, value)
+        return self._translate(ref, source, value)
+
+    def _translate(self, ref: RefView, source: Letter, value: Any) -> Any:
+        if value is None:
+            return None
+        target = other(source)
+        src_key = ref.parent_key(source)
+        try:
+            parent_value = coerce(value, src_key)
+        except (ValueError, TypeError) as exc:
+            raise RecordError(
+                f"field {ref.column(source)}: {value!r} is not a key of {ref.parent}: {exc}"
+            ) from exc
+        key = {src_key.name: parent_value}
+        kt = key_text(key)
+        link = self._ctx.parent_links.get((ref.parent, source), {}).get(kt)
+        linked = None if link is None else link_key(link, target)
+        if linked is None:
+            present = self._ctx.parent_present.get((ref.parent, source), frozenset())
+            raise ParentMissing(ref, source, key, kt in present, self.m.side(source).endpoint)
+        dst = self.m.side(target).col(ref.column(target))
+        try:
+            return coerce(linked[ref.parent_key(target).name], dst)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise RecordError(
+                f"field {ref.column(source)} -> {self.m.side(target).endpoint}.{dst.name}: "
+                f"{ref.parent} key {linked!r} does not fit: {exc}"
+            ) from exc
+
+    def _may_break(self, exc: ParentMissing, rec: _Record, source: Letter) -> bool:
+        """Whether a reference of a new record may be left empty for now: its parent exists
+        and waits too, in a circle with this record, and the target column takes NULL."""
+        key = rec.keys.get(source)
+        if not exc.exists or not exc.ref.forward or key is None:
+            return False
+        if (self.m.entity, source, key_text(key)) not in self._break:
+            return False
+        dst = self.m.side(other(source)).info.column(exc.ref.column(other(source)))
+        return dst is not None and dst.nullable
+
     def _agreed(self, pair: FieldPair, va: Any, vb: Any) -> bool:
         """Both sides hold the same value, seen from either side (a lossy mapping rounds
         one way only)."""
         try:
-            if same_value(self.m.convert("a", pair, va), vb):
+            if same_value(self._conv("a", pair, va), vb):
                 return True
         except RecordError:
             pass
         try:
-            return same_value(self.m.convert("b", pair, vb), va)
+            return same_value(self._conv("b", pair, vb), va)
         except RecordError:
             return False
 
@@ -602,9 +724,10 @@ class Planner:
         for pair in m.merge_fields():
             ca, cb = pair[0], pair[1]
             va, vb = a.get(ca), b.get(cb)
-            known = ca in base_a and cb in base_b
-            a_changed = not known or not same_value(va, base_a[ca])
-            b_changed = not known or not same_value(vb, base_b[cb])
+            # a side without an agreed value counts as changed (a new field; a reference
+            # held back in a cycle, whose target side holds the NULL it was written with)
+            a_changed = ca not in base_a or not same_value(va, base_a[ca])
+            b_changed = cb not in base_b or not same_value(vb, base_b[cb])
             pending = open_fields.get(ca)
             if pending is not None and pending.status == "resolved":
                 value_a, value_b = self._resolution(pending, pair)
@@ -622,8 +745,13 @@ class Planner:
                 if pending is not None:  # the sides agree now: nothing waits any more
                     conflicts.append(replace(pending, status="applied", note="sides agreed"))
                 continue
-            if sor is not None and self.rules.owns_all:
-                flow: Letter | None = sor
+            flow: Letter | None
+            if ca not in base_a and cb in base_b and not b_changed:
+                flow = "a"  # a held reference (or a new field) set on one side only
+            elif cb not in base_b and ca in base_a and not a_changed:
+                flow = "b"
+            elif sor is not None and self.rules.owns_all:
+                flow = sor
             elif a_changed and not b_changed:
                 flow = "a"
             elif b_changed and not a_changed:
@@ -636,7 +764,7 @@ class Planner:
             if pending is not None:
                 continue  # parked for a person: the field stays as each side has it
             rule = self.rules.rule_for(ca)
-            b_as_a = m.convert("b", pair, vb)
+            b_as_a = self._conv("b", pair, vb)
             fc = FieldConflict(ca, va, b_as_a, base_a.get(ca), clocks["a"], clocks["b"])
             decision = decide(rule, fc, self.rules.tie_break)
             conflicts.append(self._conflict(rec, fc, va, vb, base_b.get(cb), decision))
@@ -649,7 +777,7 @@ class Planner:
                 self._flow(out, agreed, pair, winner, va, vb)
                 continue
             value_a = self._coerce_a(pair, decision.value)
-            value_b = m.convert("a", pair, value_a)
+            value_b = self._conv("a", pair, value_a)
             if not same_value(va, value_a):
                 out["a"][ca] = value_a
                 lost.add("a")
@@ -739,7 +867,7 @@ class Planner:
         target = other(source)
         src_value = va if source == "a" else vb
         dst_value = vb if source == "a" else va
-        converted = self.m.convert(source, pair, src_value)
+        converted = self._conv(source, pair, src_value)
         dst_col = pair[1] if source == "a" else pair[0]
         src_col = pair[0] if source == "a" else pair[1]
         if not same_value(converted, dst_value):
@@ -759,9 +887,9 @@ class Planner:
         """A person's decision as each side stores it."""
         if c.outcome == "b":
             value_b = coerce(c.value, self.m.b.col(pair[1]))
-            return self.m.convert("b", pair, value_b), value_b
+            return self._conv("b", pair, value_b), value_b
         value_a = self._coerce_a(pair, c.value)
-        return value_a, self.m.convert("a", pair, value_a)
+        return value_a, self._conv("a", pair, value_a)
 
     def _same_record(self, c: ConflictRecord, rec: _Record) -> bool:
         if rec.link is None:
@@ -823,6 +951,8 @@ def plan_chunk(emap: EntityMap, entries: Sequence[JournalEntry], ctx: ChunkConte
 
 __all__ = [
     "ChunkContext",
+    "Node",
+    "ParentMissing",
     "Plan",
     "Planner",
     "RecordPlan",

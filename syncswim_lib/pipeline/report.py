@@ -26,6 +26,10 @@ class EntityReport:
     recovered_batches: int = 0
     deferred: int = 0  # records looked at again next run (a row missing without a delete)
     stale: int = 0  # writes not made: the target row changed underneath (merged next run)
+    waiting_parent: int = 0  # records whose parent is not linked yet
+    translated: int = 0  # reference values written in the other side's ids
+    held: int = 0  # inserted without a reference of a cycle, set in a second pass
+    cascaded: int = 0  # child rows deleted (or emptied) before a parent's delete
     snapshot_rows: int = 0
     positions: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0

@@ -1,36 +1,152 @@
-"""One run of one entity: capture, (snapshot), plan, apply, record — the asset's body."""
+"""Runs of a sync's entities: capture, (snapshot), plan, apply, record — the assets' body.
+
+Entities run in `Sync.apply_order()` (parents first). After that first pass, records
+that waited for a parent (or a parent delete that waited for its children) are looked at
+again while the passes make progress; when they stop making progress and the waits form
+a circle, the records on it are inserted without their forward references, which the
+next pass sets (docs/relationships.md).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from syncswim_lib import failpoints
 from syncswim_lib.pipeline.capture import capture_sync
 from syncswim_lib.pipeline.engine import EntityEngine
+from syncswim_lib.pipeline.plan import Node
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.snapshot import snapshot_entity
 
+# passes after the first; a chain of new rows of one entity takes one pass per level
+MAX_PASSES = 100
+
 
 def run_entity(rt: Runtime, sync: str, entity: str, full: bool = False) -> EntityReport:
-    start = time.monotonic()
-    report = EntityReport(sync, entity)
-    report.captured = sum(capture_sync(rt, sync).values())
-    if full:
-        report.snapshot_rows = snapshot_entity(rt, sync, entity)
-    failpoints.hit(failpoints.AFTER_CAPTURE)
-    emap = rt.entity_map(sync, entity)
-    engine = EntityEngine(emap, rt.store, rt.side_connectors(emap))
-    engine.run(report, chunk_size=rt.project.syncs[sync].batch_size or 1000, full=full)
+    """One entity (a Dagster asset's step). The entities before it in apply order that
+    are related to it and still wait are looked at again after it (their parent or their
+    children may have just been applied): their counts go into this entity's report."""
     decl = rt.project.syncs[sync]
-    for endpoint in (decl.a, decl.b):
-        pos = rt.store.get_position(sync, endpoint)
-        if pos is not None:
-            report.positions[endpoint] = str(pos.to_json())
-    report.duration_s = time.monotonic() - start
-    return report
+    order = decl.apply_order()
+    related = set(decl.ancestors(entity)) | set(decl.descendants(entity))
+    before = [n for n in order[: order.index(entity)] if n in related]
+    reports = run_entities(rt, sync, [entity], full, also=before)
+    mine = reports[entity]
+    for name in before:
+        _add(mine, reports[name])
+    return mine
 
 
 def run_sync(rt: Runtime, sync: str, full: bool = False) -> list[EntityReport]:
     """Every entity of a sync, parents before children."""
-    return [run_entity(rt, sync, name, full) for name in rt.project.syncs[sync].apply_order()]
+    order = rt.project.syncs[sync].apply_order()
+    reports = run_entities(rt, sync, order, full)
+    return [reports[n] for n in order]
+
+
+def run_with_parents(rt: Runtime, sync: str, entity: str, full: bool = False) -> list[EntityReport]:
+    """`sync --entity E`: E's ancestors first (each writes only what is pending), then E."""
+    decl = rt.project.syncs[sync]
+    names = [*decl.ancestors(entity), entity]
+    reports = run_entities(rt, sync, names, full)
+    return [reports[n] for n in names]
+
+
+def run_entities(
+    rt: Runtime,
+    sync: str,
+    names: Sequence[str],
+    full: bool = False,
+    also: Sequence[str] = (),
+) -> dict[str, EntityReport]:
+    """`names` in apply order, then more passes over what waits, in `names` and `also`."""
+    start = time.monotonic()
+    decl = rt.project.syncs[sync]
+    order = decl.apply_order()
+    names = sorted(names, key=order.index)
+    everyone = sorted({*names, *also}, key=order.index)
+    reports = {n: EntityReport(sync, n) for n in everyone}
+    captured = sum(capture_sync(rt, sync).values())
+    reports[names[0]].captured = captured
+    engines = {n: _engine(rt, sync, n) for n in everyone}
+    chunk = decl.batch_size or 1000
+    for name in names:
+        if full:
+            reports[name].snapshot_rows = snapshot_entity(rt, sync, name)
+    failpoints.hit(failpoints.AFTER_CAPTURE)
+    for name in names:
+        engines[name].run(reports[name], chunk_size=chunk, full=full)
+    # the first pass of `also` only looks at what waits: their new work is their own run's
+    waiting = {n: set(engines[n].waiting) for n in names}
+    for n in also:
+        waiting[n] = {e.id for e in rt.store.pending(sync, n) if e.status == "waiting"}
+    progress = any(engines[n].progress for n in names)
+    for _ in range(MAX_PASSES):
+        if not any(waiting.values()):
+            break
+        breaks: frozenset[Node] = frozenset()
+        if not progress:
+            breaks = _cycles([w for n in everyone for w in engines[n].waits])
+            if not breaks:
+                break
+        progress = False
+        for name in everyone:
+            if not waiting.get(name):
+                continue
+            eng = engines[name]
+            eng.run(
+                reports[name], chunk_size=chunk, full=full, only=waiting[name], break_nodes=breaks
+            )
+            waiting[name] = set(eng.waiting)
+            progress = progress or eng.progress
+    for name in everyone:
+        r = reports[name]
+        r.waiting_parent = engines[name].waiting_records  # what still waits after the passes
+        for endpoint in (decl.a, decl.b):
+            pos = rt.store.get_position(sync, endpoint)
+            if pos is not None:
+                r.positions[endpoint] = str(pos.to_json())
+    reports[names[0]].duration_s = time.monotonic() - start
+    return reports
+
+
+def _engine(rt: Runtime, sync: str, name: str) -> EntityEngine:
+    emap = rt.entity_map(sync, name)
+    return EntityEngine(
+        emap, rt.store, rt.side_connectors(emap), maps=lambda n: rt.entity_map(sync, n)
+    )
+
+
+def _cycles(waits: Sequence[tuple[Node, Node]]) -> frozenset[Node]:
+    """The records that wait for each other in a circle (a record waiting for itself
+    included): following what each waits for comes back to it."""
+    edges: dict[Node, set[Node]] = {}
+    for child, parent in waits:
+        edges.setdefault(child, set()).add(parent)
+    on_cycle: set[Node] = set()
+    for start in edges:
+        seen: set[Node] = set()
+        todo = list(edges[start])
+        while todo:
+            n = todo.pop()
+            if n == start:
+                on_cycle.add(start)
+                break
+            if n in seen:
+                continue
+            seen.add(n)
+            todo.extend(edges.get(n, ()))
+    return frozenset(on_cycle)
+
+
+def _add(into: EntityReport, other: EntityReport) -> None:
+    for endpoint, c in other.sides.items():
+        mine = into.side(endpoint)
+        mine.inserted += c.inserted
+        mine.updated += c.updated
+        mine.deleted += c.deleted
+    for name in ("waiting_parent", "translated", "held", "cascaded", "failed", "conflicts"):
+        setattr(into, name, getattr(into, name) + getattr(other, name))
+    into.errors += other.errors

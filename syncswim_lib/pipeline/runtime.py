@@ -47,8 +47,10 @@ class Runtime:
 
     def entity_map(self, sync: str, entity: str) -> EntityMap:
         if (sync, entity) not in self._maps:
-            decl = self.project.syncs[sync].entities[entity]
-            self._maps[(sync, entity)] = build_entity_map(decl, self.describe)
+            decl = self.project.syncs[sync]
+            self._maps[(sync, entity)] = build_entity_map(
+                decl.entities[entity], self.describe, decl
+            )
         return self._maps[(sync, entity)]
 
     def side_connectors(self, emap: EntityMap) -> dict[Letter, Connector]:

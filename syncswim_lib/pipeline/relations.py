@@ -1,0 +1,248 @@
+"""Before a parent's delete is applied to a side: the child rows there that still refer
+to it (docs/relationships.md, "Deletes").
+
+A child the deleting side moved elsewhere is synced first (the parent waits); the others
+follow the reference's `on_delete`: deleted (children of theirs first), emptied, or the
+parent's delete is refused. The children are written and unlinked through their own
+entity's maps, so their own captured deletes later find both sides gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from syncswim_lib.connectors.coerce import coerce, same_value
+from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
+from syncswim_lib.pipeline.plan import Plan, Write, key_words, link_key, tracked_of
+from syncswim_lib.pipeline.report import EntityReport
+from syncswim_lib.state.base import BatchRecord, EntryUpdate, Link
+from syncswim_lib.state.codec import key_text
+
+if TYPE_CHECKING:
+    from syncswim_lib.pipeline.engine import EntityEngine
+
+Blocked = dict[str, dict[str, Any]]  # parent ref -> the detail of its waiting entries
+
+
+@dataclass(frozen=True)
+class _Parent:
+    ref: str
+    key_t: dict[str, Any]  # on the side the delete goes to
+    key_s: dict[str, Any] | None  # on the deleting side, where it is gone
+
+
+def clear_children(engine: EntityEngine, plan: Plan, batch_id: str, report: EntityReport) -> Plan:
+    """Clear the way for the plan's deletes; the deletes that must wait leave the plan."""
+    m = engine.m
+    blocked: Blocked = {}
+    for target in ("a", "b"):
+        t: Letter = target
+        parents = [
+            _Parent(
+                rec.ref,
+                w.key,
+                None if rec.old_link is None else link_key(rec.old_link, other(t)),
+            )
+            for rec in plan.records
+            for w in rec.writes
+            if w.action == "delete" and w.target == t and w.key is not None
+        ]
+        if parents:
+            clearing = _Clearing(engine, t, f"{batch_id}.{t}c", report)
+            blocked.update(clearing.clear(m, parents))
+    if not blocked:
+        return plan
+    kept = []
+    for rec in plan.records:
+        if rec.ref in blocked:
+            plan.updates += [EntryUpdate(i, "waiting", blocked[rec.ref]) for i in rec.entry_ids]
+        else:
+            kept.append(rec)
+    plan.records = kept
+    return plan
+
+
+class _Clearing:
+    def __init__(self, engine: EntityEngine, target: Letter, batch_id: str, report: EntityReport):
+        self.engine = engine
+        self.t: Letter = target
+        self.s: Letter = other(target)
+        self.batch_id = batch_id
+        self.report = report
+        self.n = 0
+        self.seen: set[tuple[str, str]] = set()  # (entity, key text) cleared: rows in a loop
+
+    def clear(self, pmap: EntityMap, parents: Sequence[_Parent]) -> Blocked:
+        engine, t, s = self.engine, self.t, self.s
+        assert engine.maps is not None
+        blocked: Blocked = {}
+        pk_t, pk_s = pmap.side(t).key[0], pmap.side(s).key[0]
+        by_value = {key_text({pk_t: p.key_t[pk_t]}): p for p in parents}
+        for child in pmap.children:
+            cmap = engine.maps(child.entity)
+            col_t, col_s = child.column(t), child.column(s)
+            values = [p.key_t[pk_t] for p in parents]
+            rows_t = engine.connectors[t].fetch(cmap.side(t).table, col_t, values)
+            rows_t = [
+                r for r in rows_t if (child.entity, key_text(cmap.key_of(t, r))) not in self.seen
+            ]
+            if not rows_t:
+                continue
+            links = engine.store.links_for_keys(
+                cmap.sync, child.entity, t, [cmap.key_of(t, r) for r in rows_t]
+            )
+            s_keys = [k for k in (link_key(x, s) for x in links.values()) if k is not None]
+            rows_s = _rows_by_key(engine, cmap, s, s_keys)
+            deletes: list[tuple[dict[str, Any], Link | None, _Parent]] = []
+            nulls: list[tuple[dict[str, Any], Link | None, dict[str, Any] | None]] = []
+            for row in rows_t:
+                key = cmap.key_of(t, row)
+                kt = key_text(key)
+                parent = by_value.get(key_text({pk_t: _as(row.get(col_t), pmap, t, pk_t)}))
+                if parent is None:
+                    continue
+                link = links.get(kt)
+                s_key = None if link is None else link_key(link, s)
+                s_row = None if s_key is None else rows_s.get(key_text(s_key))
+                where = f"{child.entity} {key_words(key)} on {cmap.side(t).endpoint}"
+                if s_row is not None:
+                    gone_parent = None if parent.key_s is None else parent.key_s.get(pk_s)
+                    s_ref = _as(s_row.get(col_s), pmap, s, pk_s)
+                    if s_ref is None or gone_parent is None or not same_value(s_ref, gone_parent):
+                        # moved away (or emptied) on the deleting side: that change first
+                        blocked[parent.ref] = {
+                            "reason": f"waiting for children: {where} is synced first"
+                        }
+                        continue
+                orphan = s_row is not None or link is None
+                if orphan and child.on_delete == "refuse":
+                    blocked[parent.ref] = {
+                        "reason": f"refused: {where} would be orphaned (on_delete: refuse)",
+                        "children": child.entity,
+                    }
+                elif orphan and child.on_delete == "set_null":
+                    nulls.append((row, link, s_row))
+                else:
+                    deletes.append((row, link, parent))
+            # a child deleted here takes its own children with it, first
+            grand = [
+                _Parent(
+                    f"c{key_text(cmap.key_of(t, r))}",
+                    cmap.key_of(t, r),
+                    None if x is None else link_key(x, s),
+                )
+                for r, x, _ in deletes
+            ]
+            for r, _, _ in deletes:
+                self.seen.add((child.entity, key_text(cmap.key_of(t, r))))
+            stuck = self.clear(cmap, grand) if grand and cmap.children else {}
+            for r, _, parent in deletes:
+                detail = stuck.get(f"c{key_text(cmap.key_of(t, r))}")
+                if detail is not None:
+                    blocked[parent.ref] = detail
+            deletes = [d for d in deletes if d[2].ref not in blocked]
+            failed = self._write(cmap, child.column(t), col_s, deletes, nulls)
+            for parent_ref, detail in failed.items():
+                blocked[parent_ref] = detail
+        return blocked
+
+    def _write(
+        self,
+        cmap: EntityMap,
+        col_t: str,
+        col_s: str,
+        deletes: Sequence[tuple[dict[str, Any], Link | None, _Parent]],
+        nulls: Sequence[tuple[dict[str, Any], Link | None, dict[str, Any] | None]],
+    ) -> Blocked:
+        from syncswim_lib.pipeline.engine import build_batch
+
+        engine, t, s = self.engine, self.t, self.s
+        if not deletes and not nulls:
+            return {}
+        writes: list[Write] = []
+        owner: dict[str, str] = {}
+        for row, _, parent in deletes:
+            ref = f"d{len(writes)}"
+            owner[ref] = parent.ref
+            key = cmap.key_of(t, row)
+            writes.append(Write.delete(ref, t, key, tracked_of(cmap, t, row)))
+        for row, _, _ in nulls:
+            ref = f"n{len(writes)}"
+            key = cmap.key_of(t, row)
+            writes.append(Write.update(ref, t, key, {col_t: None}, tracked_of(cmap, t, row)))
+        self.n += 1
+        res = engine.connectors[t].apply(build_batch(cmap, t, f"{self.batch_id}{self.n}", writes))
+        blocked: Blocked = {}
+        for ref, err in res.rejected.items():
+            if ref in owner:
+                blocked[owner[ref]] = {"reason": f"waiting for children: {err}"}
+        for ref in res.stale:
+            if ref in owner:
+                blocked[owner[ref]] = {"reason": "waiting for children: one changed meanwhile"}
+        done = [w.ref for w in writes if w.ref not in res.rejected and w.ref not in res.stale]
+        self.report.cascaded += len(done)
+        drop: list[Link] = []
+        upsert: list[Link] = []
+        for i, (_, link, _) in enumerate(deletes):
+            if f"d{i}" in done and link is not None:
+                drop.append(link)
+        s_writes: list[Write] = []
+        for j, (_, link, s_row) in enumerate(nulls, start=len(deletes)):
+            if f"n{j}" not in done:
+                continue
+            if s_row is not None:
+                key = cmap.key_of(s, s_row)
+                s_writes.append(
+                    Write.update(f"s{j}", s, key, {col_s: None}, tracked_of(cmap, s, s_row))
+                )
+            if link is not None and link.shadow is not None:
+                shadow = {k: dict(v) for k, v in link.shadow.items()}
+                shadow.setdefault(t, {})[col_t] = None
+                if s_row is not None:
+                    shadow.setdefault(s, {})[col_s] = None
+                upsert.append(
+                    Link(link.sync, link.entity, link.key_a, link.key_b, shadow, link.ext_id)
+                )
+        if s_writes:
+            self.n += 1
+            batch = build_batch(cmap, s, f"{self.batch_id}{self.n}", s_writes)
+            s_res = engine.connectors[s].apply(batch)
+            # not written there (changed meanwhile): its shadow keeps the old value, so
+            # the next merge of that child sees the NULL on this side as the change
+            for w in s_writes:
+                if w.ref in s_res.rejected or w.ref in s_res.stale:
+                    j = int(w.ref[1:])
+                    link = nulls[j - len(deletes)][1]
+                    upsert = [
+                        u
+                        for u in upsert
+                        if link is None or u.key_a != link.key_a or u.key_b != link.key_b
+                    ]
+        if drop or upsert:
+            engine.store.record(
+                BatchRecord(cmap.sync, cmap.entity, upsert_links=upsert, delete_links=drop)
+            )
+        return blocked
+
+
+def _as(value: Any, pmap: EntityMap, letter: Letter, column: str) -> Any:
+    """A reference value in the parent key's own type (to compare and to look it up)."""
+    if value is None:
+        return None
+    try:
+        return coerce(value, pmap.side(letter).col(column))
+    except (ValueError, TypeError):
+        return value
+
+
+def _rows_by_key(
+    engine: EntityEngine, cmap: EntityMap, letter: Letter, keys: Sequence[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    if not keys:
+        return {}
+    side = cmap.side(letter)
+    first = side.key[0]
+    found = engine.connectors[letter].fetch(side.table, first, [k[first] for k in keys])
+    return {key_text(cmap.key_of(letter, r)): r for r in found}
