@@ -52,8 +52,12 @@ class ParentMissing(RecordError):
         self.key = key
         self.exists = exists
         self.endpoint = endpoint
-        words = f"{ref.parent} {key_words(key)} on {endpoint}"
-        self.reason = f"waiting for parent {words}" if exists else f"parent {words} does not exist"
+        words = f"{ref.parent} {key_words(key)}"
+        self.reason = (
+            f"waiting for parent {words} on {endpoint}"
+            if exists
+            else f"parent {words} does not exist on {endpoint}"
+        )
         super().__init__(self.reason)
 
     @property
