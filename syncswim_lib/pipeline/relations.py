@@ -110,7 +110,12 @@ class _Clearing:
                 if s_row is not None:
                     gone_parent = None if parent.key_s is None else parent.key_s.get(pk_s)
                     s_ref = _as(s_row.get(col_s), pmap, s, pk_s)
-                    if s_ref is None or gone_parent is None or not same_value(s_ref, gone_parent):
+                    if s_ref is None:
+                        # emptied on the deleting side, maybe by its ON DELETE SET NULL,
+                        # which MariaDB does not binlog: empty it here too
+                        nulls.append((row, link, None))
+                        continue
+                    if gone_parent is None or not same_value(s_ref, gone_parent):
                         # moved away (or emptied) on the deleting side: that change first
                         blocked[parent.ref] = {
                             "reason": f"waiting for children: {where} is synced first"
@@ -198,10 +203,10 @@ class _Clearing:
                     Write.update(f"s{j}", s, key, {col_s: None}, tracked_of(cmap, s, s_row))
                 )
             if link is not None and link.shadow is not None:
+                # both sides hold NULL now (the deleting side had it, or is written next)
                 shadow = {k: dict(v) for k, v in link.shadow.items()}
                 shadow.setdefault(t, {})[col_t] = None
-                if s_row is not None:
-                    shadow.setdefault(s, {})[col_s] = None
+                shadow.setdefault(s, {})[col_s] = None
                 upsert.append(
                     Link(link.sync, link.entity, link.key_a, link.key_b, shadow, link.ext_id)
                 )
