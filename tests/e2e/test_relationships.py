@@ -248,6 +248,37 @@ def test_children_of_a_refused_parent_wait_and_arrive_once_it_is_fixed(
     m.settled()
 
 
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_child_committed_before_its_parent_waits_then_arrives(
+    m: RelDbs, mode: Mode, side: Side
+) -> None:
+    # `refuse=side`: nothing enforces orders -> customers on `side`, so an order can name
+    # a customer that is only committed later
+    m.build(shop_schema(mode, refuse=side))
+    m.sync()
+    future = 1500 if side == "shop" else 500  # an id that side has not used yet
+    with m.txn(side):
+        order = m.add(side, "orders", total="10.00", customer_id=future)
+        m.add(side, "order_lines", sku="sku-1", qty=1, order_id=order)
+    m.sync()
+    far = other(side)
+    assert m.table_rows(far, "orders") == m.table_rows(far, "order_lines") == []
+    [waiting] = m.journal("orders")
+    assert waiting.status == "waiting", (waiting.status, waiting.detail)
+    reason = (waiting.detail or {})["reason"]
+    assert reason == f"parent customers id={future} does not exist on {side}", reason
+    m.add(side, "customers", id=future, name="alice")  # the parent, in a later transaction
+    m.sync()  # a plain run
+    assert m.assert_in_step() == {
+        "customers": {("alice",)},
+        "orders": {(D("10.00"), "alice")},
+        "order_lines": {("sku-1", 1, D("10.00"))},
+    }
+    assert m.stuck() == []
+    m.settled()
+
+
 # 5. deletes ----------------------------------------------------------------------------------
 
 
