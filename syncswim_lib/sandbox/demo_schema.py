@@ -13,6 +13,12 @@ CREATE TABLE IF NOT EXISTS public.customers (
     last_order_at timestamptz,
     prefs         jsonb
 );
+CREATE TABLE IF NOT EXISTS public.orders (
+    id          serial PRIMARY KEY,
+    customer_id int NOT NULL REFERENCES public.customers (id) ON DELETE CASCADE,
+    placed_at   timestamptz NOT NULL DEFAULT now(),
+    total       numeric(10,2) NOT NULL
+);
 CREATE TABLE IF NOT EXISTS public.products (
     id       serial PRIMARY KEY,
     sku      text UNIQUE,
@@ -29,6 +35,9 @@ INSERT INTO public.customers (email, full_name, credit_limit, is_active, signup_
   '{"newsletter": true}'),
  ('grace@example.com', 'Grace Hopper', 12000.50, true, '2023-06-01', NULL, '{"lang": "en"}'),
  ('jose@example.com', 'José Núñez', NULL, false, '2025-03-20', NULL, NULL);
+INSERT INTO public.orders (customer_id, placed_at, total) VALUES
+ (1, '2026-11-01 10:00:00+00', 114.40),
+ (2, '2026-10-12 16:20:00+00', 89.90);
 INSERT INTO public.products (sku, name, price, in_stock) VALUES
  ('SKU-001', 'Kayak paddle', 89.90, true),
  ('SKU-002', 'Dry bag 20 L', 24.50, true);
@@ -46,6 +55,15 @@ CREATE TABLE IF NOT EXISTS customers (
     last_order_at   datetime(6) NULL,
     prefs           json NULL
 ) ENGINE=InnoDB;
+-- the shop's orders point at the shop's own customer ids: the sync translates them
+CREATE TABLE IF NOT EXISTS orders (
+    id           int AUTO_INCREMENT PRIMARY KEY,
+    app_order_id int NULL UNIQUE,
+    customer_id  int NOT NULL,
+    placed_at    datetime(6) NOT NULL,
+    total        decimal(10,2) NOT NULL,
+    FOREIGN KEY (customer_id) REFERENCES customers (id) ON DELETE CASCADE
+) ENGINE=InnoDB;
 CREATE TABLE IF NOT EXISTS products (
     id       int AUTO_INCREMENT PRIMARY KEY,
     sku      varchar(64) NULL UNIQUE,
@@ -58,6 +76,8 @@ CREATE TABLE IF NOT EXISTS products (
 MYSQL_SEED = """
 INSERT INTO customers (app_customer_id, email, name, credit_limit, active, signup_date)
 VALUES (NULL, 'linus@example.org', 'Linus T.', 750.00, 1, '2025-09-09');
+INSERT INTO orders (customer_id, placed_at, total)
+VALUES (LAST_INSERT_ID(), '2026-11-20 09:30:00', 59.00);
 INSERT INTO products (sku, title, price, in_stock) VALUES
  ('SKU-002', 'Dry bag 20 L', 24.50, 1),
  ('SKU-003', 'Spray deck', 59.00, 0);
@@ -87,6 +107,16 @@ syncs:
           signup_date: signup_date
           last_order_at: last_order_at
           prefs: prefs
+      orders:
+        app_db:  {table: public.orders, key: [id]}
+        shop_db: {table: orders, key: [id]}
+        mode: {system_of_record: app_db, external_id: {shop_db: app_order_id}}
+        fields:
+          customer_id: customer_id
+          placed_at: placed_at
+          total: total
+        # a customers key on each side, each in its own ids: translated, parents first
+        references: {customer_id: customers}
       products:
         app_db:  {table: public.products, key: [id]}
         shop_db: {table: products, key: [id]}

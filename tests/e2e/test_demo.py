@@ -186,6 +186,18 @@ def _assert_in_step(s: Sides) -> None:
         seen = m["last_order_at"] and m["last_order_at"].replace(tzinfo=UTC)
         assert seen == p["last_order_at"]
         assert (m["prefs"] and json.loads(m["prefs"])) == p["prefs"]
+    # orders: the same customer (by email) on both sides, whatever ids each side gave it
+    pg_orders = s.pg_rows(
+        "SELECT o.id, o.total, c.email FROM orders o JOIN customers c ON c.id = o.customer_id"
+    )
+    my_orders = s.my_rows(
+        "SELECT o.app_order_id, o.total, c.email FROM orders o "
+        "JOIN customers c ON c.id = o.customer_id"
+    )
+    assert len(pg_orders) == 3  # two placed in the app, one in the shop
+    assert sorted((o["id"], o["total"], o["email"]) for o in pg_orders) == sorted(
+        (o["app_order_id"], o["total"], o["email"]) for o in my_orders
+    )
     pg = {r["sku"]: r for r in s.pg_rows("SELECT * FROM products")}
     my = {r["sku"]: r for r in s.my_rows("SELECT * FROM products")}
     assert set(pg) == set(my) == {"SKU-001", "SKU-002", "SKU-003"}
