@@ -99,6 +99,12 @@ def _names(dicts: Any) -> list[str]:
     return list(seen)
 
 
+def waits_for_relative(detail: dict[str, Any] | None) -> bool:
+    """A record that waits for a parent or for children: worth another pass in the same
+    run once they move (one waiting for an external id is not)."""
+    return (detail or {}).get("waits_for") in ("parent", "children")
+
+
 class EntityEngine:
     def __init__(
         self,
@@ -181,7 +187,7 @@ class EntityEngine:
         if self.maps is not None and self.m.children:
             plan = clear_children(self, plan, batch_id, report)
         self.waits += plan.waits
-        self.waiting.update(u.entry_id for u in plan.updates if u.status == "waiting")
+        self.waiting.update(u.entry_id for u in plan.updates if waits_for_relative(u.detail))
         if plan.writes and any(r.write_back or r.conflicts for r in plan.records):
             self.store.save_plan(self.m.sync, self.m.entity, batch_id, plan_to_text(plan))
         self._execute(plan, batch_id, report)

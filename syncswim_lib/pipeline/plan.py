@@ -67,6 +67,7 @@ class ParentMissing(RecordError):
     def detail(self) -> dict[str, Any]:
         return {
             "reason": self.reason,
+            "waits_for": "parent",
             "parent": {
                 "entity": self.ref.parent,
                 "endpoint": self.endpoint,

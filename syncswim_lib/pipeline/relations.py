@@ -124,6 +124,7 @@ class _Clearing:
                 orphan = s_row is not None or link is None
                 if orphan and child.on_delete == "refuse":
                     blocked[parent.ref] = {
+                        "waits_for": "children",
                         "reason": f"refused: {where} would be orphaned (on_delete: refuse)",
                         "children": child.entity,
                     }
@@ -182,10 +183,16 @@ class _Clearing:
         blocked: Blocked = {}
         for ref, err in res.rejected.items():
             if ref in owner:
-                blocked[owner[ref]] = {"reason": f"waiting for children: {err}"}
+                blocked[owner[ref]] = {
+                    "waits_for": "children",
+                    "reason": f"waiting for children: {err}",
+                }
         for ref in res.stale:
             if ref in owner:
-                blocked[owner[ref]] = {"reason": "waiting for children: one changed meanwhile"}
+                blocked[owner[ref]] = {
+                    "waits_for": "children",
+                    "reason": "waiting for children: one changed meanwhile",
+                }
         done = [w.ref for w in writes if w.ref not in res.rejected and w.ref not in res.stale]
         self.report.cascaded += len(done)
         drop: list[Link] = []

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from syncswim_lib import failpoints
 from syncswim_lib.pipeline.capture import capture_sync
-from syncswim_lib.pipeline.engine import EntityEngine
+from syncswim_lib.pipeline.engine import EntityEngine, waits_for_relative
 from syncswim_lib.pipeline.plan import Node
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.runtime import Runtime
@@ -81,7 +81,11 @@ def run_entities(
     # the first pass of `also` only looks at what waits: their new work is their own run's
     waiting = {n: set(engines[n].waiting) for n in names}
     for n in also:
-        waiting[n] = {e.id for e in rt.store.pending(sync, n) if e.status == "waiting"}
+        waiting[n] = {
+            e.id
+            for e in rt.store.pending(sync, n)
+            if e.status == "waiting" and waits_for_relative(e.detail)
+        }
     progress = any(engines[n].progress for n in names)
     for _ in range(MAX_PASSES):
         if not any(waiting.values()):
