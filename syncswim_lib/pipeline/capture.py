@@ -12,6 +12,7 @@ the old row as `before`, so the merge sees one record whose key moved.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -97,16 +98,27 @@ def capture_endpoint(
     endpoint: str,
     tables: dict[str, tuple[str, tuple[str, ...]]],
     max_rounds: int = 100,
+    echoes: Counter[str] | None = None,
 ) -> int:
     """Drain one side's change stream into the journal. `tables`: source table ->
-    (entity, declared key). Returns how many changes were new."""
+    (entity, declared key). Returns how many changes were new.
+
+    Our own writes coming back (origin: this sync) are counted per entity in `echoes`
+    and not journaled: the entries that caused them already record what was written,
+    and journaling a bulk load's echo row by row would cost as much as the load."""
     total = 0
     keys = {t: k for t, (_, k) in tables.items()}
     for _ in range(max_rounds):
         since = store.get_position(sync, endpoint)
         batch = conn.capture(sync, sorted(tables), since, MAX_CHANGES)
         changes = normalise([c for c in batch.changes if c.table in tables], keys)
-        entries = [(tables[c.table][0], c) for c in changes]
+        entries = []
+        for c in changes:
+            if c.origin == sync:
+                if echoes is not None:
+                    echoes[tables[c.table][0]] += 1
+                continue
+            entries.append((tables[c.table][0], c))
         if batch.end_position is not None and batch.end_position != since:
             total += store.append_changes(sync, endpoint, entries, batch.end_position)
             conn.confirm(sync, batch.end_position)
@@ -135,8 +147,11 @@ def capture_side(store: StateStore, conn: Connector, emap: EntityMap, letter: Le
     )
 
 
-def capture_sync(rt: Runtime, sync: str, max_rounds: int = 100) -> dict[str, int]:
-    """Drain both sides' change streams into the journal; returns new changes per side."""
+def capture_sync(
+    rt: Runtime, sync: str, max_rounds: int = 100, echoes: Counter[str] | None = None
+) -> dict[str, int]:
+    """Drain both sides' change streams into the journal; returns new changes per side
+    (`echoes`: our own writes seen coming back, per entity)."""
     ensure_setup(rt, sync)
     decl = rt.project.syncs[sync]
     emaps = [rt.entity_map(sync, name) for name in decl.entities]
@@ -144,6 +159,6 @@ def capture_sync(rt: Runtime, sync: str, max_rounds: int = 100) -> dict[str, int
     for endpoint in (decl.a, decl.b):
         tables = entity_tables(emaps, endpoint)
         counts[endpoint] = capture_endpoint(
-            rt.store, rt.connector(endpoint), sync, endpoint, tables, max_rounds
+            rt.store, rt.connector(endpoint), sync, endpoint, tables, max_rounds, echoes
         )
     return counts

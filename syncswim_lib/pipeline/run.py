@@ -10,6 +10,7 @@ next pass sets (docs/relationships.md).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from syncswim_lib import failpoints
@@ -68,8 +69,11 @@ def run_entities(
     names = sorted(names, key=order.index)
     everyone = sorted({*names, *also}, key=order.index)
     reports = {n: EntityReport(sync, n) for n in everyone}
-    captured = sum(capture_sync(rt, sync).values())
+    echoes: Counter[str] = Counter()
+    captured = sum(capture_sync(rt, sync, echoes=echoes).values())
     reports[names[0]].captured = captured
+    for name in everyone:
+        reports[name].skipped_echoes += echoes[name]
     engines = {n: _engine(rt, sync, n) for n in everyone}
     chunk = decl.batch_size or 1000
     for name in names:
