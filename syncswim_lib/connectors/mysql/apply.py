@@ -1,26 +1,55 @@
-"""Writing one ApplyBatch in one transaction, marker row first, one statement per row.
+"""Writing one ApplyBatch in one transaction, marker row first, set-based.
 
-Updates are grouped by the columns they set (`__set`), one statement text per group.
-Before the deletes and updates run, the target rows that need reading are locked and read
-with one `SELECT ... FOR UPDATE` per LOCK_ROWS keys: those with an `expected` row
-(compare-and-set: a row that no longer holds the expected values is left alone and
-reported stale) and, when the declared key is not the primary key, every one (to report
-the primary key of the rows written, as `keys` holds primary key and declared key).
+The parts run in order, deletes, updates, inserts, each in as few statements as its rows
+allow (the statement shapes and their bounds are in `bulk.py`):
+
+- The target rows of the updates and deletes are first locked and read, one
+  `SELECT ... FOR UPDATE` per CHUNK_ROWS keys, joined to a derived table of the keys so
+  that the server's own equality (collation, trailing spaces, type conversion) decides
+  which rows a key finds. What was read decides `missing` (no row) and `stale`
+  (compare-and-set: a row that no longer holds its `expected` values is left alone),
+  gives the primary key reported in `keys` when the declared key is not the primary key,
+  and names the rows the writes then touch, by primary key.
+- Deletes and updates are one statement per chunk (updates, per group of rows that set
+  the same columns, `__set`); inserts are multi-row `INSERT ... VALUES`. Generated keys:
+  MariaDB's `INSERT ... RETURNING` gives each row's values in the order of the rows,
+  whatever other sessions insert meanwhile. MySQL has no RETURNING, and under
+  innodb_autoinc_lock_mode=2 (its default) a multi-row insert is not promised
+  consecutive keys: a chunk is read back by a unique column set all of its rows give,
+  else it is inserted one row per statement (LAST_INSERT_ID).
+- A statement refused for a row's sake (duplicate key, too long, foreign key, check
+  constraint, bad value) is bisected down to the rows it refuses, which are reported in
+  `rejected` with the database's message; the others are written.
+- An update or delete statement must touch exactly the rows read for it. When one does
+  not (a cascade of an earlier delete of the batch took a row away), its chunk is rolled
+  back to the savepoint taken before it and written one row per statement, as before
+  set-based writes, so the counts stay exact.
+- A row whose target rows an earlier row of the same part (and `__set` group) writes, or
+  an `insert_match` row whose match values an earlier row repeats, is written after the
+  others, one statement per row, in batch order: it sees what the earlier one wrote.
+- A table of a non-transactional engine (MyISAM) keeps the rows of a statement that
+  fails half-way, which bisection would write twice: it is written one row per
+  statement throughout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo, TableInfo
 from syncswim_lib.connectors.coerce import coerce, holds
+from syncswim_lib.connectors.mysql import bulk
+from syncswim_lib.connectors.mysql.bulk import CHUNK_ROWS, ServerTraits
 from syncswim_lib.connectors.mysql.connection import (
     DUPLICATE_KEY,
     MARKER_TABLE,
     NO_SUCH_TABLE,
+    PARSE_ERROR,
     error_code,
     error_text,
     is_retriable,
@@ -48,9 +77,14 @@ if TYPE_CHECKING:
     from pymysql.cursors import Cursor
 
 _UNKNOWN_COLUMN = 1054
-# errors about the table itself, not the row: every other row would fail the same way
-_SCHEMA_ERRORS = frozenset({NO_SUCH_TABLE, _UNKNOWN_COLUMN})
-LOCK_ROWS = 500  # keys per locking SELECT
+# errors about the table or the statement, not the row: every other row would fail alike
+_SCHEMA_ERRORS = frozenset({NO_SUCH_TABLE, _UNKNOWN_COLUMN, PARSE_ERROR})
+_SAVEPOINT = "syncswim_chunk"
+_ENGINE_SQL = (
+    "SELECT e.TRANSACTIONS FROM information_schema.TABLES t"
+    " JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE"
+    " WHERE t.TABLE_SCHEMA = %s AND t.TABLE_NAME = %s"
+)
 
 Row = dict[str, Any]
 
@@ -78,38 +112,94 @@ class _Outcome:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Keyed:
     """One update or delete row, its key and values as the columns store them."""
 
     ref: str
     key: Row
     values: Row
-    current: list[Row] | None = None  # the locked target rows, when they were read
+    current: list[Row] = field(default_factory=list)  # the target rows it finds, locked
+
+
+@dataclass
+class _Unit:
+    """One batch row in a set-based UPDATE or DELETE: a derived-table row per target row."""
+
+    ref: str
+    rows: list[list[str]]  # literals: the target row's primary key, then the values to set
+    count: int  # target rows the statement must touch for it
+    written: Callable[[], None]  # counts and reports it once its statement ran
+    alone: Callable[[], None]  # writes it with a statement of its own instead
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.size = sum(len(v) + 2 for r in self.rows for v in r) + 20 * len(self.rows)
+
+
+@dataclass
+class _Insert:
+    ref: str
+    values: Row
+    literals: list[str]
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.size = sum(len(v) + 2 for v in self.literals) + 4
+
+
+class _TooLarge(Exception):
+    """One row's statement over max_allowed_packet: the server would drop the connection,
+    every retry alike; the row is rejected instead."""
 
 
 def _where(columns: Sequence[str]) -> str:
     return " AND ".join(f"{qident(c)} = %s" for c in columns)
 
 
-def _folded(value: Any) -> Any:
-    # what a case-insensitive, PAD SPACE collation (MySQL's default kind) takes as equal
-    return value.casefold().rstrip(" ") if isinstance(value, str) else value
+def _fold(value: Any) -> Any:
+    # as loose as the loosest common collation (case, accents, trailing spaces): two match
+    # values that may find the same row fold alike
+    if not isinstance(value, str):
+        return value
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().rstrip(" ")
+
+
+def _lock_order(keys: Sequence[Row], on: Sequence[str]) -> list[int]:
+    """Positions of `keys` sorted by value, so that concurrent applies lock in one order."""
+    try:
+        return sorted(range(len(keys)), key=lambda i: tuple(keys[i][c] for c in on))
+    except TypeError:  # values that do not order (cannot be a key of a real table)
+        return list(range(len(keys)))
 
 
 class _Writer:
-    def __init__(self, cur: Cursor, info: TableInfo, batch: ApplyBatch, endpoint: str) -> None:
+    def __init__(
+        self,
+        conn: pymysql.Connection,
+        cur: Cursor,
+        info: TableInfo,
+        batch: ApplyBatch,
+        endpoint: str,
+        traits: ServerTraits,
+        transactional: bool,
+    ) -> None:
+        self.conn = conn
         self.cur = cur
         self.info = info
         self.batch = batch
         self.table = qtable(*info.name.split(".", 1))
         self.endpoint = endpoint
+        self.traits = traits
+        self.bulk = transactional
         self.out = _Outcome()
         self.expected = expected_rows(batch.expected, info, batch.batch_id)
         pk, keys = info.primary_key, batch.key_columns
         self.reported = (*pk, *(k for k in keys if k not in pk))  # what `keys` holds
         # the primary key of a row found by another declared key must be read
         self.read_all = bool(set(pk) - set(keys))
+        self.ident = pk or keys  # how the writes name a target row they read
 
     def column(self, name: str) -> ColumnInfo:
         col = self.info.column(name)
@@ -127,6 +217,12 @@ class _Writer:
     def driver(self, values: Row) -> list[Any]:
         return [to_driver(v, self.column(n)) for n, v in values.items()]
 
+    def literal(self, value: Any, column: ColumnInfo) -> str:
+        return str(self.conn.escape(to_driver(value, column)))
+
+    def literals(self, values: Row) -> list[str]:
+        return [self.literal(v, self.column(n)) for n, v in values.items()]
+
     def keyed(self, row: Row, names: Sequence[str]) -> _Keyed | None:
         """An update/delete row with its key (never NULL) and `names`; None if rejected."""
         ref = str(row[REF])
@@ -140,84 +236,112 @@ class _Writer:
         self.out.rejected[ref] = why
         return None
 
-    def guarded(self, ref: str, action: Callable[..., None], *args: Any) -> None:
-        """Run one row's statements; a row the database rejects is rolled back alone.
+    # --- errors ------------------------------------------------------------------------
 
-        Each row writes with exactly one statement, and InnoDB undoes a failed statement
-        by itself while keeping the transaction: a SAVEPOINT per row would add a round
-        trip per row for no extra safety (and cannot undo non-transactional tables either).
-        The errors that abort the whole transaction (deadlock, lock timeout) are raised as
-        RetriableError and the batch is retried whole.
-        """
+    def row_error(self, exc: BaseException) -> bool:
+        """Whether the database refused a statement for the sake of (one of) its rows.
+
+        The errors that end the whole transaction (deadlock, lock timeout, a lost
+        connection) are retriable and raised, so the batch is retried whole."""
+        import pymysql
+
+        if isinstance(exc, _TooLarge):
+            return True
+        if not isinstance(exc, pymysql.err.MySQLError):
+            return False
+        return not (is_retriable(exc) or error_code(exc) in _SCHEMA_ERRORS)
+
+    def reject(self, item: _Unit | _Insert, exc: BaseException) -> None:
+        self.out.rejected[item.ref] = error_text(exc)
+
+    def guarded(self, ref: str, action: Callable[..., None], *args: Any) -> None:
+        """Run one row's own statements; a row the database rejects is rolled back alone
+        (InnoDB undoes a failed statement by itself and keeps the transaction)."""
         try:
             action(ref, *args)
         except Exception as exc:
-            import pymysql
-
-            if not isinstance(exc, pymysql.err.MySQLError):
-                raise
-            if is_retriable(exc) or error_code(exc) in _SCHEMA_ERRORS:
+            if not self.row_error(exc):
                 raise
             self.out.rejected[ref] = error_text(exc)
 
-    # --- locking and compare-and-set -------------------------------------------------------
-
-    def _lock(self, rows: list[_Keyed]) -> list[_Keyed]:
-        """`rows` with the target rows each one finds, locked and read as `fetch` reads
-        them; the server's collation decides which rows a key finds, so a key that found
-        none exactly takes those equal to it case- and trailing-space-insensitively."""
-        keys = self.batch.key_columns
-        wanted = (*keys, *self.reported, *check_columns(self.expected))
-        read = [self.column(c) for c in dict.fromkeys(wanted)]
-        select = ", ".join(qident(c.name) for c in read)
-        if len(keys) == 1:
-            where, mark = qident(keys[0]), "%s"
-        else:
-            where = "(" + ", ".join(qident(k) for k in keys) + ")"
-            mark = "(" + ", ".join(["%s"] * len(keys)) + ")"
-        order = ", ".join(qident(c) for c in (self.info.primary_key or keys))
-        out: list[_Keyed] = []
-        for start in range(0, len(rows), LOCK_ROWS):
-            chunk = rows[start : start + LOCK_ROWS]
-            self.cur.execute(
-                f"SELECT {select} FROM {self.table} WHERE {where} IN "
-                f"({', '.join([mark] * len(chunk))}) ORDER BY {order} FOR UPDATE",
-                [p for r in chunk for p in self.driver(r.key)],
+    def fits(self, sql: str) -> None:
+        if not self.traits.fits(sql):
+            raise _TooLarge(
+                f"the statement writing this row takes {len(sql.encode('utf-8'))} bytes, "
+                f"more than the server's max_allowed_packet ({self.traits.max_packet})"
             )
-            exact: dict[tuple[Any, ...], list[Row]] = {}
-            folded: dict[tuple[Any, ...], list[Row]] = {}
-            for values in self.cur.fetchall():
-                found = {c.name: to_canonical(v, c) for c, v in zip(read, values, strict=True)}
-                exact.setdefault(tuple(found[k] for k in keys), []).append(found)
-                folded.setdefault(tuple(_folded(found[k]) for k in keys), []).append(found)
-            for r in chunk:
-                token = tuple(r.key[k] for k in keys)
-                current = exact.get(token) or folded.get(tuple(_folded(v) for v in token), [])
-                out.append(_Keyed(r.ref, r.key, r.values, current))
-        return out
+
+    # --- finding and locking target rows -------------------------------------------------
+
+    def find(self, keys: Sequence[Row], on: Sequence[str], *, lock: bool) -> list[list[Row]]:
+        """For each of `keys` (values of the columns `on`), the target rows it finds as the
+        server compares them, in primary key order, read as `fetch` reads them; locked
+        (FOR UPDATE) when `lock`."""
+        wanted = (*on, *self.reported, *check_columns(self.expected))
+        read = [self.column(c) for c in dict.fromkeys(wanted)]
+        cols = [self.column(c) for c in on]
+        names = ["__i", *(f"__k{j}" for j in range(len(on)))]
+        select = ", ".join(f"__t.{qident(c.name)}" for c in read)
+        join = " AND ".join(f"__t.{qident(c)} = __v.__k{j}" for j, c in enumerate(on))
+        order = ", ".join(f"__t.{qident(c)}" for c in (self.info.primary_key or on))
+        tail = " FOR UPDATE" if lock else ""
+        rows = [
+            [str(i), *(self.literal(keys[i][c.name], c) for c in cols)]
+            for i in _lock_order(keys, on)
+        ]
+        found: list[list[Row]] = [[] for _ in keys]
+        size: Callable[[list[str]], int] = lambda r: sum(len(v) + 2 for v in r) + 20  # noqa: E731
+        for chunk in bulk.chunks(rows, size, CHUNK_ROWS, self.traits.chunk_chars):
+            # STRAIGHT_JOIN: the keys drive, so only the rows they find are read and locked
+            self.cur.execute(
+                f"SELECT __v.__i, {select} FROM ({bulk.derived(names, chunk)}) AS __v"
+                f" STRAIGHT_JOIN {self.table} AS __t ON {join}"
+                f" ORDER BY __v.__i, {order}{tail}"
+            )
+            for i, *values in self.cur.fetchall():
+                found[int(i)].append(
+                    {c.name: to_canonical(v, c) for c, v in zip(read, values, strict=True)}
+                )
+        return found
 
     def verify(self, rows: list[_Keyed]) -> list[_Keyed]:
-        """The rows to write; the others go to `stale` or `missing`. Rows are read (and
-        locked) when they have an expected row, or when the primary key must be read."""
-        needed = [r for r in rows if self.read_all or r.ref in self.expected]
-        if not needed:
-            return rows
-        read = {r.ref: r for r in self._lock(needed)}
+        """The rows to write, each with the target rows it finds, locked; the others go to
+        `missing` (none found) or `stale` (no longer holding the expected values)."""
+        found = self.find([r.key for r in rows], self.batch.key_columns, lock=True)
         keep = []
-        for row in rows:
-            r = read.get(row.ref, row)
+        for r, current in zip(rows, found, strict=True):
+            r.current = current
             want = self.expected.get(r.ref)
-            if r.current is None:  # not read: written as it comes
-                keep.append(r)
-            elif not r.current:
+            if not current:
                 self.out.missing.append(r.ref)
             elif want is None or all(
-                holds(c[n], want.values[n], self.column(n)) for c in r.current for n in want.check
+                holds(c[n], want.values[n], self.column(n)) for c in current for n in want.check
             ):
                 keep.append(r)
             else:
                 self.out.stale.append(r.ref)
         return keep
+
+    def claim(self, rows: list[_Keyed], ident: Sequence[str]) -> tuple[list[_Keyed], list[_Keyed]]:
+        """`rows` split into those whose target rows no earlier one of `rows` touches (one
+        set-based statement may write them together) and the others."""
+        claimed: set[tuple[Any, ...]] = set()
+        first, later = [], []
+        for r in rows:
+            ids = {tuple(c[n] for n in ident) for c in r.current}
+            if claimed.isdisjoint(ids):
+                claimed |= ids
+                first.append(r)
+            else:
+                later.append(r)
+        return first, later
+
+    def ident_literals(self, current: list[Row], ident: Sequence[str]) -> list[list[str]]:
+        cols = [self.column(n) for n in ident]
+        distinct = dict.fromkeys(tuple(c[n] for n in ident) for c in current)
+        return [[self.literal(v, col) for v, col in zip(t, cols, strict=True)] for t in distinct]
+
+    # --- keys reported ---------------------------------------------------------------------
 
     def report(self, ref: str, values: Row, current: Row | None) -> None:
         """`keys[ref]`: primary key and declared key, from `values`, else the row read."""
@@ -226,23 +350,74 @@ class _Writer:
             for c in self.reported
         }
 
-    def report_found(self, ref: str, row: _Keyed) -> None:
+    def report_found(self, row: _Keyed) -> None:
         # the row read holds the key as stored, which the batch's key may only equal
-        # (another case under a case-insensitive collation)
-        if row.current:
-            self.report(ref, {}, row.current[0])
+        # (another case under a case-insensitive collation); it is reported, as it always
+        # was, for rows read for compare-and-set or for their primary key
+        if self.read_all or row.ref in self.expected:
+            self.report(row.ref, {}, row.current[0])
         else:
-            self.report(ref, row.key, None)
+            self.report(row.ref, row.key, None)
 
-    # --- the three kinds of row ----------------------------------------------------------
+    def report_insert(self, ref: str, values: Row, back: Row | None) -> None:
+        """The values given, else what the database made (read back or returned)."""
+        self.out.keys[ref] = {
+            c: values[c] if values.get(c) is not None else (back or {}).get(c)
+            for c in self.reported
+        }
 
-    def delete(self, ref: str, row: _Keyed) -> None:
+    # --- set-based UPDATE and DELETE -------------------------------------------------------
+
+    def write_units(self, units: list[_Unit], statement: Callable[[list[_Unit]], str]) -> None:
+        def execute(chunk: list[_Unit]) -> None:
+            sql = statement(chunk)
+            self.fits(sql)
+            self.cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+            self.cur.execute(sql)
+
+        def done(chunk: list[_Unit]) -> None:
+            # rowcount counts matched rows, changed or not (CLIENT.FOUND_ROWS)
+            if self.cur.rowcount == sum(u.count for u in chunk):
+                for u in chunk:
+                    u.written()
+                return
+            # other rows than those read (a cascade of an earlier delete of this batch):
+            # one statement per row tells which of them still found their row
+            self.cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            for u in chunk:
+                u.alone()
+
+        for chunk in bulk.chunks(units, lambda u: u.size, CHUNK_ROWS, self.traits.chunk_chars):
+            bulk.write_bisected(chunk, execute, done, self.reject, self.row_error)
+
+    def on(self, ident: Sequence[str]) -> str:
+        return " AND ".join(f"__t.{qident(c)} = __v.__w{j}" for j, c in enumerate(ident))
+
+    def delete_sql(self, chunk: list[_Unit]) -> str:
+        names = [f"__w{j}" for j in range(len(self.ident))]
+        rows = [r for u in chunk for r in u.rows]
+        return (
+            f"DELETE __t FROM ({bulk.derived(names, rows)}) AS __v"
+            f" STRAIGHT_JOIN {self.table} AS __t ON {self.on(self.ident)}"
+        )
+
+    def update_sql(self, chunk: list[_Unit], ident: Sequence[str], names: Sequence[str]) -> str:
+        cols = [*(f"__w{j}" for j in range(len(ident))), *(f"__s{j}" for j in range(len(names)))]
+        rows = [r for u in chunk for r in u.rows]
+        sets = ", ".join(f"__t.{qident(c)} = __v.__s{j}" for j, c in enumerate(names))
+        return (
+            f"UPDATE ({bulk.derived(cols, rows)}) AS __v"
+            f" STRAIGHT_JOIN {self.table} AS __t ON {self.on(ident)} SET {sets}"
+        )
+
+    # --- one statement per row: where set-based writing does not apply --------------------
+
+    def delete_one(self, ref: str, row: _Keyed) -> None:
         self.cur.execute(
             f"DELETE FROM {self.table} WHERE {_where(list(row.key))}", self.driver(row.key)
         )
         if self.cur.rowcount:
-            self.out.deleted += 1
-            self.report_found(ref, row)
+            self.deleted(row)
         else:
             self.out.missing.append(ref)
 
@@ -250,25 +425,24 @@ class _Writer:
         """UPDATE the rows `where` finds; whether there was one."""
         if values:
             # FOUND_ROWS: rowcount counts matched rows, changed or not
-            self.cur.execute(
+            sql = (
                 f"UPDATE {self.table} SET {', '.join(f'{qident(c)} = %s' for c in values)} "
-                f"WHERE {_where(list(where))}",
-                self.driver(values) + self.driver(where),
+                f"WHERE {_where(list(where))}"
             )
+            self.cur.execute(sql, self.driver(values) + self.driver(where))
             return bool(self.cur.rowcount > 0)
         self.cur.execute(
             f"SELECT 1 FROM {self.table} WHERE {_where(list(where))}", self.driver(where)
         )
         return self.cur.fetchone() is not None
 
-    def update(self, ref: str, row: _Keyed) -> None:
+    def update_one(self, ref: str, row: _Keyed) -> None:
         if self._update(row.key, row.values):
-            self.out.updated += 1
-            self.report_found(ref, row)
+            self.updated(row)
         else:
             self.out.missing.append(ref)
 
-    def insert(self, ref: str, values: Row, match: Sequence[str]) -> None:
+    def insert_one(self, ref: str, values: Row, match: Sequence[str]) -> None:
         pk = self.info.primary_key or tuple(match)
         if match and all(values.get(m) is not None for m in match):
             read = list(dict.fromkeys((*pk, *self.reported)))
@@ -279,21 +453,13 @@ class _Writer:
             )
             found = self.cur.fetchall()
             if len(found) > 1:
-                self.out.rejected[ref] = f"more than one row of {self.info.name} has " + ", ".join(
-                    f"{m}={values[m]!r}" for m in match
-                )
+                self.out.rejected[ref] = self.ambiguous(values, match)
                 return
             if found:
                 current = {
                     c: to_canonical(v, self.column(c)) for c, v in zip(read, found[0], strict=True)
                 }
-                where = self.values(current, pk)
-                set_values = {c: v for c, v in values.items() if c not in pk}
-                if self._update(where, set_values):
-                    self.out.updated += 1
-                    self.report(ref, set_values, current)
-                else:
-                    self.out.missing.append(ref)
+                self.match_update_one(ref, values, current, pk)
                 return
         # leave out generated columns not given, so the database makes them
         written = {
@@ -330,6 +496,253 @@ class _Writer:
                 }
         self.report(ref, {**given, **key}, filled)
 
+    def match_update_one(self, ref: str, values: Row, current: Row, ident: Sequence[str]) -> None:
+        """An insert whose match values found `current`: update that row instead."""
+        set_values = {c: v for c, v in values.items() if c not in ident}
+        if self._update(self.values(current, ident), set_values):
+            self.out.updated += 1
+            self.report(ref, set_values, current)
+        else:
+            self.out.missing.append(ref)
+
+    def ambiguous(self, values: Row, match: Sequence[str]) -> str:
+        return f"more than one row of {self.info.name} has " + ", ".join(
+            f"{m}={values[m]!r}" for m in match
+        )
+
+    # --- the three parts -------------------------------------------------------------------
+
+    def deleted(self, row: _Keyed) -> None:
+        self.out.deleted += 1
+        self.report_found(row)
+
+    def updated(self, row: _Keyed) -> None:
+        self.out.updated += 1
+        self.report_found(row)
+
+    def deletes(self) -> None:
+        rows = [k for row in _rows(self.batch.deletes) if (k := self.keyed(row, [])) is not None]
+        keep = self.verify(rows)
+        first, later = self.claim(keep, self.ident) if self.bulk else ([], keep)
+        units = [
+            _Unit(
+                r.ref,
+                self.ident_literals(r.current, self.ident),
+                len(r.current),
+                partial(self.deleted, r),
+                partial(self.guarded, r.ref, self.delete_one, r),
+            )
+            for r in first
+        ]
+        self.write_units(units, self.delete_sql)
+        for r in later:
+            self.guarded(r.ref, self.delete_one, r)
+
+    def updates(self) -> None:
+        values = value_columns(self.batch.updates, self.batch.key_columns)
+        groups: dict[tuple[str, ...], list[_Keyed]] = {}
+        for row in _rows(self.batch.updates):
+            names = set_columns(row, values, self.batch.batch_id)
+            if (k := self.keyed(row, names)) is not None:
+                groups.setdefault(names, []).append(k)
+        kept = {id(u) for u in self.verify([u for group in groups.values() for u in group])}
+        for names, group in groups.items():
+            self.update_group(names, [u for u in group if id(u) in kept])
+
+    def update_group(self, names: tuple[str, ...], rows: list[_Keyed]) -> None:
+        if not names:
+            for r in rows:  # nothing to set: a row found is a row updated
+                self.updated(r)
+            return
+        if not self.bulk or not set(names).isdisjoint(self.ident):
+            # a row setting its primary key would move it from under the key read for a
+            # later row: each row by the batch's key, one statement each
+            first: list[_Keyed] = []
+            later = rows
+        else:
+            first, later = self.claim(rows, self.ident)
+        units = []
+        for r in first:
+            sets = self.literals({n: r.values[n] for n in names})
+            units.append(
+                _Unit(
+                    r.ref,
+                    [w + sets for w in self.ident_literals(r.current, self.ident)],
+                    len(r.current),
+                    partial(self.updated, r),
+                    partial(self.guarded, r.ref, self.update_one, r),
+                )
+            )
+        self.write_units(units, partial(self.update_sql, ident=self.ident, names=names))
+        for r in later:
+            self.guarded(r.ref, self.update_one, r)
+
+    def inserts(self) -> None:
+        columns = _data_columns(self.batch.inserts)
+        rows: list[tuple[str, Row]] = []
+        for row in _rows(self.batch.inserts):
+            ref = str(row[REF])
+            try:
+                rows.append((ref, self.values(row, columns)))
+            except ValueError as exc:
+                self.out.rejected[ref] = str(exc)
+        match = self.batch.insert_match
+        if not self.bulk:
+            for ref, values in rows:
+                self.guarded(ref, self.insert_one, values, match)
+            return
+        later: list[tuple[str, Row]] = []
+        if match:
+            rows, later = self.match_existing(rows, columns, match)
+        self.insert_new(rows, columns)
+        for ref, values in later:
+            self.guarded(ref, self.insert_one, values, match)
+
+    def match_existing(
+        self, rows: list[tuple[str, Row]], columns: Sequence[str], match: Sequence[str]
+    ) -> tuple[list[tuple[str, Row]], list[tuple[str, Row]]]:
+        """Inserts whose `insert_match` values find a row update it instead. Returns the
+        rows to insert, and those to write one by one after them (their match values repeat
+        an earlier row's, or they find a row an earlier one updates)."""
+        seen: set[tuple[Any, ...]] = set()
+        looked: list[int] = []
+        later: list[int] = []
+        for i, (_, values) in enumerate(rows):
+            if any(values.get(m) is None for m in match):
+                continue  # NULL equals nothing: inserted
+            token = tuple(_fold(values[m]) for m in match)
+            (later if token in seen else looked).append(i)
+            seen.add(token)
+        found = self.find([{m: rows[i][1][m] for m in match} for i in looked], match, lock=True)
+        hits = dict(zip(looked, found, strict=True))
+        ident = self.info.primary_key or tuple(match)
+        names = [c for c in columns if c not in ident]
+        new: list[tuple[str, Row]] = []
+        existing: list[tuple[int, _Keyed]] = []
+        deferred = set(later)
+        for i, (ref, values) in enumerate(rows):
+            current = hits.get(i, [])
+            if i in deferred:
+                continue
+            if len(current) > 1:
+                self.out.rejected[ref] = self.ambiguous(values, match)
+            elif current:
+                existing.append((i, _Keyed(ref, {}, values, current)))
+            else:
+                new.append((ref, values))
+        first, again = self.claim([k for _, k in existing], ident)
+        moved = {id(k) for k in again}
+        later += [i for i, k in existing if id(k) in moved]
+        units = []
+        for k in first:
+            set_values = {c: k.values[c] for c in names}
+            sets = self.literals(set_values)
+            row = k.current[0]
+            units.append(
+                _Unit(
+                    k.ref,
+                    [w + sets for w in self.ident_literals(k.current, ident)],
+                    1,
+                    partial(self.match_updated, k.ref, set_values, row),
+                    partial(self.guarded, k.ref, self.match_update_one, k.values, row, ident),
+                )
+            )
+        if names:
+            self.write_units(units, partial(self.update_sql, ident=ident, names=names))
+        else:
+            for u in units:  # nothing to set: the row found is the row written
+                u.written()
+        return new, [rows[i] for i in sorted(later)]
+
+    def match_updated(self, ref: str, set_values: Row, current: Row) -> None:
+        self.out.updated += 1
+        self.report(ref, set_values, current)
+
+    def insert_new(self, rows: list[tuple[str, Row]], columns: Sequence[str]) -> None:
+        cols = [self.column(c) for c in columns]
+        units = [
+            _Insert(
+                ref,
+                values,
+                [
+                    # DEFAULT makes what leaving the column out would: a generated value
+                    "DEFAULT" if v is None and col.auto_generated else self.literal(v, col)
+                    for col, v in zip(cols, (values[c] for c in columns), strict=True)
+                ],
+            )
+            for ref, values in rows
+        ]
+        head = f"INSERT INTO {self.table} ({', '.join(qident(c) for c in columns)}) VALUES "
+        for chunk in bulk.chunks(units, lambda u: u.size, CHUNK_ROWS, self.traits.chunk_chars):
+            made = any(u.values.get(c) is None for u in chunk for c in self.reported)
+            if not made:
+                self.insert_chunk(chunk, head, returning=False, read_back=())
+            elif self.traits.returning:
+                self.insert_chunk(chunk, head, returning=True, read_back=())
+            elif by := self.given_unique(chunk):
+                self.insert_chunk(chunk, head, returning=False, read_back=by)
+            else:
+                for u in chunk:
+                    self.guarded(u.ref, self.insert_one, u.values, ())
+
+    def given_unique(self, chunk: list[_Insert]) -> tuple[str, ...]:
+        """A unique column set every row of `chunk` gives a value for, or ()."""
+        for unique in self.info.unique:
+            if all(u.values.get(c) is not None for u in chunk for c in unique):
+                return unique
+        return ()
+
+    def insert_chunk(
+        self, chunk: list[_Insert], head: str, *, returning: bool, read_back: tuple[str, ...]
+    ) -> None:
+        """Insert `chunk` in one statement, bisected; the keys the database made come back
+        by RETURNING, or are read back by the unique columns `read_back`."""
+        tail = f" RETURNING {', '.join(qident(c) for c in self.reported)}" if returning else ""
+        back_cols = [self.column(c) for c in self.reported]
+
+        def execute(part: list[_Insert]) -> None:
+            sql = head + ", ".join(f"({', '.join(u.literals)})" for u in part) + tail
+            self.fits(sql)
+            self.cur.execute(sql)
+
+        def done(part: list[_Insert]) -> None:
+            back: list[Row | None] = [None] * len(part)
+            if returning:
+                got = self.cur.fetchall()
+                if len(got) != len(part):
+                    raise FatalError(
+                        f"inserting into {self.info.name} on endpoint {self.endpoint}: "
+                        f"{len(part)} rows written, {len(got)} returned"
+                    )
+                back = [
+                    {c.name: to_canonical(v, c) for c, v in zip(back_cols, r, strict=True)}
+                    for r in got
+                ]
+            elif read_back:
+                keys = [{c: u.values[c] for c in read_back} for u in part]
+                found = self.find(keys, read_back, lock=False)
+                if any(len(f) != 1 for f in found):
+                    raise FatalError(
+                        f"inserting into {self.info.name} on endpoint {self.endpoint}: the "
+                        f"rows written could not be read back by {', '.join(read_back)}"
+                    )
+                back = [f[0] for f in found]
+            for u, b in zip(part, back, strict=True):
+                self.out.inserted += 1
+                self.report_insert(u.ref, u.values, b)
+
+        def reject(u: _Insert, exc: BaseException) -> None:
+            match = self.batch.insert_match
+            if error_code(exc) == DUPLICATE_KEY and match:
+                # its match values may equal an earlier row's of this batch under the
+                # column's collation though not under _fold: written alone, it finds that
+                # row and updates it, as it would have one row at a time
+                self.guarded(u.ref, self.insert_one, u.values, match)
+            else:
+                self.reject(u, exc)
+
+        bulk.write_bisected(chunk, execute, done, reject, self.row_error)
+
 
 def _rows(table: pa.Table) -> list[Row]:
     return table.to_pylist() if table.num_rows else []
@@ -340,8 +753,7 @@ def _data_columns(table: pa.Table) -> list[str]:
 
 
 def _write_rows(w: _Writer, batch: ApplyBatch) -> None:
-    keys = list(batch.key_columns)
-    for c in keys:
+    for c in batch.key_columns:
         w.column(c)
     for table in (batch.deletes, batch.updates, batch.inserts):
         for c in _data_columns(table):
@@ -349,32 +761,18 @@ def _write_rows(w: _Writer, batch: ApplyBatch) -> None:
     for c in batch.insert_match:
         w.column(c)
     missing_keys(batch)
+    w.deletes()
+    w.updates()
+    w.inserts()
 
-    deletes = [k for row in _rows(batch.deletes) if (k := w.keyed(row, [])) is not None]
-    for d in w.verify(deletes):
-        w.guarded(d.ref, w.delete, d)
 
-    values = value_columns(batch.updates, keys)
-    groups: dict[tuple[str, ...], list[_Keyed]] = {}
-    for row in _rows(batch.updates):
-        names = set_columns(row, values, batch.batch_id)
-        if (k := w.keyed(row, names)) is not None:
-            groups.setdefault(names, []).append(k)
-    written = {u.ref: u for u in w.verify([u for group in groups.values() for u in group])}
-    for group in groups.values():
-        for u in group:
-            if u.ref in written:
-                w.guarded(u.ref, w.update, written[u.ref])
-
-    ins_cols = _data_columns(batch.inserts)
-    for row in _rows(batch.inserts):
-        ref = str(row[REF])
-        try:
-            inserted = w.values(row, ins_cols)
-        except ValueError as exc:
-            w.out.rejected[ref] = str(exc)
-            continue
-        w.guarded(ref, w.insert, inserted, batch.insert_match)
+def _transactional(conn: pymysql.Connection, info: TableInfo) -> bool:
+    """Whether the table's engine undoes a failed statement (InnoDB does, MyISAM not)."""
+    with conn.cursor() as cur:
+        cur.execute(_ENGINE_SQL, info.name.split(".", 1))
+        row = cur.fetchone()
+    # no row: a view, whose writes go to tables of their own engines
+    return row is None or str(row[0]).upper() == "YES"
 
 
 def apply_batch(
@@ -386,6 +784,8 @@ def apply_batch(
     marker = qtable(marker_db, MARKER_TABLE)
     what = f"applying batch {batch.batch_id} to {info.name} on endpoint {endpoint}"
     try:
+        traits = bulk.server_traits(conn)
+        transactional = _transactional(conn, info)
         conn.begin()
         with conn.cursor() as cur:
             try:
@@ -402,7 +802,7 @@ def apply_batch(
                 if done is None:
                     raise RetriableError(f"{what}: the batch is being applied right now") from None
                 return done
-            writer = _Writer(cur, info, batch, endpoint)
+            writer = _Writer(conn, cur, info, batch, endpoint, traits, transactional)
             _write_rows(writer, batch)
             result = writer.out.result(batch.batch_id)
             cur.execute(
