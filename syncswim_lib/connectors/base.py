@@ -76,6 +76,24 @@ class CaptureBatch:
     changes: tuple[Change, ...]
     # Position to store once the journal holds `changes`; resume from it next time.
     end_position: Position | None
+    # capture(skip_origin=...): table -> changes left out as that origin's own writes
+    # (MySQL counts row events there: it skips them without decoding their rows)
+    echoes: dict[str, int] = field(default_factory=dict)
+
+
+def without_origin(batch: CaptureBatch, origin: str | None) -> CaptureBatch:
+    """`batch` without the changes `origin` wrote, counted per table instead (for a
+    stream that has to decode them to know)."""
+    if origin is None:
+        return batch
+    echoes = dict(batch.echoes)
+    kept = []
+    for c in batch.changes:
+        if c.origin == origin:
+            echoes[c.table] = echoes.get(c.table, 0) + 1
+        else:
+            kept.append(c)
+    return CaptureBatch(tuple(kept), batch.end_position, echoes)
 
 
 @dataclass(frozen=True)
@@ -146,9 +164,16 @@ class Connector(Protocol):
         ...
 
     def capture(
-        self, sync: str, tables: Sequence[str], since: Position | None, max_changes: int
+        self,
+        sync: str,
+        tables: Sequence[str],
+        since: Position | None,
+        max_changes: int,
+        skip_origin: str | None = None,
     ) -> CaptureBatch:
-        """Changes after `since` on `tables`, oldest first, whole transactions only."""
+        """Changes after `since` on `tables`, oldest first, whole transactions only.
+        `skip_origin`: the changes of transactions tagged with that origin are left out
+        and counted in `echoes` (our own writes: not worth decoding)."""
         ...
 
     def confirm(self, sync: str, position: Position) -> None:

@@ -110,7 +110,11 @@ def capture_endpoint(
     keys = {t: k for t, (_, k) in tables.items()}
     for _ in range(max_rounds):
         since = store.get_position(sync, endpoint)
-        batch = conn.capture(sync, sorted(tables), since, MAX_CHANGES)
+        batch = conn.capture(sync, sorted(tables), since, MAX_CHANGES, skip_origin=sync)
+        if echoes is not None:
+            for table, n in batch.echoes.items():
+                if table in tables:
+                    echoes[tables[table][0]] += n
         changes = normalise([c for c in batch.changes if c.table in tables], keys)
         entries = []
         for c in changes:
@@ -122,7 +126,8 @@ def capture_endpoint(
         if batch.end_position is not None and batch.end_position != since:
             total += store.append_changes(sync, endpoint, entries, batch.end_position)
             conn.confirm(sync, batch.end_position)
-        if len(batch.changes) < MAX_CHANGES:
+        # a batch may be short of changes because our own writes were left out of it
+        if len(batch.changes) + sum(batch.echoes.values()) < MAX_CHANGES:
             break
     return total
 

@@ -225,3 +225,32 @@ def test_origins(backend: Backend, connector: Connector, items: str) -> None:
         (Op.UPDATE, None),
         (Op.DELETE, SYNC),
     ]
+
+
+def test_own_writes_left_out_on_request(backend: Backend, connector: Connector, items: str) -> None:
+    """`skip_origin`: the pipeline's own writes are counted, not returned (nor decoded
+    where the stream allows), and the position still moves past them."""
+    if not connector.capabilities.origin_tagging:
+        pytest.skip("the connector does not tag origins")
+    since = connector.current_position(SYNC)
+    backend.run(INSERT, 100, "U1", "user", 0)
+    connector.apply(items_batch(backend, "s-1", SYNC, inserts=[{REF: "a", "ext": "O1"}]))
+    connector.apply(
+        items_batch(backend, "s-2", "hub_other", updates=[{REF: "c", "id": 100, "name": "hub"}])
+    )
+    connector.apply(items_batch(backend, "s-3", SYNC, deletes=[{REF: "d", "id": 100}]))
+    backend.run(INSERT, 200, "U2", "user", 0)
+    got: list[tuple[Op, str | None]] = []
+    echoes = 0
+    position = since
+    for _ in range(100):
+        batch = connector.capture(SYNC, [items], position, 1000, skip_origin=SYNC)
+        got += [(c.op, c.origin) for c in batch.changes]
+        echoes += sum(batch.echoes.values())
+        assert set(batch.echoes) <= {items}
+        if batch.end_position is None or batch.end_position == position:
+            break
+        position = batch.end_position
+    assert got == [(Op.INSERT, None), (Op.UPDATE, "hub_other"), (Op.INSERT, None)]
+    assert echoes == 2  # one insert, one delete (rows, or row events on MySQL)
+    assert connector.capture(SYNC, [items], position, 1000, skip_origin=SYNC).changes == ()

@@ -43,6 +43,7 @@ from tests.connectors.conformance_stream import (
     test_no_gap_at_any_of_many_positions,
     test_no_gap_between_snapshot_and_stream,
     test_origins,
+    test_own_writes_left_out_on_request,
     test_positions_strictly_increase,
     test_transactions_are_never_split,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "test_no_gap_at_any_of_many_positions",
     "test_no_gap_between_snapshot_and_stream",
     "test_origins",
+    "test_own_writes_left_out_on_request",
     "test_positions_strictly_increase",
     "test_prune_markers_before_setup_and_with_a_negative_age",
     "test_prune_markers_deletes_old_markers_only",

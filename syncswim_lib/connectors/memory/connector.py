@@ -23,6 +23,7 @@ from syncswim_lib.connectors.base import (
     Capabilities,
     CaptureBatch,
     TableInfo,
+    without_origin,
 )
 from syncswim_lib.connectors.memory import markers
 from syncswim_lib.connectors.memory.apply import apply_batch
@@ -120,7 +121,12 @@ class MemoryConnector:
         return slot
 
     def capture(
-        self, sync: str, tables: Sequence[str], since: Position | None, max_changes: int
+        self,
+        sync: str,
+        tables: Sequence[str],
+        since: Position | None,
+        max_changes: int,
+        skip_origin: str | None = None,
     ) -> CaptureBatch:
         db = self._connected()
         if since is not None:
@@ -153,7 +159,7 @@ class MemoryConnector:
                 end = commit_end
                 if len(changes) >= limit:
                     break
-        return CaptureBatch(tuple(changes), end)
+        return without_origin(CaptureBatch(tuple(changes), end), skip_origin)
 
     def confirm(self, sync: str, position: Position) -> None:
         db = self._connected()

@@ -182,7 +182,12 @@ class MySQLConnector:
         return BinlogPosition(str(rows[0][0]), int(rows[0][1]))
 
     def capture(
-        self, sync: str, tables: Sequence[str], since: Position | None, max_changes: int
+        self,
+        sync: str,
+        tables: Sequence[str],
+        since: Position | None,
+        max_changes: int,
+        skip_origin: str | None = None,
     ) -> CaptureBatch:
         if since is not None and not isinstance(since, BinlogPosition):
             raise FatalError(
@@ -202,6 +207,8 @@ class MySQLConnector:
             describe=lambda db, table: self.describe(f"{db}.{table}"),
             start=start,
             since=since,
+            skip_origin=skip_origin,
+            names={split_table(t, self.db): t for t in tables},
         )
         # per process and thread: the sensor and a run may read the same sync's binlog at
         # once, and the server disconnects an older reader that reuses a server_id

@@ -25,6 +25,7 @@ from syncswim_lib.connectors.base import (
     Capabilities,
     CaptureBatch,
     TableInfo,
+    without_origin,
 )
 from syncswim_lib.connectors.postgres import apply as apply_mod
 from syncswim_lib.connectors.postgres import marker
@@ -234,9 +235,14 @@ class PostgresConnector:
         return PgPosition(PgPosition.parse_lsn(lsn), 0)
 
     def capture(
-        self, sync: str, tables: Sequence[str], since: Position | None, max_changes: int
+        self,
+        sync: str,
+        tables: Sequence[str],
+        since: Position | None,
+        max_changes: int,
+        skip_origin: str | None = None,
     ) -> CaptureBatch:
-        return capture_changes(
+        batch = capture_changes(
             self._connection(),
             slot_name(sync),
             tables,
@@ -246,6 +252,7 @@ class PostgresConnector:
             self.endpoint,
             self._plans,
         )
+        return without_origin(batch, skip_origin)
 
     def confirm(self, sync: str, position: Position) -> None:
         import psycopg
