@@ -437,7 +437,8 @@ def child_ours(spec: dict[str, Any]) -> None:
         reports = prof.runcall(run, True)
         took = time.monotonic() - t
         prof.dump_stats(spec["profile"])
-        check({"step": "initial", "seconds": took, "rows": spec["rows"], **_counts(reports)})
+        record = {"step": "initial", "seconds": took, "rows": spec["rows"], **_counts(reports)}
+        check({**record, "rss_mib": _rss_mib(), "profiled": True})
         for key in ("cumulative", "tottime"):
             print(f"\n{tag} top 15 by {key} time (cProfile; {took:.1f} s under the profiler):")
             pstats.Stats(spec["profile"], stream=sys.stdout).sort_stats(key).print_stats(15)
@@ -966,6 +967,27 @@ def prepare_dlt(base: Path, timeout: float) -> tuple[str | None, str]:
         return None, f"dlt skipped: it could not be installed ({e}) {tail}".strip()
 
 
+def code_version() -> str:
+    """The commit measured, and whether the library had uncommitted changes (the children
+    import the code as it is when each starts)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "syncswim_lib"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' with uncommitted changes to syncswim_lib' if dirty else ''}"
+
+
 def machine(bench: Bench, load: tuple[float, ...], notes: list[str]) -> dict[str, Any]:
     import psycopg
     import pyarrow
@@ -983,6 +1005,7 @@ def machine(bench: Bench, load: tuple[float, ...], notes: list[str]) -> dict[str
     my_version = my_exec(my, "SELECT VERSION()")[0][0]
     my.close()
     return {
+        "code": code_version(),
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "load_average_start": [round(x, 2) for x in load],
@@ -1020,7 +1043,7 @@ def summarise(bench: Bench) -> dict[str, Any]:
                 m: dict[str, Any] = {"n": len(xs), "seconds": _median([s["seconds"] for s in xs])}
                 if step == "initial":
                     m["rows_per_s"] = _median([s["rows"] / s["seconds"] for s in xs])
-                    m["rss_mib"] = _median([s["rss_mib"] for s in xs])
+                    m["rss_mib"] = _median([s["rss_mib"] for s in xs if "rss_mib" in s])
                 if step.startswith("sustained"):
                     m["changes_per_s"] = _median([s["rate"] for s in xs])
                     m["offered_per_s"] = _median([s["offered_rate"] for s in xs])
@@ -1044,6 +1067,7 @@ def report(bench: Bench, summary: dict[str, Any], info: dict[str, Any]) -> None:
     print(f"  load average at start: {', '.join(str(x) for x in info['load_average_start'])}")
     print(f"  {info['system']}; Python {info['python']}; {info['drivers']}")
     print(f"  PostgreSQL {info['postgresql']}; MariaDB {info['mariadb']}")
+    print(f"  code at start: {info['code']}; at end: {info.get('code_end', '?')}")
     for n in info["notes"]:
         print(f"  {n}")
     a = bench.a
@@ -1201,6 +1225,7 @@ def main() -> int:
             bench.errors.append(f"stopped early: {e}")
         summary = summarise(bench)
         info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        info["code_end"] = code_version()
         report(bench, summary, info)
         print(f"load average at end: {', '.join(str(x) for x in info['load_average_end'])}")
         missing = [
