@@ -275,6 +275,12 @@ DELETE_LINK = "DELETE FROM links WHERE id = ?"
 # PostgreSQL 65535; a few hundred keep each statement small and plannable)
 IN_CHUNK = 500
 
+LINK_IDS_BY_KEYS = {
+    which: f"SELECT {column}, id FROM links WHERE sync = ? AND entity = ? "
+    f"AND {column} IN ({{marks}})"
+    for which, column in (("a", "key_a_text"), ("b", "key_b_text"), ("ext", "ext_id"))
+}
+
 LINKS_BY_KEYS = {
     "a": f"SELECT {LINK_COLUMNS}, key_a_text FROM links WHERE sync = ? AND entity = ? "
     "AND key_a_text IN ({marks})",

@@ -183,8 +183,7 @@ class SqlStateStore:
         with self._write() as cur:
             self._update_entries(cur, batch, now)
             self._release_entries(cur, batch)
-            for link in batch.upsert_links:
-                self._upsert_link(cur, batch, link, now)
+            self._upsert_links(cur, batch, now)
             for link in batch.delete_links:
                 found = self._match_link(cur, batch.sync, batch.entity, link)
                 if found is not None:
@@ -464,6 +463,77 @@ class SqlStateStore:
             if row is not None:
                 return int(row[0])
         return None
+
+    def _upsert_links(self, cur: Cursor, batch: BatchRecord, now: datetime) -> None:
+        """All of a batch's links in a few set-based statements: the stored ids looked up
+        IN_CHUNK keys a query, then one executemany for the new and one for the known.
+        Links of one batch that designate each other (the same key twice) go one by one,
+        so each sees the one before it, as a single upsert would."""
+        links = list(batch.upsert_links)
+        for link in links:
+            if link.key_a is None and link.key_b is None and link.ext_id is None:
+                raise ValueError(f"a link of {batch.sync}/{batch.entity} needs a key or an ext_id")
+        texts = [self._link_texts(link) for link in links]
+        seen: set[tuple[str, str]] = set()
+        for t in texts:
+            probes = [(w, v) for w, v in zip(("a", "b", "ext"), t, strict=True) if v is not None]
+            if any(p in seen for p in probes):
+                for link in links:
+                    self._upsert_link(cur, batch, link, now)
+                return
+            seen.update(probes)
+        ids: dict[str, dict[str, int]] = {}
+        for i, which in enumerate(("a", "b", "ext")):
+            wanted = [v for v in (t[i] for t in texts) if v is not None]
+            ids[which] = self._link_ids_in(cur, which, batch.sync, batch.entity, wanted)
+        new: list[tuple[Any, ...]] = []
+        known: list[tuple[Any, ...]] = []
+        stamp = self._ts_in(now)
+        for link, (ta, tb, ext) in zip(links, texts, strict=True):
+            found = (
+                (ids["a"].get(ta) if ta is not None else None)
+                or (ids["b"].get(tb) if tb is not None else None)
+                or (ids["ext"].get(ext) if ext is not None else None)
+            )
+            values = (
+                ta,
+                codec.dumps_opt(link.key_a),
+                tb,
+                codec.dumps_opt(link.key_b),
+                link.ext_id,
+                codec.dumps_opt(link.shadow),
+                stamp,
+            )
+            if found is None:
+                new.append((batch.sync, batch.entity, *values))
+            else:
+                known.append((*values, found))
+        with self._constraint(f"a link of batch {batch.sync}/{batch.entity}"):
+            if new:
+                cur.executemany(self._q(schema.INSERT_LINK), new)
+            if known:
+                cur.executemany(self._q(schema.UPDATE_LINK), known)
+
+    @staticmethod
+    def _link_texts(link: Link) -> tuple[str | None, str | None, str | None]:
+        return (
+            None if link.key_a is None else codec.key_text(link.key_a),
+            None if link.key_b is None else codec.key_text(link.key_b),
+            link.ext_id,
+        )
+
+    def _link_ids_in(
+        self, cur: Cursor, which: str, sync: str, entity: str, texts: list[str]
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        wanted = list(dict.fromkeys(texts))
+        for start in range(0, len(wanted), schema.IN_CHUNK):
+            chunk = wanted[start : start + schema.IN_CHUNK]
+            query = schema.LINK_IDS_BY_KEYS[which].format(marks=", ".join("?" for _ in chunk))
+            cur.execute(self._q(query), (sync, entity, *chunk))
+            for text, link_id in cur.fetchall():
+                found[str(text)] = int(link_id)
+        return found
 
     def _upsert_link(self, cur: Cursor, batch: BatchRecord, link: Link, now: datetime) -> None:
         if link.key_a is None and link.key_b is None and link.ext_id is None:

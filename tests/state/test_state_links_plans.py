@@ -143,3 +143,45 @@ def test_a_failed_record_keeps_the_plan(store: SqlStateStore) -> None:
             )
         )
     assert store.load_plan("b1") == "{}"
+
+
+def test_a_batch_of_links_is_upserted_in_a_constant_number_of_statements(
+    store: SqlStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.record(BatchRecord("s1", "customers", upsert_links=_links(300)))
+    # 100 known (found by key_a, by key_b only, by ext_id only) and 1,200 new
+    known = [
+        Link("s1", "customers", {"id": i}, {"Id": f"001{i:05d}"}, {"n": -i}, f"C-{i}")
+        for i in range(0, 40)
+    ]
+    known += [
+        Link("s1", "customers", None, {"Id": f"001{i:05d}"}, {"n": -i}) for i in range(40, 70)
+    ]
+    known += [Link("s1", "customers", None, None, {"n": -i}, f"C-{i}") for i in range(70, 100)]
+    new = [
+        Link("s1", "customers", {"id": i}, {"Id": f"001{i:05d}"}, {"n": i}, f"C-{i}")
+        for i in range(1000, 2200)
+    ]
+    counting = Counting(store, monkeypatch)
+    store.record(BatchRecord("s1", "customers", upsert_links=[*known, *new]))
+    assert counting.statements <= 12  # 3 lookups of 500 keys or fewer, each kind; 2 writes
+    stored = store.links("s1", "customers")
+    assert len(stored) == 300 + 1200  # the known ones updated in place, not added
+    by_b = store.links_for_keys("s1", "customers", "b", [{"Id": f"001{i:05d}"} for i in range(70)])
+    by_ext = store.links_for_ext_ids("s1", "customers", [f"C-{i}" for i in range(70, 100)])
+    for i in range(70):
+        assert by_b[codec.key_text({"Id": f"001{i:05d}"})].shadow == {"n": -i}
+    for i in range(70, 100):
+        assert by_ext[f"C-{i}"].shadow == {"n": -i}
+    got = {link.ext_id: link for link in stored}
+    assert got["C-1500"].shadow == {"n": 1500}
+
+
+def test_links_of_one_batch_that_designate_each_other_are_upserted_in_order(
+    store: SqlStateStore,
+) -> None:
+    first = Link("s1", "customers", {"id": 1}, None, {"n": 1}, "C-1")
+    then = Link("s1", "customers", {"id": 1}, {"Id": "0010"}, {"n": 2}, "C-1")
+    store.record(BatchRecord("s1", "customers", upsert_links=[first, then]))
+    (link,) = store.links("s1", "customers")
+    assert (link.key_b, link.shadow) == ({"Id": "0010"}, {"n": 2})
