@@ -44,10 +44,43 @@ def _is_tag_shaped(d: dict[str, Any]) -> bool:
 _PLAIN = frozenset((type(None), bool, int, str))
 
 
+def _float(value: float) -> Any:
+    if math.isfinite(value):
+        return value
+    return {_FLOAT: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+
+
+def _dict(value: dict[Any, Any]) -> Any:
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if type(k) is not str and not isinstance(k, str):
+            # JSON would silently turn 1 into "1": refuse instead of changing the key
+            raise TypeError(f"cannot encode a dict key of type {type(k).__name__}: {k!r}")
+        out[k] = v if type(v) in _PLAIN else encode(v)
+    return {_DICT: out} if len(out) == 1 and _is_tag_shaped(out) else out
+
+
+# by exact type: one lookup for the types rows are made of (journal images, shadows and
+# details encode every value of every row); subclasses take the isinstance chain below
+_BY_TYPE: dict[type, Callable[[Any], Any]] = {
+    float: _float,
+    Decimal: lambda v: {_DECIMAL: str(v)},
+    datetime: lambda v: {_DATETIME: v.isoformat(timespec="microseconds")},
+    date: lambda v: {_DATE: v.isoformat()},
+    dict: _dict,
+    list: lambda v: [encode(x) for x in v],
+    tuple: lambda v: [encode(x) for x in v],
+}
+
+
 def encode(value: Any) -> Any:
     """The JSON-ready form of a canonical value (nested values included)."""
-    if type(value) in _PLAIN:  # the common case first: capture encodes every row
+    t = type(value)
+    if t in _PLAIN:  # the common case first: capture encodes every row
         return value
+    fast = _BY_TYPE.get(t)
+    if fast is not None:
+        return fast(value)
     # bool before int (bool is an int); datetime before date (datetime is a date)
     if value is None or isinstance(value, bool | int | str):
         return value
