@@ -112,10 +112,10 @@ def encode(value: Any) -> Any:
 def decode(data: Any) -> Any:
     """The inverse of `encode`."""
     if isinstance(data, list):
-        return [decode(v) for v in data]
+        return [v if type(v) in _PLAIN else decode(v) for v in data]
     if not isinstance(data, dict):
         return data
-    if _is_tag_shaped(data):
+    if len(data) == 1 and _is_tag_shaped(data):
         ((tag, body),) = data.items()
         if tag == _DICT:
             return {k: decode(v) for k, v in body.items()}
@@ -130,7 +130,7 @@ def decode(data: Any) -> Any:
         if tag == _FLOAT:
             return _NONFINITE[body]
         raise ValueError(f"unknown tag {tag!r} in stored JSON")
-    return {k: decode(v) for k, v in data.items()}
+    return {k: v if type(v) in _PLAIN else decode(v) for k, v in data.items()}
 
 
 # allow_nan=False: a non-finite float that escaped `encode` must fail, not write NaN
