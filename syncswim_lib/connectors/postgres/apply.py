@@ -1,25 +1,42 @@
 """Apply: write one ApplyBatch in one transaction, marked so capture knows it is ours.
 
 The transaction starts with the batch's row in `syncswim.applied` (see `marker.py`), then
-deletes, updates and inserts, then stores the ApplyResult on the marker row. Rows run in
-groups inside a savepoint; a group a row of which the database rejects is replayed row by
-row, each in its own savepoint, so one bad row is reported and the others are written.
+deletes, updates and inserts, then stores the ApplyResult on the marker row.
 
-Updates are grouped by the columns they set (`__set`), one statement text per group.
+Each part of the batch is written set-based (see `stage.py`): its rows are copied (COPY)
+into a temporary table typed like the target, then one statement per GROUP_ROWS rows moves
+them into the target: `DELETE ... USING`, `UPDATE ... FROM` (one statement per `__set`
+list), `INSERT ... SELECT ... ORDER BY` the rows' ordinals. Deletes and updates return the
+`__ref` of every staged row that found its target row, so the others are missing; inserts
+return the generated keys one row per staged row, in the order of the SELECT, which is the
+order ModifyTable inserts and returns them in (a count that does not match, as when a
+trigger skips a row, makes the rows be bisected like an error).
+
+A statement that fails on a row's values (a constraint, a value out of range, a trigger's
+RAISE) is run again on each half of its rows inside savepoints, down to the single rows
+that fail, which are rejected with the server's message; the others are written, in their
+order. Values the column cannot hold are rejected before they are sent.
+
+Rows of one part that share a key (or, for inserts matched by `insert_match`, the same
+match values) go into successive statements, so each statement meets a target row once
+and the rows take effect one after the other as they would row by row.
+
 Compare-and-set: the target rows of the updates and deletes that have an `expected` row
 are first locked (`SELECT ... FOR UPDATE`, one query per LOCK_ROWS keys, joined to the
 keys so the server's own equality decides which row is whose) and read as `fetch` reads
 them; a row that no longer holds the expected values is left alone and reported stale.
+The values are compared in Python (`holds`), not in the statement: json has no equality
+operator and the plan's values are canonical values, not the server's text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo, TableInfo
-from syncswim_lib.connectors.coerce import coerce, holds
+from syncswim_lib.connectors.coerce import holds
 from syncswim_lib.connectors.postgres.connection import (
     error_text,
     is_record_error,
@@ -27,42 +44,123 @@ from syncswim_lib.connectors.postgres.connection import (
     split_table,
 )
 from syncswim_lib.connectors.postgres.marker import begin_batch, finish_batch
-from syncswim_lib.connectors.postgres.types import TEXT_CAST_FAMILIES, db_param, from_db
+from syncswim_lib.connectors.postgres.stage import (
+    ORD,
+    REF,
+    Encoded,
+    Item,
+    RowRefused,
+    Stage,
+    bisected,
+    copy_lines,
+    encode,
+    escape,
+)
+from syncswim_lib.connectors.postgres.types import TEXT_CAST_FAMILIES, from_db
 from syncswim_lib.connectors.results import (
     BATCH_META,
-    REF,
+    SET,
     Expected,
     check_columns,
     expected_rows,
     missing_keys,
-    null_key,
     set_columns,
     value_columns,
 )
+from syncswim_lib.connectors.results import REF as BATCH_REF
 from syncswim_lib.errors import ConfigError
 
 if TYPE_CHECKING:
     import psycopg
+    import pyarrow as pa
     from psycopg import sql
 
-GROUP_ROWS = 200  # rows per savepoint before falling back to one savepoint per row
+GROUP_ROWS = 5000  # rows per statement (and per COPY): bounds what a bisection redoes
 LOCK_ROWS = 1000  # keys per locking query of compare-and-set
+# families whose values psycopg reads as their canonical values (see `from_db`)
+_PLAIN = frozenset(
+    {"int", "float", "decimal", "text", "bool", "date", "json", "uuid", "time", "other"}
+)
 
-Item = tuple[str, list[Any]]  # (__ref, statement parameters)
+
+@dataclass
+class _Values:
+    """The columns of one part of the batch encoded for COPY, and the values of those
+    Python looks at (keys, match columns, generated columns)."""
+
+    refs: list[str]
+    ref_text: pa.Array | pa.ChunkedArray
+    encoded: dict[str, Encoded] = field(default_factory=dict)
+    bad: list[str] = field(default_factory=list)  # the columns holding a value they cannot
+
+    def value(self, name: str, i: int) -> Any:
+        values = self.encoded[name].values
+        assert values is not None, f"{name} was encoded without its values"
+        return values[i]
 
 
-@dataclass(frozen=True)
-class _Keyed:
-    """One update or delete row, its values already as the columns store them."""
+@dataclass(slots=True)
+class _Row:
+    """One row of a part of the batch: where its values are, and what it is found by."""
 
+    i: int  # its index in the part's table (and in the converted columns)
     ref: str
-    key: list[Any]  # driver values of the key columns
-    params: list[Any]  # the statement's parameters: set values, then the key
+    key: tuple[Any, ...] = ()  # the key columns' values (updates and deletes)
+    only: frozenset[str] | None = None  # the columns staged for it, when not all
+
+
+def _rounds(rows: Sequence[_Row], key: Callable[[_Row], tuple[Any, ...]]) -> list[list[_Row]]:
+    """`rows` in lists none of which holds two rows with the same `key`, a row in the list
+    after the one holding the previous row with its key; rows keep their order within a
+    list. A key with a NULL matches nothing, so such a row never waits."""
+    keys = []
+    for row in rows:
+        k = key(row)
+        try:
+            hash(k)
+        except TypeError:
+            k = tuple(repr(v) for v in k)
+        keys.append(k)
+    if len(set(keys)) == len(keys):
+        return [list(rows)] if rows else []
+    seen: dict[tuple[Any, ...], int] = {}
+    rounds: list[list[_Row]] = []
+    for row, k in zip(rows, keys, strict=True):
+        turn = 0
+        if all(v is not None for v in k):
+            turn = seen.get(k, -1) + 1
+            seen[k] = turn
+        if turn == len(rounds):
+            rounds.append([])
+        rounds[turn].append(row)
+    return rounds
+
+
+def _key(row: _Row) -> tuple[Any, ...]:
+    return row.key
+
+
+def _runs(items: Sequence[Item], staged: Sequence[Item]) -> list[list[Item]]:
+    """`items` cut where a staged row not among them lies between two of them: a statement
+    takes the rows of an ordinal range, which must hold its rows only."""
+    wanted = {i.ord for i in items}
+    runs: list[list[Item]] = []
+    current: list[Item] = []
+    for item in staged:
+        if item.ord in wanted:
+            current.append(item)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    return runs
 
 
 class _Writer:
     def __init__(self, conn: psycopg.Connection, batch: ApplyBatch, info: TableInfo) -> None:
         from psycopg import sql
+        from psycopg.adapt import Transformer
 
         self.conn = conn
         self.batch = batch
@@ -75,6 +173,11 @@ class _Writer:
         self.expected = expected_rows(batch.expected, info, batch.batch_id)
         ret = list(info.primary_key) + [k for k in batch.key_columns if k not in info.primary_key]
         self.returning = [self.column(c) for c in ret]
+        self._key_names = [c.name for c in self.returning]
+        # psycopg's own values are the canonical ones for these (from_db changes nothing)
+        self._plain_keys = all(c.family in _PLAIN for c in self.returning)
+        self.what = f"apply to {info.name}"
+        self.tx = Transformer(conn)
 
     def column(self, name: str) -> ColumnInfo:
         col = self.info.column(name)
@@ -82,96 +185,209 @@ class _Writer:
             raise ConfigError(f"column {name} does not exist in table {self.info.name}")
         return col
 
-    def params(self, ref: str, row: dict[str, Any], names: Sequence[str]) -> list[Any] | None:
-        """The row's values for `names` as the columns store them, or None if rejected."""
-        out = []
+    # --- values ------------------------------------------------------------------------
+
+    def _convert(self, table: pa.Table, names: Sequence[str], read: Sequence[str] = ()) -> _Values:
+        """The columns `names` of `table` encoded; `read`: those whose values are kept."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        refs = table.column(BATCH_REF)
+        text = refs if pa.types.is_string(refs.type) else pc.cast(refs, pa.string())
+        values = _Values([str(r) for r in refs.to_pylist()], escape(pc.cast(text, pa.binary())))
         for name in names:
-            col = self.column(name)
-            try:
-                out.append(db_param(coerce(row.get(name), col), col))
-            except ValueError as exc:
-                self.rejected[ref] = str(exc)
-                return None
-        return out
+            encoded = encode(self.column(name), table.column(name), self.tx, name in read)
+            values.encoded[name] = encoded
+            if encoded.bad:
+                values.bad.append(name)
+        return values
 
-    def keyed(self, row: dict[str, Any], names: Sequence[str]) -> _Keyed | None:
-        """An update/delete row with its key (never NULL) and `names`; None if rejected."""
-        ref = str(row[REF])
-        keys = self.batch.key_columns
-        if (why := null_key(row, keys)) is not None:
-            self.rejected[ref] = why
-            return None
-        params = self.params(ref, row, [*names, *keys])
-        if params is None:
-            return None
-        return _Keyed(ref, params[len(names) :], params)
+    def _rows(
+        self,
+        values: _Values,
+        keys: Sequence[str] = (),
+        names_of: Sequence[tuple[str, ...] | None] | None = None,
+    ) -> list[_Row]:
+        """The rows of the part not rejected: keys never NULL, and no value its column
+        cannot hold among the columns the row writes (`names_of[i]`; None: every column)."""
+        n = len(values.refs)
+        key_lists = [values.encoded[k].values or [] for k in keys]
+        key_of: list[tuple[Any, ...]] = list(zip(*key_lists, strict=True)) if keys else [()] * n
+        writes = names_of or [None] * n
+        refused: set[int] = set()
+        for name, column in zip(keys, key_lists, strict=True):
+            if None in column:
+                for i, value in enumerate(column):
+                    if value is None and i not in refused:
+                        # NULL equals nothing: `key = NULL` would silently find no row
+                        self.rejected[values.refs[i]] = f"key column {name} is NULL"
+                        refused.add(i)
+        suspects = sorted({i for name in values.bad for i in values.encoded[name].bad} - refused)
+        for i in suspects:
+            names = writes[i]
+            for name in values.bad:  # the first in column order, as a row's check would
+                if names is None or name in names or name in keys:
+                    why = values.encoded[name].bad.get(i)
+                    if why is not None:
+                        self.rejected[values.refs[i]] = why
+                        refused.add(i)
+                        break
+        only: dict[tuple[str, ...], frozenset[str]] = {}
+        rows = []
+        for i, (ref, key, names) in enumerate(zip(values.refs, key_of, writes, strict=True)):
+            if i in refused:
+                continue
+            if names is None:
+                rows.append(_Row(i, ref, key))
+            else:
+                if names not in only:
+                    only[names] = frozenset((*names, *keys))
+                rows.append(_Row(i, ref, key, only[names]))
+        return rows
 
-    def _returning_sql(self) -> sql.Composed:
+    # --- staging and statements ----------------------------------------------------------
+
+    def _stage(
+        self,
+        label: str,
+        columns: Sequence[str],
+        values: _Values,
+        segments: Sequence[Sequence[_Row]],
+    ) -> tuple[Stage, list[list[Item]]]:
+        """A staging table with `columns`, holding the rows of `segments` (ordinals in
+        their order); the items of each segment that made it into the table."""
+        stage = Stage(
+            self.conn,
+            f"_syncswim_{label}",
+            self.target,
+            self.info.name,
+            [self.column(c) for c in columns],
+        )
+        rows = [row for segment in segments for row in segment]
+        masks: list[list[bool] | None] = [None] * len(columns)
+        if any(r.only is not None for r in rows):
+            # a column the row does not write may hold anything: not staged
+            masks = [[r.only is None or c in r.only for r in rows] for c in columns]
+        lines = copy_lines(
+            values.ref_text,
+            [values.encoded[c].text for c in columns],
+            [r.i for r in rows],
+            masks,
+        )
+        items: list[list[Item]] = []
+        first = 0
+        for segment in segments:
+            ords = range(first, first + len(segment))
+            items.append(list(map(Item, ords, (r.ref for r in segment))))
+            first += len(segment)
+        refused: set[int] = set()
+
+        def reject(item: Item, message: str) -> None:
+            refused.add(item.ord)
+            self.rejected[item.ref] = message
+
+        stage.load(lines, [i for part in items for i in part], reject, GROUP_ROWS)
+        return stage, [[i for i in part if i.ord not in refused] for part in items]
+
+    def _execute(
+        self, query: sql.Composed, items: Sequence[Item], counted: bool = False
+    ) -> list[tuple[Sequence[Item], list[Any]]]:
+        """`query` (whose parameters are the first and last ordinal of its rows) over
+        `items`, GROUP_ROWS at a time, bisected on row errors; every (items, rows
+        returned) that was written. `counted`: one row must come back per item."""
+
+        def attempt(part: Sequence[Item]) -> list[Any]:
+            rows = self.conn.execute(query, (part[0].ord, part[-1].ord)).fetchall()
+            if counted and len(rows) != len(part):
+                raise RowRefused("the database wrote no row for it (a trigger skipped it)")
+            return rows
+
+        def reject(item: Item, message: str) -> None:
+            self.rejected[item.ref] = message
+
+        done: list[tuple[Sequence[Item], list[Any]]] = []
+        for start in range(0, len(items), GROUP_ROWS):
+            done += bisected(
+                self.conn, items[start : start + GROUP_ROWS], attempt, reject, self.what
+            )
+        return done
+
+    def _found(self, done: list[tuple[Sequence[Item], list[Any]]]) -> tuple[list[Item], list[Item]]:
+        """For statements returning (ref, key...) per target row written: the items that
+        found a row (their keys recorded), and those that found none."""
+        returned: dict[str, list[Any]] = {}
+        for _, rows in done:
+            for ref, *key in rows:
+                returned.setdefault(ref, key)
+        found: list[Item] = []
+        none: list[Item] = []
+        for part, _ in done:
+            for item in part:
+                if item.ref in returned:
+                    found.append(item)
+                    self.record_key(item.ref, returned[item.ref])
+                else:
+                    none.append(item)
+        return found, none
+
+    def record_key(self, ref: str, values: Sequence[Any]) -> None:
+        if self._plain_keys:
+            self.keys[ref] = dict(zip(self._key_names, values, strict=True))
+        else:
+            self.keys[ref] = {
+                c.name: from_db(v, c.family) for c, v in zip(self.returning, values, strict=True)
+            }
+
+    def _returning(self, *first: sql.Composable) -> sql.Composed:
         from psycopg import sql
 
-        if not self.returning:
-            return sql.Composed([sql.SQL(" RETURNING 1")])
         # uuid, time and other types come back as the server's text, as fetch reads them
-        return sql.SQL(" RETURNING {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("{}::text").format(sql.Identifier(c.name))
+        items = [
+            *first,
+            *(
+                sql.SQL("{}::text").format(sql.Identifier("_t", c.name))
                 if c.family in TEXT_CAST_FAMILIES
-                else sql.Identifier(c.name)
+                else sql.Identifier("_t", c.name)
                 for c in self.returning
-            )
+            ),
+        ]
+        if not items:
+            return sql.Composed([sql.SQL(" RETURNING 1")])
+        return sql.SQL(" RETURNING {}").format(sql.SQL(", ").join(items))
+
+    @staticmethod
+    def _join(names: Sequence[str]) -> sql.Composable:
+        """The target row of a staged row: equal values of `names`, ordinal in range."""
+        from psycopg import sql
+
+        return sql.SQL(" AND ").join(
+            [
+                *(
+                    sql.SQL("{} = {}").format(sql.Identifier("_t", n), sql.Identifier("_s", n))
+                    for n in names
+                ),
+                sql.SQL("{} BETWEEN %s AND %s").format(sql.Identifier("_s", ORD)),
+            ]
         )
 
-    def _where(self, names: Sequence[str]) -> sql.Composable:
-        from psycopg import sql
-
-        return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names)
-
-    def _set(self, names: Sequence[str], fallback: str) -> sql.Composable:
+    @staticmethod
+    def _set(names: Sequence[str], fallback: str) -> sql.Composable:
         from psycopg import sql
 
         if not names:  # nothing to set: touch the row so RETURNING tells it exists
-            return sql.SQL("{0} = {0}").format(sql.Identifier(fallback))
-        return sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names)
+            return sql.SQL("{} = {}").format(
+                sql.Identifier(fallback), sql.Identifier("_t", fallback)
+            )
+        return sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(n), sql.Identifier("_s", n)) for n in names
+        )
 
-    def _record_errors(self, exc: psycopg.Error, ref: str) -> None:
-        if not is_record_error(exc):
-            raise_translated(exc, f"apply to {self.info.name}")
-        self.rejected[ref] = error_text(exc)
+    def _update_query(self, stage: Stage, names: Sequence[str], by: Sequence[str]) -> sql.Composed:
+        from psycopg import sql
 
-    def run(self, query: sql.Composed, items: list[Item]) -> list[tuple[str, list[Any]]]:
-        """Execute `query` once per item; (ref, returned rows) for every item not rejected."""
-        import psycopg
-
-        done: list[tuple[str, list[Any]]] = []
-        for start in range(0, len(items), GROUP_ROWS):
-            group = items[start : start + GROUP_ROWS]
-            try:
-                with self.conn.transaction(), self.conn.cursor() as cur:
-                    cur.executemany(query, [p for _, p in group], returning=True)
-                    results = [cur.fetchall()]
-                    while cur.nextset():
-                        results.append(cur.fetchall())
-                done.extend((ref, rows) for (ref, _), rows in zip(group, results, strict=True))
-                continue
-            except psycopg.Error as exc:
-                if not is_record_error(exc):
-                    raise_translated(exc, f"apply to {self.info.name}")
-            for ref, params in group:
-                try:
-                    with self.conn.transaction():
-                        rows = self.conn.execute(query, params).fetchall()
-                    done.append((ref, rows))
-                except psycopg.Error as exc:
-                    self._record_errors(exc, ref)
-        return done
-
-    def record_key(self, ref: str, rows: list[Any]) -> None:
-        if self.returning:
-            self.keys[ref] = {
-                c.name: from_db(v, c.family) for c, v in zip(self.returning, rows[0], strict=True)
-            }
-        else:
-            self.keys[ref] = {}
+        return sql.SQL("UPDATE {} AS _t SET {} FROM {} AS _s WHERE {}").format(
+            self.target, self._set(names, by[0]), stage.ident, self._join(by)
+        ) + self._returning(sql.Identifier("_s", REF))
 
     # --- compare-and-set ---------------------------------------------------------------
 
@@ -207,14 +423,14 @@ class _Writer:
         )
         return query, read
 
-    def _lock(self, rows: list[_Keyed]) -> dict[str, list[dict[str, Any]]]:
+    def _lock(self, rows: list[_Row]) -> dict[str, list[dict[str, Any]]]:
         """The current values of the rows `rows` find, locked, by ref (absent: none)."""
         import psycopg
 
         found: dict[str, list[dict[str, Any]]] = {}
         width = len(self.batch.key_columns)
 
-        def lock(chunk: list[_Keyed]) -> None:
+        def lock(chunk: list[_Row]) -> None:
             query, read = self._lock_query()
             args: list[Any] = [[r.key[i] for r in chunk] for i in range(width)]
             args.append(list(range(len(chunk))))
@@ -237,13 +453,15 @@ class _Writer:
                     with self.conn.transaction():
                         lock([one])
                 except psycopg.Error as exc:
-                    self._record_errors(exc, one.ref)
+                    if not is_record_error(exc):
+                        raise_translated(exc, f"locking rows of {self.info.name}")
+                    self.rejected[one.ref] = error_text(exc)
         return found
 
     def _holds(self, row: dict[str, Any], want: Expected) -> bool:
         return all(holds(row[c], want.values[c], self.column(c)) for c in want.check)
 
-    def verify(self, rows: list[_Keyed]) -> list[_Keyed]:
+    def verify(self, rows: list[_Row]) -> list[_Row]:
         """The rows to write: those without an expected row, and those whose target row
         still holds the expected values. The others go to `stale` or `missing`."""
         checked = [r for r in rows if r.ref in self.expected]
@@ -270,92 +488,142 @@ class _Writer:
     def deletes(self) -> int:
         from psycopg import sql
 
-        if not self.batch.deletes.num_rows:
+        table = self.batch.deletes
+        if not table.num_rows:
             return 0
         keys = list(self.batch.key_columns)
-        query = sql.SQL("DELETE FROM {} WHERE {}").format(self.target, self._where(keys))
-        rows = [k for r in self.batch.deletes.to_pylist() if (k := self.keyed(r, [])) is not None]
-        return self._keyed(query + self._returning_sql(), self.verify(rows))
-
-    def updates(self) -> int:
-        from psycopg import sql
-
-        if not self.batch.updates.num_rows:
-            return 0
-        keys = list(self.batch.key_columns)
-        values = value_columns(self.batch.updates, keys)
-        groups: dict[tuple[str, ...], list[_Keyed]] = {}
-        for row in self.batch.updates.to_pylist():
-            names = set_columns(row, values, self.batch.batch_id)
-            if (k := self.keyed(row, names)) is not None:
-                groups.setdefault(names, []).append(k)
-        written = self.verify([k for group in groups.values() for k in group])
-        keep = {k.ref for k in written}
+        values = self._convert(table, keys, keys)
+        rounds = _rounds(self.verify(self._rows(values, keys)), _key)
+        stage, items = self._stage("deletes", keys, values, rounds)
+        query = sql.SQL("DELETE FROM {} AS _t USING {} AS _s WHERE {}").format(
+            self.target, stage.ident, self._join(keys)
+        ) + self._returning(sql.Identifier("_s", REF))
         count = 0
-        for names, group in groups.items():
-            query = sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                self.target, self._set(names, keys[0]), self._where(keys)
-            )
-            count += self._keyed(query + self._returning_sql(), [k for k in group if k.ref in keep])
+        for part in items:
+            found, none = self._found(self._execute(query, part))
+            count += len(found)
+            self.missing.extend(i.ref for i in none)
         return count
 
-    def _keyed(self, query: sql.Composed, rows: list[_Keyed]) -> int:
+    def updates(self) -> int:
+        table = self.batch.updates
+        if not table.num_rows:
+            return 0
+        keys = list(self.batch.key_columns)
+        settable = value_columns(table, keys)
+        refs = [str(r) for r in table.column(BATCH_REF).to_pylist()]
+        sets = table.column(SET).to_pylist() if SET in table.column_names else [None] * len(refs)
+        names_of = [
+            set_columns({SET: s, BATCH_REF: ref}, settable, self.batch.batch_id)
+            for s, ref in zip(sets, refs, strict=True)
+        ]
+        used = {n for names in names_of for n in names}
+        columns = [*keys, *(v for v in settable if v in used)]
+        values = self._convert(table, columns, keys)
+        every = tuple(v for v in settable if v in used)
+        groups: dict[tuple[str, ...], list[_Row]] = {}
+        for row in self._rows(values, keys, [None if n == every else n for n in names_of]):
+            groups.setdefault(names_of[row.i], []).append(row)
+        kept = {r.ref for r in self.verify([r for group in groups.values() for r in group])}
+        segments: list[tuple[tuple[str, ...], list[_Row]]] = [
+            (names, part)
+            for names, group in groups.items()
+            for part in _rounds([r for r in group if r.ref in kept], _key)
+        ]
+        stage, items = self._stage("updates", columns, values, [part for _, part in segments])
         count = 0
-        for ref, returned in self.run(query, [(r.ref, r.params) for r in rows]):
-            if returned:
-                count += 1
-                self.record_key(ref, returned)
-            else:
-                self.missing.append(ref)
+        for (names, _), part in zip(segments, items, strict=True):
+            found, none = self._found(self._execute(self._update_query(stage, names, keys), part))
+            count += len(found)
+            self.missing.extend(i.ref for i in none)
         return count
 
     def inserts(self) -> tuple[int, int]:
         """(inserted, updated): an insert whose `insert_match` values exist updates that row."""
+        table = self.batch.inserts
+        if not table.num_rows:
+            return 0, 0
+        names = [n for n in table.column_names if n != BATCH_REF]
+        match = list(self.batch.insert_match)
+        # a generated column left NULL is left to the database (serial, identity, default)
+        generated = [n for n in names if self.column(n).auto_generated]
+        values = self._convert(table, names, [*match, *generated])
+        groups: dict[tuple[str, ...], list[_Row]] = {}
+        for row in self._rows(values):
+            cols = tuple(names)
+            if any(values.value(n, row.i) is None for n in generated):
+                cols = tuple(
+                    n for n in names if n not in generated or values.value(n, row.i) is not None
+                )
+            groups.setdefault(cols, []).append(row)
+        stage, items = self._stage("inserts", names, values, list(groups.values()))
+        updated = 0
+        if match:
+            rows = [row for group in groups.values() for row in group]
+            updated, items = self._matched(stage, names, match, values, rows, items)
+        inserted = 0
+        for cols, part in zip(groups, items, strict=True):
+            inserted += self._insert(stage, cols, part)
+        return inserted, updated
+
+    def _matched(
+        self,
+        stage: Stage,
+        names: Sequence[str],
+        match: Sequence[str],
+        values: _Values,
+        rows: Sequence[_Row],
+        items: list[list[Item]],
+    ) -> tuple[int, list[list[Item]]]:
+        """Update the rows whose `match` values exist (`rows` by ordinal); how many, and the
+        items left to insert, which are the only ones left in the staging table."""
+        staged = [i for part in items for i in part]
+        query = self._update_query(stage, [n for n in names if n not in match], match)
+
+        def key(row: _Row) -> tuple[Any, ...]:
+            return tuple(values.value(m, row.i) for m in match)
+
+        updated = 0
+        left: set[int] = set()
+        for turn in _rounds([rows[i.ord] for i in staged], key):
+            refs = {r.ref for r in turn}
+            for run in _runs([i for i in staged if i.ref in refs], staged):
+                found, none = self._found(self._execute(query, run))
+                updated += len(found)
+                left.update(i.ord for i in none)
+        stage.delete([i.ord for i in staged if i.ord not in left])
+        return updated, [[i for i in part if i.ord in left] for part in items]
+
+    def _insert(self, stage: Stage, cols: Sequence[str], items: Sequence[Item]) -> int:
         from psycopg import sql
 
-        rows = self.batch.inserts.to_pylist()
-        names = [n for n in self.batch.inserts.column_names if n != REF]
-        updated = 0
-        match = list(self.batch.insert_match)
-        if match and rows:
-            set_names = [n for n in names if n not in match]
-            query = sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                self.target, self._set(set_names, match[0]), self._where(match)
+        if not items:
+            return 0
+        query = (
+            sql.SQL(
+                "INSERT INTO {} AS _t {}SELECT {} FROM {} AS _s"
+                " WHERE {} BETWEEN %s AND %s ORDER BY {}"
+            ).format(
+                self.target,
+                sql.SQL("({}) ").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
+                if cols
+                else sql.SQL(""),
+                sql.SQL(", ").join(sql.Identifier("_s", c) for c in cols),
+                stage.ident,
+                sql.Identifier("_s", ORD),
+                sql.Identifier("_s", ORD),
             )
-            items = [
-                (r[REF], p)
-                for r in rows
-                if (p := self.params(r[REF], r, set_names + match)) is not None
-            ]
-            found = set()
-            for ref, returned in self.run(query + self._returning_sql(), items):
-                if returned:
-                    found.add(ref)
-                    updated += 1
-                    self.record_key(ref, returned)
-            rows = [r for r in rows if r[REF] not in found and r[REF] not in self.rejected]
-        # a generated column left NULL is left to the database (serial, identity, default)
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for r in rows:
-            cols = tuple(
-                n for n in names if r.get(n) is not None or not self.column(n).auto_generated
-            )
-            groups.setdefault(cols, []).append(r)
+            + self._returning()
+        )
         inserted = 0
-        for cols, group in groups.items():
-            if cols:
-                query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                    self.target,
-                    sql.SQL(", ").join(sql.Identifier(c) for c in cols),
-                    sql.SQL(", ").join(sql.Placeholder() * len(cols)),
-                )
-            else:
-                query = sql.SQL("INSERT INTO {} DEFAULT VALUES").format(self.target)
-            items = [(r[REF], p) for r in group if (p := self.params(r[REF], r, cols)) is not None]
-            for ref, returned in self.run(query + self._returning_sql(), items):
+        for part, rows in self._execute(query, items, counted=True):
+            for item, row in zip(part, rows, strict=True):
                 inserted += 1
-                self.record_key(ref, returned)
-        return inserted, updated
+                if self.returning:
+                    self.record_key(item.ref, row)
+                else:
+                    self.keys[item.ref] = {}
+        return inserted
 
 
 def _check_columns(batch: ApplyBatch, info: TableInfo) -> None:
@@ -364,8 +632,8 @@ def _check_columns(batch: ApplyBatch, info: TableInfo) -> None:
         ("updates", batch.updates),
         ("deletes", batch.deletes),
     ):
-        if table.num_rows and REF not in table.column_names:
-            raise ConfigError(f"apply batch {batch.batch_id}: {part} has no {REF} column")
+        if table.num_rows and BATCH_REF not in table.column_names:
+            raise ConfigError(f"apply batch {batch.batch_id}: {part} has no {BATCH_REF} column")
         for name in table.column_names:
             if name not in BATCH_META and info.column(name) is None:
                 raise ConfigError(f"column {name} does not exist in table {info.name}")
