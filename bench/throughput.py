@@ -440,7 +440,8 @@ def child_ours(spec: dict[str, Any]) -> None:
         record = {"step": "initial", "seconds": took, "rows": spec["rows"], **_counts(reports)}
         check({**record, "rss_mib": _rss_mib(), "profiled": True})
         for key in ("cumulative", "tottime"):
-            print(f"\n{tag} top 15 by {key} time (cProfile; {took:.1f} s under the profiler):")
+            what = "cumulative time" if key == "cumulative" else "own time"
+            print(f"\n{tag} top 15 by {what} (cProfile; {took:.1f} s under the profiler):")
             pstats.Stats(spec["profile"], stream=sys.stdout).sort_stats(key).print_stats(15)
         return
 
@@ -1100,6 +1101,20 @@ def report(bench: Bench, summary: dict[str, Any], info: dict[str, Any]) -> None:
                 f" {ratio:>9}"
             )
     print("  targets: ours >= 0.8x raw; >= 3x dlt's fastest backend; peak RSS < 500 MB")
+    if not a.profile:
+        _report_after(summary)
+    if not a.profile and not a.no_sustained:
+        _report_sustained(summary, a.transactions)
+    bad = [s for s in bench.samples if s.get("identical") is False]
+    compared = sum(1 for s in bench.samples if "identical" in s)
+    print(f"\ncopies compared: {compared}, differing: {len(bad)}")
+    for s in bad:
+        print(f"  {LABEL[s['direction']]} {s['contender']} {s['step']}: {s.get('detail')}")
+    for e in bench.errors:
+        print(f"  error: {e}")
+
+
+def _report_after(summary: dict[str, Any]) -> None:
     print("\nafter the initial sync (ours):")
     print(f"  {'direction':<22} {'step':<34} {'seconds':>8} {'written':>8} {'captured':>9}")
     for direction, d in summary.items():
@@ -1114,6 +1129,9 @@ def report(bench: Bench, summary: dict[str, Any], info: dict[str, Any]) -> None:
                     f"  {LABEL[direction]:<22} {what:<34} {_fmt(m['seconds'], '.2f'):>8}"
                     f" {_fmt(m['writes']):>8} {_fmt(m['captured']):>9}"
                 )
+
+
+def _report_sustained(summary: dict[str, Any], transactions: int) -> None:
     print("\nsustained changes on the full side (first commit → last change visible):")
     print(f"  {'direction':<22} {'shape':<42} {'changes/s':>9} {'offered/s':>9} {'runs':>5}")
     targets = {"autocommit": 3000, "transactions": 10000, "inserts": None}
@@ -1125,8 +1143,8 @@ def report(bench: Bench, summary: dict[str, Any], info: dict[str, Any]) -> None:
                 continue
             what = {
                 "autocommit": "single-row updates, autocommit",
-                "transactions": f"updates, {a.transactions} transactions",
-                "inserts": f"inserts, {a.transactions} transactions",
+                "transactions": f"updates, {transactions} transactions",
+                "inserts": f"inserts, {transactions} transactions",
             }[shape]
             t = targets[shape]
             what += f" (>= {t:,})" if t else ""
@@ -1134,13 +1152,6 @@ def report(bench: Bench, summary: dict[str, Any], info: dict[str, Any]) -> None:
                 f"  {LABEL[direction]:<22} {what:<42} {_fmt(m['changes_per_s']):>9}"
                 f" {_fmt(m['offered_per_s']):>9} {_fmt(m['runs']):>5}"
             )
-    bad = [s for s in bench.samples if s.get("identical") is False]
-    compared = sum(1 for s in bench.samples if "identical" in s)
-    print(f"\ncopies compared: {compared}, differing: {len(bad)}")
-    for s in bad:
-        print(f"  {LABEL[s['direction']]} {s['contender']} {s['step']}: {s.get('detail')}")
-    for e in bench.errors:
-        print(f"  error: {e}")
 
 
 def expected_steps(a: argparse.Namespace) -> list[str]:
@@ -1182,7 +1193,7 @@ def main() -> int:
         a.rows, a.changes, a.reps = min(a.rows, 1000), min(a.changes, 300), 1
         a.no_baselines = True
     if a.profile:
-        a.no_baselines = True
+        a.no_baselines, a.reps = True, 1
     # a child inherits an ignored SIGINT (`bench &` in a script): handle it ourselves
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
