@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -153,6 +153,10 @@ class _TooLarge(Exception):
     every retry alike; the row is rejected instead."""
 
 
+def _or_default(render: Callable[[Any], str], value: Any) -> str:
+    return "DEFAULT" if value is None else render(value)
+
+
 def _where(columns: Sequence[str]) -> str:
     return " AND ".join(f"{qident(c)} = %s" for c in columns)
 
@@ -200,6 +204,8 @@ class _Writer:
         # the primary key of a row found by another declared key must be read
         self.read_all = bool(set(pk) - set(keys))
         self.ident = pk or keys  # how the writes name a target row they read
+        self._renderers: dict[str, Callable[[Any], str]] = {}
+        self._columns: dict[tuple[str, ...], list[tuple[str, ColumnInfo]]] = {}
 
     def column(self, name: str) -> ColumnInfo:
         col = self.info.column(name)
@@ -212,16 +218,35 @@ class _Writer:
 
     def values(self, row: Row, names: Sequence[str]) -> Row:
         """Canonical values as each column stores them; ValueError names the column."""
-        return {n: coerce(row.get(n), self.column(n)) for n in names}
+        cols = self._columns.get(tuple(names))
+        if cols is None:
+            cols = self._columns[tuple(names)] = [(n, self.column(n)) for n in names]
+        return {n: coerce(row.get(n), c) for n, c in cols}
 
     def driver(self, values: Row) -> list[Any]:
         return [to_driver(v, self.column(n)) for n, v in values.items()]
 
-    def literal(self, value: Any, column: ColumnInfo) -> str:
-        return str(self.conn.escape(to_driver(value, column)))
+    def renderer(self, column: ColumnInfo) -> Callable[[Any], str]:
+        render = self._renderers.get(column.name)
+        if render is None:
+            render = self._renderers[column.name] = bulk.literal_function(column, self.conn)
+        return render
 
-    def literals(self, values: Row) -> list[str]:
-        return [self.literal(v, self.column(n)) for n, v in values.items()]
+    def renderers(self, names: Sequence[str]) -> list[Callable[[Any], str]]:
+        return [self.renderer(self.column(n)) for n in names]
+
+    def rendered(
+        self, ref: str, render: Sequence[Callable[[Any], str]], values: Iterable[Any]
+    ) -> list[str] | None:
+        """One row's values as literals; None, the row rejected, for a value the driver
+        cannot send (a NaN or an infinite float)."""
+        import pymysql
+
+        try:
+            return [f(v) for f, v in zip(render, values, strict=True)]
+        except pymysql.err.Error as exc:
+            self.out.rejected[ref] = error_text(exc)
+            return None
 
     def keyed(self, row: Row, names: Sequence[str]) -> _Keyed | None:
         """An update/delete row with its key (never NULL) and `names`; None if rejected."""
@@ -279,16 +304,13 @@ class _Writer:
         (FOR UPDATE) when `lock`."""
         wanted = (*on, *self.reported, *check_columns(self.expected))
         read = [self.column(c) for c in dict.fromkeys(wanted)]
-        cols = [self.column(c) for c in on]
+        render = list(zip(on, self.renderers(on), strict=True))
         names = ["__i", *(f"__k{j}" for j in range(len(on)))]
         select = ", ".join(f"__t.{qident(c.name)}" for c in read)
         join = " AND ".join(f"__t.{qident(c)} = __v.__k{j}" for j, c in enumerate(on))
         order = ", ".join(f"__t.{qident(c)}" for c in (self.info.primary_key or on))
         tail = " FOR UPDATE" if lock else ""
-        rows = [
-            [str(i), *(self.literal(keys[i][c.name], c) for c in cols)]
-            for i in _lock_order(keys, on)
-        ]
+        rows = [[str(i), *(f(keys[i][c]) for c, f in render)] for i in _lock_order(keys, on)]
         found: list[list[Row]] = [[] for _ in keys]
         size: Callable[[list[str]], int] = lambda r: sum(len(v) + 2 for v in r) + 20  # noqa: E731
         for chunk in bulk.chunks(rows, size, CHUNK_ROWS, self.traits.chunk_chars):
@@ -337,9 +359,9 @@ class _Writer:
         return first, later
 
     def ident_literals(self, current: list[Row], ident: Sequence[str]) -> list[list[str]]:
-        cols = [self.column(n) for n in ident]
+        render = self.renderers(ident)
         distinct = dict.fromkeys(tuple(c[n] for n in ident) for c in current)
-        return [[self.literal(v, col) for v, col in zip(t, cols, strict=True)] for t in distinct]
+        return [[f(v) for f, v in zip(render, t, strict=True)] for t in distinct]
 
     # --- keys reported ---------------------------------------------------------------------
 
@@ -562,8 +584,11 @@ class _Writer:
         else:
             first, later = self.claim(rows, self.ident)
         units = []
+        render = self.renderers(names)
         for r in first:
-            sets = self.literals({n: r.values[n] for n in names})
+            sets = self.rendered(r.ref, render, (r.values[n] for n in names))
+            if sets is None:
+                continue
             units.append(
                 _Unit(
                     r.ref,
@@ -630,13 +655,16 @@ class _Writer:
                 existing.append((i, _Keyed(ref, {}, values, current)))
             else:
                 new.append((ref, values))
+        render = self.renderers(names)
         first, again = self.claim([k for _, k in existing], ident)
         moved = {id(k) for k in again}
         later += [i for i, k in existing if id(k) in moved]
         units = []
         for k in first:
             set_values = {c: k.values[c] for c in names}
-            sets = self.literals(set_values)
+            sets = self.rendered(k.ref, render, set_values.values())
+            if sets is None:
+                continue
             row = k.current[0]
             units.append(
                 _Unit(
@@ -659,18 +687,15 @@ class _Writer:
         self.report(ref, set_values, current)
 
     def insert_new(self, rows: list[tuple[str, Row]], columns: Sequence[str]) -> None:
-        cols = [self.column(c) for c in columns]
+        render = [
+            # DEFAULT makes what leaving the column out would: a generated value
+            partial(_or_default, f) if self.column(c).auto_generated else f
+            for c, f in zip(columns, self.renderers(columns), strict=True)
+        ]
         units = [
-            _Insert(
-                ref,
-                values,
-                [
-                    # DEFAULT makes what leaving the column out would: a generated value
-                    "DEFAULT" if v is None and col.auto_generated else self.literal(v, col)
-                    for col, v in zip(cols, (values[c] for c in columns), strict=True)
-                ],
-            )
+            _Insert(ref, values, literals)
             for ref, values in rows
+            if (literals := self.rendered(ref, render, values.values())) is not None
         ]
         head = f"INSERT INTO {self.table} ({', '.join(qident(c) for c in columns)}) VALUES "
         for chunk in bulk.chunks(units, lambda u: u.size, CHUNK_ROWS, self.traits.chunk_chars):
