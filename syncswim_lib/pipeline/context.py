@@ -180,6 +180,22 @@ def _parents(
                 for kt, k in keys.items()
                 if kt not in slot or link_key(slot[kt], target) is None
             ]
+            # a linked parent whose row is gone on the target (its delete not applied yet,
+            # or being recreated there) cannot be referred to: treated as unlinked
+            there = {
+                kt: link_key(slot[kt], target)
+                for kt in keys
+                if kt in slot and link_key(slot[kt], target) is not None
+            }
+            if there:
+                t_pk = ref.parent_key(target).name
+                wanted = [k[t_pk] for k in there.values() if k is not None]
+                found_t = connectors[target].fetch(ref.parent_table(target), t_pk, wanted)
+                alive = {key_text({t_pk: r.get(t_pk)}) for r in found_t}
+                for kt, k in there.items():
+                    if k is not None and key_text({t_pk: k[t_pk]}) not in alive:
+                        del slot[kt]
+                        unlinked.append(keys[kt][pk.name])
             if unlinked:
                 found = connectors[letter].fetch(ref.parent_table(letter), pk.name, unlinked)
                 texts = {key_text({pk.name: r.get(pk.name)}) for r in found}

@@ -118,7 +118,8 @@ class _Clearing:
                     if gone_parent is None or not same_value(s_ref, gone_parent):
                         # moved away (or emptied) on the deleting side: that change first
                         blocked[parent.ref] = {
-                            "reason": f"waiting for children: {where} is synced first"
+                            "waits_for": "children",
+                            "reason": f"waiting for children: {where} is synced first",
                         }
                         continue
                 orphan = s_row is not None or link is None
