@@ -388,6 +388,8 @@ class Planner:
         held = link_key(link, t.letter)
         if held is None or key_text(held) == key_text(t.key):
             return
+        if self._row(ctx, t.letter, t.key) is None:
+            return  # the touched row is gone (a delete seen after its record moved on)
         old_row = self._row(ctx, t.letter, held)
         if old_row is None or ext_col is None:
             return
