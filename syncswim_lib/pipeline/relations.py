@@ -96,6 +96,7 @@ class _Clearing:
             s_keys = [k for k in (link_key(x, s) for x in links.values()) if k is not None]
             rows_s = _rows_by_key(engine, cmap, s, s_keys)
             deletes: list[tuple[dict[str, Any], Link | None, _Parent]] = []
+            restores: list[tuple[dict[str, Any], Link | None, Any]] = []
             nulls: list[tuple[dict[str, Any], Link | None, dict[str, Any] | None]] = []
             for row in rows_t:
                 key = cmap.key_of(t, row)
@@ -116,7 +117,13 @@ class _Clearing:
                         nulls.append((row, link, None))
                         continue
                     if gone_parent is None or not same_value(s_ref, gone_parent):
-                        # moved away (or emptied) on the deleting side: that change first
+                        restored = self._moved_here(pmap, link, col_s, s_ref)
+                        if restored is not None:
+                            # moved *to* the deleted parent on this side while the deleting
+                            # side kept it where it was: the delete wins, the move is undone
+                            restores.append((row, link, restored))
+                            continue
+                        # moved away on the deleting side: that change first
                         blocked[parent.ref] = {
                             "waits_for": "children",
                             "reason": f"waiting for children: {where} is synced first",
@@ -150,10 +157,55 @@ class _Clearing:
                 if detail is not None:
                     blocked[parent.ref] = detail
             deletes = [d for d in deletes if d[2].ref not in blocked]
+            self._restore(cmap, col_t, restores)
             failed = self._write(cmap, child.column(t), col_s, deletes, nulls)
             for parent_ref, detail in failed.items():
                 blocked[parent_ref] = detail
         return blocked
+
+    def _moved_here(self, pmap: EntityMap, link: Link | None, col_s: str, s_ref: Any) -> Any:
+        """The child's reference on this side to put back, when the deleting side still
+        holds the agreed one (so the move happened here): its parent's id here."""
+        if link is None or not link.shadow:
+            return None
+        agreed = (link.shadow.get(self.s) or {}).get(col_s)
+        if agreed is None or not same_value(
+            _as(agreed, pmap, self.s, pmap.side(self.s).key[0]), s_ref
+        ):
+            return None
+        pk_s, pk_t = pmap.side(self.s).key[0], pmap.side(self.t).key[0]
+        found = self.engine.store.links_for_keys(pmap.sync, pmap.entity, self.s, [{pk_s: s_ref}])
+        parent = found.get(key_text({pk_s: s_ref}))
+        key = None if parent is None else link_key(parent, self.t)
+        return None if key is None else key[pk_t]
+
+    def _restore(
+        self,
+        cmap: EntityMap,
+        col_t: str,
+        restores: Sequence[tuple[dict[str, Any], Link | None, Any]],
+    ) -> None:
+        from syncswim_lib.pipeline.engine import build_batch
+
+        if not restores:
+            return
+        engine, t = self.engine, self.t
+        writes = [
+            Write.update(f"r{i}", t, cmap.key_of(t, row), {col_t: value}, tracked_of(cmap, t, row))
+            for i, (row, _, value) in enumerate(restores)
+        ]
+        self.n += 1
+        res = engine.connectors[t].apply(build_batch(cmap, t, f"{self.batch_id}{self.n}", writes))
+        upsert: list[Link] = []
+        for w, (_, link, value) in zip(writes, restores, strict=True):
+            if w.ref in res.rejected or w.ref in res.stale or link is None or not link.shadow:
+                continue  # the child's own merge sees it next
+            shadow = {k: dict(v) for k, v in link.shadow.items()}
+            shadow.setdefault(t, {})[col_t] = value
+            upsert.append(Link(link.sync, link.entity, link.key_a, link.key_b, shadow, link.ext_id))
+        self.report.cascaded += len(upsert)
+        if upsert:
+            engine.store.record(BatchRecord(cmap.sync, cmap.entity, upsert_links=upsert))
 
     def _write(
         self,

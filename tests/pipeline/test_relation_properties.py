@@ -665,7 +665,8 @@ def machine(name: str) -> RelationMachine:
 
 
 # --- the bugs the machine found, by their smallest examples -----------------------------
-# Each fails until the library is fixed (what it does now is said under "seen").
+# Each failed before its fix; the one still open is marked xfail (what it does now is
+# said under "seen").
 
 
 def synced(m: RelationMachine) -> None:
@@ -685,8 +686,6 @@ def test_a_child_moved_to_a_parent_deleted_on_the_other_side_keeps_the_sides_equ
     m.do_update(c, "b", {"ref": p.rid})
     m.do_delete(p, "a")
     m.settle()
-    # seen: the child is deleted on b and left on a, unlinked, with parent_id = P's
-    # deleted key there (the update that "moved it away" first wrote P's old a key)
     m.check_links()
 
 
@@ -701,7 +700,6 @@ def test_a_chain_recreated_by_update_vs_delete_refers_to_the_new_rows() -> None:
     m.do_delete(top, "a")
     m.do_update(top, "b", {"data": "cy"})
     m.do_update(low, "b", {"data": "cy"})
-    # seen: the child is created on a with up = 1, the parent's old (deleted) key
     m.sync()
 
 
@@ -714,11 +712,14 @@ def test_a_new_node_under_a_node_deleted_on_the_other_side_goes_on_both_sides() 
     synced(m)
     m.do_delete(top, "b")
     m.do_insert(NODES, "a", {"data": "bob", "ref": top.rid})
-    # seen: the new node is deleted on a, but also created on b with up = 1001 (N's
-    # deleted key there), linked to its deleted row on a
     m.sync()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/relationships.md): the children an unlogged cascade removed "
+    "are not looked at when their parent is created again",
+)
 def test_an_unlogged_cascade_under_a_parent_kept_by_update_vs_delete_leaves_no_orphan() -> None:
     """MariaDB's binlog leaves out the rows an ON DELETE CASCADE removes. A parent deleted
     on b that way and renamed on a is kept (created again on b); its child, gone from b
@@ -746,8 +747,6 @@ def test_a_parent_delete_waiting_for_a_moved_child_is_applied_in_the_same_run() 
     m.do_update(c, "a", {"ref": q.rid})
     m.do_delete(p, "a")
     m.run_once()
-    # seen: the child is moved, but P's delete waits without the mark that the passes
-    # look for ("waits_for": "children"), so it is only applied by the next run
     assert [r["id"] for r in m.dbs["b"].rows(m.table(PARENTS, "b"))] == [m.key_of(q, "b")]
     m.sync()
 
@@ -765,7 +764,4 @@ def test_a_new_child_of_a_parent_whose_delete_waits_is_not_created_under_the_del
     m.do_delete(p, "b")
     m.do_insert(CHILDREN, "a", {"data": "dan", "ref": p.rid})
     m.settle()
-    # seen: while P's delete waits, the children run translates D's parent through P's
-    # link, still there: D is created on b with parent_id = 1001 (P's deleted row); P's
-    # delete, applied afterwards, deletes D on a and unlinks it: D stays on b alone
     m.check_links()
