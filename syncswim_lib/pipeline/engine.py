@@ -26,7 +26,7 @@ from syncswim_lib.pipeline.context import load_context
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
 from syncswim_lib.pipeline.plan import Node, Plan, Planner, RecordPlan, Write
 from syncswim_lib.pipeline.plan_codec import plan_from_text, plan_to_text
-from syncswim_lib.pipeline.relations import clear_children
+from syncswim_lib.pipeline.relations import clear_children, recheck_children
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.state.base import (
     BatchRecord,
@@ -191,6 +191,8 @@ class EntityEngine:
         if plan.writes and any(r.write_back or r.conflicts for r in plan.records):
             self.store.save_plan(self.m.sync, self.m.entity, batch_id, plan_to_text(plan))
         self._execute(plan, batch_id, report)
+        if self.maps is not None and self.m.children:
+            recheck_children(self, plan)
 
     def _execute(self, plan: Plan, batch_id: str, report: EntityReport) -> None:
         report.skipped_echoes += plan.skipped

@@ -311,3 +311,69 @@ def _rows_by_key(
     first = side.key[0]
     found = engine.connectors[letter].fetch(side.table, first, [k[first] for k in keys])
     return {key_text(cmap.key_of(letter, r)): r for r in found}
+
+
+def recheck_children(engine: EntityEngine, plan: Plan) -> int:
+    """After parents were created again where they had been deleted (an update beat the
+    delete): their children linked on that side may be gone without a captured delete
+    (MariaDB does not binlog the rows an ON DELETE CASCADE removes). Each such child gets
+    a journal entry saying its row is gone there, so its own merge (after this entity, in
+    apply order) decides it as a delete. Returns how many were found."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from syncswim_lib.envelope import Change, Op, WatermarkPosition
+
+    m = engine.m
+    if engine.maps is None or not m.children:
+        return 0
+    run = uuid.uuid4().hex[:12]
+    found = 0
+    for rec in plan.records:
+        decision = str(rec.detail.get("decision", ""))
+        if not decision.startswith("recreated on ") or rec.old_link is None:
+            continue
+        inserts = [w for w in rec.writes if w.action == "insert"]
+        if not inserts:
+            continue
+        x: Letter = inserts[0].target  # where the parent was deleted
+        y = other(x)
+        parent_y = link_key(rec.old_link, y)
+        if parent_y is None:
+            continue
+        for child in m.children:
+            cmap = engine.maps(child.entity)
+            rows_y = engine.connectors[y].fetch(
+                cmap.side(y).table, child.column(y), [parent_y[m.side(y).key[0]]]
+            )
+            if not rows_y:
+                continue
+            links = engine.store.links_for_keys(
+                cmap.sync, child.entity, y, [cmap.key_of(y, r) for r in rows_y]
+            )
+            x_keys = [k for k in (link_key(li, x) for li in links.values()) if k is not None]
+            alive = set(_rows_by_key(engine, cmap, x, x_keys))
+            gone = [k for k in x_keys if key_text(k) not in alive]
+            if not gone:
+                continue
+            now = datetime.now(UTC)
+            side = cmap.side(x)
+            entries = [
+                (
+                    child.entity,
+                    Change(
+                        Op.DELETE,
+                        side.table,
+                        k,
+                        None,
+                        dict(k),
+                        WatermarkPosition(f"gone-with-parent:{run}:{found + i:09d}"),
+                        None,
+                        now,
+                    ),
+                )
+                for i, k in enumerate(gone)
+            ]
+            engine.store.append_changes(cmap.sync, side.endpoint, entries, None)
+            found += len(gone)
+    return found

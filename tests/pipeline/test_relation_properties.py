@@ -665,8 +665,7 @@ def machine(name: str) -> RelationMachine:
 
 
 # --- the bugs the machine found, by their smallest examples -----------------------------
-# Each failed before its fix; the one still open is marked xfail (what it does now is
-# said under "seen").
+# Each failed before its fix.
 
 
 def synced(m: RelationMachine) -> None:
@@ -715,11 +714,6 @@ def test_a_new_node_under_a_node_deleted_on_the_other_side_goes_on_both_sides() 
     m.sync()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (docs/relationships.md): the children an unlogged cascade removed "
-    "are not looked at when their parent is created again",
-)
 def test_an_unlogged_cascade_under_a_parent_kept_by_update_vs_delete_leaves_no_orphan() -> None:
     """MariaDB's binlog leaves out the rows an ON DELETE CASCADE removes. A parent deleted
     on b that way and renamed on a is kept (created again on b); its child, gone from b
@@ -732,7 +726,6 @@ def test_an_unlogged_cascade_under_a_parent_kept_by_update_vs_delete_leaves_no_o
     m.do_delete(p, "b")
     m.do_update(p, "a", {"data": "bob"})
     m.settle()
-    # seen: the child stays on a only, its link still to b's deleted row 1001
     m.check_links()
 
 
