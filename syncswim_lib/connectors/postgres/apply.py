@@ -4,13 +4,14 @@ The transaction starts with the batch's row in `syncswim.applied` (see `marker.p
 deletes, updates and inserts, then stores the ApplyResult on the marker row.
 
 Each part of the batch is written set-based (see `stage.py`): its rows are copied (COPY)
-into a temporary table typed like the target, then one statement per GROUP_ROWS rows moves
-them into the target: `DELETE ... USING`, `UPDATE ... FROM` (one statement per `__set`
-list), `INSERT ... SELECT ... ORDER BY` the rows' ordinals. Deletes and updates return the
-`__ref` of every staged row that found its target row, so the others are missing; inserts
-return the generated keys one row per staged row, in the order of the SELECT, which is the
-order ModifyTable inserts and returns them in (a count that does not match, as when a
-trigger skips a row, makes the rows be bisected like an error).
+into a temporary table typed like the target (a part of at most FEW_ROWS rows is given as
+arrays instead), then one statement per GROUP_ROWS rows moves them into the target:
+`DELETE ... USING`, `UPDATE ... FROM` (one statement per `__set` list), `INSERT ... SELECT
+... ORDER BY` the rows' ordinals. Deletes and updates return the `__ref` of every staged
+row that found its target row, so the others are missing; inserts return the generated
+keys one row per staged row, in the order of the SELECT, which is the order ModifyTable
+inserts and returns them in (a count that does not match, as when a trigger skips a row,
+makes the rows be bisected like an error).
 
 A statement that fails on a row's values (a constraint, a value out of range, a trigger's
 RAISE) is run again on each half of its rows inside savepoints, down to the single rows
@@ -47,6 +48,7 @@ from syncswim_lib.connectors.postgres.marker import begin_batch, finish_batch
 from syncswim_lib.connectors.postgres.stage import (
     ORD,
     REF,
+    Arrays,
     Encoded,
     Item,
     RowRefused,
@@ -77,6 +79,11 @@ if TYPE_CHECKING:
 
 GROUP_ROWS = 5000  # rows per statement (and per COPY): bounds what a bisection redoes
 LOCK_ROWS = 1000  # keys per locking query of compare-and-set
+# Parts of at most this many rows are not staged but given as arrays (`stage.Arrays`):
+# a temporary table costs a few milliseconds per batch (CREATE, COPY, DROP, and more as
+# the session's catalog churn grows), which the COPY path wins back only from about a
+# thousand rows on (bench/pg_apply.py --batch shows it).
+FEW_ROWS = 1000
 # families whose values psycopg reads as their canonical values (see `from_db`)
 _PLAIN = frozenset(
     {"int", "float", "decimal", "text", "bool", "date", "json", "uuid", "time", "other"}
@@ -89,7 +96,7 @@ class _Values:
     Python looks at (keys, match columns, generated columns)."""
 
     refs: list[str]
-    ref_text: pa.Array | pa.ChunkedArray
+    ref_text: pa.Array | pa.ChunkedArray | None  # None: a few rows, given as arrays
     encoded: dict[str, Encoded] = field(default_factory=dict)
     bad: list[str] = field(default_factory=list)  # the columns holding a value they cannot
 
@@ -192,11 +199,16 @@ class _Writer:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        refs = table.column(BATCH_REF)
-        text = refs if pa.types.is_string(refs.type) else pc.cast(refs, pa.string())
-        values = _Values([str(r) for r in refs.to_pylist()], escape(pc.cast(text, pa.binary())))
+        column = table.column(BATCH_REF)
+        refs = [str(r) for r in column.to_pylist()]
+        few = len(refs) <= FEW_ROWS
+        ref_text = None
+        if not few:
+            text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+            ref_text = escape(pc.cast(text, pa.binary()))
+        values = _Values(refs, ref_text)
         for name in names:
-            encoded = encode(self.column(name), table.column(name), self.tx, name in read)
+            encoded = encode(self.column(name), table.column(name), self.tx, name in read, few)
             values.encoded[name] = encoded
             if encoded.bad:
                 values.bad.append(name)
@@ -253,17 +265,30 @@ class _Writer:
         columns: Sequence[str],
         values: _Values,
         segments: Sequence[Sequence[_Row]],
-    ) -> tuple[Stage, list[list[Item]]]:
-        """A staging table with `columns`, holding the rows of `segments` (ordinals in
-        their order); the items of each segment that made it into the table."""
-        stage = Stage(
-            self.conn,
-            f"_syncswim_{label}",
-            self.target,
-            self.info.name,
-            [self.column(c) for c in columns],
-        )
+    ) -> tuple[Stage | Arrays, list[list[Item]]]:
+        """The source `_s` of the statements writing the rows of `segments` (ordinals in
+        their order), with `columns`; the items of each segment it holds."""
         rows = [row for segment in segments for row in segment]
+        items: list[list[Item]] = []
+        first = 0
+        for segment in segments:
+            ords = range(first, first + len(segment))
+            items.append(list(map(Item, ords, (r.ref for r in segment))))
+            first += len(segment)
+        infos = [self.column(c) for c in columns]
+        if values.ref_text is None:
+            texts = [values.encoded[c].text for c in columns]
+
+            def fields(item: Item) -> list[Any]:
+                row = rows[item.ord]
+                only = row.only
+                return [
+                    t[row.i] if only is None or c in only else None
+                    for c, t in zip(columns, texts, strict=True)
+                ]
+
+            return Arrays(infos, fields), items
+        stage = Stage(self.conn, f"_syncswim_{label}", self.target, self.info.name, infos)
         masks: list[list[bool] | None] = [None] * len(columns)
         if any(r.only is not None for r in rows):
             # a column the row does not write may hold anything: not staged
@@ -274,12 +299,6 @@ class _Writer:
             [r.i for r in rows],
             masks,
         )
-        items: list[list[Item]] = []
-        first = 0
-        for segment in segments:
-            ords = range(first, first + len(segment))
-            items.append(list(map(Item, ords, (r.ref for r in segment))))
-            first += len(segment)
         refused: set[int] = set()
 
         def reject(item: Item, message: str) -> None:
@@ -290,14 +309,20 @@ class _Writer:
         return stage, [[i for i in part if i.ord not in refused] for part in items]
 
     def _execute(
-        self, query: sql.Composed, items: Sequence[Item], counted: bool = False
+        self,
+        query: sql.Composed,
+        source: Stage | Arrays,
+        items: Sequence[Item],
+        counted: bool = False,
     ) -> list[tuple[Sequence[Item], list[Any]]]:
-        """`query` (whose parameters are the first and last ordinal of its rows) over
-        `items`, GROUP_ROWS at a time, bisected on row errors; every (items, rows
-        returned) that was written. `counted`: one row must come back per item."""
+        """`query` (whose parameters are the source's, then the first and last ordinal of
+        its rows) over `items`, GROUP_ROWS at a time, bisected on row errors; every
+        (items, rows returned) that was written. `counted`: one row must come back per
+        item."""
 
         def attempt(part: Sequence[Item]) -> list[Any]:
-            rows = self.conn.execute(query, (part[0].ord, part[-1].ord)).fetchall()
+            params = [*source.params(part), part[0].ord, part[-1].ord]
+            rows = self.conn.execute(query, params).fetchall()
             if counted and len(rows) != len(part):
                 raise RowRefused("the database wrote no row for it (a trigger skipped it)")
             return rows
@@ -305,11 +330,15 @@ class _Writer:
         def reject(item: Item, message: str) -> None:
             self.rejected[item.ref] = message
 
+        def explain(item: Item, exc: psycopg.Error) -> str:
+            if isinstance(source, Arrays):
+                return source.explain(self.conn, self.info.name, item, exc)
+            return error_text(exc)
+
         done: list[tuple[Sequence[Item], list[Any]]] = []
         for start in range(0, len(items), GROUP_ROWS):
-            done += bisected(
-                self.conn, items[start : start + GROUP_ROWS], attempt, reject, self.what
-            )
+            part = items[start : start + GROUP_ROWS]
+            done += bisected(self.conn, part, attempt, reject, self.what, explain)
         return done
 
     def _found(self, done: list[tuple[Sequence[Item], list[Any]]]) -> tuple[list[Item], list[Item]]:
@@ -382,11 +411,13 @@ class _Writer:
             sql.SQL("{} = {}").format(sql.Identifier(n), sql.Identifier("_s", n)) for n in names
         )
 
-    def _update_query(self, stage: Stage, names: Sequence[str], by: Sequence[str]) -> sql.Composed:
+    def _update_query(
+        self, source: Stage | Arrays, names: Sequence[str], by: Sequence[str]
+    ) -> sql.Composed:
         from psycopg import sql
 
-        return sql.SQL("UPDATE {} AS _t SET {} FROM {} AS _s WHERE {}").format(
-            self.target, self._set(names, by[0]), stage.ident, self._join(by)
+        return sql.SQL("UPDATE {} AS _t SET {} FROM {} WHERE {}").format(
+            self.target, self._set(names, by[0]), source.clause, self._join(by)
         ) + self._returning(sql.Identifier("_s", REF))
 
     # --- compare-and-set ---------------------------------------------------------------
@@ -495,12 +526,12 @@ class _Writer:
         values = self._convert(table, keys, keys)
         rounds = _rounds(self.verify(self._rows(values, keys)), _key)
         stage, items = self._stage("deletes", keys, values, rounds)
-        query = sql.SQL("DELETE FROM {} AS _t USING {} AS _s WHERE {}").format(
-            self.target, stage.ident, self._join(keys)
+        query = sql.SQL("DELETE FROM {} AS _t USING {} WHERE {}").format(
+            self.target, stage.clause, self._join(keys)
         ) + self._returning(sql.Identifier("_s", REF))
         count = 0
         for part in items:
-            found, none = self._found(self._execute(query, part))
+            found, none = self._found(self._execute(query, stage, part))
             count += len(found)
             self.missing.extend(i.ref for i in none)
         return count
@@ -533,7 +564,8 @@ class _Writer:
         stage, items = self._stage("updates", columns, values, [part for _, part in segments])
         count = 0
         for (names, _), part in zip(segments, items, strict=True):
-            found, none = self._found(self._execute(self._update_query(stage, names, keys), part))
+            query = self._update_query(stage, names, keys)
+            found, none = self._found(self._execute(query, stage, part))
             count += len(found)
             self.missing.extend(i.ref for i in none)
         return count
@@ -568,7 +600,7 @@ class _Writer:
 
     def _matched(
         self,
-        stage: Stage,
+        stage: Stage | Arrays,
         names: Sequence[str],
         match: Sequence[str],
         values: _Values,
@@ -588,35 +620,34 @@ class _Writer:
         for turn in _rounds([rows[i.ord] for i in staged], key):
             refs = {r.ref for r in turn}
             for run in _runs([i for i in staged if i.ref in refs], staged):
-                found, none = self._found(self._execute(query, run))
+                found, none = self._found(self._execute(query, stage, run))
                 updated += len(found)
                 left.update(i.ord for i in none)
         stage.delete([i.ord for i in staged if i.ord not in left])
         return updated, [[i for i in part if i.ord in left] for part in items]
 
-    def _insert(self, stage: Stage, cols: Sequence[str], items: Sequence[Item]) -> int:
+    def _insert(self, stage: Stage | Arrays, cols: Sequence[str], items: Sequence[Item]) -> int:
         from psycopg import sql
 
         if not items:
             return 0
         query = (
             sql.SQL(
-                "INSERT INTO {} AS _t {}SELECT {} FROM {} AS _s"
-                " WHERE {} BETWEEN %s AND %s ORDER BY {}"
+                "INSERT INTO {} AS _t {}SELECT {} FROM {} WHERE {} BETWEEN %s AND %s ORDER BY {}"
             ).format(
                 self.target,
                 sql.SQL("({}) ").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
                 if cols
                 else sql.SQL(""),
                 sql.SQL(", ").join(sql.Identifier("_s", c) for c in cols),
-                stage.ident,
+                stage.clause,
                 sql.Identifier("_s", ORD),
                 sql.Identifier("_s", ORD),
             )
             + self._returning()
         )
         inserted = 0
-        for part, rows in self._execute(query, items, counted=True):
+        for part, rows in self._execute(query, stage, items, counted=True):
             for item, row in zip(part, rows, strict=True):
                 inserted += 1
                 if self.returning:

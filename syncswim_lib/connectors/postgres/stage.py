@@ -6,7 +6,15 @@ every column has the target column's type and modifier (so the server parses eac
 exactly as an INSERT into the target would) but none of its constraints or defaults, which
 the statement from the staging table into the target then meets in the target itself. Two
 extra columns carry each row's ordinal (its place in the batch, which orders inserts and
-delimits the rows a statement works on) and its `__ref`. The table is dropped at commit.
+delimits the rows a statement works on) and its `__ref`. The table is dropped at commit
+(kept tables, ON COMMIT DELETE ROWS, would cost every later commit of the session that
+touches a temporary table a truncation of each of them).
+
+A part of a few rows is not staged: CREATE TABLE, COPY and DROP cost more than the rows.
+Its values are given to the statement as one text array per column (`Arrays`), each
+element cast to the column's type, which reads it with the type's input function as
+COPY does (for the types whose explicit cast truncates, character and bit strings, to
+the type without its length, so that storing into the column refuses what is too long).
 
 COPY uses the text format: the server reads every value with the column type's own input
 function, so NUMERIC keeps every digit, `json` keeps its text, and uuid, time and other
@@ -141,29 +149,48 @@ def escape(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 class Encoded:
     """One batch column ready for COPY."""
 
-    text: pa.Array | pa.ChunkedArray  # binary: each value's COPY field, null for NULL
+    # each value's COPY field (escaped) as Arrow binary, NULL as null; for a few rows, the
+    # values' text (not escaped) in a list, NULL as None
+    text: pa.Array | pa.ChunkedArray | list[str | None]
     bad: dict[int, str]  # row index -> why the column cannot hold the row's value
     values: list[Any] | None  # the values as psycopg sends them, when asked for
 
 
 def encode(
-    column: ColumnInfo, array: pa.ChunkedArray, tx: Transformer, values: bool = False
+    column: ColumnInfo,
+    array: pa.ChunkedArray,
+    tx: Transformer,
+    values: bool = False,
+    few: bool = False,
 ) -> Encoded:
     """`array` (a batch column) as the COPY fields of `column`; with `values`, also the
-    values themselves (for keys, which statements and Python compare)."""
+    values themselves (for keys, which statements and Python compare). `few`: the column
+    of a part given to its statements as arrays (`Arrays`), encoded value by value."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from psycopg.adapt import PyFormat
 
     typ = array.type
     is_string = pa.types.is_string(typ)
+    naive_utc = column.family == "timestamp" and _utc_us(typ) and _all_digits(column)
+    if few:
+        bad: dict[int, str] = {}
+        if _unchanged(column, typ):
+            out = array.to_pylist()
+        elif naive_utc:
+            out = [None if v is None else v.replace(tzinfo=None) for v in array.to_pylist()]
+        else:
+            out, bad = _converted(column, array)
+        fields = tx.dump_sequence(out, [PyFormat.TEXT] * len(out))
+        texts = [None if f is None else bytes(f).decode() for f in fields]
+        return Encoded(texts, bad, out if values else None)
     if _unchanged(column, typ):
         return Encoded(
             pc.cast(pc.cast(array, pa.string()), pa.binary()),
             {},
             array.to_pylist() if values else None,
         )
-    if column.family == "timestamp" and _utc_us(typ) and _all_digits(column):
+    if naive_utc:
         # what db_param sends a zone-less column: the UTC wall-clock time
         naive = pc.cast(array, pa.timestamp("us"))
         return Encoded(
@@ -187,18 +214,22 @@ def encode(
             return Encoded(
                 escape(pc.cast(array, pa.binary())), {}, array.to_pylist() if values else None
             )
-    convert = converter(column)
-    raw = array.to_pylist()
-    try:
-        out = [convert(v) for v in raw]
-        bad: dict[int, str] = {}
-    except ValueError:
-        out = [_one(convert, v) for v in raw]
-        bad = {i: v.message for i, v in enumerate(out) if isinstance(v, Unstorable)}
-        out = [None if isinstance(v, Unstorable) else v for v in out]
+    out, bad = _converted(column, array)
     # psycopg's own text dumpers: the very text `write_row` would send
     fields = tx.dump_sequence(out, [PyFormat.TEXT] * len(out))
     return Encoded(escape(pa.array(fields, pa.binary())), bad, out if values else None)
+
+
+def _converted(column: ColumnInfo, array: pa.ChunkedArray) -> tuple[list[Any], dict[int, str]]:
+    """The values as psycopg sends them (None where impossible), and why not, by index."""
+    convert = converter(column)
+    raw = array.to_pylist()
+    try:
+        return [convert(v) for v in raw], {}
+    except ValueError:
+        out = [_one(convert, v) for v in raw]
+        bad = {i: v.message for i, v in enumerate(out) if isinstance(v, Unstorable)}
+        return [None if isinstance(v, Unstorable) else v for v in out], bad
 
 
 def _one(convert: Callable[[Any], Any], value: Any) -> Any:
@@ -243,12 +274,13 @@ def bisected(
     attempt: Callable[[Sequence[T]], R],
     reject: Callable[[T, str], None],
     what: str,
+    explain: Callable[[T, psycopg.Error], str] = lambda _, exc: error_text(exc),
 ) -> list[tuple[Sequence[T], R]]:
     """Run `attempt(items)` in a savepoint. When it fails because of a row's values (a
     record error, or RowRefused), run each half the same way, the first half first, so
     rows are written in their order and a row that conflicts with an earlier one of the
-    batch is the one refused; a single item that fails is rejected with the error's text.
-    Returns the (items, result) of every attempt that succeeded, in order; any other
+    batch is the one refused; a single item that fails is rejected with the error's text
+    (`explain`). Returns the (items, result) of every attempt that succeeded, in order; any other
     error rolls back the whole apply."""
     import psycopg
 
@@ -257,17 +289,18 @@ def bisected(
             result = attempt(items)
         return [(items, result)]
     except RowRefused as exc:
-        message = str(exc)
+        if len(items) == 1:
+            reject(items[0], str(exc))
+            return []
     except psycopg.Error as exc:
         if not is_record_error(exc):
             raise_translated(exc, what)
-        message = error_text(exc)
-    if len(items) == 1:
-        reject(items[0], message)
-        return []
+        if len(items) == 1:
+            reject(items[0], explain(items[0], exc))
+            return []
     middle = len(items) // 2
-    return bisected(conn, items[:middle], attempt, reject, what) + bisected(
-        conn, items[middle:], attempt, reject, what
+    return bisected(conn, items[:middle], attempt, reject, what, explain) + bisected(
+        conn, items[middle:], attempt, reject, what, explain
     )
 
 
@@ -285,6 +318,82 @@ def copy_error_text(exc: psycopg.Error, table: str) -> str:
     return f"{text} (column {found.group(1)} of {table})" if found else text
 
 
+_TRUNCATING = re.compile(r"^(character varying|character|bit varying|bit)\(\d+\)")
+_BARE = {"character": "bpchar", "bit": "varbit"}  # bare `character` and `bit` have length 1
+
+
+def cast_type(column: ColumnInfo) -> str:
+    """The type a text is cast to for `column`: its own, but for character and bit strings
+    without the length an explicit cast would cut the text to."""
+    return _TRUNCATING.sub(lambda m: _BARE.get(m[1], m[1]), column.db_type)
+
+
+class Arrays:
+    """The rows of a part as a statement's source `_s` of the same columns as a `Stage`:
+    one array parameter per column (ordinals, refs, then each column's text)."""
+
+    def __init__(self, columns: Sequence[ColumnInfo], fields: Callable[[Item], list[Any]]):
+        from psycopg import sql
+
+        self.fields = fields  # an item's texts, one per column (None: NULL)
+        self.columns = list(columns)
+        names = [sql.Identifier(f"_c{i}") for i in range(len(columns))]
+        self.clause = sql.SQL("(SELECT {} FROM unnest({}) AS _u({})) AS _s").format(
+            sql.SQL(", ").join(
+                [
+                    sql.SQL("_u._o AS {}").format(sql.Identifier(ORD)),
+                    sql.SQL("_u._r AS {}").format(sql.Identifier(REF)),
+                    *(
+                        sql.SQL("{}::{} AS {}").format(
+                            n, sql.SQL(cast_type(c)), sql.Identifier(c.name)
+                        )
+                        for n, c in zip(names, columns, strict=True)
+                    ),
+                ]
+            ),
+            # binary arrays: psycopg quotes no element (quoting text arrays costs more)
+            sql.SQL(", ").join(
+                [sql.SQL("%b::int4[]"), *([sql.SQL("%b::text[]")] * (1 + len(names)))]
+            ),
+            sql.SQL(", ").join([sql.SQL("_o"), sql.SQL("_r"), *names]),
+        )
+        self.width = len(columns)
+
+    def params(self, part: Sequence[Item]) -> list[Any]:
+        rows = [self.fields(i) for i in part]
+        return [
+            [i.ord for i in part],
+            [i.ref for i in part],
+            *([row[c] for row in rows] for c in range(self.width)),
+        ]
+
+    def delete(self, ords: Sequence[int]) -> None:
+        """Nothing to do: a statement's source holds the items it is given, no others."""
+
+    def explain(self, conn: psycopg.Connection, table: str, item: Item, exc: psycopg.Error) -> str:
+        """The rejection text of `item`'s error, naming the column whose text the server
+        cannot read (a cast fails in the statement, which does not say which)."""
+        import psycopg
+        from psycopg import sql
+
+        text = error_text(exc)
+        if (getattr(exc, "sqlstate", None) or "")[:2] != "22":
+            return text
+        for column, field in zip(self.columns, self.fields(item), strict=True):
+            if field is None:
+                continue
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        sql.SQL("SELECT %s::{}").format(sql.SQL(cast_type(column))), [field]
+                    )
+            except psycopg.Error as probe:
+                if not is_record_error(probe):
+                    raise_translated(probe, f"apply to {table}")
+                return f"{text} (column {column.name} of {table})"
+        return text
+
+
 class Stage:
     """One staging table: `ORD`, `REF`, then `columns` typed as the target's."""
 
@@ -300,6 +409,7 @@ class Stage:
 
         self.conn = conn
         self.ident = sql.Identifier(name)
+        self.clause = sql.SQL("{} AS _s").format(self.ident)
         self.target = target
         self.table = table
         self.columns = list(columns)
@@ -316,6 +426,9 @@ class Stage:
             ).format(self.ident, select, target)
         )
         self._copy = sql.SQL("COPY {} FROM STDIN").format(self.ident)
+
+    def params(self, part: Sequence[Item]) -> list[Any]:
+        return []  # the table holds the rows
 
     def load(
         self,

@@ -45,6 +45,14 @@ CREATE TABLE orders (
 """
 
 
+@pytest.fixture(autouse=True, params=["stage", "arrays"])
+def source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: the rows COPYed into a staging table (values encoded by Arrow),
+    and given to the statements as arrays (values encoded one by one, as for few rows)."""
+    monkeypatch.setattr(apply_mod, "FEW_ROWS", 0 if request.param == "stage" else 10**6)
+    return str(request.param)
+
+
 @pytest.fixture
 def db(pg_dsn: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
