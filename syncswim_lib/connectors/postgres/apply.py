@@ -84,6 +84,9 @@ LOCK_ROWS = 1000  # keys per locking query of compare-and-set
 # the session's catalog churn grows), which the COPY path wins back only from about a
 # thousand rows on (bench/pg_apply.py --batch shows it).
 FEW_ROWS = 1000
+# statement texts by what they are made of (see _Writer._text), a few per table and shape
+_TEXTS: dict[tuple[Any, ...], str] = {}
+_MAX_TEXTS = 1000
 # families whose values psycopg reads as their canonical values (see `from_db`)
 _PLAIN = frozenset(
     {"int", "float", "decimal", "text", "bool", "date", "json", "uuid", "time", "other"}
@@ -180,7 +183,7 @@ class _Writer:
         self.expected = expected_rows(batch.expected, info, batch.batch_id)
         ret = list(info.primary_key) + [k for k in batch.key_columns if k not in info.primary_key]
         self.returning = [self.column(c) for c in ret]
-        self._key_names = [c.name for c in self.returning]
+        self._key_names = tuple(c.name for c in self.returning)
         # psycopg's own values are the canonical ones for these (from_db changes nothing)
         self._plain_keys = all(c.family in _PLAIN for c in self.returning)
         self.what = f"apply to {info.name}"
@@ -310,7 +313,7 @@ class _Writer:
 
     def _execute(
         self,
-        query: sql.Composed,
+        query: str,
         source: Stage | Arrays,
         items: Sequence[Item],
         counted: bool = False,
@@ -411,14 +414,33 @@ class _Writer:
             sql.SQL("{} = {}").format(sql.Identifier(n), sql.Identifier("_s", n)) for n in names
         )
 
-    def _update_query(
-        self, source: Stage | Arrays, names: Sequence[str], by: Sequence[str]
-    ) -> sql.Composed:
+    def _text(self, *parts: Any, build: Callable[[], sql.Composed]) -> str:
+        """The text of the statement `build` composes, kept by what it is made of (`parts`,
+        the table, the returned columns): composing costs more than a small batch's rows."""
+        returned = tuple((c.name, c.family) for c in self.returning)
+        key = (self.conn.info.encoding, self.info.name, returned, *parts)
+        text = _TEXTS.get(key)
+        if text is None:
+            if len(_TEXTS) >= _MAX_TEXTS:
+                _TEXTS.clear()
+            text = _TEXTS[key] = build().as_string(self.conn)
+        return text
+
+    def _update_query(self, source: Stage | Arrays, names: Sequence[str], by: Sequence[str]) -> str:
         from psycopg import sql
 
-        return sql.SQL("UPDATE {} AS _t SET {} FROM {} WHERE {}").format(
-            self.target, self._set(names, by[0]), source.clause, self._join(by)
-        ) + self._returning(sql.Identifier("_s", REF))
+        return self._text(
+            "update",
+            source.key,
+            tuple(names),
+            tuple(by),
+            build=lambda: (
+                sql.SQL("UPDATE {} AS _t SET {} FROM {} WHERE {}").format(
+                    self.target, self._set(names, by[0]), source.clause, self._join(by)
+                )
+                + self._returning(sql.Identifier("_s", REF))
+            ),
+        )
 
     # --- compare-and-set ---------------------------------------------------------------
 
@@ -526,9 +548,17 @@ class _Writer:
         values = self._convert(table, keys, keys)
         rounds = _rounds(self.verify(self._rows(values, keys)), _key)
         stage, items = self._stage("deletes", keys, values, rounds)
-        query = sql.SQL("DELETE FROM {} AS _t USING {} WHERE {}").format(
-            self.target, stage.clause, self._join(keys)
-        ) + self._returning(sql.Identifier("_s", REF))
+        query = self._text(
+            "delete",
+            stage.key,
+            tuple(keys),
+            build=lambda: (
+                sql.SQL("DELETE FROM {} AS _t USING {} WHERE {}").format(
+                    self.target, stage.clause, self._join(keys)
+                )
+                + self._returning(sql.Identifier("_s", REF))
+            ),
+        )
         count = 0
         for part in items:
             found, none = self._found(self._execute(query, stage, part))
@@ -631,20 +661,26 @@ class _Writer:
 
         if not items:
             return 0
-        query = (
-            sql.SQL(
-                "INSERT INTO {} AS _t {}SELECT {} FROM {} WHERE {} BETWEEN %s AND %s ORDER BY {}"
-            ).format(
-                self.target,
-                sql.SQL("({}) ").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
-                if cols
-                else sql.SQL(""),
-                sql.SQL(", ").join(sql.Identifier("_s", c) for c in cols),
-                stage.clause,
-                sql.Identifier("_s", ORD),
-                sql.Identifier("_s", ORD),
-            )
-            + self._returning()
+        query = self._text(
+            "insert",
+            stage.key,
+            tuple(cols),
+            build=lambda: (
+                sql.SQL(
+                    "INSERT INTO {} AS _t {}SELECT {} FROM {}"
+                    " WHERE {} BETWEEN %s AND %s ORDER BY {}"
+                ).format(
+                    self.target,
+                    sql.SQL("({}) ").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
+                    if cols
+                    else sql.SQL(""),
+                    sql.SQL(", ").join(sql.Identifier("_s", c) for c in cols),
+                    stage.clause,
+                    sql.Identifier("_s", ORD),
+                    sql.Identifier("_s", ORD),
+                )
+                + self._returning()
+            ),
         )
         inserted = 0
         for part, rows in self._execute(query, stage, items, counted=True):

@@ -156,6 +156,44 @@ class Encoded:
     values: list[Any] | None  # the values as psycopg sends them, when asked for
 
 
+# Below this many values Arrow's per-call cost is more than converting them one by one.
+TINY = 16
+
+
+def _exact_text(
+    column: ColumnInfo, array: pa.ChunkedArray, values: bool
+) -> tuple[pa.ChunkedArray | None, list[Any] | None]:
+    """The text of `array`'s values for `column` computed by Arrow, where that text is the
+    one the server reads as the value `coerce` and `db_param` would send (None: not so),
+    and with `values` the values themselves."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    typ = array.type
+    if _unchanged(column, typ):
+        return pc.cast(array, pa.string()), array.to_pylist() if values else None
+    if column.family == "timestamp" and _utc_us(typ) and _all_digits(column):
+        # what db_param sends a zone-less column: the UTC wall-clock time
+        naive = pc.cast(array, pa.timestamp("us"))
+        return pc.cast(naive, pa.string()), naive.to_pylist() if values else None
+    if not pa.types.is_string(typ):
+        return None, None
+    if column.family == "json" and column.db_type == "jsonb" and not values:
+        # the batch's JSON text as it is: jsonb keeps the value, not the text, so this
+        # stores what parsing and dumping it again would (a JSON null is NULL, as
+        # `coerce` makes it); text that is no JSON is refused by the server, and that row
+        # alone is then rejected
+        null = pc.equal(pc.utf8_trim_whitespace(array), "null")
+        return pc.if_else(null, pa.scalar(None, pa.string()), array), None
+    if column.family in ("text", "uuid"):
+        too_long = column.max_length is not None and (
+            (pc.max(pc.utf8_length(array)).as_py() or 0) > column.max_length
+        )
+        if not too_long and not pc.any(pc.match_substring(array, "\x00")).as_py():
+            return array, array.to_pylist() if values else None
+    return None, None
+
+
 def encode(
     column: ColumnInfo,
     array: pa.ChunkedArray,
@@ -165,59 +203,23 @@ def encode(
 ) -> Encoded:
     """`array` (a batch column) as the COPY fields of `column`; with `values`, also the
     values themselves (for keys, which statements and Python compare). `few`: the column
-    of a part given to its statements as arrays (`Arrays`), encoded value by value."""
+    of a part given to its statements as arrays (`Arrays`): its values' text unescaped."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from psycopg.adapt import PyFormat
 
-    typ = array.type
-    is_string = pa.types.is_string(typ)
-    naive_utc = column.family == "timestamp" and _utc_us(typ) and _all_digits(column)
-    if few:
-        bad: dict[int, str] = {}
-        if _unchanged(column, typ):
-            out = array.to_pylist()
-        elif naive_utc:
-            out = [None if v is None else v.replace(tzinfo=None) for v in array.to_pylist()]
-        else:
-            out, bad = _converted(column, array)
-        fields = tx.dump_sequence(out, [PyFormat.TEXT] * len(out))
-        texts = [None if f is None else bytes(f).decode() for f in fields]
-        return Encoded(texts, bad, out if values else None)
-    if _unchanged(column, typ):
-        return Encoded(
-            pc.cast(pc.cast(array, pa.string()), pa.binary()),
-            {},
-            array.to_pylist() if values else None,
-        )
-    if naive_utc:
-        # what db_param sends a zone-less column: the UTC wall-clock time
-        naive = pc.cast(array, pa.timestamp("us"))
-        return Encoded(
-            pc.cast(pc.cast(naive, pa.string()), pa.binary()),
-            {},
-            naive.to_pylist() if values else None,
-        )
-    if column.family == "json" and column.db_type == "jsonb" and is_string and not values:
-        # the batch's JSON text as it is: jsonb keeps the value, not the text, so this
-        # stores what parsing and dumping it again would (a JSON null is NULL, as
-        # `coerce` makes it); text that is no JSON is refused by the server, and that row
-        # alone is then rejected
-        null = pc.equal(pc.utf8_trim_whitespace(array), "null")
-        text = pc.if_else(null, pa.scalar(None, pa.string()), array)
-        return Encoded(escape(pc.cast(text, pa.binary())), {}, None)
-    if column.family in ("text", "uuid") and is_string:
-        too_long = column.max_length is not None and (
-            (pc.max(pc.utf8_length(array)).as_py() or 0) > column.max_length
-        )
-        if not too_long and not pc.any(pc.match_substring(array, "\x00")).as_py():
-            return Encoded(
-                escape(pc.cast(array, pa.binary())), {}, array.to_pylist() if values else None
-            )
+    text, kept = (None, None) if len(array) <= TINY else _exact_text(column, array, values)
+    if text is not None:
+        if few:
+            return Encoded(text.to_pylist(), {}, kept)
+        return Encoded(escape(pc.cast(text, pa.binary())), {}, kept)
     out, bad = _converted(column, array)
     # psycopg's own text dumpers: the very text `write_row` would send
     fields = tx.dump_sequence(out, [PyFormat.TEXT] * len(out))
-    return Encoded(escape(pa.array(fields, pa.binary())), bad, out if values else None)
+    kept = out if values else None
+    if few:
+        return Encoded([None if f is None else bytes(f).decode() for f in fields], bad, kept)
+    return Encoded(escape(pa.array(fields, pa.binary())), bad, kept)
 
 
 def _converted(column: ColumnInfo, array: pa.ChunkedArray) -> tuple[list[Any], dict[int, str]]:
@@ -333,12 +335,18 @@ class Arrays:
     one array parameter per column (ordinals, refs, then each column's text)."""
 
     def __init__(self, columns: Sequence[ColumnInfo], fields: Callable[[Item], list[Any]]):
-        from psycopg import sql
-
         self.fields = fields  # an item's texts, one per column (None: NULL)
         self.columns = list(columns)
-        names = [sql.Identifier(f"_c{i}") for i in range(len(columns))]
-        self.clause = sql.SQL("(SELECT {} FROM unnest({}) AS _u({})) AS _s").format(
+        self.width = len(columns)
+        # what the clause is made of (statement texts are kept by it)
+        self.key = ("arrays", tuple((c.name, cast_type(c)) for c in self.columns))
+
+    @property
+    def clause(self) -> sql.Composable:
+        from psycopg import sql
+
+        names = [sql.Identifier(f"_c{i}") for i in range(self.width)]
+        return sql.SQL("(SELECT {} FROM unnest({}) AS _u({})) AS _s").format(
             sql.SQL(", ").join(
                 [
                     sql.SQL("_u._o AS {}").format(sql.Identifier(ORD)),
@@ -347,7 +355,7 @@ class Arrays:
                         sql.SQL("{}::{} AS {}").format(
                             n, sql.SQL(cast_type(c)), sql.Identifier(c.name)
                         )
-                        for n, c in zip(names, columns, strict=True)
+                        for n, c in zip(names, self.columns, strict=True)
                     ),
                 ]
             ),
@@ -357,7 +365,6 @@ class Arrays:
             ),
             sql.SQL(", ").join([sql.SQL("_o"), sql.SQL("_r"), *names]),
         )
-        self.width = len(columns)
 
     def params(self, part: Sequence[Item]) -> list[Any]:
         rows = [self.fields(i) for i in part]
@@ -410,6 +417,7 @@ class Stage:
         self.conn = conn
         self.ident = sql.Identifier(name)
         self.clause = sql.SQL("{} AS _s").format(self.ident)
+        self.key = ("stage", name)
         self.target = target
         self.table = table
         self.columns = list(columns)

@@ -22,6 +22,7 @@ from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo, Ta
 from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.connectors.postgres import PostgresConnector
 from syncswim_lib.connectors.postgres import apply as apply_mod
+from syncswim_lib.connectors.postgres.stage import TINY
 from syncswim_lib.connectors.postgres.types import db_param
 from syncswim_lib.pipeline.arrow import REF, rows_to_table
 
@@ -502,25 +503,35 @@ def _as_text_table(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> pa.T
     return pa.table(data)
 
 
+@pytest.fixture(params=[1, 3], ids=["one by one", "by arrow"])
+def rows(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """TYPED_ROWS, or three copies of them: more values than stage.TINY, whose text Arrow
+    computes where it is exact."""
+    copies = int(request.param)
+    out = [{**r, "id": r["id"] + 100 * k} for k in range(copies) for r in TYPED_ROWS]
+    assert (len(out) > TINY) == (copies > 1)
+    return out
+
+
 def test_every_type_family_round_trips_through_copy(
-    db: psycopg.Connection, typed: PostgresConnector
+    db: psycopg.Connection, typed: PostgresConnector, rows: list[dict[str, Any]]
 ) -> None:
     info = typed.describe("public.typed")
-    inserts = rows_to_table([{REF: f"r{r['id']}", **r} for r in TYPED_ROWS], info.columns)
+    inserts = rows_to_table([{REF: f"r{r['id']}", **r} for r in rows], info.columns)
     empty = rows_to_table([], [c for c in info.columns if c.name == "id"])
     result = typed.apply(ApplyBatch("t1", "s1", "public.typed", ("id",), inserts, empty, empty))
-    assert result.inserted == len(TYPED_ROWS) and not result.rejected
+    assert result.inserted == len(rows) and not result.rejected
     _reference_rows(db, info, inserts, "reference")
     assert _texts(db, "typed") == _texts(db, "reference")
     # and as canonical values: full precision, microseconds, the instant of other zones
     got = {r["id"]: r for r in typed.fetch("public.typed", "id", [1, 2, 5, 7])}
-    assert got[1]["big"] == TYPED_ROWS[0]["big"] and got[1]["free"] == TYPED_ROWS[0]["free"]
-    assert got[1]["tz"] == TYPED_ROWS[0]["tz"] and got[2]["tz"] == TYPED_ROWS[1]["tz"]
-    assert got[2]["ts"] == TYPED_ROWS[1]["ts"]
+    assert got[1]["big"] == rows[0]["big"] and got[1]["free"] == rows[0]["free"]
+    assert got[1]["tz"] == rows[0]["tz"] and got[2]["tz"] == rows[1]["tz"]
+    assert got[2]["ts"] == rows[1]["ts"]
     assert got[1]["ts3"] == datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     assert got[1]["raw"] == bytes(range(256)) and got[1]["s"] == TEXT
-    assert got[1]["j"] == TYPED_ROWS[0]["j"] and got[1]["jb"] == TYPED_ROWS[0]["jb"]
-    assert got[1]["ch"] == "ab  " and got[1]["vc"] == TYPED_ROWS[0]["vc"]
+    assert got[1]["j"] == rows[0]["j"] and got[1]["jb"] == rows[0]["jb"]
+    assert got[1]["ch"] == "ab  " and got[1]["vc"] == rows[0]["vc"]
     assert got[7]["big"] == Decimal("-0.000000000000000001")
     assert math.copysign(1, got[5]["f8"]) == -1.0
     nan = db.execute("SELECT f8 = 'NaN', f4 = 0.1::real FROM typed WHERE id = 4").fetchone()
@@ -528,27 +539,27 @@ def test_every_type_family_round_trips_through_copy(
 
 
 def test_updates_round_trip_every_type_family(
-    db: psycopg.Connection, typed: PostgresConnector
+    db: psycopg.Connection, typed: PostgresConnector, rows: list[dict[str, Any]]
 ) -> None:
     """The same values written by updates of rows that held NULLs, and given as text
     (each value coerced on its own rather than taken from its Arrow column)."""
     info = typed.describe("public.typed")
-    ids = [r["id"] for r in TYPED_ROWS]
+    ids = [r["id"] for r in rows]
     db.execute("INSERT INTO typed (id) SELECT unnest(%s::int[])", (ids,))
     names = [c.name for c in info.columns if c.name != "id"]
-    updates = rows_to_table([{REF: f"r{r['id']}", **r} for r in TYPED_ROWS], info.columns)
+    updates = rows_to_table([{REF: f"r{r['id']}", **r} for r in rows], info.columns)
     empty = rows_to_table([], [c for c in info.columns if c.name == "id"])
     result = typed.apply(ApplyBatch("t1", "s1", "public.typed", ("id",), empty, updates, empty))
-    assert result.updated == len(TYPED_ROWS) and not result.rejected
+    assert result.updated == len(rows) and not result.rejected
     _reference_rows(db, info, updates, "reference")
     assert _texts(db, "typed") == _texts(db, "reference")
 
     # as text: every family goes through coerce; bytea is left out (text is not bytes)
     db.execute("TRUNCATE typed, reference")
     text_names = [n for n in names if n != "raw"]
-    as_text = _as_text_table(TYPED_ROWS, ["id", *text_names])
+    as_text = _as_text_table(rows, ["id", *text_names])
     result = typed.apply(ApplyBatch("t2", "s1", "public.typed", ("id",), as_text, empty, empty))
-    assert result.inserted == len(TYPED_ROWS) and not result.rejected, result.rejected
+    assert result.inserted == len(rows) and not result.rejected, result.rejected
     _reference_rows(db, info, as_text, "reference")
     assert _texts(db, "typed") == _texts(db, "reference")
 
