@@ -10,6 +10,9 @@ numeric, bool, date, timestamptz, jsonb, double precision) set up for a sync, th
 - updates: every row, five columns set;
 - deletes: every row.
 
+With the default `--batch` every part is COPYed into a staging table; `--batch 1000` or
+less times the path of small parts (rows given to the statements as arrays).
+
 The contenders are this checkout's apply and the apply of `--baseline` (its
 `syncswim_lib/connectors/postgres/apply.py`, read with `git show` and loaded as a module of
 its own over this checkout's other modules; nothing in the checkout changes). Building the
