@@ -16,7 +16,10 @@ makes the rows be bisected like an error).
 A statement that fails on a row's values (a constraint, a value out of range, a trigger's
 RAISE) is run again on each half of its rows inside savepoints, down to the single rows
 that fail, which are rejected with the server's message; the others are written, in their
-order. Values the column cannot hold are rejected before they are sent.
+order. Values the column cannot hold are rejected before they are sent. A batch is first
+applied without savepoints (for a batch of a row or two they are a good part of the
+cost); when a row fails that transaction is rolled back and the batch applied again with
+them.
 
 Rows of one part that share a key (or, for inserts matched by `insert_match`, the same
 match values) go into successive statements, so each statement meets a target row once
@@ -51,6 +54,7 @@ from syncswim_lib.connectors.postgres.stage import (
     Arrays,
     Encoded,
     Item,
+    NeedsCare,
     RowRefused,
     Stage,
     bisected,
@@ -168,11 +172,14 @@ def _runs(items: Sequence[Item], staged: Sequence[Item]) -> list[list[Item]]:
 
 
 class _Writer:
-    def __init__(self, conn: psycopg.Connection, batch: ApplyBatch, info: TableInfo) -> None:
+    def __init__(
+        self, conn: psycopg.Connection, batch: ApplyBatch, info: TableInfo, careful: bool
+    ) -> None:
         from psycopg import sql
         from psycopg.adapt import Transformer
 
         self.conn = conn
+        self.careful = careful  # savepoints around every statement (see `bisected`)
         self.batch = batch
         self.info = info
         self.target = sql.Identifier(*split_table(info.name))
@@ -308,7 +315,7 @@ class _Writer:
             refused.add(item.ord)
             self.rejected[item.ref] = message
 
-        stage.load(lines, [i for part in items for i in part], reject, GROUP_ROWS)
+        stage.load(lines, [i for part in items for i in part], reject, GROUP_ROWS, self.careful)
         return stage, [[i for i in part if i.ord not in refused] for part in items]
 
     def _execute(
@@ -341,7 +348,7 @@ class _Writer:
         done: list[tuple[Sequence[Item], list[Any]]] = []
         for start in range(0, len(items), GROUP_ROWS):
             part = items[start : start + GROUP_ROWS]
-            done += bisected(self.conn, part, attempt, reject, self.what, explain)
+            done += bisected(self.conn, part, attempt, reject, self.what, explain, self.careful)
         return done
 
     def _found(self, done: list[tuple[Sequence[Item], list[Any]]]) -> tuple[list[Item], list[Item]]:
@@ -713,15 +720,26 @@ def _check_columns(batch: ApplyBatch, info: TableInfo) -> None:
 
 
 def apply_batch(conn: psycopg.Connection, batch: ApplyBatch, info: TableInfo) -> ApplyResult:
+    _check_columns(batch, info)
+    try:
+        return _apply(conn, batch, info, careful=False)
+    except NeedsCare:
+        # a row failed: the transaction is rolled back; again, each statement in a
+        # savepoint, so the failing rows are found and the others written
+        return _apply(conn, batch, info, careful=True)
+
+
+def _apply(
+    conn: psycopg.Connection, batch: ApplyBatch, info: TableInfo, careful: bool
+) -> ApplyResult:
     import psycopg
 
-    _check_columns(batch, info)
     try:
         with conn.transaction():
             replayed = begin_batch(conn, batch.batch_id, batch.origin)
             if replayed is not None:  # a committed batch again: write nothing
                 return replayed
-            writer = _Writer(conn, batch, info)
+            writer = _Writer(conn, batch, info, careful)
             deleted = writer.deletes()
             updated = writer.updates()
             inserted, matched = writer.inserts()

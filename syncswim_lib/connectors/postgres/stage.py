@@ -270,6 +270,11 @@ def copy_lines(
     return lines.to_pylist()  # type: ignore[no-any-return]
 
 
+class NeedsCare(Exception):
+    """A row failed an attempt made without savepoints: the transaction is lost, and the
+    whole batch is to be applied again with them (`bisected(careful=True)`)."""
+
+
 def bisected(
     conn: psycopg.Connection,
     items: Sequence[T],
@@ -277,15 +282,28 @@ def bisected(
     reject: Callable[[T, str], None],
     what: str,
     explain: Callable[[T, psycopg.Error], str] = lambda _, exc: error_text(exc),
+    careful: bool = True,
 ) -> list[tuple[Sequence[T], R]]:
     """Run `attempt(items)` in a savepoint. When it fails because of a row's values (a
     record error, or RowRefused), run each half the same way, the first half first, so
     rows are written in their order and a row that conflicts with an earlier one of the
     batch is the one refused; a single item that fails is rejected with the error's text
-    (`explain`). Returns the (items, result) of every attempt that succeeded, in order; any other
-    error rolls back the whole apply."""
+    (`explain`). Returns the (items, result) of every attempt that succeeded, in order; any
+    other error rolls back the whole apply.
+
+    Not `careful`: no savepoint (two round trips less, which is most of what a batch of
+    a row or two costs), and NeedsCare when a row fails."""
     import psycopg
 
+    if not careful:
+        try:
+            return [(items, attempt(items))]
+        except RowRefused as exc:
+            raise NeedsCare from exc
+        except psycopg.Error as exc:
+            if not is_record_error(exc):
+                raise_translated(exc, what)
+            raise NeedsCare from exc
     try:
         with conn.transaction():
             result = attempt(items)
@@ -444,10 +462,11 @@ class Stage:
         items: Sequence[Item],
         reject: Callable[[Item, str], None],
         chunk: int,
+        careful: bool,
     ) -> None:
         """COPY `lines` (see `copy_lines`; one per item) into the table, `chunk` per
         savepoint; a row the server cannot read into its column types is found by
-        bisection and rejected."""
+        bisection and rejected (see `bisected` for `careful`)."""
         import psycopg
 
         def attempt(part: Sequence[tuple[bytes, Item]]) -> None:
@@ -468,6 +487,7 @@ class Stage:
                 attempt,
                 lambda pair, message: reject(pair[1], message),
                 f"staging rows for {self.table}",
+                careful=careful,
             )
 
     def delete(self, ords: Sequence[int]) -> None:

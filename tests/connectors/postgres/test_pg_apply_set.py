@@ -571,3 +571,28 @@ def test_text_with_a_nul_is_rejected_before_it_is_sent(
     result = _applied(pg, _batch(pg, "b1", inserts=inserts))
     assert result.inserted == 1 and list(result.rejected) == ["nul"]
     assert "NUL" in result.rejected["nul"]
+
+
+def test_a_batch_applied_again_after_a_failed_row_writes_once(
+    db: psycopg.Connection, pg: PostgresConnector
+) -> None:
+    """The first attempt (no savepoints) is rolled back when a row fails: capture sees the
+    writes of the second attempt only."""
+    db.execute("INSERT INTO customers (id, name) VALUES (1, 'a'), (2, 'b')")
+    since = pg.current_position("s1")
+    inserts: list[dict[str, Any]] = [{REF: f"i{i}", "name": f"n{i}"} for i in range(5)]
+    inserts[2]["credit"] = Decimal("-1")
+    batch = _batch(
+        pg,
+        "b1",
+        inserts=inserts,
+        updates=[{REF: "u1", "id": 1, "name": "A"}],
+        deletes=[{REF: "d2", "id": 2}],
+    )
+    result = _applied(pg, batch)
+    assert (result.inserted, result.updated, result.deleted) == (4, 1, 1)
+    assert list(result.rejected) == ["i2"]
+    changes = pg.capture("s1", ["public.customers"], since, 100).changes
+    ops = sorted(c.op.value for c in changes)
+    assert ops == ["delete", "insert", "insert", "insert", "insert", "update"]
+    assert {c.origin for c in changes} == {"s1"}
