@@ -131,7 +131,7 @@ def load_context(
         )
         _by_ext(m, rows, non, wanted, rows_by_ext)
     conflicts = store.active_conflicts(m.sync, m.entity)
-    parent_links, parent_present = _parents(m, store, connectors, rows.by_key)
+    parent_links, parent_present, parent_vanished = _parents(m, store, connectors, rows.by_key)
     return ChunkContext(
         links_by_key=links_by_key,
         links_by_ext=links_by_ext,
@@ -141,6 +141,7 @@ def load_context(
         full=full,
         parent_links=parent_links,
         parent_present=parent_present,
+        parent_vanished=parent_vanished,
     )
 
 
@@ -149,12 +150,17 @@ def _parents(
     store: StateStore,
     connectors: dict[Letter, Connector],
     rows: dict[str, dict[str, dict[str, Any]]],
-) -> tuple[dict[tuple[str, str], dict[str, Link]], dict[tuple[str, str], frozenset[str]]]:
+) -> tuple[
+    dict[tuple[str, str], dict[str, Link]],
+    dict[tuple[str, str], frozenset[str]],
+    dict[tuple[str, str], dict[str, dict[str, Any]]],
+]:
     """The links of every parent the chunk's rows refer to, and which of the unlinked
     parents exist (to tell "not synced yet" from "not there"): two calls per reference
     and side at most."""
     links: dict[tuple[str, str], dict[str, Link]] = {}
     present: dict[tuple[str, str], frozenset[str]] = {}
+    vanished: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for ref in m.references:
         for letter in LETTERS:
             col, pk = ref.column(letter), ref.parent_key(letter)
@@ -196,13 +202,14 @@ def _parents(
                     if k is not None and key_text({t_pk: k[t_pk]}) not in alive:
                         del slot[kt]
                         unlinked.append(keys[kt][pk.name])
+                        vanished.setdefault((ref.parent, letter), {})[kt] = k
             if unlinked:
                 found = connectors[letter].fetch(ref.parent_table(letter), pk.name, unlinked)
                 texts = {key_text({pk.name: r.get(pk.name)}) for r in found}
                 present[(ref.parent, letter)] = (
                     present.get((ref.parent, letter), frozenset()) | texts
                 )
-    return links, present
+    return links, present, vanished
 
 
 def _by_ext(

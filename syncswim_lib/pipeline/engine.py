@@ -26,7 +26,7 @@ from syncswim_lib.pipeline.context import load_context
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
 from syncswim_lib.pipeline.plan import Node, Plan, Planner, RecordPlan, Write
 from syncswim_lib.pipeline.plan_codec import plan_from_text, plan_to_text
-from syncswim_lib.pipeline.relations import clear_children, recheck_children
+from syncswim_lib.pipeline.relations import clear_children, journal_vanished, recheck_children
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.state.base import (
     BatchRecord,
@@ -36,6 +36,7 @@ from syncswim_lib.state.base import (
     Link,
     StateStore,
 )
+from syncswim_lib.state.codec import key_text
 
 SET = "__set"
 CHECK = "__check"
@@ -125,6 +126,8 @@ class EntityEngine:
         self.waiting: set[int] = set()  # entries waiting for a parent or for children
         self.waits: list[tuple[Node, Node]] = []
         self.waiting_records = 0  # records left waiting for a parent by the last run
+        self.vanished: set[str] = set()  # entities given journal entries for vanished rows
+        self._told: set[tuple[str, str, str]] = set()  # vanished rows journaled, once each
 
     def run(
         self,
@@ -142,6 +145,7 @@ class EntityEngine:
         self.waiting = set()
         self.waits = []
         self.waiting_records = 0
+        self.vanished = set()
         for batch_id in self.store.in_flight_batches(m.sync, m.entity):
             entries = [e for e in self.store.pending(m.sync, m.entity) if e.batch_id == batch_id]
             saved = self.store.load_plan(batch_id)
@@ -187,6 +191,10 @@ class EntityEngine:
         if self.maps is not None and self.m.children:
             plan = clear_children(self, plan, batch_id, report)
         self.waits += plan.waits
+        todo = [v for v in plan.vanished if (v[0], v[1], key_text(v[2])) not in self._told]
+        if todo and self.maps is not None:
+            self._told.update((v[0], v[1], key_text(v[2])) for v in todo)
+            self.vanished |= journal_vanished(self, todo)
         self.waiting.update(u.entry_id for u in plan.updates if waits_for_relative(u.detail))
         if plan.writes and any(r.write_back or r.conflicts for r in plan.records):
             self.store.save_plan(self.m.sync, self.m.entity, batch_id, plan_to_text(plan))

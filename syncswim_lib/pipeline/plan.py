@@ -145,6 +145,9 @@ class Plan:
     # (child, parent) for each record that waits for a parent: cycles among them are
     # broken by inserting without the reference (docs/relationships.md)
     waits: list[tuple[Node, Node]] = field(default_factory=list)
+    # (parent entity, letter, key there) of linked parents found gone on that side without
+    # a captured delete (a MariaDB cascade): the engine journals their deletes
+    vanished: list[tuple[str, Letter, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def writes(self) -> list[Write]:
@@ -165,6 +168,9 @@ class ChunkContext:
     parent_links: dict[tuple[str, str], dict[str, Link]] = field(default_factory=dict)
     # (parent entity, letter) -> key texts of unlinked parents that exist on that side
     parent_present: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    # (parent entity, letter) -> key text -> the other side's key of a linked parent whose
+    # row is gone there without a captured delete
+    parent_vanished: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -268,6 +274,11 @@ class Planner:
                 key = rec.keys.get(exc.letter)
                 if key is not None:
                     plan.waits.append(((self.m.entity, exc.letter, key_text(key)), exc.node))
+                gone = ctx.parent_vanished.get((exc.ref.parent, exc.letter), {}).get(
+                    key_text(exc.key)
+                )
+                if gone is not None:
+                    plan.vanished.append((exc.ref.parent, other(exc.letter), gone))
             except RecordError as exc:
                 self._settle(plan, rec.touches, "failed", {"error": str(exc)})
                 plan.failed += 1

@@ -377,3 +377,31 @@ def recheck_children(engine: EntityEngine, plan: Plan) -> int:
             engine.store.append_changes(cmap.sync, side.endpoint, entries, None)
             found += len(gone)
     return found
+
+
+def journal_vanished(
+    engine: EntityEngine, vanished: Sequence[tuple[str, Letter, dict[str, Any]]]
+) -> set[str]:
+    """Linked parents found gone on a side without a captured delete: journal that delete,
+    as the binlog would have had it, so their own merge decides them (in the next pass).
+    Returns the entities concerned."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from syncswim_lib.envelope import Change, Op, WatermarkPosition
+
+    assert engine.maps is not None
+    run = uuid.uuid4().hex[:12]
+    now = datetime.now(UTC)
+    done: set[str] = set()
+    seen: set[tuple[str, str, str]] = set()
+    for n, (entity, letter, key) in enumerate(vanished):
+        if (entity, letter, key_text(key)) in seen:
+            continue
+        seen.add((entity, letter, key_text(key)))
+        side = engine.maps(entity).side(letter)
+        pos = WatermarkPosition(f"vanished:{run}:{n:09d}")
+        change = Change(Op.DELETE, side.table, dict(key), None, dict(key), pos, None, now)
+        engine.store.append_changes(engine.m.sync, side.endpoint, [(entity, change)], None)
+        done.add(entity)
+    return done

@@ -91,24 +91,28 @@ def run_entities(
             if e.status == "waiting" and waits_for_relative(e.detail)
         }
     progress = any(engines[n].progress for n in names)
+    # entities given journal entries for rows that vanished (a MariaDB cascade): their
+    # next pass looks at everything pending, not only what waited
+    fresh = {v for n in everyone for v in engines[n].vanished if v in engines}
     for _ in range(MAX_PASSES):
-        if not any(waiting.values()):
+        if not any(waiting.values()) and not fresh:
             break
         breaks: frozenset[Node] = frozenset()
-        if not progress:
+        if not progress and not fresh:
             breaks = _cycles([w for n in everyone for w in engines[n].waits])
             if not breaks:
                 break
         progress = False
+        now_fresh, fresh = fresh, set()
         for name in everyone:
-            if not waiting.get(name):
+            if not waiting.get(name) and name not in now_fresh:
                 continue
             eng = engines[name]
-            eng.run(
-                reports[name], chunk_size=chunk, full=full, only=waiting[name], break_nodes=breaks
-            )
+            only = None if name in now_fresh else waiting[name]
+            eng.run(reports[name], chunk_size=chunk, full=full, only=only, break_nodes=breaks)
             waiting[name] = set(eng.waiting)
             progress = progress or eng.progress
+            fresh |= {v for v in eng.vanished if v in engines}
     for name in everyone:
         r = reports[name]
         r.waiting_parent = engines[name].waiting_records  # what still waits after the passes
