@@ -236,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"syncswim: not available in this build: {what}", file=sys.stderr)
         return 1
     except SyncSwimError as e:
-        print(f"syncswim: error: {e}", file=sys.stderr)
+        from syncswim_lib.redact import redact
+
+        # the last guard: messages are redacted where they are made, with the DSNs at hand
+        print(f"syncswim: error: {redact(str(e))}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 

@@ -26,6 +26,9 @@ from syncswim_lib.config.models import (
     Sync,
 )
 from syncswim_lib.config.secrets import Secret
+from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
+from syncswim_lib.config.timeouts import Timeouts
+from syncswim_lib.errors import ConfigError
 
 TOP_KEYS = ("version", "state", "endpoints", "syncs")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -35,8 +38,8 @@ MAX_SYNC_NAME = 40
 
 # per kind: (required settings, optional settings, settings that are secret even when literal)
 SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {
-    "postgres": (("dsn",), (), frozenset({"dsn"})),
-    "mysql": (("dsn",), (), frozenset({"dsn"})),
+    "postgres": (("dsn",), tuple(TIMEOUT_KEYS), frozenset({"dsn"})),
+    "mysql": (("dsn",), tuple(TIMEOUT_KEYS), frozenset({"dsn"})),
     "salesforce": (("instance_url", "token"), ("ca_bundle", "api_version"), frozenset({"token"})),
 }
 # an endpoint named like an entity key, or like a side letter, would be ambiguous
@@ -75,6 +78,13 @@ def _endpoint(name: Any, raw: Any, at: At) -> Endpoint:
         for key, value in block.items()
         if key != "kind"
     }
+    if kind in ("postgres", "mysql"):
+        # refused at load, not at the first connect; {env: ...} ones are read at connect
+        literal = {k: v for k, v in settings.items() if isinstance(v, str)}
+        try:
+            Timeouts.from_settings(literal, at.dotted)
+        except ConfigError as e:
+            raise ConfigError(str(e), file=at.file) from None
     return Endpoint(name, kind, FrozenDict(settings))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from syncswim_lib.config.secrets import Secret
+from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
 from syncswim_lib.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -13,15 +15,38 @@ if TYPE_CHECKING:
 
 def open_connector(endpoint: Endpoint) -> Connector:
     """A live connector for `endpoint`; secrets are resolved here, at connect time."""
+    try:
+        return _open(endpoint)
+    except ConfigError as exc:
+        file = _declared_in(endpoint)
+        if exc.file is not None or exc.path is None or file is None:
+            raise
+        # a connector names the key (endpoints.x.dsn); the file it was declared in is ours
+        message = str(exc).removeprefix(f"{exc.path}: ")
+        raise ConfigError(message, file=file, path=exc.path) from None
+
+
+def _declared_in(endpoint: Endpoint) -> str | None:
+    return next((v.file for v in endpoint.settings.values() if isinstance(v, Secret)), None)
+
+
+def _open(endpoint: Endpoint) -> Connector:
     if endpoint.kind == "postgres":
         from syncswim_lib.connectors.postgres import PostgresConnector
 
-        return PostgresConnector(endpoint.resolve_setting("dsn"), endpoint.name)
+        return PostgresConnector(
+            endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint)
+        )
     if endpoint.kind == "mysql":
         from syncswim_lib.connectors.mysql import MySQLConnector
 
-        return MySQLConnector(endpoint.resolve_setting("dsn"), endpoint.name)
+        return MySQLConnector(endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint))
     raise ConfigError(
         f"endpoint kind {endpoint.kind!r} has no connector in this build yet",
         path=f"endpoints.{endpoint.name}.kind",
     )
+
+
+def _timeouts(endpoint: Endpoint) -> dict[str, str]:
+    """The timeout keys the endpoint declares, resolved (see `config.timeouts`)."""
+    return {k: endpoint.resolve_setting(k) for k in TIMEOUT_KEYS if k in endpoint.settings}

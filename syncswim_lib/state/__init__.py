@@ -13,6 +13,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.redact import redact
 from syncswim_lib.state.base import (
     BatchRecord,
     ConflictRecord,
@@ -47,17 +48,26 @@ def open_store(url: str) -> StateStore:
         return SqliteStateStore(url)
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sqlite":
-        path = urlsplit(url).path
+        try:
+            path = urlsplit(url).path
+        except ValueError as e:
+            raise ConfigError(f"not a valid SQLite state store URL: {e}", path="state") from None
         if not path or path == "/":
-            raise ConfigError(f"the SQLite state store URL {url!r} names no file")
+            raise ConfigError(f"the SQLite state store URL {url!r} names no file", path="state")
         from syncswim_lib.state.sqlite import SqliteStateStore
 
         return SqliteStateStore(path)
     if scheme in ("postgresql", "postgres"):
         from syncswim_lib.state.postgres import DEFAULT_SCHEMA, PostgresStateStore
 
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
+        try:
+            parts = urlsplit(url)
+            query = parse_qsl(parts.query, keep_blank_values=True)
+        except ValueError as e:
+            # from None: the parser's traceback would show the line holding the URL
+            raise ConfigError(
+                f"not a valid PostgreSQL state store URL: {redact(str(e), url)}", path="state"
+            ) from None
         schema_name = DEFAULT_SCHEMA
         rest = []
         for name, value in query:
@@ -68,5 +78,6 @@ def open_store(url: str) -> StateStore:
         dsn = urlunsplit(parts._replace(query=urlencode(rest)))
         return PostgresStateStore(dsn, schema_name=schema_name)
     raise ConfigError(
-        f"unsupported state store URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
+        f"unsupported state store URL scheme {scheme!r}: use sqlite:///path or postgresql://...",
+        path="state",
     )

@@ -13,7 +13,9 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from syncswim_lib.connectors.postgres.connection import open_connection, prepare_dsn
 from syncswim_lib.errors import ConfigError, RetriableError
+from syncswim_lib.redact import redact
 from syncswim_lib.state import schema
 from syncswim_lib.state.sqlstore import Cursor, SqlStateStore
 
@@ -31,8 +33,9 @@ class PostgresStateStore(SqlStateStore):
 
     def __init__(self, dsn: str, *, schema_name: str = DEFAULT_SCHEMA) -> None:
         if not _IDENT.match(schema_name):
-            raise ConfigError(f"invalid state store schema name {schema_name!r}")
-        self.dsn = dsn
+            raise ConfigError(f"invalid state store schema name {schema_name!r}", path="state")
+        # checked before the first connect, so that no driver message quoting it escapes
+        self.dsn = prepare_dsn(dsn, "state", path="state")
         self.schema_name = schema_name
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
@@ -41,7 +44,6 @@ class PostgresStateStore(SqlStateStore):
         self._create_schema()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        import psycopg
         from psycopg.types.string import TextLoader
 
         if self._closed:
@@ -51,10 +53,8 @@ class PostgresStateStore(SqlStateStore):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        try:
-            conn = psycopg.connect(self.dsn, autocommit=True)
-        except psycopg.OperationalError as e:
-            raise RetriableError(f"cannot reach the PostgreSQL state store: {e}") from e
+        # with the timeouts of a PostgreSQL endpoint's defaults (config.timeouts)
+        conn = open_connection(self.dsn, "cannot reach the PostgreSQL state store")
         # JSON columns come back as the text codec.dumps wrote, for codec.loads to read
         conn.adapters.register_loader("json", TextLoader)
         conn.execute(f'SET search_path TO "{self.schema_name}"')
@@ -84,7 +84,7 @@ class PostgresStateStore(SqlStateStore):
                     yield cur
             except psycopg.OperationalError as e:
                 # lost connection, server shutting down, lock or statement timeout
-                raise RetriableError(f"PostgreSQL state store: {e}") from e
+                raise RetriableError(f"PostgreSQL state store: {redact(str(e))}") from e
             except psycopg.errors.SerializationFailure as e:
                 raise RetriableError(f"PostgreSQL state store: {e}") from e
 

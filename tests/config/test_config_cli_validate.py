@@ -131,7 +131,7 @@ def test_bad_dsn_is_placed_on_the_endpoint(
     declaration.write_text(YAML.replace("between: [app_db, shop_db]", "between: [shop_db, app_db]"))
     assert run_validate(str(declaration)) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {declaration}: endpoints.shop_db: cannot use mysql endpoint")
+    assert err.startswith(f"error: {declaration}: endpoints.shop_db.dsn: expected a DSN like")
     assert "Pw-77" not in err
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import ssl
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from syncswim_lib.config.timeouts import Timeouts, seconds
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError, SyncSwimError
+from syncswim_lib.redact import redact
 
 if TYPE_CHECKING:
     import pymysql
@@ -60,8 +63,13 @@ class MySQLDsn:
     user: str
     password: str = field(repr=False)
     database: str
-    connect_timeout: int = 10
+    connect_timeout: float = Timeouts.connect
     ssl_mode: str = "auto"
+    # seconds, see config.timeouts: the socket's read and write bounds, and the server's
+    # bound on one statement (set on every connection but the streaming ones)
+    read_timeout: float = Timeouts.read
+    write_timeout: float = Timeouts.write
+    statement_timeout: float = Timeouts.statement
 
     def kwargs(self) -> dict[str, Any]:
         """Arguments for `pymysql.connect` (and mysql-replication's connection settings)."""
@@ -72,6 +80,9 @@ class MySQLDsn:
             "password": self.password,
             "charset": "utf8mb4",
             "connect_timeout": self.connect_timeout,
+            # PyMySQL reads the server's greeting under read_timeout too
+            "read_timeout": self.read_timeout,
+            "write_timeout": self.write_timeout,
         }
         mode = self.ssl_mode
         if mode == "auto":
@@ -87,37 +98,48 @@ class MySQLDsn:
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-def parse_dsn(dsn: str, endpoint: str) -> MySQLDsn:
-    parts = urlsplit(dsn)
+def parse_dsn(dsn: str, endpoint: str, settings: Mapping[str, str] | None = None) -> MySQLDsn:
+    """`dsn` read, or a ConfigError naming `endpoints.<endpoint>.dsn` (never the password).
+    The endpoint's timeout `settings` win over the DSN's `connect_timeout`, which wins over
+    the default."""
+    path = f"endpoints.{endpoint}.dsn"
+    try:
+        parts = urlsplit(dsn)
+        hostname, username, password = parts.hostname, parts.username, parts.password
+    except ValueError as exc:
+        # from None: a traceback of the driver's error would show the line holding the DSN
+        raise ConfigError(f"not a valid MySQL DSN: {redact(str(exc), dsn)}", path=path) from None
     if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
         raise ConfigError(
-            f"endpoint {endpoint}: expected a DSN like mysql://user:pass@host:port/db, "
-            f"got scheme {parts.scheme or '(none)'!r}"
+            "expected a DSN like mysql://user:pass@host:port/db, "
+            f"got scheme {parts.scheme or '(none)'!r}",
+            path=path,
         )
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
-        raise ConfigError(
-            f"endpoint {endpoint}: the DSN must name one database (mysql://user@host:port/db)"
-        )
+        raise ConfigError("the DSN must name one database (mysql://user@host:port/db)", path=path)
     try:
         port = parts.port or 3306
     except ValueError:
-        raise ConfigError(f"endpoint {endpoint}: the DSN's port is not a number") from None
+        raise ConfigError("the DSN's port is not a number from 1 to 65535", path=path) from None
     query = parse_qs(parts.query)
-    timeout = query.get("connect_timeout", ["10"])[0]
-    if not timeout.isdigit():
-        raise ConfigError(f"endpoint {endpoint}: connect_timeout must be a whole number")
+    timeout = query.get("connect_timeout", [str(Timeouts.connect)])[0]
+    base = Timeouts(connect=seconds(timeout, f"{path} (connect_timeout)"))
     ssl_mode = query.get("ssl_mode", ["auto"])[0].lower()
     if ssl_mode not in _SSL_MODES:
-        raise ConfigError(f"endpoint {endpoint}: ssl_mode must be one of {', '.join(_SSL_MODES)}")
+        raise ConfigError(f"ssl_mode must be one of {', '.join(_SSL_MODES)}", path=path)
+    t = Timeouts.from_settings(settings or {}, f"endpoints.{endpoint}", base)
     return MySQLDsn(
-        host=parts.hostname or "127.0.0.1",
+        host=hostname or "127.0.0.1",
         port=port,
-        user=unquote(parts.username or "root"),
-        password=unquote(parts.password or ""),
+        user=unquote(username or "root"),
+        password=unquote(password or ""),
         database=database,
-        connect_timeout=int(timeout),
+        connect_timeout=t.connect,
         ssl_mode=ssl_mode,
+        read_timeout=t.read,
+        write_timeout=t.write,
+        statement_timeout=t.statement,
     )
 
 
@@ -164,9 +186,21 @@ def connect(dsn: MySQLDsn, endpoint: str, *, streaming: bool = False) -> pymysql
     if streaming:
         kwargs["cursorclass"] = pymysql.cursors.SSCursor
     try:
-        return pymysql.connect(**kwargs)
+        conn = pymysql.connect(**kwargs)
+        if not streaming:
+            # a streaming read (a snapshot) lasts as long as the client reads: not bounded
+            with conn.cursor() as cur:
+                cur.execute(_statement_timeout(conn.get_server_info(), dsn.statement_timeout))
     except pymysql.err.MySQLError as exc:
         raise map_error(exc, f"connecting to endpoint {endpoint} ({dsn.safe()})") from exc
+    return conn
+
+
+def _statement_timeout(server_info: str, seconds: float) -> str:
+    # MariaDB bounds every statement; MySQL has only max_execution_time, for SELECTs
+    if "mariadb" in server_info.lower():
+        return f"SET SESSION max_statement_time = {seconds:.3f}"
+    return f"SET SESSION max_execution_time = {max(1, round(seconds * 1000))}"
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -191,7 +225,7 @@ def is_retriable(exc: BaseException) -> bool:
 
 def map_error(exc: BaseException, what: str) -> SyncSwimError:
     """The taxonomy error for a driver error raised while doing `what`."""
-    text = f"{what}: {error_text(exc)}"
+    text = redact(f"{what}: {error_text(exc)}")
     code = error_code(exc)
     if is_retriable(exc):
         return RetriableError(text)

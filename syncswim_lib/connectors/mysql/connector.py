@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +68,9 @@ class MySQLConnector:
         max_batch_rows=5000,
     )
 
-    def __init__(self, dsn: str, endpoint: str) -> None:
+    def __init__(self, dsn: str, endpoint: str, timeouts: Mapping[str, str] | None = None) -> None:
         self.endpoint = endpoint
-        self.dsn = parse_dsn(dsn, endpoint)
+        self.dsn = parse_dsn(dsn, endpoint, timeouts)
         self.db = self.dsn.database
         self._conn: pymysql.Connection | None = None
 

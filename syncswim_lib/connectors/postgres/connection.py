@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 import re
-from typing import TYPE_CHECKING, NoReturn
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from syncswim_lib.config.timeouts import Timeouts
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError
+from syncswim_lib.redact import redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -54,13 +62,89 @@ def qualify(name: str) -> str:
     return f"{schema}.{table}"
 
 
-def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection:
+class Conninfo(str):
+    """A libpq connection string with the endpoint's timeouts in it, carrying the client-side
+    read bound libpq has no parameter for; its repr shows no password."""
+
+    read_timeout: float | None
+
+    def __new__(cls, text: str, read_timeout: float | None = None) -> Conninfo:
+        self = super().__new__(cls, text)
+        self.read_timeout = read_timeout
+        return self
+
+    def __repr__(self) -> str:
+        return repr(redact(str(self), str(self)))
+
+
+def prepare_dsn(
+    dsn: str,
+    endpoint: str,
+    settings: Mapping[str, str] | None = None,
+    *,
+    path: str | None = None,
+) -> Conninfo:
+    """`dsn` checked (a ConfigError naming `path`, by default `endpoints.<endpoint>.dsn`,
+    with no password in it), with connect and statement timeouts, TCP keepalives and
+    tcp_user_timeout added. The endpoint's `settings` (timeout keys) win over the DSN, the
+    DSN over the defaults."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    where = f"endpoints.{endpoint}"
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        # from None: the driver's error (shown by a traceback) quotes the DSN
+        raise ConfigError(
+            f"not a valid PostgreSQL DSN: {redact(_first_line(exc), dsn)}",
+            path=path or f"{where}.dsn",
+        ) from None
+    base = Timeouts()
+    if "connect_timeout" in params:
+        with contextlib.suppress(TypeError, ValueError):  # libpq reports it at connect
+            base = replace(base, connect=float(params["connect_timeout"]))  # type: ignore[arg-type]
+    given = settings or {}
+    t = Timeouts.from_settings(given, where, base)
+    statement = f"-c statement_timeout={round(t.statement * 1000)}"
+    options = str(params.get("options") or "")
+    # a statement_timeout the DSN's own options set wins over the default, not over the key
+    options = f"{options} {statement}" if "statement_timeout" in given else f"{statement} {options}"
+    extra: dict[str, Any] = {
+        # libpq counts whole seconds
+        "connect_timeout": max(1, math.ceil(t.connect)),
+        "options": options.strip(),
+    }
+    defaults = {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        # sent data unacknowledged this long: the peer is gone (a network cut)
+        "tcp_user_timeout": round(t.read * 1000),
+    }
+    extra.update({k: v for k, v in defaults.items() if k not in params})
+    return Conninfo(make_conninfo(dsn, **extra), read_timeout=t.read)
+
+
+def open_connection(dsn: str, what: str = "cannot connect to PostgreSQL") -> psycopg.Connection:
+    """An autocommit connection; a `Conninfo`'s read bound applies to every wait on it.
+    Failing to connect is a RetriableError starting with `what`, without the password."""
     import psycopg
 
     try:
-        conn = psycopg.connect(dsn, autocommit=True)
+        conn = _bounded_connection_class().connect(dsn, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise RetriableError(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
+        raise RetriableError(f"{what}: {redact(_first_line(exc), dsn)}") from exc
+    except psycopg.ProgrammingError as exc:  # a DSN that did not go through prepare_dsn
+        raise ConfigError(f"not a valid PostgreSQL DSN: {redact(_first_line(exc), dsn)}") from None
+    conn.idle_limit = getattr(dsn, "read_timeout", None)  # type: ignore[attr-defined]
+    return conn
+
+
+def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection:
+    """A session with our settings (see `open_connection`)."""
+    conn = open_connection(dsn)
     for statement in SESSION_SETTINGS:
         conn.execute(statement)
     row = conn.execute("SHOW synchronous_commit").fetchone()
@@ -88,12 +172,63 @@ def is_record_error(exc: BaseException) -> bool:
     return state[:2] in ("22", "23", "P0") or state == "42804"  # 42804: datatype mismatch
 
 
+@functools.cache
+def _bounded_connection_class() -> type[psycopg.Connection]:
+    # built on first use, so importing this module does not import psycopg
+    import psycopg
+
+    class BoundedConnection(psycopg.Connection):
+        """A connection whose every wait gives up after `idle_limit` seconds in which the
+        server sent nothing: libpq has no read timeout, and a stopped server (SIGSTOP, a
+        hung host) keeps the TCP connection open and acknowledged, so keepalives and
+        tcp_user_timeout never fire. statement_timeout cancels slow statements server-side
+        first, as the limit is longer."""
+
+        idle_limit: float | None = None
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            limit = self.idle_limit
+            if limit is None or timeout is not None:
+                return super().wait(gen, interval, timeout)
+            try:
+                return super().wait(_idle_bounded(gen, limit), interval, None)
+            except ServerSilent as exc:
+                # the exchange stopped half-way: the session cannot be used again
+                self.pgconn.finish()
+                raise psycopg.OperationalError(str(exc)) from None
+
+    return BoundedConnection
+
+
+class ServerSilent(Exception):
+    """The server sent nothing for the read timeout."""
+
+
+def _idle_bounded(gen: Any, limit: float) -> Any:
+    """`gen` (a psycopg generator), stopped with ServerSilent once the socket has stayed
+    unready for `limit` seconds; the waiting loop wakes it every interval with READY_NONE."""
+    deadline = time.monotonic() + limit
+    try:
+        state = next(gen)
+        while True:
+            ready = yield state
+            now = time.monotonic()
+            if ready:
+                deadline = now + limit
+            elif now >= deadline:
+                gen.close()
+                raise ServerSilent(f"no answer from the server for {limit:g} s (read_timeout)")
+            state = gen.send(ready)
+    except StopIteration as stop:
+        return stop.value
+
+
 def raise_translated(exc: BaseException, what: str) -> NoReturn:
     """Re-raise a driver error as the taxonomy's error the orchestrator can act on."""
     import psycopg
 
     state = getattr(exc, "sqlstate", None) or ""
-    text = f"{what}: {error_text(exc)}"
+    text = redact(f"{what}: {error_text(exc)}")
     if isinstance(exc, psycopg.OperationalError) and not state:
         raise RetriableError(text) from exc  # connection lost, server gone
     # 40: serialization/deadlock, 08: connection, 53: resources, 57: shutdown/cancel,

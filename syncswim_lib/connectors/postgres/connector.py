@@ -15,7 +15,7 @@ What `setup` changes in the database, per sync `<sync>`:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from syncswim_lib.connectors.postgres.connection import (
     MARKER_SCHEMA,
     MARKER_TABLE,
     connect,
+    prepare_dsn,
     raise_translated,
     slot_name,
     split_table,
@@ -70,8 +71,9 @@ class PostgresConnector:
         max_batch_rows=5000,
     )
 
-    def __init__(self, dsn: str, endpoint: str) -> None:
-        self.dsn = dsn
+    def __init__(self, dsn: str, endpoint: str, timeouts: Mapping[str, str] | None = None) -> None:
+        # checked now: a malformed DSN is a ConfigError naming the key, without the password
+        self.dsn = prepare_dsn(dsn, endpoint, timeouts)
         self.endpoint = endpoint
         self._conn: psycopg.Connection | None = None
         self._plans: PlanCache = {}
