@@ -108,9 +108,7 @@ def test_a_malformed_mysql_dsn(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, output = run(
-        tmp_path, monkeypatch, capsys, [command], my=BAD_MY[shape], mysql_first=True
-    )
+    code, output = run(tmp_path, monkeypatch, capsys, [command], my=BAD_MY[shape], mysql_first=True)
     assert_one_clean_line(code, output, "endpoints.shop_db.dsn")
 
 
