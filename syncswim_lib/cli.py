@@ -41,6 +41,12 @@ def _validate(a: argparse.Namespace) -> Any:
     return run_validate(str(a.path), a.live)
 
 
+def _doctor(a: argparse.Namespace) -> Any:
+    from syncswim_lib.config.doctor import run_doctor
+
+    return run_doctor(str(a.path))
+
+
 def _setup(a: argparse.Namespace) -> Any:
     from syncswim_lib.pipeline.admin import setup
 
@@ -131,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def spec(c: argparse.ArgumentParser) -> argparse.ArgumentParser:
         c.add_argument("path", type=Path, metavar="PATH", help="the sync declaration (YAML)")
+        c.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="say which state store is used (on stderr, passwords hidden)",
+        )
         return c
 
     sandbox = sub.add_parser("sandbox", help="private PostgreSQL, MariaDB and Salesforce emulator")
@@ -156,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="live",
         action="store_false",
         help="check the file only, connect to nothing",
+    )
+    spec(
+        cmd(
+            "doctor",
+            _doctor,
+            "check the endpoints' servers for change capture: settings, slots, grants",
+        )
     )
     spec(cmd("setup", _setup, "create what the syncs need on the endpoints (slots, ...)"))
     spec(cmd("teardown", _teardown, "remove what setup created"))
@@ -226,8 +245,21 @@ def _missing(e: ImportError) -> str | None:
     return f"{name} ({e.msg})"
 
 
+def _verbose() -> None:
+    """`-v`: the library's notes (`syncswim.*` loggers: the state store used) on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("syncswim: %(message)s"))
+    logger = logging.getLogger("syncswim")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        _verbose()
     try:
         result = args.handler(args)
     except ImportError as e:

@@ -19,6 +19,7 @@ from syncswim_lib.config.loader import load_project
 from syncswim_lib.config.models import Endpoint, Project, Sync
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.connectors.base import TableInfo
+from syncswim_lib.connectors.checks import CheckedServer, Finding
 from syncswim_lib.errors import ConfigError, SyncSwimError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ EXIT_INVALID = 2
 OpenConnector = Callable[[Endpoint], "Connector"]
 
 
-def _secret_texts(endpoint: Endpoint) -> list[str]:
+def secret_texts(endpoint: Endpoint) -> list[str]:
     """Resolved secret values of an endpoint (and URL passwords), to keep out of messages."""
     texts: list[str] = []
     for name, value in endpoint.settings.items():
@@ -66,7 +67,7 @@ class LiveDescriber:
         named = isinstance(exc, SyncSwimError)  # our own errors already say what failed
         text = (str(exc) if named else f"{type(exc).__name__}: {exc}").strip()
         text = text.splitlines()[0] if text else type(exc).__name__
-        for secret in _secret_texts(endpoint):
+        for secret in secret_texts(endpoint):
             text = text.replace(secret, "***")
         return ConfigError(
             f"cannot {what} {endpoint.kind} endpoint {endpoint.name}: {text}",
@@ -75,6 +76,17 @@ class LiveDescriber:
         )
 
     def __call__(self, endpoint_name: str, table: str) -> TableInfo:
+        endpoint = self.project.endpoints[endpoint_name]
+        connector = self.connector(endpoint_name)
+        try:
+            return connector.describe(table)
+        except ConfigError:
+            raise  # the table is missing: live validation names the declaration's key
+        except Exception as exc:  # a driver's connection error: one line, no secrets
+            raise self._endpoint_error(endpoint, "reach", exc) from None
+
+    def connector(self, endpoint_name: str) -> Connector:
+        """The endpoint's connector, opened on first use; failures as one-line errors."""
         endpoint = self.project.endpoints[endpoint_name]
         if endpoint_name not in self.connectors:
             try:
@@ -85,12 +97,21 @@ class LiveDescriber:
                 raise self._endpoint_error(endpoint, "use", exc) from None
             except Exception as exc:
                 raise self._endpoint_error(endpoint, "use", exc) from None
-        try:
-            return self.connectors[endpoint_name].describe(table)
-        except ConfigError:
-            raise  # the table is missing: live validation names the declaration's key
-        except Exception as exc:  # a driver's connection error: one line, no secrets
-            raise self._endpoint_error(endpoint, "reach", exc) from None
+        return self.connectors[endpoint_name]
+
+    def check_servers(self) -> list[Finding]:
+        """What `syncswim doctor` finds on the servers of the syncs' endpoints."""
+        findings: list[Finding] = []
+        for name, syncs in endpoint_syncs(self.project).items():
+            endpoint = self.project.endpoints[name]
+            connector = self.connector(name)
+            if not isinstance(connector, CheckedServer):
+                continue
+            try:
+                findings += connector.check_server(syncs)
+            except Exception as exc:
+                raise self._endpoint_error(endpoint, "check", exc) from None
+        return findings
 
     def close(self) -> None:
         for connector in self.connectors.values():
@@ -98,6 +119,19 @@ class LiveDescriber:
             with contextlib.suppress(Exception):
                 connector.close()
         self.connectors.clear()
+
+
+def endpoint_syncs(project: Project) -> dict[str, dict[str, list[str]]]:
+    """endpoint -> sync -> the tables (objects) the sync declares on it."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for sync in project.syncs.values():
+        for entity in sync.entities.values():
+            for letter in ("a", "b"):
+                side = entity.side(letter)
+                tables = out.setdefault(side.endpoint, {}).setdefault(sync.name, [])
+                if side.table not in tables:
+                    tables.append(side.table)
+    return out
 
 
 def _and(items: Sequence[str]) -> str:
@@ -155,6 +189,7 @@ def run_validate(
     out = out or sys.stdout
     err = err or sys.stderr
     warnings: list[str] = []
+    findings: list[Finding] = []
     try:
         project = load_project(path)
         if live:
@@ -164,6 +199,8 @@ def run_validate(
                 describe = describer
             try:
                 warnings = validate_live(project, describe)
+                if describer is not None:
+                    findings = describer.check_servers()
             finally:
                 if describer is not None:
                     describer.close()
@@ -172,6 +209,10 @@ def run_validate(
         return EXIT_INVALID
     for warning in warnings:
         print(f"warning: {warning}", file=err)
+    for finding in findings:
+        print(f"{finding.severity}: {finding.line()}", file=err)
+    if any(f.severity == "error" for f in findings):
+        return EXIT_INVALID
     for sync in project.syncs.values():
         for line in relationship_lines(sync):
             print(line, file=out)

@@ -17,7 +17,7 @@ def setup(path: str | Path) -> int:
     """Create slots, publications and marker tables, and record the start positions."""
     with Runtime(load_project(path)) as rt:
         for sync in rt.project.syncs:
-            ensure_setup(rt, sync)
+            ensure_setup(rt, sync, explicit=True)
             print(f"{sync}: capture set up on {', '.join(_endpoints(rt, sync))}")
     return 0
 

@@ -39,15 +39,23 @@ def sync_tables(rt: Runtime, sync: str, endpoint: str) -> dict[str, str]:
     return out
 
 
-def ensure_setup(rt: Runtime, sync: str) -> None:
-    """Create slots/publications/markers and record the starting positions, once."""
+def ensure_setup(rt: Runtime, sync: str, *, explicit: bool = False) -> None:
+    """Create slots/publications/markers and record the starting positions, once; check
+    that this state store owns the sync's streams (`pipeline/owner.py`). `explicit` (the
+    `setup` command): set up again what is missing and record this store as the owner
+    where none is recorded."""
     decl = rt.project.syncs[sync]
     for endpoint in (decl.a, decl.b):
-        if rt.store.get_position(sync, endpoint) is not None:
+        known = rt.store.get_position(sync, endpoint) is not None
+        if known and not explicit:
+            rt.claim(sync, endpoint, adopt=False)
             continue
+        rt.check_free(sync, endpoint)  # before setup changes anything
         conn = rt.connector(endpoint)
         conn.setup(sync, sorted(sync_tables(rt, sync, endpoint)))
-        rt.store.set_position(sync, endpoint, conn.current_position(sync))
+        rt.claim(sync, endpoint, adopt=True)
+        if not known:
+            rt.store.set_position(sync, endpoint, conn.current_position(sync))
 
 
 def _same_statement(first: Position, second: Position) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncswim_lib.connectors.base import Connector, TableInfo
+from syncswim_lib.connectors.ownership import OwnedStream, StreamOwner
 from syncswim_lib.connectors.registry import open_connector
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, build_entity_map
+from syncswim_lib.pipeline.owner import check_free, claim, store_identity
+from syncswim_lib.pipeline.statehome import announce, state_url_for
 from syncswim_lib.state import open_store
 from syncswim_lib.state.base import StateStore
 
@@ -16,24 +17,40 @@ if TYPE_CHECKING:
     from syncswim_lib.config import Project
 
 
-def default_state_url() -> str:
-    """The embedded default: a SQLite file beside Dagster's own storage."""
-    home = os.environ.get("DAGSTER_HOME") or os.path.join(os.getcwd(), ".syncswim")
-    Path(home).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{os.path.join(os.path.abspath(home), 'syncswim_state.db')}"
-
-
 class Runtime:
     def __init__(self, project: Project, state_url: str | None = None) -> None:
         self.project = project
-        url = state_url
-        if url is None and project.state is not None:
-            state = project.state
-            url = state if isinstance(state, str) else state.resolve("state")
-        self.store: StateStore = open_store(url or default_state_url())
+        # one rule for the CLI, Dagster and the demo (statehome.py); a caller's URL (the
+        # Dagster resource's `state_url`, tests, benchmarks) wins over it
+        self.state_url = state_url or state_url_for(project)
+        announce(self.state_url, project, given=state_url is not None)
+        self.store: StateStore = open_store(self.state_url)
         self._connectors: dict[str, Connector] = {}
         self._tables: dict[tuple[str, str], TableInfo] = {}
         self._maps: dict[tuple[str, str], EntityMap] = {}
+        self._identity: StreamOwner | None = None
+        self._claimed: set[tuple[str, str]] = set()
+
+    def identity(self) -> StreamOwner:
+        if self._identity is None:
+            self._identity = store_identity(self.store, self.state_url)
+        return self._identity
+
+    def check_free(self, sync: str, endpoint: str) -> None:
+        """Refuse before setup when another state store owns `sync`'s stream here."""
+        conn = self.connector(endpoint)
+        if isinstance(conn, OwnedStream):
+            check_free(conn, sync, endpoint, self.identity())
+
+    def claim(self, sync: str, endpoint: str, *, adopt: bool) -> None:
+        """Check (once per runtime: a capture loop asks every round) that this store owns
+        `sync`'s stream on `endpoint`; `adopt`: record it where no owner is recorded."""
+        if (sync, endpoint) in self._claimed:
+            return
+        conn = self.connector(endpoint)
+        if isinstance(conn, OwnedStream):
+            claim(conn, sync, endpoint, self.identity(), adopt=adopt)
+        self._claimed.add((sync, endpoint))
 
     def connector(self, endpoint: str) -> Connector:
         if endpoint not in self._connectors:

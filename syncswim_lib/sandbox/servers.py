@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,9 +146,15 @@ class ServerInfo:
 
 
 class PostgresServer:
-    """A private PostgreSQL with wal_level=logical, trust auth, superuser `postgres`."""
+    """A private PostgreSQL with wal_level=logical, trust auth, superuser `postgres`.
 
-    def __init__(self, base_dir: Path, port: int | None = None) -> None:
+    `settings` are appended to postgresql.conf after ours, so they win (tests start a
+    misconfigured server with `{"wal_level": "replica"}`)."""
+
+    def __init__(
+        self, base_dir: Path, port: int | None = None, settings: Mapping[str, str] | None = None
+    ) -> None:
+        self.settings = dict(settings or {})
         self.base_dir = Path(base_dir)
         self.data_dir = self.base_dir / "pgdata"
         self.sock_dir = self.base_dir / "pgsock"
@@ -199,7 +206,9 @@ class PostgresServer:
             "fsync = off\n"
             "full_page_writes = off\nmax_connections = 200\n"
             "shared_buffers = 64MB\ntimezone = 'UTC'\n"
-        )
+            # a stopped sync must not fill the disk: `syncswim doctor` asks for a bound
+            "max_slot_wal_keep_size = '4GB'\n"
+        ) + "".join(f"{name} = {value}\n" for name, value in self.settings.items())
         with open(self.data_dir / "postgresql.conf", "a") as f:
             f.write(conf)
 
@@ -254,9 +263,21 @@ class PostgresServer:
 
 
 class MariaDBServer:
-    """A private MariaDB/MySQL with a ROW binlog, FULL row images and FULL row metadata."""
+    """A private MariaDB/MySQL with a ROW binlog, FULL row images and FULL row metadata.
 
-    def __init__(self, base_dir: Path, port: int | None = None) -> None:
+    `binlog=False` starts it without the binary log; `settings` are added to its my.cnf
+    after ours, so they win (tests start misconfigured servers with them)."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        *,
+        binlog: bool = True,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.binlog = binlog
+        self.settings = dict(settings or {})
         self.base_dir = Path(base_dir)
         self.data_dir = self.base_dir / "mydata"
         self.port = port or free_port()
@@ -285,8 +306,10 @@ class MariaDBServer:
             # private temp files: a shared /tmp may be cleaned under a running server
             f"tmpdir={self.base_dir / 'tmp'}",
             "server-id=1",
-            "log-bin=binlog",
+            "log-bin=binlog" if self.binlog else "skip-log-bin",
             "binlog_format=ROW",
+            # seven days, as `syncswim doctor` advises: the disk does not fill
+            "binlog_expire_logs_seconds=604800",
             "binlog_row_image=FULL",
             "character-set-server=utf8mb4",
             "collation-server=utf8mb4_bin",
@@ -304,6 +327,7 @@ class MariaDBServer:
             lines += ["binlog_row_metadata=FULL"]
         if self.user:
             lines.append(f"user={self.user}")
+        lines += [f"{name}={value}" for name, value in self.settings.items()]
         self.cnf.write_text("\n".join(lines) + "\n")
 
     def init(self) -> None:

@@ -22,10 +22,12 @@ from syncswim_lib.connectors.base import (
     CaptureBatch,
     TableInfo,
 )
+from syncswim_lib.connectors.checks import Finding, refuse_on_errors
 from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.connectors.mysql import apply as apply_mod
 from syncswim_lib.connectors.mysql import markers
 from syncswim_lib.connectors.mysql.capture import TransactionAssembler, read_binlog
+from syncswim_lib.connectors.mysql.checks import server_findings
 from syncswim_lib.connectors.mysql.connection import (
     MARKER_TABLE,
     NO_SUCH_TABLE,
@@ -43,6 +45,7 @@ from syncswim_lib.connectors.mysql.connection import (
 from syncswim_lib.connectors.mysql.describe import describe_table
 from syncswim_lib.connectors.mysql.snapshot import snapshot_batches
 from syncswim_lib.connectors.mysql.types import to_canonical, to_driver
+from syncswim_lib.connectors.ownership import StreamOwner
 from syncswim_lib.envelope import BinlogPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError, SyncSwimError
 
@@ -50,13 +53,7 @@ if TYPE_CHECKING:
     import pymysql
 
 _FETCH_CHUNK = 1000
-# (variable, required value); binlog_row_metadata=FULL gives column names in row events
-_REQUIRED = (
-    ("log_bin", "ON"),
-    ("binlog_format", "ROW"),
-    ("binlog_row_image", "FULL"),
-    ("binlog_row_metadata", "FULL"),
-)
+OWNERS_TABLE = "_syncswim_owners"
 
 
 class MySQLConnector:
@@ -115,30 +112,48 @@ class MySQLConnector:
             cur.execute(sql, args)
             return list(cur.fetchall())
 
-    def _check_binlog_settings(self) -> None:
-        rows = self._query(
-            "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-            "('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata')"
-        )
-        found = {str(k).lower(): str(v).upper() for k, v in rows}
-        for var, wanted in _REQUIRED:
-            have = found.get(var)
-            if have != wanted:
-                raise FatalError(
-                    f"endpoint {self.endpoint}: change capture needs {var}={wanted} on the "
-                    f"server, it is {have or 'not available'} (set it in the server's "
-                    "configuration and restart)"
-                )
-
-    def setup(self, sync: str, tables: Sequence[str]) -> None:
-        """Check the binlog settings, create the marker table, check that `tables` exist."""
+    def check_server(self, syncs: Mapping[str, Sequence[str]]) -> list[Finding]:
         import pymysql
 
         try:
-            self._check_binlog_settings()
-            self._query(markers.create_sql(self.db))
+            return server_findings(self._query, self.endpoint)
         except pymysql.err.MySQLError as exc:
-            raise self._failed(exc, f"setting up sync {sync}") from exc
+            raise self._failed(exc, "checking the server") from exc
+
+    def stream_owner(self, sync: str) -> StreamOwner | None:
+        import pymysql
+
+        try:
+            rows = self._query(
+                f"SELECT state_id, state FROM {qtable(self.db, OWNERS_TABLE)} WHERE sync = %s",
+                (sync,),
+            )
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) == NO_SUCH_TABLE:
+                return None
+            raise self._failed(exc, f"reading who owns sync {sync}") from exc
+        return StreamOwner(str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def claim_stream(self, sync: str, owner: StreamOwner) -> StreamOwner:
+        import pymysql
+
+        try:
+            self._query(_owners_ddl(self.db))
+            self._query(
+                f"INSERT IGNORE INTO {qtable(self.db, OWNERS_TABLE)} (sync, state_id, state) "
+                "VALUES (%s, %s, %s)",
+                (sync, owner.state_id, owner.state),
+            )
+        except pymysql.err.MySQLError as exc:
+            raise self._failed(exc, f"recording the owner of sync {sync}") from exc
+        found = self.stream_owner(sync)
+        assert found is not None
+        return found
+
+    def setup(self, sync: str, tables: Sequence[str]) -> None:
+        """Check the server and the tables, then create the marker and owner tables."""
+        import pymysql
+
         for table in tables:
             info = self.describe(table)
             if not info.primary_key:
@@ -146,16 +161,36 @@ class MySQLConnector:
                     f"table {table} on endpoint {self.endpoint} has no primary key: "
                     "change capture needs one to identify rows"
                 )
+        refuse_on_errors(
+            self.check_server({sync: list(tables)}),
+            f"setup of sync {sync} on endpoint {self.endpoint}",
+        )
+        try:
+            self._query(markers.create_sql(self.db))
+            self._query(_owners_ddl(self.db))
+        except pymysql.err.MySQLError as exc:
+            raise self._failed(exc, f"setting up sync {sync}") from exc
 
     def teardown(self, sync: str, *, drop_marker_table: bool = False) -> None:
-        """Forget `sync`'s applied-batch markers. The marker table is shared by every sync
-        writing to this database, so it is dropped only when asked."""
+        """Forget `sync`'s applied-batch markers and its owner. The marker table is shared by
+        every sync writing to this database, so it is dropped only when asked or when no
+        sync is set up here any more."""
         import pymysql
 
         marker = qtable(self.db, MARKER_TABLE)
+        owners = qtable(self.db, OWNERS_TABLE)
         try:
-            if drop_marker_table:
+            with contextlib.suppress(pymysql.err.ProgrammingError):  # no owner table (yet)
+                self._query(f"DELETE FROM {owners} WHERE sync = %s", (sync,))
+            left = self._query(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND "
+                "table_name = %s",
+                (self.db, OWNERS_TABLE),
+            )
+            remaining = self._query(f"SELECT count(*) FROM {owners}") if left[0][0] else [(0,)]
+            if drop_marker_table or not remaining[0][0]:
                 self._query(f"DROP TABLE IF EXISTS {marker}")
+                self._query(f"DROP TABLE IF EXISTS {owners}")
             else:
                 self._query(f"DELETE FROM {marker} WHERE origin = %s", (sync,))
         except pymysql.err.MySQLError as exc:
@@ -308,3 +343,14 @@ class MySQLConnector:
             if error_code(exc) == NO_SUCH_TABLE:
                 return 0  # never set up: no markers to prune
             raise self._failed(exc, "pruning the apply markers") from exc
+
+
+def _owners_ddl(db: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qtable(db, OWNERS_TABLE)} ("
+        " sync varchar(64) NOT NULL PRIMARY KEY,"
+        " state_id varchar(64) NOT NULL,"
+        " state text NOT NULL,"
+        " claimed_at timestamp(6) NOT NULL DEFAULT current_timestamp(6)"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+    )

@@ -8,12 +8,19 @@ What `setup` changes in the database, per sync `<sync>`:
 - logical replication slot `syncswim_<sync>` (pgoutput), which keeps WAL until `confirm`;
 - `REPLICA IDENTITY FULL` on every synced table, so that updates and deletes carry the
   whole old row (`Change.before`, changed fields, deletes matched by any column). This
-  costs WAL volume on updates and deletes; teardown leaves it in place, as other syncs or
-  other consumers may rely on it.
+  costs WAL volume on updates and deletes; the identity a table had before is recorded in
+  `syncswim.replica_identities`, and teardown restores it once no other sync's publication
+  has the table;
+- `syncswim.owners`: the state store owning each sync's slot (`pipeline/owner.py`).
+
+Setup checks the server first (`checks.py`) and changes nothing when it is not ready; a
+setup that fails after changing something is undone by teardown before the error is
+raised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -27,9 +34,12 @@ from syncswim_lib.connectors.base import (
     TableInfo,
     without_origin,
 )
+from syncswim_lib.connectors.checks import Finding, refuse_on_errors
+from syncswim_lib.connectors.ownership import StreamOwner
 from syncswim_lib.connectors.postgres import apply as apply_mod
-from syncswim_lib.connectors.postgres import marker
+from syncswim_lib.connectors.postgres import marker, records
 from syncswim_lib.connectors.postgres.capture import PlanCache, capture_changes
+from syncswim_lib.connectors.postgres.checks import server_findings
 from syncswim_lib.connectors.postgres.connection import (
     MARKER_SCHEMA,
     MARKER_TABLE,
@@ -100,6 +110,30 @@ class PostgresConnector:
 
     # -- setup -----------------------------------------------------------------------
 
+    def check_server(self, syncs: Mapping[str, Sequence[str]]) -> list[Finding]:
+        import psycopg
+
+        try:
+            return server_findings(self._connection(), self.endpoint, syncs)
+        except psycopg.Error as exc:
+            raise_translated(exc, f"checking the server of endpoint {self.endpoint}")
+
+    def stream_owner(self, sync: str) -> StreamOwner | None:
+        import psycopg
+
+        try:
+            return records.owner(self._connection(), sync)
+        except psycopg.Error as exc:
+            raise_translated(exc, f"reading who owns sync {sync} in endpoint {self.endpoint}")
+
+    def claim_stream(self, sync: str, owner: StreamOwner) -> StreamOwner:
+        import psycopg
+
+        try:
+            return records.claim(self._connection(), sync, owner)
+        except psycopg.Error as exc:
+            raise_translated(exc, f"recording the owner of sync {sync} in {self.endpoint}")
+
     def setup(self, sync: str, tables: Sequence[str]) -> None:
         import psycopg
 
@@ -111,32 +145,34 @@ class PostgresConnector:
                     f"table {info.name} in endpoint {self.endpoint} has no primary key: "
                     "capture identifies rows by it"
                 )
+        refuse_on_errors(
+            self.check_server({sync: [info.name for info in infos]}),
+            f"setup of sync {sync} in endpoint {self.endpoint}",
+        )
         conn = self._connection()
+        fresh = (
+            conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (slot,)).fetchone()
+            is None
+        )
         try:
             with conn.transaction():
                 # concurrent setups of several syncs would race on CREATE ... IF NOT EXISTS
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncswim.setup'))")
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MARKER_SCHEMA}")
                 conn.execute(marker.MARKER_DDL)
+                for ddl in records.RECORDS_DDL:
+                    conn.execute(ddl)
                 for info in infos:
-                    self._replica_identity_full(conn, info.name)
+                    records.set_full(conn, info.name)
                 self._publication(conn, slot, [info.name for info in infos])
             self._slot(conn, slot)
-        except psycopg.Error as exc:
-            raise_translated(exc, f"setup of sync {sync} in endpoint {self.endpoint}")
-
-    def _replica_identity_full(self, conn: psycopg.Connection, table: str) -> None:
-        from psycopg import sql
-
-        schema, name = split_table(table)
-        ident = sql.Identifier(schema, name)
-        row = conn.execute(
-            "SELECT c.relreplident::text FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-            (schema, name),
-        ).fetchone()
-        if row is None or row[0] != "f":
-            conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(ident))
+        except BaseException as exc:
+            if fresh:  # leave nothing behind: what this setup created goes again
+                with contextlib.suppress(Exception):
+                    self.teardown(sync)
+            if isinstance(exc, psycopg.Error):
+                raise_translated(exc, f"setup of sync {sync} in endpoint {self.endpoint}")
+            raise
 
     def _publication(self, conn: psycopg.Connection, pub: str, tables: list[str]) -> None:
         from psycopg import sql
@@ -182,6 +218,8 @@ class PostgresConnector:
             )
 
     def teardown(self, sync: str) -> None:
+        """Undo `setup` for `sync`: slot, publication, its owner record, the replica
+        identity of tables no other sync publishes, and the schema after the last sync."""
         import psycopg
         from psycopg import sql
 
@@ -189,16 +227,24 @@ class PostgresConnector:
         conn = self._connection()
         try:
             row = conn.execute(_SLOT, (slot,)).fetchone()
-            if row is not None and row[0] == conn.info.dbname:
+            # a slot of that name made by someone else (another plugin) is not ours to drop
+            if row is not None and row[0] == conn.info.dbname and row[1] == "pgoutput":
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncswim.setup'))")
+                published = _published(conn, "pubname = %s", slot)
                 conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(slot)))
+                still = _published(conn, "pubname LIKE %s", "syncswim\\_%")
+                records.restore(conn, published - still)
+                if conn.execute("SELECT to_regclass(%s)", (records.OWNERS,)).fetchone() != (None,):
+                    conn.execute(f"DELETE FROM {records.OWNERS} WHERE sync = %s", (sync,))
                 others = conn.execute(
                     "SELECT 1 FROM pg_publication WHERE pubname LIKE %s", ("syncswim\\_%",)
                 ).fetchone()
                 if others is None:
                     conn.execute(f"DROP TABLE IF EXISTS {MARKER_SCHEMA}.{MARKER_TABLE}")
+                    conn.execute(f"DROP TABLE IF EXISTS {records.OWNERS}")
+                    conn.execute(f"DROP TABLE IF EXISTS {records.IDENTITIES}")
                     conn.execute(f"DROP SCHEMA IF EXISTS {MARKER_SCHEMA} RESTRICT")
         except psycopg.Error as exc:
             raise_translated(exc, f"teardown of sync {sync} in endpoint {self.endpoint}")
@@ -299,3 +345,11 @@ class PostgresConnector:
 
     def prune_markers(self, older_than: timedelta) -> int:
         return marker.prune(self._connection(), older_than, self.endpoint)
+
+
+def _published(conn: psycopg.Connection, where: str, arg: str) -> set[str]:
+    """`schema.table` of the tables in the matching publications (the marker excluded)."""
+    rows = conn.execute(
+        f"SELECT schemaname, tablename FROM pg_publication_tables WHERE {where}", (arg,)
+    ).fetchall()
+    return {f"{s}.{t}" for s, t in rows} - {f"{MARKER_SCHEMA}.{MARKER_TABLE}"}
