@@ -52,7 +52,6 @@ from syncswim_lib.connectors.mysql.connection import (
     PARSE_ERROR,
     error_code,
     error_text,
-    is_retriable,
     map_error,
     qident,
     qtable,
@@ -268,13 +267,11 @@ class _Writer:
 
         The errors that end the whole transaction (deadlock, lock timeout, a lost
         connection) are retriable and raised, so the batch is retried whole."""
-        import pymysql
+        from syncswim_lib.connectors.mysql.connection import is_record_error
 
         if isinstance(exc, _TooLarge):
             return True
-        if not isinstance(exc, pymysql.err.MySQLError):
-            return False
-        return not (is_retriable(exc) or error_code(exc) in _SCHEMA_ERRORS)
+        return is_record_error(exc)
 
     def reject(self, item: _Unit | _Insert, exc: BaseException) -> None:
         self.out.rejected[item.ref] = error_text(exc)

@@ -223,6 +223,40 @@ def is_retriable(exc: BaseException) -> bool:
     return error_code(exc) in RETRIABLE_CODES
 
 
+# Refusals that are the statement's or the session's, never one row's: a missing table or
+# column, a parse error, missing privileges, a read-only server. Every other server error
+# raised by a row's statement (1048 NULL, 1062 duplicate, 1264 out of range, 1366 bad
+# value, 1406 too long, 1452 missing parent, 3819/4025 CHECK, 3140 invalid JSON, ...) is that
+# row's, so one row never blocks the batch, whatever code the server gives.
+STATEMENT_CODES = frozenset(
+    {
+        1044,  # access denied to the database
+        1045,  # access denied for the user
+        1049,  # unknown database
+        1054,  # unknown column
+        PARSE_ERROR,
+        1142,  # command denied on the table
+        1143,  # command denied on a column
+        NO_SUCH_TABLE,
+        1227,  # a privilege is missing
+        1290,  # the server runs with --read-only (or another option refusing the statement)
+        1792,  # a read-only transaction
+        1836,  # read-only mode
+    }
+)
+
+
+def is_record_error(exc: BaseException) -> bool:
+    """Whether the server refused a statement for the sake of (one of) its rows; the errors
+    that end the transaction (deadlock, lock wait, a lost connection) are retriable and
+    the statement's own errors are not a row's."""
+    import pymysql
+
+    if not isinstance(exc, pymysql.err.MySQLError):
+        return False
+    return not (is_retriable(exc) or error_code(exc) in STATEMENT_CODES)
+
+
 def map_error(exc: BaseException, what: str) -> SyncSwimError:
     """The taxonomy error for a driver error raised while doing `what`."""
     text = redact(f"{what}: {error_text(exc)}")

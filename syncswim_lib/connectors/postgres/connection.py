@@ -166,10 +166,20 @@ def error_text(exc: BaseException) -> str:
     return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
 
 
+# SQLSTATE classes and codes a single row's values cause: 22 data exception, 23 integrity
+# constraint, 44 WITH CHECK OPTION, P0 a trigger's RAISE; 42804 datatype mismatch; 54000
+# program_limit_exceeded, which PostgreSQL raises for one row too big for its index
+# ("index row size ... exceeds btree maximum") or for a value past a type's limit. The
+# other codes of class 54 (too many columns or arguments) are the statement's, not a row's.
+_RECORD_CLASSES = frozenset({"22", "23", "44", "P0"})
+_RECORD_STATES = frozenset({"42804", "54000"})
+
+
 def is_record_error(exc: BaseException) -> bool:
-    """A failure caused by one row's values (bad value, constraint, trigger RAISE)."""
+    """A failure caused by one row's values (bad value, constraint, trigger RAISE, a row
+    too large for an index): that row is parked, the rest of the batch goes on."""
     state = getattr(exc, "sqlstate", None) or ""
-    return state[:2] in ("22", "23", "P0") or state == "42804"  # 42804: datatype mismatch
+    return state[:2] in _RECORD_CLASSES or state in _RECORD_STATES
 
 
 @functools.cache
