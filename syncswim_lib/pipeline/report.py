@@ -31,6 +31,8 @@ class EntityReport:
     held: int = 0  # inserted without a reference of a cycle, set in a second pass
     cascaded: int = 0  # child rows deleted (or emptied) before a parent's delete
     snapshot_rows: int = 0
+    in_step: int = 0  # `full`: linked pairs found holding their shadow's values on both sides
+    created_in_bulk: int = 0  # `full`: rows created on the other side by the bulk path
     positions: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)

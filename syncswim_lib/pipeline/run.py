@@ -14,12 +14,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 from syncswim_lib import failpoints
-from syncswim_lib.pipeline.capture import capture_sync
+from syncswim_lib.pipeline.capture import capture_sync, ensure_setup
 from syncswim_lib.pipeline.engine import EntityEngine, waits_for_relative
 from syncswim_lib.pipeline.plan import Node
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.runtime import Runtime
-from syncswim_lib.pipeline.snapshot import snapshot_entity
+from syncswim_lib.pipeline.seed import Reconciler, unfinished
 
 # passes after the first; a chain of new rows of one entity takes one pass per level
 MAX_PASSES = 100
@@ -76,12 +76,20 @@ def run_entities(
         reports[name].skipped_echoes += echoes[name]
     engines = {n: _engine(rt, sync, n) for n in everyone}
     chunk = decl.batch_size or 1000
+    # a `full` run's bulk part stopped by a crash is finished by whatever run comes next
+    fulls = {n for n in names if full or unfinished(rt.store, sync, n)}
+    if fulls:
+        ensure_setup(rt, sync)
     for name in names:
-        if full:
-            reports[name].snapshot_rows = snapshot_entity(rt, sync, name)
+        if name in fulls:
+            eng = engines[name]
+            seeded = Reconciler(eng.m, rt.store, eng.connectors, chunk).run(reports[name])
+            reports[name].snapshot_rows = seeded.rows_read
+            reports[name].in_step += seeded.in_step
+            reports[name].created_in_bulk += seeded.created
     failpoints.hit(failpoints.AFTER_CAPTURE)
     for name in names:
-        engines[name].run(reports[name], chunk_size=chunk, full=full)
+        engines[name].run(reports[name], chunk_size=chunk, full=name in fulls)
     # the first pass of `also` only looks at what waits: their new work is their own run's
     waiting = {n: set(engines[n].waiting) for n in names}
     for n in also:
@@ -109,7 +117,9 @@ def run_entities(
                 continue
             eng = engines[name]
             only = None if name in now_fresh else waiting[name]
-            eng.run(reports[name], chunk_size=chunk, full=full, only=only, break_nodes=breaks)
+            eng.run(
+                reports[name], chunk_size=chunk, full=name in fulls, only=only, break_nodes=breaks
+            )
             waiting[name] = set(eng.waiting)
             progress = progress or eng.progress
             fresh |= {v for v in eng.vanished if v in engines}

@@ -10,7 +10,7 @@ Values (keys, before/after rows, shadows) are stored as JSON produced by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -218,6 +218,12 @@ class StateStore(Protocol):
         ...
 
     def links(self, sync: str, entity: str) -> list[Link]: ...
+
+    def link_texts(
+        self, sync: str, entity: str
+    ) -> Iterator[tuple[str | None, str | None, str | None]]:
+        """(key_a text, key_b text, ext_id) of every link of the entity, undecoded."""
+        ...
 
     # positions ---------------------------------------------------------------
     def get_position(self, sync: str, side: str) -> Position | None: ...

@@ -258,6 +258,8 @@ LINK_BY = {
 }
 
 LINKS = f"SELECT {LINK_COLUMNS} FROM links WHERE sync = ? AND entity = ? ORDER BY id"
+# the pairing alone, without decoding keys or shadows (a `full` run reads every link)
+LINK_TEXTS = "SELECT key_a_text, key_b_text, ext_id FROM links WHERE sync = ? AND entity = ?"
 
 INSERT_LINK = (
     "INSERT INTO links (sync, entity, key_a_text, key_a, key_b_text, key_b, ext_id, shadow, "

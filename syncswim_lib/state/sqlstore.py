@@ -41,6 +41,8 @@ class Cursor(Protocol):
 
     def fetchall(self) -> list[Any]: ...
 
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -246,6 +248,14 @@ class SqlStateStore:
         with self._read() as cur:
             cur.execute(self._q(schema.LINKS), (sync, entity))
             return [self._link(r) for r in cur.fetchall()]
+
+    def link_texts(
+        self, sync: str, entity: str
+    ) -> Iterator[tuple[str | None, str | None, str | None]]:
+        with self._read() as cur:
+            cur.execute(self._q(schema.LINK_TEXTS), (sync, entity))
+            while rows := cur.fetchmany(10_000):
+                yield from ((r[0], r[1], r[2]) for r in rows)
 
     # apply plans -------------------------------------------------------------------------
     def save_plan(self, sync: str, entity: str, batch_id: str, plan: str) -> None:

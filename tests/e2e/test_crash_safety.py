@@ -18,13 +18,22 @@ pytestmark = pytest.mark.integration
 SYNCSWIM = str(Path(sys.executable).with_name("syncswim"))
 
 
-def _sync(dbs: TwoDbs, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+def _sync(
+    dbs: TwoDbs, failpoint: str | None = None, full: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **dbs.env()}
     env.pop("SYNCSWIM_FAILPOINT", None)
     if failpoint:
         env["SYNCSWIM_FAILPOINT"] = failpoint
     return subprocess.run(
-        [SYNCSWIM, "sync", str(dbs.yaml_path), "--entity", "customers"],
+        [
+            SYNCSWIM,
+            "sync",
+            str(dbs.yaml_path),
+            "--entity",
+            "customers",
+            *(["--full"] if full else []),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -95,3 +104,28 @@ def test_killed_run_with_updates_and_deletes_recovers(dbs: TwoDbs, conflicting: 
         assert conflicts == []
     again = _sync(dbs)
     assert "+0 ~0 -0" in again.stdout or "no writes" in again.stdout, again.stdout
+
+
+def test_killed_full_run_in_bulk_recovers(dbs: TwoDbs) -> None:
+    """The initial sync creates rows in bulk; killed after the target committed them and
+    before their links were recorded, the next run (a plain one) finishes the `full` run:
+    it matches the created rows by their external id instead of creating them again."""
+    dbs.pg.execute(
+        "INSERT INTO customers (name, notes) SELECT 'n' || g, 't' || g FROM generate_series(1, 40) g"
+    )
+    killed = _sync(dbs, "after_apply", full=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(dbs.my_rows("customers")) == 40  # written, not linked yet
+    done = _sync(dbs)
+    assert done.returncode == 0, done.stderr
+    assert "created in bulk" not in done.stdout, done.stdout  # matched, not created again
+    _assert_in_step(dbs)
+    assert len(dbs.my_rows("customers")) == 40
+    from syncswim_lib.config import load_project
+    from syncswim_lib.pipeline.runtime import Runtime
+
+    with Runtime(load_project(dbs.yaml_path)) as rt:
+        assert len(rt.store.links("app_shop", "customers")) == 40
+    again = _sync(dbs)
+    assert "+0 ~0 -0" in again.stdout or "no writes" in again.stdout, again.stdout
+    assert "already in step" not in again.stdout, again.stdout  # a plain run again
