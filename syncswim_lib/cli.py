@@ -72,9 +72,20 @@ def _demo(a: argparse.Namespace) -> Any:
 
 
 def _audit(a: argparse.Namespace) -> Any:
-    from syncswim_lib.pipeline.admin import audit
+    from syncswim_lib.pipeline.audit_cmd import audit
 
-    return audit(a.path, a.entity, a.key)
+    return audit(
+        a.path,
+        a.entity,
+        a.key,
+        sync=a.sync,
+        side=a.side,
+        record=a.record,
+        status=a.status,
+        since=a.since,
+        limit=a.limit,
+        as_json=a.json,
+    )
 
 
 def _conflicts_list(a: argparse.Namespace) -> Any:
@@ -185,8 +196,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", **dir_opt)
     d.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")
     au = spec(cmd("audit", _audit, "what happened to records: applied, conflicts, failures"))
-    au.add_argument("--entity", help="only this entity")
-    au.add_argument("--key", help="only this record key, as JSON: '{\"id\": 7}'")
+    au.add_argument("--sync", help="only this sync")
+    au.add_argument("--entity", help="only this entity (or sync.entity)")
+    au.add_argument("--side", metavar="ENDPOINT", help="only changes captured on this endpoint")
+    au.add_argument(
+        "--key",
+        help="one record of --side: id=7, region=eu,id=7 or JSON '{\"id\": 7}'",
+    )
+    au.add_argument(
+        "--record",
+        action="store_true",
+        help="with --side and --key: also the linked record's history on the other side",
+    )
+    au.add_argument(
+        "--status",
+        metavar="STATUS",
+        help="pending, waiting, applied, skipped, conflict, failed, or all (default)",
+    )
+    au.add_argument("--since", metavar="WHEN", help="detected since: 30m, 2h, 7d or an ISO time")
+    au.add_argument("--limit", default="200", metavar="N", help="at most N (default 200)")
+    au.add_argument("--json", action="store_true", help="one JSON object per line")
 
     conflicts = sub.add_parser(
         "conflicts",

@@ -84,12 +84,13 @@ def test_a_build_without_a_part_says_so() -> None:
     # sys.modules[name] = None makes `import name` fail as if the module were not shipped
     probe = (
         "import sys\n"
-        "sys.modules['syncswim_lib.pipeline.admin'] = None\n"
+        "sys.modules['syncswim_lib.pipeline.audit_cmd'] = None\n"
         "from syncswim_lib.cli import main\n"
         "sys.exit(main(['audit', 'x.yaml', '--entity', 'customers']))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.returncode == 1, out
     assert (
-        out.stderr.strip() == "syncswim: not available in this build: syncswim_lib.pipeline.admin"
+        out.stderr.strip()
+        == "syncswim: not available in this build: syncswim_lib.pipeline.audit_cmd"
     )

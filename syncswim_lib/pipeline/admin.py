@@ -1,8 +1,8 @@
-"""What the `syncswim setup|teardown|sync|audit` commands do (exit codes returned)."""
+"""What the `syncswim setup|teardown|sync` commands do (exit codes returned); `audit` is
+in `audit_cmd`."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -80,31 +80,3 @@ def run_once(path: str | Path, entity: str | None = None, full: bool = False) ->
                 )
                 failed += r.failed
     return 1 if failed else 0
-
-
-def audit(path: str | Path, entity: str | None = None, key: str | None = None) -> int:
-    """Print the journal for an entity (optionally one record key, as JSON)."""
-    with Runtime(load_project(path)) as rt:
-        key_filter = json.loads(key) if key else None
-        for e in rt.store.entries(entity=entity, key=key_filter, limit=200):
-            ch = e.change
-            print(
-                json.dumps(
-                    {
-                        "id": e.id,
-                        "sync": e.sync,
-                        "entity": e.entity,
-                        "side": e.side,
-                        "op": ch.op.value,
-                        "key": ch.key,
-                        "status": e.status,
-                        "detail": e.detail,
-                        "commit_ts": ch.commit_ts,
-                        "detected_at": ch.detected_at,
-                        "applied_at": e.applied_at,
-                        "origin": ch.origin,
-                    },
-                    default=str,
-                )
-            )
-    return 0

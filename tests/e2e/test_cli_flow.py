@@ -49,7 +49,9 @@ def test_setup_sync_audit_teardown(dbs: TwoDbs) -> None:
     assert done.returncode == 0, done.stderr
     assert "shop +1" in done.stdout
 
-    audit = cli(dbs, "audit", path, "--entity", "customers", "--key", '{"id": 7}')
+    audit = cli(
+        dbs, "audit", path, "--entity", "customers", "--side", "app", "--key", "id=7", "--json"
+    )
     assert audit.returncode == 0, audit.stderr
     entries = [json.loads(line) for line in audit.stdout.splitlines()]
     assert [(e["side"], e["op"], e["status"]) for e in entries] == [("app", "insert", "applied")]
