@@ -4,6 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTEST_ARGS ?=
 SANDBOX_DIR ?= .sandbox
+PORT ?= 3000
 
 .PHONY: setup demo test lint typecheck check sandbox-up sandbox-down sandbox-status
 
@@ -11,7 +12,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/syncswim demo --dir $(SANDBOX_DIR)
+	$(VENV)/bin/syncswim demo --dir $(SANDBOX_DIR) --port $(PORT)
 
 # pytest exit 5 means "no tests collected": for a suite that is never a pass.
 test: setup

@@ -18,6 +18,7 @@ import psycopg
 import pymysql
 
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.pipeline.statehome import redact_url
 from syncswim_lib.sandbox.demo_schema import DEMO_YAML, MYSQL_SCHEMA, MYSQL_SEED, PG_SCHEMA, PG_SEED
 from syncswim_lib.sandbox.envfile import write_env
 from syncswim_lib.sandbox.manager import sandbox_down, sandbox_up
@@ -71,6 +72,19 @@ def _create_demo_db(mysql_root_dsn: str) -> str:
     return mysql_root_dsn.rstrip("/") + "/shop"
 
 
+def say(text: str) -> None:
+    """Print, whatever happened to stdout: with `make demo | tee log`, Ctrl-C stops `tee`
+    too, and a write to the closed pipe must not cut the shutdown short. After the first
+    failed write, stdout goes to /dev/null (so the interpreter's last flush is quiet)."""
+    try:
+        print(text, flush=True)
+    except OSError:  # BrokenPipeError, or a terminal that went away (EIO)
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether a process of the group still runs (zombies do not count: they hold nothing)."""
     for entry in os.scandir("/proc"):
@@ -112,7 +126,7 @@ def stop_dagster(proc: subprocess.Popen[bytes]) -> None:
     ):
         if not _group_alive(proc.pid):
             break
-        print(f"dagster left processes behind: sending {sig.name} to its group", flush=True)
+        say(f"dagster left processes behind: sending {sig.name} to its group")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         if _wait_group(proc.pid, timeout):
@@ -144,16 +158,23 @@ def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
     try:
         pg_dsn = info.postgres.url
         mysql_dsn = _create_demo_db(info.mysql.url)
-        # the env file the banner points to must name the demo's database, as demo.yaml does
+        project_file = base / "demo.yaml"
+        home = base / "dagster_home"
+        # the env file the banner points to names what the demo uses: its database (as
+        # demo.yaml does), its Dagster home and declaration, so `syncswim audit` and
+        # `dagster dev` in that shell see the demo's runs and state
         write_env(
             info.env_file,
-            {**info.env(), "SYNCSWIM_MYSQL_DSN": mysql_dsn},
+            {
+                **info.env(),
+                "SYNCSWIM_MYSQL_DSN": mysql_dsn,
+                "DAGSTER_HOME": str(home),
+                "SYNCSWIM_PROJECT": str(project_file),
+            },
             header=f"Sync or Swim demo in {base}\nload with: . {info.env_file}",
         )
         seed(pg_dsn, mysql_dsn)
-        project_file = base / "demo.yaml"
         project_file.write_text(DEMO_YAML)
-        home = base / "dagster_home"
         home.mkdir(exist_ok=True)
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
         env = {
@@ -165,10 +186,11 @@ def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
         }
         os.environ.update({k: v for k, v in env.items() if k.startswith(("SYNCSWIM", "DAGSTER"))})
 
-        print("initial sync (snapshot of both sides)...", flush=True)
+        say("initial sync (snapshot of both sides)...")
         with Runtime(load_project(project_file)) as rt:
+            state_url = rt.state_url
             for r in run_sync(rt, "app_shop", full=True):
-                print(f"  {r.entity}: {r.writes} writes, {r.waiting} waiting for an external id")
+                say(f"  {r.entity}: {r.writes} writes, {r.waiting} waiting for an external id")
 
         # Dagster would race on creating a fresh SQLite instance from several processes
         subprocess.run(
@@ -203,13 +225,14 @@ def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
             cwd=str(REPO),
             start_new_session=True,
         )
-        print(
+        say(
             f"""
 Sync or Swim demo is running.
   Dagster UI:   http://127.0.0.1:{port}   (assets app_shop/customers, app_shop/products;
                 sensor app_shop__capture is on)
   Declaration:  {project_file}
-  Env file:     {info.env_file}
+  State store:  {redact_url(state_url)}
+  Env file:     {info.env_file}   (sets DAGSTER_HOME and SYNCSWIM_PROJECT too)
 
 Try a change on each side:
   psql "{pg_dsn}" -c "UPDATE customers SET credit_limit = 9999 WHERE email = 'ada@example.com'"
@@ -217,17 +240,18 @@ Try a change on each side:
       "INSERT INTO customers (email, name, active) VALUES ('new@example.org', 'New Person', 1)"
 Then watch the sensor start a run, and query the other side.
 Press Ctrl-C to stop everything.
-""",
-            flush=True,
+"""
         )
         while not stop and proc.poll() is None:
             time.sleep(0.5)
         if not stop:
-            print(f"dagster dev exited on its own (code {proc.returncode})", flush=True)
+            say(f"dagster dev exited on its own (code {proc.returncode})")
             return 1
         return 0
     finally:
-        if proc is not None:
-            stop_dagster(proc)
-        sandbox_down(base)
-        print("demo stopped", flush=True)
+        try:
+            if proc is not None:
+                stop_dagster(proc)
+        finally:
+            sandbox_down(base)
+            say("demo stopped")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -223,26 +225,53 @@ def demo_dir() -> Iterator[Path]:
 
 
 class Demo:
-    def __init__(self, d: Path, port: int) -> None:
+    def __init__(self, d: Path, port: int, *, piped: bool = False) -> None:
+        """`piped`: the output goes through a pipe, as in `syncswim demo | tee log`, read
+        into the log until `hang_up` closes the pipe's reading end (`tee` stopped)."""
         self.dir = d
         self.port = port
         self.log = d / "demo.log"
         self.seen: set[Proc] = set()
         self.args = ["--dir", str(d), "--port", str(port)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCSWIM", "DAGSTER"))}
+        self._hung_up = threading.Event()
+        self._reader: threading.Thread | None = None
+        read_fd, write_fd = os.pipe() if piped else (-1, -1)
         with open(self.log, "wb") as out:
             # Its own process group, SIGINT to the leader, as a terminal's Ctrl-C. Started the
             # way a script's `syncswim demo &` is: with SIGINT ignored, which children inherit
             # (and `dagster dev` then ignores SIGTERM too).
             self.proc = subprocess.Popen(
                 ["sh", "-c", 'trap "" INT; exec "$0" "$@"', SYNCSWIM, "demo", *self.args],
-                stdout=out,
+                stdout=write_fd if piped else out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**env, "PYTHONUNBUFFERED": "1"},
                 cwd=d,
                 start_new_session=True,
             )
+        if piped:
+            os.close(write_fd)
+            self._reader = threading.Thread(target=self._copy, args=(read_fd,), daemon=True)
+            self._reader.start()
+
+    def _copy(self, fd: int) -> None:
+        with open(self.log, "ab") as out:
+            while not self._hung_up.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                chunk = os.read(fd, 65536) if ready else b""
+                if ready and not chunk:
+                    break  # every writer closed it
+                out.write(chunk)
+                out.flush()
+        os.close(fd)
+
+    def hang_up(self) -> None:
+        """Close the reading end: the demo's next write to stdout fails (EPIPE)."""
+        self._hung_up.set()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+            assert not self._reader.is_alive()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -379,6 +408,39 @@ def test_demo_syncs_both_ways_and_stops_cleanly(demo_dir: Path) -> None:
         _assert_nothing_left(demo, servers)
     finally:
         demo.kill_leftovers()  # a no-op after a clean stop
+
+
+@pytest.mark.timeout(600)
+def test_demo_with_piped_output_stops_cleanly_when_the_pipe_is_gone(demo_dir: Path) -> None:
+    """`syncswim demo | tee log`, then Ctrl-C: the terminal stops `tee` too, so every write
+    the shutdown makes hits a closed pipe; the demo must still stop everything."""
+    demo = Demo(demo_dir, _free_port(), piped=True)
+    try:
+        demo.wait(lambda: BANNER in demo.output(), START_TIMEOUT, "the demo's banner")
+        demo.wait(
+            lambda: _http_ok(f"http://127.0.0.1:{demo.port}/server_info"),
+            START_TIMEOUT,
+            "the Dagster UI to answer",
+        )
+        out = demo.output()
+        assert f"http://127.0.0.1:{demo.port}" in out
+        assert f"State store:  sqlite:///{demo_dir / '.syncswim' / 'syncswim_state.db'}" in out
+        env = read_env(demo_dir / "sandbox.env")
+        assert env["DAGSTER_HOME"] == str(demo_dir / "dagster_home")
+        assert env["SYNCSWIM_PROJECT"] == str(demo_dir / "demo.yaml")
+        record = json.loads((demo_dir / "sandbox.json").read_text())["components"]
+        servers = {kind: record[kind] for kind in ("postgres", "mysql")}
+        demo.watch()
+        demo.hang_up()
+        os.kill(demo.proc.pid, signal.SIGINT)
+        try:
+            code = demo.proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the demo did not exit within {EXIT_TIMEOUT:.0f}s") from None
+        assert code == 0, demo.output()[-4000:]
+        _assert_nothing_left(demo, servers)
+    finally:
+        demo.kill_leftovers()
 
 
 def test_demo_refuses_a_busy_ui_port(demo_dir: Path) -> None:
