@@ -44,7 +44,10 @@ MY_TABLE = (
 
 @pytest.fixture(scope="module")
 def replica_pg(server_root: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(server_root / "pg-replica", settings={"wal_level": "replica"})
+    server = PostgresServer(
+        server_root / "pg-replica",
+        settings={"wal_level": "replica", "max_replication_slots": "0", "max_wal_senders": "0"},
+    )
     server.start()
     yield server
     server.stop()
@@ -52,7 +55,11 @@ def replica_pg(server_root: Path) -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def no_binlog_mysql(server_root: Path) -> Iterator[MariaDBServer]:
-    server = MariaDBServer(server_root / "mysql-nobinlog", binlog=False)
+    server = MariaDBServer(
+        server_root / "mysql-nobinlog",
+        binlog=False,
+        settings={"binlog_expire_logs_seconds": "3600"},
+    )
     server.start()
     yield server
     server.stop()
@@ -128,11 +135,14 @@ def test_servers_not_ready_for_capture(
         out = capsys.readouterr().out
         assert "app_db (postgres):\n  error: wal_level is replica" in out
         assert "    fix: postgresql.conf: wal_level = logical, then restart the server" in out
+        assert "1 replication slot(s) needed, 0 free (max_replication_slots = 0" in out
+        assert "fix: postgresql.conf: max_replication_slots = 1 or more" in out
         assert "shop_db (mysql):\n  error: the binary log is off: capture needs log_bin=ON" in out
         assert "    fix: my.cnf [mysqld]: log_bin = binlog" in out
         assert "capture needs binlog_row_metadata=FULL, it is MINIMAL" in out
         assert "SET GLOBAL binlog_row_metadata = 'FULL';" in out
-        assert out.splitlines()[-1].startswith("doctor: 3 errors")
+        assert "  warning: binary logs are purged after 3600 s" in out
+        assert out.splitlines()[-1].startswith("doctor: 4 errors, 1 warning: fix the errors")
 
         # live validate runs the same checks: the errors, one line each, exit 2
         assert run_validate(str(declaration)) == 2

@@ -69,7 +69,7 @@ def server_findings(query: Query, endpoint: str) -> list[Finding]:
                 f"my.cnf [mysqld]: {var} = {wanted} (to keep it over restarts), and now: "
                 f"SET GLOBAL {var} = '{wanted}'; (sessions opened before keep the old value)",
             )
-    if found.get("server_id", "1") == "0":
+    if found.get("server_id", "1") == "0":  # MySQL 8 allows 0; MariaDB clamps it to 1
         error(
             "server_id is 0: the server does not serve its binary log to readers",
             "my.cnf [mysqld]: server_id = 1 (any id no replica uses), then restart",
