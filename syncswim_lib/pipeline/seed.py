@@ -228,6 +228,9 @@ class Reconciler:
     def _stream(self, letter: Letter, plan: _Plan, report: EntityReport, out: SeedOutcome) -> None:
         side = self.m.side(letter)
         seed, journal = plan.seed[letter], plan.journal[letter]
+        # creates go in the target's largest batches: a batch costs a transaction, a
+        # marker and a state commit, whatever the sync's batch_size says for merges
+        size = max(self.chunk, self.connectors[other(letter)].capabilities.max_batch_rows)
         todo: list[tuple[str, dict[str, Any]]] = []
         for rows in self._rows(letter):
             later: list[dict[str, Any]] = []
@@ -239,9 +242,9 @@ class Reconciler:
                     later.append(row)
             if later:
                 self._journal(letter, later, out)
-            while len(todo) >= self.chunk:
-                self._create(letter, todo[: self.chunk], report, out)
-                del todo[: self.chunk]
+            while len(todo) >= size:
+                self._create(letter, todo[:size], report, out)
+                del todo[:size]
         if todo:
             self._create(letter, todo, report, out)
 

@@ -507,9 +507,14 @@ class SqlStateStore:
             )
             values = (
                 ta,
-                codec.dumps_opt(link.key_a),
+                # a one-column key's text is its JSON (`key_text` builds an integer's fast)
+                ta
+                if ta is not None and len(link.key_a or ()) == 1
+                else codec.dumps_opt(link.key_a),
                 tb,
-                codec.dumps_opt(link.key_b),
+                tb
+                if tb is not None and len(link.key_b or ()) == 1
+                else codec.dumps_opt(link.key_b),
                 link.ext_id,
                 codec.dumps_opt(link.shadow),
                 stamp,
