@@ -118,7 +118,9 @@ def load_context(
                     sor_keys.append(m.key_from_ext(row[col]))
                 except RecordError:
                     continue  # the planner reports it for the record concerned
-        more = store.links_for_keys(m.sync, m.entity, sor, sor_keys) if sor_keys else {}
+        # the links of linked rows are loaded already: only the others are looked up
+        unknown = [k for k in sor_keys if key_text(k) not in links_by_key[sor]]
+        more = store.links_for_keys(m.sync, m.entity, sor, unknown) if unknown else {}
         links_by_key[sor] = {**more, **links_by_key[sor]}
         rows.fetch(sor, [*sor_keys, *_keys(more.values(), sor)])
         rows.fetch(non, _keys(more.values(), non))
