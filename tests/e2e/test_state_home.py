@@ -60,7 +60,20 @@ def test_sync_in_one_folder_and_audit_in_another_share_the_journal(
 
     # a relative path from yet another folder names the same declaration, and its store
     relative = os.path.relpath(path, there)
-    audit = cli(dbs, there, "audit", relative, "--key", '{"id": 7}', "-v")
+    audit = cli(
+        dbs,
+        there,
+        "audit",
+        relative,
+        "--entity",
+        "customers",
+        "--side",
+        "app",
+        "--key",
+        "id=7",
+        "--json",
+        "-v",
+    )
     assert audit.returncode == 0, audit.stderr
     assert f"state store: sqlite:///{store}" in audit.stderr
     entries = [json.loads(line) for line in audit.stdout.splitlines()]
