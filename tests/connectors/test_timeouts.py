@@ -43,15 +43,20 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _signal(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        # a backend listed a moment ago may have ended since (its session closed)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 @contextlib.contextmanager
 def paused(pids: list[int]) -> Iterator[None]:
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    _signal(pids, signal.SIGSTOP)
     try:
         yield
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        _signal(pids, signal.SIGCONT)
 
 
 def fails_within(call: Callable[[], object], bound: float, pids: list[int]) -> RetriableError:
@@ -73,8 +78,7 @@ def fails_within(call: Callable[[], object], bound: float, pids: list[int]) -> R
     worker.join(bound + SLACK_S)
     elapsed = time.monotonic() - start
     if worker.is_alive():
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        _signal(pids, signal.SIGCONT)
         worker.join(30)
         pytest.fail(f"still waiting after {elapsed:.1f} s (bound {bound} s)")
     assert isinstance(outcome[0], RetriableError), outcome
