@@ -45,11 +45,12 @@ class Runtime:
     def claim(self, sync: str, endpoint: str, *, adopt: bool) -> None:
         """Check (once per runtime: a capture loop asks every round) that this store owns
         `sync`'s stream on `endpoint`; `adopt`: record it where no owner is recorded."""
-        if (sync, endpoint) in self._claimed:
-            return
         conn = self.connector(endpoint)
-        if isinstance(conn, OwnedStream):
-            claim(conn, sync, endpoint, self.identity(), adopt=adopt)
+        # the role first: a stream nobody can own needs none of this runtime's ownership
+        # state (which a runtime over memory databases in the tests does not set up)
+        if not isinstance(conn, OwnedStream) or (sync, endpoint) in self._claimed:
+            return
+        claim(conn, sync, endpoint, self.identity(), adopt=adopt)
         self._claimed.add((sync, endpoint))
 
     def connector(self, endpoint: str) -> Connector:
