@@ -111,7 +111,8 @@ def test_killed_full_run_in_bulk_recovers(dbs: TwoDbs) -> None:
     before their links were recorded, the next run (a plain one) finishes the `full` run:
     it matches the created rows by their external id instead of creating them again."""
     dbs.pg.execute(
-        "INSERT INTO customers (name, notes) SELECT 'n' || g, 't' || g FROM generate_series(1, 40) g"
+        "INSERT INTO customers (name, notes)"
+        " SELECT 'n' || g, 't' || g FROM generate_series(1, 40) g"
     )
     killed = _sync(dbs, "after_apply", full=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
