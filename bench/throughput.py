@@ -13,7 +13,8 @@ databases and runs in a child process of its own:
   a plain run with nothing to write (the no-op run), a `full` run of the two equal tables,
   and sustained changes on the full side (single-row autocommit updates, updates in
   transactions, inserts) committed by a writer process while plain runs loop, timed from
-  the first commit until the other side shows the last change;
+  the first commit until the other side shows the last change; and the lag at an offered
+  rate: a paced writer for `--lag-seconds` at `--lag-rate`, its clock in a probe row;
 - raw: the hand-written limit, read with the driver and bulk-loaded (PostgreSQL -> MariaDB:
   a file written from the rows read, then LOAD DATA LOCAL INFILE; MariaDB -> PostgreSQL:
   COPY FROM STDIN fed with the rows read);
@@ -25,7 +26,8 @@ exact for decimals, timestamps and JSON); the command exits non-zero if a copy d
 Everything started is stopped on exit, Ctrl-C and errors.
 
     .venv/bin/python bench/throughput.py [--rows 100000] [--changes 20000] [--reps 3]
-        [--json out.json] [--quick] [--no-dlt] [--profile] [--max-seconds 10800]
+        [--lag-seconds 60] [--lag-rate 500] [--json out.json] [--quick] [--no-dlt]
+        [--profile] [--max-seconds 10800]
 """
 
 from __future__ import annotations
@@ -474,6 +476,14 @@ def child_ours(spec: dict[str, Any]) -> None:
         drained = run()  # the echoes of the last runs' writes, untimed
         if sum(r.writes for r in drained):
             print(f"{tag} {shape}: the run after wrote {sum(r.writes for r in drained)} rows")
+    if spec.get("lag_seconds"):
+        t = time.monotonic()
+        try:
+            record = _lag(spec, run, pg, my)
+        except OutOfTime as e:
+            record = {"step": "lag", "seconds": time.monotonic() - t, "gave_up": str(e)}
+        check(record)
+        run()
     check({"step": "final", "seconds": 0.0, "rss_all_steps_mib": _rss_mib()})
 
 
@@ -489,9 +499,15 @@ def _describe(r: dict[str, Any]) -> str:
     parts = [f"{r['seconds']:.2f} s"]
     if r.get("rows"):
         parts.append(f"{r['rows'] / r['seconds']:,.0f} rows/s")
-    if r.get("changes"):
+    if r.get("changes") and "rate" in r:
         parts.append(f"{r['rate']:,.0f} changes/s in {r['runs']} runs")
-    if "writes" in r:
+    if r.get("step") == "lag" and r.get("samples"):
+        parts.append(
+            f"{r['offered_rate']:,.0f} changes/s offered, lag p50 {r['lag_p50']:.2f} s,"
+            f" max {r['lag_max']:.2f} s, slope {r['lag_slope'] or 0:.3f}"
+            f" ({'bounded' if r['bounded'] else 'GROWING'}) in {r['runs']} runs"
+        )
+    if "writes" in r and "captured" in r:
         parts.append(f"wrote {r['writes']}, captured {r['captured']}")
     if r.get("failed"):
         parts.append(f"FAILED {r['failed']}")
@@ -578,6 +594,141 @@ def _visible(
     else:
         rows = pg.execute(q, (done["last_key"],)).fetchall()
     return bool(rows) and rows[0][0] == done["title"]
+
+
+PROBE_EVERY = 0.25  # seconds between two commits of the probe row's clock
+
+
+def _lag(
+    spec: dict[str, Any],
+    run: Callable[[], Sequence[Any]],
+    pg: psycopg.Connection[Any],
+    my: pymysql.connections.Connection,
+) -> dict[str, Any]:
+    """Lag at an offered rate: a writer commits single-row updates in autocommit at
+    `lag_rate` per second for `lag_seconds`, and every PROBE_EVERY seconds writes its clock
+    (CLOCK_MONOTONIC, one clock for every process of the machine) into the probe row, in
+    line with the other changes. Plain runs loop here; after each, the probe row's clock
+    as the other side shows it gives the lag: how old the newest change visible there is.
+    Bounded means the lag does not grow: the slope of lag over time stays under 0.05 s
+    per second (3 s a minute)."""
+    src = spec["my"] if spec["sor"] == "my" else spec["pg"]
+    wspec = {
+        "kind": spec["sor"],
+        "dsn": src,
+        "rate": spec["lag_rate"],
+        "seconds": spec["lag_seconds"],
+        "rows": spec["rows"],
+    }
+    with open(Path(spec["out"]).with_suffix(".lag.err"), "w") as err:
+        writer = subprocess.Popen(
+            [sys.executable, __file__, "--child", "paced", json.dumps(wspec)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    samples: list[tuple[float, float]] = []
+    runs = writes = 0
+    started = time.monotonic()
+    give_up = min(spec["deadline"], started + spec["lag_seconds"] * 3 + 60)
+    done: dict[str, Any] | None = None
+    try:
+        while True:
+            if time.monotonic() > give_up:
+                raise OutOfTime(f"lag: the writer's last probe not visible after {runs} runs")
+            reports = run()
+            runs += 1
+            writes += sum(r.writes for r in reports)
+            shown = _probe(spec["sor"], pg, my)
+            now = time.monotonic()
+            if shown is not None and done is None:
+                samples.append((now, now - shown))
+            if done is None and writer.poll() is not None:
+                text = writer.stdout.read() if writer.stdout else ""
+                if writer.returncode != 0 or not text.strip():
+                    raise RuntimeError(f"the paced writer failed (exit {writer.returncode})")
+                done = json.loads(text)
+            if done is not None and shown is not None and shown >= done["last_probe"]:
+                break
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.wait()
+    lags = sorted(lag for _, lag in samples)
+    slope = _slope(samples)
+    return {
+        "step": "lag",
+        "seconds": time.monotonic() - started,
+        "offered_rate": done["changes"] / max(done["last"] - done["first"], 1e-9),
+        "changes": done["changes"],
+        "lag_p50": lags[len(lags) // 2] if lags else None,
+        "lag_max": lags[-1] if lags else None,
+        "lag_slope": slope,
+        "bounded": slope is not None and slope < 0.05,
+        "samples": len(samples),
+        "runs": runs,
+        "writes": writes,
+    }
+
+
+def _slope(samples: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of lag over time."""
+    if len(samples) < 3:
+        return None
+    n = len(samples)
+    mx = sum(t for t, _ in samples) / n
+    my_ = sum(lag for _, lag in samples) / n
+    var = sum((t - mx) ** 2 for t, _ in samples)
+    if var == 0:
+        return None
+    return sum((t - mx) * (lag - my_) for t, lag in samples) / var
+
+
+def _probe(
+    sor: str, pg: psycopg.Connection[Any], my: pymysql.connections.Connection
+) -> float | None:
+    """The writer's clock in the probe row (source key 1) as the other side shows it."""
+    q = f"SELECT title FROM {TABLE} WHERE {EXT} = 1"
+    rows = my_exec(my, q) if sor == "pg" else pg.execute(q).fetchall()
+    if not rows or not rows[0][0] or not str(rows[0][0]).startswith("probe "):
+        return None
+    return float(str(rows[0][0]).split(" ", 1)[1])
+
+
+def child_paced(spec: dict[str, Any]) -> None:
+    """Single-row autocommit updates at `rate` per second for `seconds` (rows 2.., round
+    robin), and the probe row (key 1) every PROBE_EVERY seconds."""
+    rate, seconds, rows = float(spec["rate"]), float(spec["seconds"]), int(spec["rows"])
+    sql = f"UPDATE {TABLE} SET title = %s, qty = %s WHERE id = %s"
+    if spec["kind"] == "pg":
+        conn: Any = pg_connect(spec["dsn"])
+        cur = conn.cursor()
+    else:
+        conn = my_connect(spec["dsn"])
+        cur = conn.cursor()
+    first = time.monotonic()
+    next_probe = first
+    i = 0
+    last_probe = first
+    while True:
+        now = time.monotonic()
+        if now - first >= seconds:
+            break
+        if now >= next_probe:
+            last_probe = round(time.monotonic(), 6)  # as the probe row holds it
+            cur.execute(sql, (f"probe {last_probe:.6f}", i, 1))
+            next_probe += PROBE_EVERY
+        due = first + i / rate
+        if due > now:
+            time.sleep(min(due - now, max(0.0, next_probe - now)))  # pacing a writer
+            continue
+        cur.execute(sql, (f"paced {i}", i, i % max(1, rows - 1) + 2))
+        i += 1
+    last_probe = round(time.monotonic(), 6)
+    cur.execute(sql, (f"probe {last_probe:.6f}", i, 1))
+    last = time.monotonic()
+    conn.close()
+    print(json.dumps({"first": first, "last": last, "changes": i, "last_probe": last_probe}))
 
 
 # --- child: the writer of sustained changes -------------------------------------------------
@@ -879,6 +1030,8 @@ class Bench:
                 changes=self.a.changes,
                 tx_size=max(1, self.a.changes // self.a.transactions),
                 shapes=[] if self.a.no_sustained else list(SHAPES),
+                lag_seconds=0 if self.a.no_sustained else self.a.lag_seconds,
+                lag_rate=self.a.lag_rate,
             )
             if profile:
                 spec["profile"] = str(self.base / f"{name}.prof")
@@ -1064,6 +1217,11 @@ def summarise(bench: Bench) -> dict[str, Any]:
                     m["offered_per_s"] = med("offered_rate")
                     m["runs"] = med("runs")
                     m["gave_up"] = sum(1 for s in xs if s.get("gave_up"))
+                if step == "lag":
+                    for key in ("offered_rate", "lag_p50", "lag_max", "lag_slope"):
+                        m[key] = med(key)
+                    m["bounded"] = all(s.get("bounded") for s in xs)
+                    m["gave_up"] = sum(1 for s in xs if s.get("gave_up"))
                 m["writes"], m["captured"] = med("writes"), med("captured")
                 c[step] = m
             d[who] = c
@@ -1105,6 +1263,8 @@ def report(bench: Bench, summary: dict[str, Any], info: dict[str, Any]) -> None:
         _report_after(summary)
     if not a.profile and not a.no_sustained:
         _report_sustained(summary, a.transactions)
+        if a.lag_seconds:
+            _report_lag(summary, a.lag_seconds)
     bad = [s for s in bench.samples if s.get("identical") is False]
     compared = sum(1 for s in bench.samples if "identical" in s)
     print(f"\ncopies compared: {compared}, differing: {len(bad)}")
@@ -1154,10 +1314,28 @@ def _report_sustained(summary: dict[str, Any], transactions: int) -> None:
             )
 
 
+def _report_lag(summary: dict[str, Any], seconds: float) -> None:
+    print(f"\nlag at an offered rate ({seconds:.0f} s of single-row autocommit updates):")
+    print(
+        f"  {'direction':<22} {'offered/s':>9} {'lag p50':>8} {'lag max':>8} {'slope':>7} bounded"
+    )
+    for direction, d in summary.items():
+        m = d.get("ours", {}).get("lag")
+        if not m:
+            continue
+        print(
+            f"  {LABEL[direction]:<22} {_fmt(m['offered_rate']):>9}"
+            f" {_fmt(m['lag_p50'], '.2f', ' s'):>8} {_fmt(m['lag_max'], '.2f', ' s'):>8}"
+            f" {_fmt(m['lag_slope'], '.3f'):>7} {'yes' if m['bounded'] else 'NO'}"
+        )
+
+
 def expected_steps(a: argparse.Namespace) -> list[str]:
     steps = ["initial", "noop", "full_equal"]
     if not a.no_sustained:
         steps += [f"sustained_{s}" for s in SHAPES]
+        if a.lag_seconds:
+            steps.append("lag")
     return [*steps, "final"]
 
 
@@ -1177,6 +1355,12 @@ def main() -> int:
     ap.add_argument("--no-baselines", action="store_true", help="ours only (no raw, no dlt)")
     ap.add_argument("--no-sustained", action="store_true", help="skip the sustained changes")
     ap.add_argument(
+        "--lag-seconds", type=float, default=60, help="the lag step's length (0: skip it)"
+    )
+    ap.add_argument(
+        "--lag-rate", type=float, default=500, help="changes/s the lag step's writer offers"
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="only profile our initial sync once per direction (cProfile, top 15)",
@@ -1186,11 +1370,17 @@ def main() -> int:
     a = ap.parse_args()
     if a.child:
         kind, spec = a.child[0], json.loads(a.child[1])
-        children = {"ours": child_ours, "raw": child_raw, "writer": child_writer}
+        children = {
+            "ours": child_ours,
+            "raw": child_raw,
+            "writer": child_writer,
+            "paced": child_paced,
+        }
         children.get(kind, child_dlt)(spec)  # dlt and dlt_arrow: child_dlt
         return 0
     if a.quick:
         a.rows, a.changes, a.reps = min(a.rows, 1000), min(a.changes, 300), 1
+        a.lag_seconds, a.lag_rate = min(a.lag_seconds, 3), min(a.lag_rate, 100)
         a.no_baselines = True
     if a.profile:
         a.no_baselines, a.reps = True, 1

@@ -208,11 +208,17 @@ class Reconciler:
         for letter in LETTERS:
             there = other(letter)
             mine = ids[letter]
-            joined = mine.join(
-                links.select([letter, there, "l"]).rename_columns(["k", "partner", "l"]),
-                keys="k",
-                join_type="left outer",
-            )
+            if links.num_rows:
+                joined = mine.join(
+                    links.select([letter, there, "l"]).rename_columns(["k", "partner", "l"]),
+                    keys="k",
+                    join_type="left outer",
+                    use_threads=False,  # its scratch memory from this thread's allocator
+                )
+            else:  # an initial sync: nothing is linked
+                joined = mine.append_column(
+                    "partner", pa.nulls(mine.num_rows, pa.string())
+                ).append_column("l", pa.nulls(mine.num_rows, pa.bool_()))
             is_linked = pc.fill_null(joined["l"], False)
             linked = joined.filter(is_linked)
             present = pc.fill_null(
@@ -233,8 +239,11 @@ class Reconciler:
                 journal.append(new["k"])
                 p.seed[letter] = pa.array([], pa.string())
             else:
-                counts = mine.group_by("i").aggregate([("i", "count")])
-                repeated = _flat(counts.filter(pc.greater(counts["i_count"], 1))["i"])
+                if self.m.mode == "system_of_record":
+                    repeated = pa.array([], pa.string())  # the SOR's identity is its key
+                else:
+                    counts = mine.group_by("i").aggregate([("i", "count")])
+                    repeated = _flat(counts.filter(pc.greater(counts["i_count"], 1))["i"])
                 taken = pc.or_(
                     pc.is_null(new["i"]),
                     pc.is_in(new["k"], value_set=busy[letter]),
@@ -256,6 +265,16 @@ class Reconciler:
 
     # -- doing ---------------------------------------------------------------------------
     def run(self, report: EntityReport) -> SeedOutcome:
+        # the system's allocator for this part: mimalloc (Arrow's default) keeps what the
+        # set lookups and copies of a big table freed, and the run's peak memory with it
+        previous = pa.default_memory_pool()
+        pa.set_memory_pool(pa.system_memory_pool())
+        try:
+            return self._run(report)
+        finally:
+            pa.set_memory_pool(previous)
+
+    def _run(self, report: EntityReport) -> SeedOutcome:
         m = self.m
         out = SeedOutcome()
         self.store.set_position(m.sync, mark_side(m.entity), WatermarkPosition(STARTED))
