@@ -5,7 +5,10 @@ The real pipeline runs (capture_side, EntityEngine, a SQLite state store) betwee
 memory connectors. A hypothesis state machine inserts, updates random subsets of fields,
 deletes, changes primary keys and external ids on either side, moves the shared clock,
 syncs, and syncs while a user edits a row *during* the run (from the memory database's
-apply hook, inside the first apply on that side, before its compare-and-set).
+apply hook, inside the first apply on that side, before its compare-and-set), and makes
+changes capture never sees (new rows, edits of synced records) that a `full` run must find:
+its bulk part (pipeline/seed.py) creates or leaves alone what needs no merge, the planner
+merges the rest, and a second `full` run writes nothing.
 
 The model keeps per record the last agreed values (the base), each side's values and the
 time of its last edit, and merges field by field, three-way: a field changed on one side
@@ -62,6 +65,7 @@ from syncswim_lib.pipeline.capture import capture_side
 from syncswim_lib.pipeline.engine import EntityEngine
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, SideView
 from syncswim_lib.pipeline.report import EntityReport
+from syncswim_lib.pipeline.seed import Reconciler
 from syncswim_lib.state.base import ConflictRecord
 from syncswim_lib.state.sqlite import SqliteStateStore
 
@@ -581,6 +585,64 @@ class MergeMachine(RuleBasedStateMachine):
             self.tick(dt)
             self.edit_during_next_run(rec, letter, values)
         self.run_sync()
+
+    @rule(letter=SIDES, n=st.integers(0, 3), edits=st.integers(0, 2), data=st.data())
+    def full_sync_finds_uncaptured_changes(
+        self, letter: Letter, n: int, edits: int, data: st.DataObject
+    ) -> None:
+        """Changes capture never saw (rows made before setup, edits while the stream was
+        lost): once what was captured is synced, `n` new rows on `letter` and `edits`
+        updates of synced records (each on one side) are made and the stream moves past
+        them unread. A `full` run finds them: new rows are created on the other side (in
+        bulk, or through the planner where they need it), edited pairs merged, pairs in
+        step left alone; a second `full` run then has nothing to write."""
+        self.run_sync()
+        for _ in range(n):
+            values = {f: data.draw(VALUES[f], label=f) for f in FIELDS}
+            if self.scenario.mode == "external_id":
+                values["code"] = self.new_code()
+            self.tick(1.0)
+            self.do_insert(letter, values)
+        synced = [
+            rid
+            for rid, r in self.model.records.items()
+            if r.base is not None and all(r.rows[L] is not None for L in LETTERS)
+        ]
+        if synced and edits:
+            picked = data.draw(
+                st.lists(st.sampled_from(synced), min_size=1, max_size=edits, unique=True),
+                label="edited records",
+            )
+            for rid in picked:
+                side = data.draw(SIDES, label="edited on")
+                self.tick(1.0)
+                self.do_update(self.model.records[rid], side, self.some_values(data))
+        for L in LETTERS:  # the stream moves past them unread
+            self.store.set_position(SYNC, ENDPOINTS[L], self.conns[L].current_position(SYNC))
+        self.run_full()
+        expected = self.model.sync()
+        self.settle()
+        self.capture()
+        again = self.run_full()
+        writes = {e: (c.inserted, c.updated, c.deleted) for e, c in again.sides.items()}
+        assert again.writes == 0, f"a full run after the sync wrote {writes}"
+        assert again.created_in_bulk == 0
+        self.learn_keys()
+        self.check_rows()
+        self.check_conflicts(expected)
+
+    def run_full(self) -> EntityReport:
+        report = EntityReport(SYNC, ENTITY)
+        done = Reconciler(self.emap, self.store, dict(self.conns)).run(report)
+        report.created_in_bulk += done.created
+        if done.created:
+            count("full run: rows created in bulk")
+        if done.in_step:
+            count("full run: linked pairs found in step")
+        self.engine.run(report, full=True)
+        failed = [e.detail for e in self.store.entries(SYNC, ENTITY, status="failed")]
+        assert report.failed == 0 and not failed, f"failed records: {report.errors} {failed}"
+        return report
 
     @invariant()
     def no_apply_hook_left(self) -> None:
