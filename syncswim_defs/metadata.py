@@ -19,6 +19,9 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
         {
             "captured": report.captured,
             "snapshot_rows": report.snapshot_rows,
+            # a `full` run's bulk part (pipeline/seed.py)
+            "created_in_bulk": report.created_in_bulk,
+            "already_in_step": report.in_step,
             "skipped_echoes": report.skipped_echoes,
             "conflicts": report.conflicts,
             "waiting_for_external_id": report.waiting,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -144,9 +145,40 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _initial_sync(project_file: Path) -> list[tuple[str, str]]:
+    """Materialise every asset with `full` in the instance of $DAGSTER_HOME (the UI's), so
+    the initial sync shows in each asset's history with its metadata."""
+    # the Dagster wiring, imported only here: the demo is the one part of the library
+    # that drives Dagster itself
+    from dagster import DagsterInstance, materialize
+
+    from syncswim_defs.factory import build_definitions
+
+    defs = build_definitions(project_file)
+    keys = sorted(defs.resolve_asset_graph().get_all_asset_keys())
+    assets = [defs.resolve_assets_def(k) for k in keys]
+    nodes = {"__".join(k.path): k for k in keys}
+    config = {"ops": {n: {"config": {"full": True}} for n in nodes}}
+    with DagsterInstance.get() as instance:
+        result = materialize(
+            assets, instance=instance, run_config=config, tags={"syncswim/run": "initial"}
+        )
+    if not result.success:
+        raise ConfigError("the demo's initial sync failed: see its run in the Dagster UI")
+    lines = []
+    for node, key in nodes.items():
+        for mat in result.asset_materializations_for_node(node):
+            meta: dict[str, Any] = {k: v.value for k, v in mat.metadata.items()}
+            writes = sum(
+                int(v) for k, v in meta.items() if k.endswith(("/inserted", "/updated", "/deleted"))
+            )
+            waiting = meta.get("waiting_for_external_id", 0)
+            lines.append((key.path[-1], f"{writes} writes, {waiting} waiting for an external id"))
+    return lines
+
+
 def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
     from syncswim_lib.config import load_project
-    from syncswim_lib.pipeline.run import run_sync
     from syncswim_lib.pipeline.runtime import Runtime
 
     # the webserver would only log the failed bind and `dagster dev` would run on without a UI
@@ -186,18 +218,13 @@ def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
         }
         os.environ.update({k: v for k, v in env.items() if k.startswith(("SYNCSWIM", "DAGSTER"))})
 
-        say("initial sync (snapshot of both sides)...")
         with Runtime(load_project(project_file)) as rt:
             state_url = rt.state_url
-            for r in run_sync(rt, "app_shop", full=True):
-                say(f"  {r.entity}: {r.writes} writes, {r.waiting} waiting for an external id")
-
-        # Dagster would race on creating a fresh SQLite instance from several processes
-        subprocess.run(
-            [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"],
-            env=env,
-            check=True,
-        )
+        # created here, before `dagster dev`: its processes would race on a fresh SQLite
+        # instance; the initial sync is then the first run in its history
+        say("initial sync (a `full` materialisation of every asset, in Dagster's history)...")
+        for entity, line in _initial_sync(project_file):
+            say(f"  {entity}: {line}")
         stop = False
 
         def _on_signal(signum: int, frame: object) -> None:

@@ -358,6 +358,23 @@ def _change_both_sides(demo: Demo) -> None:
         )
 
 
+def _assert_initial_sync_in_dagster(demo_dir: Path) -> None:
+    """The initial sync is a run in the UI's instance that materialised every asset, with
+    the `full` run's metadata."""
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+    with DagsterInstance.from_config(str(demo_dir / "dagster_home")) as instance:
+        (run,) = instance.get_runs(filters=RunsFilter(tags={"syncswim/run": "initial"}))
+        assert run.status == DagsterRunStatus.SUCCESS, run.status
+        seen = {}
+        for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+            mat = entry.asset_materialization
+            assert mat is not None
+            seen[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
+        assert sorted(seen) == ["customers", "orders", "products"], sorted(seen)
+        assert all(int(m["snapshot_rows"]) > 0 for m in seen.values()), seen
+
+
 def _assert_nothing_left(demo: Demo, servers: dict[str, Any]) -> None:
     left = [p for p in demo.seen if _alive(p)]
     assert not left, f"processes left behind: {left}"
@@ -391,6 +408,7 @@ def test_demo_syncs_both_ways_and_stops_cleanly(demo_dir: Path) -> None:
         )
         record = json.loads((demo_dir / "sandbox.json").read_text())["components"]
         servers = {kind: record[kind] for kind in ("postgres", "mysql")}
+        _assert_initial_sync_in_dagster(demo_dir)
         _change_both_sides(demo)
 
         # Ctrl-C: the leader gets SIGINT and must take everything down before it exits
