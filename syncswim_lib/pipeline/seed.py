@@ -208,17 +208,13 @@ class Reconciler:
         for letter in LETTERS:
             there = other(letter)
             mine = ids[letter]
-            if links.num_rows:
-                joined = mine.join(
-                    links.select([letter, there, "l"]).rename_columns(["k", "partner", "l"]),
-                    keys="k",
-                    join_type="left outer",
-                    use_threads=False,  # its scratch memory from this thread's allocator
-                )
-            else:  # an initial sync: nothing is linked
-                joined = mine.append_column(
-                    "partner", pa.nulls(mine.num_rows, pa.string())
-                ).append_column("l", pa.nulls(mine.num_rows, pa.bool_()))
+            # plain kernels, not Acero's join or group_by: those install signal handlers
+            # around their work and can leave SIGTERM ignored in the calling process
+            # (and in every process it starts afterwards)
+            at = pc.index_in(mine["k"], value_set=_flat(links[letter]))
+            joined = mine.append_column("partner", links[there].take(at)).append_column(
+                "l", links["l"].take(at)
+            )
             is_linked = pc.fill_null(joined["l"], False)
             linked = joined.filter(is_linked)
             present = pc.fill_null(
@@ -242,8 +238,10 @@ class Reconciler:
                 if self.m.mode == "system_of_record":
                     repeated = pa.array([], pa.string())  # the SOR's identity is its key
                 else:
-                    counts = mine.group_by("i").aggregate([("i", "count")])
-                    repeated = _flat(counts.filter(pc.greater(counts["i_count"], 1))["i"])
+                    counts = pc.value_counts(_flat(mine["i"]))
+                    repeated = pc.drop_null(
+                        counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+                    )
                 taken = pc.or_(
                     pc.is_null(new["i"]),
                     pc.is_in(new["k"], value_set=busy[letter]),
