@@ -520,10 +520,14 @@ _STUBBORN = """
 import signal, subprocess, sys, time
 # before the pid is printed: the test may send SIGINT as soon as it reads it
 signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+# both dispositions set, not inherited: the process running the tests may itself ignore
+# SIGTERM (some library left it so), and a child inherits that
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 ignore = sys.argv[1] == "ignore"
 child = [sys.executable, "-c",
          "import signal, time\\n"
-         + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n" if ignore else "")
+         + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n" if ignore
+            else "signal.signal(signal.SIGTERM, signal.SIG_DFL)\\n")
          + "print('ready', flush=True)\\ntime.sleep(300)"]
 # like dagster's code server: a child in the group that outlives its parent
 p = subprocess.Popen(child, stdout=subprocess.PIPE)
