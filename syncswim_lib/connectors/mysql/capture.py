@@ -293,6 +293,10 @@ def read_binlog(
             MariadbGtidEvent,
         ],
         enable_logging=False,
+        # a table map is parsed once per table id: an ALTER gives the table a new id, so
+        # this only skips re-reading the same definition before every row event (most of
+        # a small transaction's decoding cost)
+        freeze_schema=True,
     )
     ops = {WriteRowsEvent: Op.INSERT, UpdateRowsEvent: Op.UPDATE, DeleteRowsEvent: Op.DELETE}
     try:

@@ -13,7 +13,10 @@ position keeps its transaction.
 
 Origin tagging. `apply` writes its row into `syncswim.applied` first in each of its
 transactions; every change of a transaction whose first row change is such an insert
-carries that row's `origin`, and marker rows themselves are never emitted.
+carries that row's `origin`, and marker rows themselves are never emitted. With
+`skip_origin`, the rows of that origin's transactions are counted per table, not decoded:
+the marker comes first, so the rest of the transaction is known to be an echo before its
+rows arrive (decoding our own writes was most of a capture's cost after an apply).
 
 TRUNCATE is not turned into deletes (it would empty the other side of the sync in one
 step): it is logged as a warning naming the table and LSN, and a full reconcile repairs.
@@ -22,8 +25,9 @@ step): it is logged as a warning naming the table and LSN, and a full reconcile 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +108,8 @@ class _Txn:
     rows: list[tuple[int, RelationPlan, RowMessage]]
     skip: bool  # every change is at or before `since`: do not decode its tuples
     count: int = 0
+    echo: bool = False  # a transaction of `skip_origin`: rows counted, not decoded
+    echoes: dict[int, int] = field(default_factory=dict)  # relid -> rows
 
 
 class _Assembler:
@@ -113,13 +119,16 @@ class _Assembler:
         tables: frozenset[str],
         max_changes: int,
         resolve: Resolver,
+        skip_origin: str | None = None,
     ) -> None:
         self.since = since
         self.tables = tables
         self.max_changes = max_changes
         self.resolve = resolve
+        self.skip_origin = skip_origin
         self.relations: dict[int, RelationPlan] = {}
         self.changes: list[Change] = []
+        self.echoes: dict[str, int] = {}
         self.end: PgPosition | None = since
         self.full = False
         self.detected_at = datetime.now(UTC)
@@ -128,7 +137,10 @@ class _Assembler:
         txn: _Txn | None = None
         for data in messages:
             tag = data[:1]
-            if txn is not None and txn.skip and tag in (b"I", b"U", b"D"):
+            if txn is not None and (txn.skip or txn.echo) and tag in (b"I", b"U", b"D"):
+                if txn.echo:
+                    relid = _RELID.unpack_from(data, 1)[0]
+                    txn.echoes[relid] = txn.echoes.get(relid, 0) + 1
                 continue
             msg = pgoutput.decode(data)
             if isinstance(msg, pgoutput.Begin):
@@ -140,14 +152,17 @@ class _Assembler:
                 if txn is None:
                     raise pgoutput.DecodeError("row change outside a transaction")
                 txn.count += 1
-                txn.rows.append((txn.count, self.relations[msg.relid], msg))
+                plan = self.relations[msg.relid]
+                txn.rows.append((txn.count, plan, msg))
+                if txn.count == 1 and self.skip_origin is not None:
+                    txn.echo = _origin(plan, msg) == self.skip_origin
             elif isinstance(msg, pgoutput.Truncate):
                 self._truncate(msg, txn)
             elif isinstance(msg, pgoutput.Commit):
                 if txn is not None:
                     self._commit(txn, msg)
                 txn = None
-                if len(self.changes) >= self.max_changes:
+                if len(self.changes) + sum(self.echoes.values()) >= self.max_changes:
                     self.full = True
                     return
 
@@ -167,11 +182,13 @@ class _Assembler:
         if self.since is not None and end <= self.since:
             return
         self.end = end
-        origin = None
-        if txn.rows:
-            _, plan, first = txn.rows[0]
-            if plan.table == MARKER_QUALIFIED and isinstance(first, pgoutput.Insert):
-                origin = _row(plan, first.new).get("origin")
+        if txn.echo:
+            for relid, n in txn.echoes.items():
+                table = self.relations[relid].table
+                if table in self.tables and table != MARKER_QUALIFIED:
+                    self.echoes[table] = self.echoes.get(table, 0) + n
+            return
+        origin = _origin(*txn.rows[0][1:]) if txn.rows else None
         shift = 0  # one more for every update split in two so far
         for seq, plan, msg in txn.rows:
             if plan.table not in self.tables or plan.table == MARKER_QUALIFIED:
@@ -235,6 +252,17 @@ class _Assembler:
         )
 
 
+_RELID = struct.Struct("!I")  # a row message's relation id, after its tag byte
+
+
+def _origin(plan: RelationPlan, msg: RowMessage) -> str | None:
+    """The origin a transaction's first row tags it with (an insert of a marker row)."""
+    if plan.table == MARKER_QUALIFIED and isinstance(msg, pgoutput.Insert):
+        origin = _row(plan, msg.new).get("origin")
+        return None if origin is None else str(origin)
+    return None
+
+
 def _split_new_key(change: Change, primary_key: tuple[str, ...]) -> list[Change]:
     """An update that gives the row another primary key is, to whoever follows records by
     key, the old record gone and a new one: a delete and an insert (as the binlog
@@ -259,11 +287,14 @@ def assemble(
     tables: Sequence[str],
     max_changes: int,
     resolve: Resolver,
+    skip_origin: str | None = None,
 ) -> tuple[CaptureBatch, bool]:
-    """Changes of the whole transactions in `messages`; True when `max_changes` was reached."""
-    asm = _Assembler(since, frozenset(qualify(t) for t in tables), max_changes, resolve)
+    """Changes of the whole transactions in `messages`; True when `max_changes` was reached
+    (the echoes of `skip_origin` count towards it)."""
+    tables_ = frozenset(qualify(t) for t in tables)
+    asm = _Assembler(since, tables_, max_changes, resolve, skip_origin)
     asm.feed(messages)
-    return CaptureBatch(tuple(asm.changes), asm.end), asm.full
+    return CaptureBatch(tuple(asm.changes), asm.end, asm.echoes), asm.full
 
 
 PlanCache = dict[tuple[pgoutput.Relation, bool], RelationPlan]
@@ -278,6 +309,7 @@ def capture_changes(
     describe: Callable[[str], TableInfo],
     endpoint: str,
     plans: PlanCache | None = None,
+    skip_origin: str | None = None,
 ) -> CaptureBatch:
     """`plans` keeps the plans of relations across calls: a peek resends every relation,
     and describing it again each time would cost more than the peek. A relation whose
@@ -320,7 +352,7 @@ def capture_changes(
         except psycopg.Error as exc:
             raise_translated(exc, f"peeking replication slot {slot} in endpoint {endpoint}")
         batch, full = assemble(
-            (bytes(r[0]) for r in rows), since, tables, max(max_changes, 1), resolve
+            (bytes(r[0]) for r in rows), since, tables, max(max_changes, 1), resolve, skip_origin
         )
         # fewer rows than asked: the slot had nothing more; else the old transactions
         # before `since` (not yet confirmed) may have used the limit up: ask for more

@@ -299,8 +299,9 @@ class PostgresConnector:
             self.describe,
             self.endpoint,
             self._plans,
+            skip_origin,
         )
-        return without_origin(batch, skip_origin)
+        return without_origin(batch, skip_origin)  # a row the assembler could not tell
 
     def confirm(self, sync: str, position: Position) -> None:
         import psycopg

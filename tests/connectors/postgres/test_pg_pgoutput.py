@@ -202,3 +202,38 @@ def test_assemble_keeps_only_identity_columns_of_a_key_only_old_row() -> None:
     assert new.op == Op.INSERT and new.key == {"id": 10}
     assert new.after == {"id": 10, "big": None}
     assert dele.op == Op.DELETE and dele.before == {"id": 10} and dele.key == {"id": 10}
+
+
+def _relation(relid: int, schema: str, table: str, columns: list[str]) -> str:
+    out = b"R" + relid.to_bytes(4, "big") + schema.encode() + b"\0" + table.encode() + b"\0"
+    out += b"f" + len(columns).to_bytes(2, "big")
+    for name in columns:  # text columns (OID 25), typmod -1
+        out += b"\0" + name.encode() + b"\0" + (25).to_bytes(4, "big") + b"\xff\xff\xff\xff"
+    return out.hex()
+
+
+def _insert(relid: int, values: list[str]) -> str:
+    out = b"I" + relid.to_bytes(4, "big") + b"N" + len(values).to_bytes(2, "big")
+    for v in values:
+        out += b"t" + len(v.encode()).to_bytes(4, "big") + v.encode()
+    return out.hex()
+
+
+def test_assemble_counts_the_rows_of_a_skipped_origin_without_decoding_them() -> None:
+    """The marker row comes first in our transactions: the rest is counted per table, and
+    its tuples are never decoded (a broken tuple there would raise if they were)."""
+    marker = _relation(9, "syncswim", "applied", ["batch_id", "origin"])
+    broken_update = "5500004002" + "4e" + "0001" + "74" + "7fffffff"  # a value past the end
+    ours = [BEGIN_1, RELATION_T, marker, _insert(9, ["b-1", "s1"]), broken_update, COMMIT_1]
+    theirs = [BEGIN_2, UPDATE_T, COMMIT_2]
+    messages = [bytes.fromhex(h) for h in ours + theirs]
+    batch, full = assemble(messages, None, ["t"], 100, _plan, skip_origin="s1")
+    assert not full
+    assert [c.op for c in batch.changes] == [Op.UPDATE]
+    assert batch.echoes == {"public.t": 1}
+    assert batch.end_position == PgPosition(0x194FAB8, 0)
+    with pytest.raises(pgoutput.DecodeError):  # the same stream, decoded: the row is broken
+        assemble(messages, None, ["t"], 100, _plan, skip_origin="another sync")
+    # echoes count towards the limit: a batch of one stops after our transaction
+    first, full = assemble(messages, None, ["t"], 1, _plan, skip_origin="s1")
+    assert full and first.changes == () and first.echoes == {"public.t": 1}
