@@ -104,6 +104,7 @@ RAW_NAMES = {
     "my_to_pg": "raw: PyMySQL read + COPY FROM STDIN",
 }
 SEED = 20_240_601
+TOP = int(os.environ.get("THROUGHPUT_PROFILE_TOP", "15"))  # lines of a --profile listing
 WORDS = (
     "alpha",
     "bravo",
@@ -435,16 +436,31 @@ def child_ours(spec: dict[str, Any]) -> None:
         import pstats
 
         prof = cProfile.Profile()
-        t = time.monotonic()
-        reports = prof.runcall(run, True)
-        took = time.monotonic() - t
+        shape = spec.get("profile_changes")
+        if shape:
+            # the changes all committed first, then the runs that apply them profiled: the
+            # pipeline's cost per change, without the writer competing for the CPU
+            run(True)
+            _write_all(spec, shape)
+            t = time.monotonic()
+            reports = []
+            while not reports or sum(r.writes for r in reports[-1:]):
+                reports.append(prof.runcall(run)[0])
+            took = time.monotonic() - t
+            record = {"step": f"changes_{shape}", "seconds": took, **_counts(reports)}
+            record.update(changes=spec["changes"], rate=spec["changes"] / took, runs=1)
+        else:
+            t = time.monotonic()
+            reports = prof.runcall(run, True)
+            took = time.monotonic() - t
+            record = {"step": "initial", "seconds": took, "rows": spec["rows"]}
+            record.update(_counts(reports))
         prof.dump_stats(spec["profile"])
-        record = {"step": "initial", "seconds": took, "rows": spec["rows"], **_counts(reports)}
         check({**record, "rss_mib": _rss_mib(), "profiled": True})
         for key in ("cumulative", "tottime"):
             what = "cumulative time" if key == "cumulative" else "own time"
             print(f"\n{tag} top 15 by {what} (cProfile; {took:.1f} s under the profiler):")
-            pstats.Stats(spec["profile"], stream=sys.stdout).sort_stats(key).print_stats(15)
+            pstats.Stats(spec["profile"], stream=sys.stdout).sort_stats(key).print_stats(TOP)
         return
 
     t = time.monotonic()
@@ -583,6 +599,22 @@ def _sustained(
         "captured": captured,
         "failed": failed,
     }
+
+
+def _write_all(spec: dict[str, Any], shape: str) -> None:
+    """The writer of `shape`, run to its end."""
+    src = spec["my"] if spec["sor"] == "my" else spec["pg"]
+    wspec = {
+        "kind": spec["sor"],
+        "dsn": src,
+        "shape": shape,
+        "changes": spec["changes"],
+        "tx_size": spec["tx_size"],
+        "rows": spec["rows"],
+        "offset": 0,
+    }
+    cmd = [sys.executable, __file__, "--child", "writer", json.dumps(wspec)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
 def _visible(
@@ -1041,6 +1073,7 @@ class Bench:
             )
             if profile:
                 spec["profile"] = str(self.base / f"{name}.prof")
+                spec["profile_changes"] = self.a.profile_changes
         elif who.startswith("dlt"):
             assert self.dlt_python is not None
             python = self.dlt_python
@@ -1370,6 +1403,11 @@ def main() -> int:
         "--profile",
         action="store_true",
         help="only profile our initial sync once per direction (cProfile, top 15)",
+    )
+    ap.add_argument(
+        "--profile-changes",
+        choices=SHAPES,
+        help="with --profile: profile the runs that apply --changes of this shape instead",
     )
     ap.add_argument("--max-seconds", type=float, default=10_800, help="bound on the whole run")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
