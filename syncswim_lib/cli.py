@@ -60,6 +60,13 @@ def _teardown(a: argparse.Namespace) -> Any:
 
 
 def _sync(a: argparse.Namespace) -> Any:
+    if a.dry_run:
+        if not a.full:
+            print("syncswim: --dry-run goes with --full (sync --full --dry-run)", file=sys.stderr)
+            return 2
+        from syncswim_lib.pipeline.preview import preview
+
+        return preview(a.path, a.entity)
     from syncswim_lib.pipeline.admin import run_once
 
     return run_once(a.path, a.entity, a.full)
@@ -192,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = spec(cmd("sync", _sync, "run one sync pass now, outside Dagster"))
     s.add_argument("--entity", help="only this entity (and what it needs)")
     s.add_argument("--full", action="store_true", help="reconcile both sides from snapshots")
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --full: say what it would adopt, create and merge on each side; write nothing",
+    )
     d = cmd("demo", _demo, "start the sandbox, a demo sync and the Dagster UI")
     d.add_argument("--dir", **dir_opt)
     d.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")

@@ -19,6 +19,7 @@ from syncswim_lib.config.models import (
     FieldMap,
     FrozenDict,
     Letter,
+    MatchOn,
     Mode,
     OnDelete,
     Reference,
@@ -33,7 +34,7 @@ from syncswim_lib.config.transforms import (
     python_target,
 )
 
-ENTITY_KEYS = ("mode", "fields", "conflicts", "clock", "references")
+ENTITY_KEYS = ("mode", "fields", "conflicts", "clock", "references", "match_on")
 # keys the format reserves for behaviour that is not built: refused with the reason
 NOT_SUPPORTED: dict[str, str] = {}
 # rules written as a bare word; `prefer` and `rule` take an argument
@@ -359,6 +360,57 @@ def _clock(
     return FrozenDict(clocks)
 
 
+def _match_on(
+    raw: Any,
+    scope: SyncScope,
+    fields: Sequence[FieldMap],
+    references: Collection[str],
+    at: At,
+) -> MatchOn:
+    """`match_on: email`, `[last, born]` or `{fields: [...], normalise: [strip, lower]}`."""
+    normalise: Transform | None = None
+    names_at = at
+    if isinstance(raw, dict):
+        block = at.mapping(raw, "a mapping")
+        at.keys(block, ("fields", "normalise"), ("fields",), "match_on")
+        names_at = at.key("fields", block)
+        raw_names = block["fields"]
+        if block.get("normalise") is not None:
+            n_at = at.key("normalise", block)
+            steps = block["normalise"]
+            steps = steps if isinstance(steps, list) else [steps]
+            if not steps or not all(isinstance(x, str) and x.strip() for x in steps):
+                raise n_at.error(
+                    f"expected a transform name or a list of them, got {describe(block['normalise'])}"
+                )
+            try:
+                normalise = build_transform(steps, scope.search_dir)
+            except TransformError as exc:
+                raise n_at.error(str(exc)) from None
+    else:
+        raw_names = raw
+    names = raw_names if isinstance(raw_names, list) else [raw_names]
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise names_at.error(
+            f"expected a side-a field name or a list of them, got {describe(raw_names)}"
+        )
+    mapped = [f.a for f in fields]
+    for name in names:
+        if name not in mapped:
+            raise names_at.error(
+                f"{name!r} is not a mapped field (a side-a column of `fields`)"
+                + suggest(name, mapped)
+            )
+        if name in references:
+            raise names_at.error(
+                f"{name!r} is a reference: it holds a different key on each side, so it "
+                "cannot match records"
+            )
+    if len(set(names)) != len(names):
+        raise names_at.error("a field is named twice")
+    return MatchOn(tuple(names), normalise)
+
+
 def _references(
     raw: Any,
     scope: SyncScope,
@@ -502,6 +554,20 @@ def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
         _check_reference_rules(
             block.get("conflicts"), conflicts, references, at.key("conflicts", block)
         )
+    match_on: MatchOn | None = None
+    if block.get("match_on") is not None:
+        match_on = _match_on(
+            block["match_on"], scope, fields, references, at.key("match_on", block)
+        )
     return Entity(
-        name, scope.sync, sides["a"], sides["b"], mode, fields, references, conflicts, clock
+        name,
+        scope.sync,
+        sides["a"],
+        sides["b"],
+        mode,
+        fields,
+        references,
+        conflicts,
+        clock,
+        match_on,
     )

@@ -181,6 +181,17 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class MatchOn:
+    """How a `full` run adopts records that already exist on both sides (`match_on:`):
+    unlinked rows whose values of these fields agree are one record. `fields` are side-a
+    columns of mapped fields; side a's values are compared as the sync would write them to
+    side b, after `normalise` (applied to both sides' values) when given."""
+
+    fields: tuple[str, ...]
+    normalise: Transform | None = None
+
+
+@dataclass(frozen=True)
 class Entity:
     name: str
     sync: str
@@ -194,6 +205,7 @@ class Entity:
     # letter -> a timestamp column holding the row's last-change time on that side;
     # `newest` compares it instead of the source's commit time
     clock: FrozenDict[Letter, str] = field(default_factory=lambda: FrozenDict[Letter, str]())
+    match_on: MatchOn | None = None
 
     def letter(self, name_or_letter: str) -> Letter:
         """The letter ("a" or "b") of a letter or of one of the two endpoint names."""

@@ -69,6 +69,7 @@ def run_once(path: str | Path, entity: str | None = None, full: bool = False) ->
                         ("waiting for a parent", r.waiting_parent),
                         ("references translated", r.translated),
                         ("children cleared", r.cascaded),
+                        ("adopted by match_on", r.adopted),
                         ("created in bulk", r.created_in_bulk),
                         ("already in step", r.in_step),
                     )

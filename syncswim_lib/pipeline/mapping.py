@@ -107,6 +107,9 @@ class EntityMap:
     clock: dict[str, str] | None = None  # letter -> column holding the row's change time
     references: tuple[RefView, ...] = ()
     children: tuple[ChildView, ...] = ()
+    # `match_on:` the fields a `full` run adopts unlinked records by, and their normaliser
+    match_on: tuple[FieldPair, ...] = ()
+    match_normalise: Callable[[Any], Any] | None = None
 
     def reference(self, column_a: str) -> RefView | None:
         return next((r for r in self.references if r.pair[0] == column_a), None)
@@ -247,4 +250,6 @@ def build_entity_map(
         clock,
         tuple(refs),
         tuple(children),
+        tuple(f for f in fields if entity.match_on and f[0] in entity.match_on.fields),
+        entity.match_on.normalise if entity.match_on else None,
     )

@@ -33,6 +33,7 @@ class EntityReport:
     snapshot_rows: int = 0
     in_step: int = 0  # `full`: linked pairs found holding their shadow's values on both sides
     created_in_bulk: int = 0  # `full`: rows created on the other side by the bulk path
+    adopted: int = 0  # `full` with `match_on`: existing pairs linked by their natural key
     positions: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)

@@ -44,6 +44,7 @@ from syncswim_lib.connectors.base import ColumnInfo, Connector
 from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.envelope import Change, Op, Position, WatermarkPosition
 from syncswim_lib.errors import RecordError
+from syncswim_lib.pipeline.adopt import Adopter, Adoption
 from syncswim_lib.pipeline.engine import build_batch
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
 from syncswim_lib.pipeline.plan import Write
@@ -89,6 +90,8 @@ class SeedOutcome:
     created: int = 0
     in_step: int = 0
     journaled: int = 0
+    adopted: int = 0
+    would_create: dict[Letter, int] = field(default_factory=dict)  # a dry run: per target
 
 
 class Reconciler:
@@ -100,11 +103,15 @@ class Reconciler:
         store: StateStore,
         connectors: dict[Letter, Connector],
         chunk_size: int = 1000,
+        dry_run: bool = False,
     ) -> None:
         self.m = emap
         self.store = store
         self.connectors = connectors
         self.chunk = chunk_size
+        # `sync --full --dry-run`: decide and count, write nothing (not even the journal)
+        self.dry_run = dry_run
+        self.adoption: Adoption | None = None
         self.run_id = uuid.uuid4().hex[:12]
         self._n = 0
 
@@ -272,12 +279,26 @@ class Reconciler:
         finally:
             pa.set_memory_pool(previous)
 
+    def _adopter(self) -> Adopter:
+        links = self._links()
+        linked = {x: _flat(pc.drop_null(links[x])) for x in LETTERS}
+        size = max(self.chunk, max(c.capabilities.max_batch_rows for c in self.connectors.values()))
+        return Adopter(self.m, self.connectors, linked, size)
+
     def _run(self, report: EntityReport) -> SeedOutcome:
         m = self.m
         out = SeedOutcome()
-        self.store.set_position(m.sync, mark_side(m.entity), WatermarkPosition(STARTED))
+        if not self.dry_run:
+            self.store.set_position(m.sync, mark_side(m.entity), WatermarkPosition(STARTED))
+        if m.match_on:
+            # identities first: the pairs it links are then matched records to the rest
+            self.adoption = self._adopter().run(self.dry_run)
+            out.adopted = self.adoption.pairs if self.dry_run else self.adoption.written
+            report.adopted += out.adopted
         plan = self.decide()
         out.rows_read = plan.rows_read
+        if self.dry_run:
+            return self._preview(plan, out)
         self._compare_pairs(plan, out)
         for letter in LETTERS:
             self._create_all(letter, plan.seed[letter], report, out)
@@ -286,6 +307,19 @@ class Reconciler:
                 if rows:
                     self._journal(letter, list(rows.values()), out)
         self.store.set_position(m.sync, mark_side(m.entity), WatermarkPosition(DONE))
+        return out
+
+    def _preview(self, plan: _Plan, out: SeedOutcome) -> SeedOutcome:
+        """A dry run's counts: the rows adoption would pair are not created but merged."""
+        paired = self.adoption.paired if self.adoption else ()
+        for i, letter in enumerate(LETTERS):
+            mine = pa.array([p[i] for p in paired], pa.string())
+            seed = plan.seed[letter]
+            kept = seed.filter(pc.invert(pc.is_in(seed, value_set=mine)))
+            out.would_create[other(letter)] = len(kept)
+            # rows for the merge: those journaled, and the adopted ones (matched by then)
+            out.journaled += len(plan.journal[letter]) + len(seed) - len(kept)
+        self._compare_pairs(plan, out)  # counts the changed pairs, journals nothing
         return out
 
     def _create_all(
@@ -301,6 +335,9 @@ class Reconciler:
 
     def _journal(self, letter: Letter, rows: Sequence[dict[str, Any]], out: SeedOutcome) -> None:
         """Rows for the planner: `snapshot` changes, as a `full` run always journaled them."""
+        if self.dry_run:
+            out.journaled += len(rows)
+            return
         m = self.m
         side = m.side(letter)
         now = datetime.now(UTC)
