@@ -362,3 +362,49 @@ def test_a_foreign_key_to_a_composite_key_is_left_out_with_the_reason() -> None:
     assert shops.references == {}
     ((a, b, why),) = shops.left_out
     assert (a, b) == ("zone", "zone") and "a reference needs the parent's one-column key" in why
+
+
+@pytest.mark.integration
+def test_init_without_a_table_on_both_sides_writes_nothing(
+    pg_dsn: str, mysql_dsn: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE only_here (id serial PRIMARY KEY)")
+    out, err = tmp_path / "sync.yaml", io.StringIO()
+    assert run_init(pg_dsn, mysql_dsn, out, out=io.StringIO(), err=err) == 2
+    assert not out.exists()
+    assert err.getvalue().startswith("error: no table is on both sides, nothing to declare (t_")
+    assert "public.only_here" in err.getvalue() and "(no tables)" in err.getvalue()
+
+
+@pytest.mark.integration
+def test_init_reports_a_file_it_cannot_write_and_a_malformed_dsn(
+    two: tuple[psycopg.Connection, Any], pg_dsn: str, mysql_dsn: str, tmp_path: Path
+) -> None:
+    err = io.StringIO()
+    nowhere = tmp_path / "missing" / "sync.yaml"
+    assert run_init(pg_dsn, mysql_dsn, nowhere, out=io.StringIO(), err=err) == 2
+    assert err.getvalue() == f"error: cannot write {nowhere}: No such file or directory\n"
+    err = io.StringIO()
+    bad = f"postgresql://app:{PASSWORD}@127.0.0.1:5432/app?sslmode=sometimes"
+    assert run_init(bad, mysql_dsn, tmp_path / "s.yaml", out=io.StringIO(), err=err) == 2
+    line = err.getvalue()
+    assert line.count("\n") == 1 and PASSWORD not in line, line
+    assert line.startswith("error: cannot read postgres database postgresql://app:***@")
+
+
+def test_endpoint_names_are_distinct_and_never_reserved() -> None:
+    from syncswim_lib.config.scaffold import endpoint_names
+
+    assert endpoint_names(_db("postgres", "shop", {}), _db("mysql", "Shop", {})) == (
+        "shop_pg",
+        "shop_my",
+    )
+    assert endpoint_names(_db("postgres", "app", {}), _db("postgres", "app", {})) == (
+        "app_1",
+        "app_2",
+    )
+    assert endpoint_names(_db("postgres", "mode", {}), _db("mysql", "2024-sales", {})) == (
+        "mode_db",
+        "mysql_2024_sales",
+    )
