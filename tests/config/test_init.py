@@ -265,17 +265,29 @@ def test_init_takes_a_dsn_from_the_environment_and_limits_tables(
     pg_dsn: str,
     mysql_dsn: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("APP_DB_URL", pg_dsn)
     out = tmp_path / "sync.yaml"
-    printed = io.StringIO()
-    assert run_init("env:APP_DB_URL", mysql_dsn, out, ["products"], out=printed) == 0
+    args = ["init", "env:APP_DB_URL", mysql_dsn, "--out", str(out)]
+    done = cli(*args, "--tables", "products", env={"APP_DB_URL": pg_dsn})
+    assert done.returncode == 0, done.stderr
     doc = yaml.safe_load(out.read_text())
     app = next(iter(doc["endpoints"]))
     assert doc["endpoints"][app]["dsn"] == {"env": "APP_DB_URL"}
     assert list(next(iter(doc["syncs"].values()))["entities"]) == ["products"]
-    assert "APP_DB_URL (already set)" in printed.getvalue()
+    assert "APP_DB_URL (already set)" in done.stdout
+    # repeated and comma-separated
+    again = cli(
+        *args,
+        "--force",
+        "--tables",
+        "products,orders",
+        "--tables",
+        "customers",
+        env={"APP_DB_URL": pg_dsn},
+    )
+    assert again.returncode == 0, again.stderr
+    entities = next(iter(yaml.safe_load(out.read_text())["syncs"].values()))["entities"]
+    assert list(entities) == ["customers", "orders", "products"]
 
 
 # --- the proposal on its own (no server) ---------------------------------------------------
