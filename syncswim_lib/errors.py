@@ -25,5 +25,11 @@ class FatalError(SyncSwimError):
     """Authentication, missing slot, dropped table: stop and report."""
 
 
+class PositionLost(FatalError):
+    """The stream position a sync stored is gone from the source (a purged binlog, an
+    invalidated replication slot): changes made since may be lost to capture. The pipeline
+    answers it by capturing again from now and reconciling the affected entities."""
+
+
 class RecordError(SyncSwimError):
     """The target rejected one record: park it, go on with the rest."""

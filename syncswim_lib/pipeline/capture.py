@@ -12,13 +12,23 @@ the old row as `before`, so the merge sees one record whose key moved.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from syncswim_lib.envelope import BinlogPosition, Change, Op, PgPosition, Position
+from syncswim_lib.envelope import (
+    BinlogPosition,
+    Change,
+    Op,
+    PgPosition,
+    Position,
+    WatermarkPosition,
+)
+from syncswim_lib.errors import PositionLost
 from syncswim_lib.pipeline.runtime import Runtime
+from syncswim_lib.pipeline.seed import STARTED, mark_side
 
 if TYPE_CHECKING:
     from syncswim_lib.connectors.base import Connector
@@ -26,6 +36,8 @@ if TYPE_CHECKING:
     from syncswim_lib.state.base import StateStore
 
 MAX_CHANGES = 5000
+
+log = logging.getLogger(__name__)
 
 
 def sync_tables(rt: Runtime, sync: str, endpoint: str) -> dict[str, str]:
@@ -118,7 +130,15 @@ def capture_endpoint(
     keys = {t: k for t, (_, k) in tables.items()}
     for _ in range(max_rounds):
         since = store.get_position(sync, endpoint)
-        batch = conn.capture(sync, sorted(tables), since, MAX_CHANGES, skip_origin=sync)
+        try:
+            batch = conn.capture(sync, sorted(tables), since, MAX_CHANGES, skip_origin=sync)
+        except PositionLost as exc:
+            reset = getattr(conn, "reset_position", None)
+            if reset is None:
+                raise
+            entities = sorted({entity for entity, _ in tables.values()})
+            recover_lost_position(store, sync, endpoint, entities, reset, exc)
+            continue
         if echoes is not None:
             for table, n in batch.echoes.items():
                 if table in tables:
@@ -138,6 +158,31 @@ def capture_endpoint(
         if len(batch.changes) + sum(batch.echoes.values()) < MAX_CHANGES:
             break
     return total
+
+
+def recover_lost_position(
+    store: StateStore,
+    sync: str,
+    endpoint: str,
+    entities: Sequence[str],
+    reset: Callable[[str], Position],
+    lost: PositionLost,
+) -> None:
+    """The stored position is gone from the source (`lost`): whatever changed on that
+    side since is unknown. Mark the endpoint's entities for reconciliation (the next run
+    of each is a `full` one, which compares both sides with their shadows), then capture
+    again from the source's current position. The marks go first: a crash between the two
+    finds the old position lost again and comes back here."""
+    for entity in entities:
+        store.set_position(sync, mark_side(entity), WatermarkPosition(STARTED))
+    store.set_position(sync, endpoint, reset(sync))
+    log.warning(
+        "%s: %s. Capture goes on from the current position, and the next run of %s "
+        "reconciles both sides (a full run)",
+        sync,
+        lost,
+        ", ".join(entities),
+    )
 
 
 def entity_tables(

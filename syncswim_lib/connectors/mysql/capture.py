@@ -27,7 +27,7 @@ from syncswim_lib.connectors.mysql.connection import (
 )
 from syncswim_lib.connectors.mysql.types import ZERO_DATE, ZERO_DATETIME, to_canonical
 from syncswim_lib.envelope import BinlogPosition, Change, Op
-from syncswim_lib.errors import FatalError
+from syncswim_lib.errors import PositionLost
 
 # mysql-replication reads an invalid (zero) date or datetime as None, and says why in the
 # row's `none_sources` (pymysqlreplication.constants.NONE_SOURCE): such a value is no
@@ -321,10 +321,10 @@ def read_binlog(
                     break
     except pymysql.err.MySQLError as exc:
         if error_code(exc) == BINLOG_READ_ERROR:
-            raise FatalError(
+            raise PositionLost(
                 f"{what}: cannot read binlog file {start.file} at position {start.pos} "
                 f"(purged, or the server's binlogs were reset): {error_text(exc)}. "
-                "The stored position is lost: re-snapshot this sync."
+                "The stored position is lost: changes made since may not be captured"
             ) from exc
         raise map_error(exc, what) from exc
     finally:

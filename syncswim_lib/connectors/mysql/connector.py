@@ -200,6 +200,11 @@ class MySQLConnector:
 
     # --- capture ---------------------------------------------------------------------------
 
+    def reset_position(self, sync: str) -> Position:
+        """After `PositionLost` (the binlog file was purged): capture goes on from the
+        server's current position; nothing on the server needs recreating."""
+        return self.current_position(sync)
+
     def current_position(self, sync: str) -> Position:
         import pymysql
 

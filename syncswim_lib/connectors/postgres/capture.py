@@ -40,7 +40,7 @@ from syncswim_lib.connectors.postgres.connection import (
 )
 from syncswim_lib.connectors.postgres.types import OID_FAMILY, text_converter
 from syncswim_lib.envelope import Change, Op, PgPosition, Position
-from syncswim_lib.errors import ConfigError, FatalError
+from syncswim_lib.errors import ConfigError, FatalError, PositionLost
 
 if TYPE_CHECKING:
     import psycopg
@@ -343,6 +343,14 @@ def capture_changes(
     while True:
         try:
             rows = conn.execute(_PEEK, (slot, limit, slot)).fetchall()
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+            if "invalidated" not in str(exc):
+                raise_translated(exc, f"peeking replication slot {slot} in endpoint {endpoint}")
+            # the server dropped WAL the slot still needed (max_slot_wal_keep_size)
+            raise PositionLost(
+                f"replication slot {slot} in endpoint {endpoint} was invalidated by the "
+                f"server: changes made since it fell behind may not be captured ({exc})"
+            ) from exc
         except psycopg.errors.UndefinedObject as exc:
             # a missing slot or publication: setup was not run, or someone dropped it
             raise FatalError(

@@ -217,6 +217,22 @@ class PostgresConnector:
                 "server-wide, so give this sync another name"
             )
 
+    def reset_position(self, sync: str) -> Position:
+        """After `PositionLost`: the invalidated slot replaced by a new one, which starts
+        at the current WAL position (returned)."""
+        import psycopg
+
+        slot = slot_name(sync)
+        conn = self._connection()
+        try:
+            row = conn.execute(_SLOT, (slot,)).fetchone()
+            if row is not None and row[1] == "pgoutput" and row[0] == conn.info.dbname:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            self._slot(conn, slot)
+        except psycopg.Error as exc:
+            raise_translated(exc, f"recreating replication slot {slot} in {self.endpoint}")
+        return self.current_position(sync)
+
     def teardown(self, sync: str) -> None:
         """Undo `setup` for `sync`: slot, publication, its owner record, the replica
         identity of tables no other sync publishes, and the schema after the last sync."""
