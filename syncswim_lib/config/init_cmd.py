@@ -117,8 +117,12 @@ def run_init(
     print("set the DSNs in the environment (the file names the variables, not the DSNs):", file=out)
     for (dsn, env), letter in zip(dsns, LETTERS, strict=True):
         side = sides[letter]
-        shown = "(already set)" if env else f"'{safe_dsn(dsn)}'   # with its password"
-        print(f"  export {side.env}={shown}" if not env else f"  {side.env} {shown}", file=out)
+        if env:
+            print(f"  {side.env} (already set)", file=out)
+            continue
+        shown = safe_dsn(dsn)
+        hint = "   # with the password in place of ***" if shown != dsn else ""
+        print(f"  export {side.env}='{shown}'{hint}", file=out)
     print(
         f"then: syncswim validate {path} && syncswim setup {path} && syncswim sync {path} --full",
         file=out,

@@ -167,6 +167,11 @@ def test_init_writes_what_validate_accepts_after_its_sql_and_a_sync_moves_rows(
             with my.cursor() as cur:
                 cur.execute(statement)
     env = {f"{pg_ep.upper()}_DSN": pg_dsn, f"{my_ep.upper()}_DSN": mysql_dsn}
+    exports = [line.strip() for line in done.stdout.splitlines() if "export " in line]
+    assert len(exports) == 2
+    pg_export = next(line for line in exports if line.startswith(f"export {pg_ep.upper()}_DSN="))
+    assert ":***@" in pg_export and pg_export.endswith("# with the password in place of ***")
+    assert f"export {my_ep.upper()}_DSN='{mysql_dsn}'" in exports
     checked = cli("validate", str(out), env=env)
     assert checked.returncode == 0, checked.stderr
     assert "OK: 1 syncs, 3 entities" in checked.stdout
