@@ -36,6 +36,7 @@ from dagster import (
 from syncswim_defs.metadata import report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
 from syncswim_defs.resources import SyncSwimResource
+from syncswim_defs.streaming import asset_lease, streaming_parts
 from syncswim_lib.config import Project, load_project
 from syncswim_lib.config.models import Reference, Sync
 from syncswim_lib.pipeline.capture import capture_sync
@@ -93,7 +94,8 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
     def _asset(
         context: AssetExecutionContext, config: EntityRunConfig, syncswim: SyncSwimResource
     ) -> MaterializeResult[Any]:
-        with syncswim.runtime() as rt:
+        # one writer per sync: waits for (or names) a streaming run or another step
+        with syncswim.runtime() as rt, asset_lease(rt, sync, entity, context.run_id):
             report = run_entity(rt, sync, entity, full=config.full)
         context.log.info(
             f"{sync}.{entity}: {report.writes} writes, {report.skipped_echoes} skipped, "
@@ -167,10 +169,16 @@ def build_definitions(project_path: str | Path, state_url: str | None = None) ->
         for sync, decl in project.syncs.items()
         for entity in decl.entities
     ]
-    sensors = [_capture_sensor(project, sync) for sync in project.syncs]
+    sensors = [
+        _capture_sensor(project, sync)
+        for sync, decl in project.syncs.items()
+        if decl.run == "micro_batch"
+    ]
+    jobs, keepers = streaming_parts(project)  # run: streaming (syncswim_defs/streaming.py)
     return Definitions(
         assets=assets,
-        sensors=sensors,
+        jobs=jobs,
+        sensors=[*sensors, *keepers],
         resources={
             "syncswim": SyncSwimResource(
                 project_path=str(Path(project_path).resolve()), state_url=state_url

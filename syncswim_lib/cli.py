@@ -41,6 +41,12 @@ def _validate(a: argparse.Namespace) -> Any:
     return run_validate(str(a.path), a.live)
 
 
+def _init(a: argparse.Namespace) -> Any:
+    from syncswim_lib.config.init_cmd import run_init
+
+    return run_init(a.a_dsn, a.b_dsn, a.out, a.tables or (), a.force)
+
+
 def _doctor(a: argparse.Namespace) -> Any:
     from syncswim_lib.config.doctor import run_doctor
 
@@ -70,6 +76,12 @@ def _sync(a: argparse.Namespace) -> Any:
     from syncswim_lib.pipeline.admin import run_once
 
     return run_once(a.path, a.entity, a.full)
+
+
+def _stop(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.stop_cmd import stop
+
+    return stop(a.path, a.sync, resume=a.resume, wait_s=a.wait)
 
 
 def _demo(a: argparse.Namespace) -> Any:
@@ -187,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="check the file only, connect to nothing",
     )
+    i = cmd("init", _init, "write a starting declaration from two databases (their DSNs)")
+    i.add_argument("a_dsn", metavar="A_DSN", help="side a: postgresql://, mysql:// or env:VAR")
+    i.add_argument("b_dsn", metavar="B_DSN", help="side b, the same way")
+    i.add_argument("--out", type=Path, default=Path("syncswim.yaml"), help="default syncswim.yaml")
+    i.add_argument(
+        "--tables", action="append", metavar="T,...", help="only these tables (by name; repeatable)"
+    )
+    i.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     spec(
         cmd(
             "doctor",
@@ -204,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --full: say what it would adopt, create and merge on each side; write nothing",
     )
+    st = spec(cmd("stop", _stop, "end a sync's streaming run at its next batch boundary"))
+    st.add_argument("sync", metavar="SYNC", help="the sync whose streaming run to stop")
+    st.add_argument("--resume", action="store_true", help="let its sensor start one again")
+    st.add_argument("--wait", type=float, default=60.0, help="seconds to wait (default 60)")
     d = cmd("demo", _demo, "start the sandbox, a demo sync and the Dagster UI")
     d.add_argument("--dir", **dir_opt)
     d.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")

@@ -27,6 +27,7 @@ endpoints:
 syncs:
   app_shop:
     between: [app_db, shop_db]
+    run: micro_batch  # the capture sensor is the micro-batch mode's
     entities:
 """
 

@@ -17,12 +17,14 @@ from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
     ENDPOINT_KINDS,
     RUN_MODES,
+    STREAM_KINDS,
     Endpoint,
     EndpointKind,
     Entity,
     FrozenDict,
     Project,
     RunMode,
+    StreamingSettings,
     Sync,
 )
 from syncswim_lib.config.secrets import Secret
@@ -144,18 +146,13 @@ def _sync(
         raise at.error(f"a sync name has at most {MAX_SYNC_NAME} characters (it names slots)")
     block = at.mapping(raw, "a sync, e.g. {between: [a, b], entities: {...}}")
     at.keys(
-        block, ("between", "run", "batch_size", "entities"), ("between", "entities"), f"sync {name}"
+        block,
+        ("between", "run", "streaming", "batch_size", "entities"),
+        ("between", "entities"),
+        f"sync {name}",
     )
     a, b = _between(block["between"], project_endpoints, at.key("between", block))
-    run: RunMode = "micro_batch"
-    if block.get("run") is not None:
-        run_at = at.key("run", block)
-        if block["run"] == "streaming":
-            raise run_at.error(
-                "run mode 'streaming' is not supported yet (the long-lived streaming run is "
-                "not built; syncs run as micro_batch, the default)"
-            )
-        run_at.one_of(block["run"], RUN_MODES, "run mode")  # micro_batch is the only one
+    run, streaming = _run_mode(block, (a.kind, b.kind), at)
     batch_size = block.get("batch_size")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -177,7 +174,48 @@ def _sync(
         entities[entity_name] = build_entity(entity_name, entity_raw, scope, ent_at)
     _check_tables(entities, e_at)
     check_references(entities, raw_entities, e_at)
-    return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities))
+    return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming)
+
+
+_STREAMING_KEYS = {"batch_changes": 1, "idle_gap_ms": 0, "rotate_every_s": 60}
+
+
+def _run_mode(
+    block: Any, kinds: tuple[EndpointKind, EndpointKind], at: At
+) -> tuple[RunMode, StreamingSettings]:
+    """`run:` (streaming by default when both endpoints have a continuous reader) and the
+    `streaming:` settings."""
+    streamable = all(k in STREAM_KINDS for k in kinds)
+    run: RunMode = "streaming" if streamable else "micro_batch"
+    if block.get("run") is not None:
+        run_at = at.key("run", block)
+        given = run_at.one_of(block["run"], RUN_MODES, "run mode")
+        if given == "streaming" and not streamable:
+            other = next(k for k in kinds if k not in STREAM_KINDS)
+            raise run_at.error(
+                f"run mode 'streaming' is not supported yet for {other} endpoints (it needs "
+                "a continuous reader on both sides: postgres, mysql); use micro_batch"
+            )
+        run = "streaming" if given == "streaming" else "micro_batch"
+    raw = block.get("streaming")
+    if raw is None:
+        return run, StreamingSettings()
+    s_at = at.key("streaming", block)
+    if run != "streaming":
+        raise s_at.error("streaming settings apply to run: streaming only")
+    settings = s_at.mapping(raw, "a mapping of streaming settings")
+    s_at.keys(settings, tuple(_STREAMING_KEYS), (), "streaming")
+    values: dict[str, int] = {}
+    for key, least in _STREAMING_KEYS.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise s_at.key(key, settings).error(
+                f"expected a whole number of at least {least}, got {describe(value)}"
+            )
+        values[key] = value
+    return run, StreamingSettings(**values)
 
 
 def build_project(tree: Any, file: str, source_path: Path | None) -> Project:

@@ -23,10 +23,14 @@ EndpointKind = Literal["postgres", "mysql", "salesforce"]
 ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("postgres", "mysql", "salesforce")
 # kinds with a change stream (slot, binlog, CDC)
 CDC_KINDS: frozenset[str] = frozenset({"postgres", "mysql", "salesforce"})
-# A sensor captures at its tick and starts a run for the entities with pending changes.
-# The long-lived streaming run is not built: `run: streaming` is refused by the loader.
-RunMode = Literal["micro_batch"]
-RUN_MODES: tuple[RunMode, ...] = ("micro_batch",)
+# micro_batch: a sensor captures at its tick and starts a run for the entities with pending
+# changes. streaming: one long-lived run per sync reads both change streams continuously
+# and applies as soon as work is pending (docs/streaming.md).
+RunMode = Literal["micro_batch", "streaming"]
+RUN_MODES: tuple[RunMode, ...] = ("micro_batch", "streaming")
+# kinds the streaming run has a continuous reader for (replication protocol, blocking
+# binlog); a sync between two of them runs streaming unless it says otherwise
+STREAM_KINDS: frozenset[str] = frozenset({"postgres", "mysql"})
 Letter = Literal["a", "b"]
 
 
@@ -235,6 +239,17 @@ class Entity:
 
 
 @dataclass(frozen=True)
+class StreamingSettings:
+    """`streaming:` of a sync (run: streaming). A batch closes when `batch_changes` changes
+    are journaled or when no new transaction came for `idle_gap_ms`; the long-lived run
+    ends itself after `rotate_every_s` at a batch boundary and its sensor starts the next."""
+
+    batch_changes: int = 1000
+    idle_gap_ms: int = 20
+    rotate_every_s: int = 3600
+
+
+@dataclass(frozen=True)
 class Sync:
     name: str
     a: str  # endpoint name of side a
@@ -242,6 +257,7 @@ class Sync:
     run: RunMode
     batch_size: int | None
     entities: FrozenDict[str, Entity]  # declaration order
+    streaming: StreamingSettings = field(default_factory=StreamingSettings)
 
     def parents(self, name: str) -> tuple[str, ...]:
         """The entities `name` refers to (itself included for a self-reference)."""

@@ -3,7 +3,9 @@ in `audit_cmd`."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 from syncswim_lib.config import load_project
@@ -11,6 +13,11 @@ from syncswim_lib.errors import SyncSwimError
 from syncswim_lib.pipeline.capture import ensure_setup, sync_tables
 from syncswim_lib.pipeline.run import run_sync, run_with_parents
 from syncswim_lib.pipeline.runtime import Runtime
+from syncswim_lib.state import leases
+
+# how long `syncswim sync` waits for another writer of a sync (a streaming run holds it
+# as long as it streams: `syncswim stop` first)
+SYNC_WAIT_S = 10.0
 
 
 def setup(path: str | Path) -> int:
@@ -51,10 +58,19 @@ def run_once(path: str | Path, entity: str | None = None, full: bool = False) ->
             if entity is not None and entity not in decl.entities:
                 continue
             try:
-                if entity is None:
-                    reports = run_sync(rt, sync, full=full)
-                else:
-                    reports = run_with_parents(rt, sync, entity, full=full)
+                # one writer per sync: a streaming run or a Dagster step holds it meanwhile
+                with leases.hold(
+                    rt.store,
+                    sync,
+                    decl.apply_order(),
+                    f"cli:{os.getpid()}:{time.time()}",
+                    f"syncswim sync (pid {os.getpid()})",
+                    wait_s=SYNC_WAIT_S,
+                ):
+                    if entity is None:
+                        reports = run_sync(rt, sync, full=full)
+                    else:
+                        reports = run_with_parents(rt, sync, entity, full=full)
             except SyncSwimError as exc:
                 print(f"{sync}: {exc}", file=sys.stderr)
                 failed += 1

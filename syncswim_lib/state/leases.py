@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,7 @@ _DDL = (
     reason TEXT NOT NULL
 )""",
 )
-_READY: set[int] = set()
+_READY: weakref.WeakSet[SqlStateStore] = weakref.WeakSet()  # stores that have the tables
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,11 @@ def _tx(store: StateStore) -> Iterator[Cursor | None]:
     if not isinstance(store, SqlStateStore):
         yield None
         return
-    if id(store) not in _READY:
+    if store not in _READY:
         with store._write() as cur:
             for statement in _DDL:
                 cur.execute(statement)
-        _READY.add(id(store))
+        _READY.add(store)
     with store._write() as cur:
         yield cur
 

@@ -310,13 +310,38 @@ CASES = {
     "bad_run_mode": (
         edit("    between:", "    run: realtime\n    between:"),
         "syncs.app_shop.run",
-        "unknown run mode 'realtime' (expected one of: micro_batch)",
+        "unknown run mode 'realtime' (expected one of: micro_batch, streaming)",
     ),
-    "streaming_not_supported": (
-        edit("    between:", "    run: streaming\n    between:"),
+    "streaming_with_salesforce": (
+        edit("    between: [app_db, shop_db]", "    between: [app_db, crm]\n    run: streaming"),
         "syncs.app_shop.run",
-        "run mode 'streaming' is not supported yet (the long-lived streaming run is not built; "
-        "syncs run as micro_batch, the default) (line 7)",
+        "run mode 'streaming' is not supported yet for salesforce endpoints",
+    ),
+    "streaming_settings_for_micro_batch": (
+        edit("    between:", "    run: micro_batch\n    streaming: {idle_gap_ms: 5}\n    between:"),
+        "syncs.app_shop.streaming",
+        "streaming settings apply to run: streaming only",
+    ),
+    "streaming_unknown_setting": (
+        edit("    between:", "    streaming: {idle_gap: 5}\n    between:"),
+        "syncs.app_shop.streaming.idle_gap",
+        "unknown key 'idle_gap' in streaming (expected one of: batch_changes, idle_gap_ms, "
+        "rotate_every_s",
+    ),
+    "streaming_bad_batch": (
+        edit("    between:", "    streaming: {batch_changes: 0}\n    between:"),
+        "syncs.app_shop.streaming.batch_changes",
+        "expected a whole number of at least 1, got the number 0",
+    ),
+    "streaming_short_rotation": (
+        edit("    between:", "    streaming: {rotate_every_s: 10}\n    between:"),
+        "syncs.app_shop.streaming.rotate_every_s",
+        "expected a whole number of at least 60, got the number 10",
+    ),
+    "streaming_not_a_mapping": (
+        edit("    between:", "    streaming: fast\n    between:"),
+        "syncs.app_shop.streaming",
+        "expected a mapping of streaming settings, got the text 'fast'",
     ),
     "bad_batch_size": (
         edit("    between:", "    batch_size: 0\n    between:"),

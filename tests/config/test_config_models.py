@@ -27,7 +27,7 @@ from syncswim_lib.config import (
     load_project,
     parse_project,
 )
-from syncswim_lib.config.models import Reference
+from syncswim_lib.config.models import Reference, StreamingSettings
 from syncswim_lib.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -127,7 +127,7 @@ def test_full_external_id_example(project_dir: Path, no_secrets: None) -> None:
     project = load_project(project_dir / "full_external_id.yaml")
     assert project.state is None
     sync = project.syncs["app_crm"]
-    assert sync.run == "micro_batch"  # the only run mode built so far
+    assert sync.run == "micro_batch"  # Salesforce has no continuous reader yet
     assert sync.batch_size is None
     customers = sync.entities["customers"]
     assert customers.side_b == SideSpec("crm", "Account", ("Id",), "salesforce")
@@ -184,12 +184,24 @@ def test_models_are_immutable_and_picklable(project_dir: Path) -> None:
     assert copy == project.endpoints and isinstance(copy, FrozenDict)
 
 
-def test_run_defaults_to_micro_batch() -> None:
+def test_run_defaults_to_streaming_between_two_databases() -> None:
     text = (FIXTURES / "full_sor.yaml").read_text()
     text = text.replace("    run: micro_batch\n", "").replace(
         'notes: {rule: "my_rules:concat"}', "notes: newest"
     )
-    assert load_project_text(text).syncs["app_shop"].run == "micro_batch"
+    sync = load_project_text(text).syncs["app_shop"]
+    assert sync.run == "streaming"
+    assert sync.streaming == StreamingSettings(1000, 20, 3600)  # the documented defaults
+
+
+def test_streaming_settings_are_read() -> None:
+    text = (FIXTURES / "full_sor.yaml").read_text()
+    text = text.replace(
+        "    run: micro_batch\n",
+        "    run: streaming\n"
+        "    streaming: {batch_changes: 50, idle_gap_ms: 0, rotate_every_s: 600}\n",
+    ).replace('notes: {rule: "my_rules:concat"}', "notes: newest")
+    assert load_project_text(text).syncs["app_shop"].streaming == StreamingSettings(50, 0, 600)
 
 
 SECRET_DSN = "postgresql://app:hunter2-secret@db.internal/app"

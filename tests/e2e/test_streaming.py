@@ -1,0 +1,235 @@
+"""The streaming run (`run: streaming`): one long-lived writer per sync reading both change
+streams continuously, in the library and through the Dagster definitions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from syncswim_defs.streaming import READY
+from syncswim_lib.config import load_project
+from syncswim_lib.pipeline.runtime import Runtime
+from syncswim_lib.pipeline.streaming import Batch, StreamingRun
+from syncswim_lib.state import leases, open_store
+from tests.e2e.dagster_dev import DagsterDev
+from tests.e2e.harness import TwoDbs, wait_for
+
+SYNC = "app_shop"
+
+
+def streaming_yaml(dbs: TwoDbs, **settings: int) -> None:
+    extra = ""
+    if settings:
+        extra = "    streaming: {" + ", ".join(f"{k}: {v}" for k, v in settings.items()) + "}\n"
+    text = dbs.yaml_path.read_text().replace(
+        "    run: micro_batch\n", "    run: streaming\n" + extra
+    )
+    dbs.yaml_path.write_text(text)
+
+
+class Streamer:
+    """A StreamingRun in a thread of the test process, with its batches recorded."""
+
+    def __init__(self, dbs: TwoDbs, **kwargs: Any) -> None:
+        self.rt = Runtime(load_project(dbs.yaml_path), dbs.state_url)
+        self.batches: list[Batch] = []
+        self.error: BaseException | None = None
+        self.result: str | None = None
+        self.run = StreamingRun(self.rt, SYNC, on_batch=self.batches.append, **kwargs)
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self.result = self.run.run()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def start(self) -> Streamer:
+        self.thread.start()
+        wait_for(lambda: len(self.run.streams) == 2 or self.error, 30, "both streams open")
+        assert self.error is None, self.error
+        return self
+
+    def stop(self, timeout: float = 30) -> str:
+        leases.request_stop(self.rt.store, SYNC, "test")
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the streaming run did not stop"
+        leases.clear_stop(self.rt.store, SYNC)
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.stop()
+        self.rt.close()
+
+
+@pytest.fixture
+def streaming(dbs: TwoDbs) -> Iterator[TwoDbs]:
+    streaming_yaml(dbs)
+    yield dbs
+
+
+def test_changes_flow_both_ways_while_the_run_keeps_going(streaming: TwoDbs) -> None:
+    dbs = streaming
+    s = Streamer(dbs).start()
+    try:
+        dbs.pg.execute("INSERT INTO customers (name, n_int) VALUES ('ada', 1)")
+        row = wait_for(
+            lambda: [r for r in dbs.my_rows("customers") if r["name"] == "ada"], 20, "pg -> my"
+        )[0]
+        dbs.my_exec("UPDATE customers SET n_int = 2 WHERE id = %s", (row["id"],))
+        wait_for(lambda: dbs.pg_rows("customers")[0]["n_int"] == 2, 20, "my -> pg")
+        dbs.my_exec("INSERT INTO products (code, title) VALUES ('p-1', 'pen')")
+        wait_for(lambda: len(dbs.pg_rows("products")) == 1, 20, "new product my -> pg")
+        assert s.thread.is_alive() and s.error is None
+        assert len(s.batches) >= 3
+        assert "stop requested" in s.stop()
+    finally:
+        s.close()
+    assert len(dbs.pg_rows("customers")) == 1 and len(dbs.my_rows("customers")) == 1
+
+
+# --- through Dagster: the sensor daemon and real run processes ----------------------------
+
+STREAM_JOB = "app_shop__streaming"
+STREAM_SENSOR = "app_shop__streaming_sensor"
+
+
+def streaming_lease(dbs: TwoDbs) -> leases.LeaseInfo | None:
+    store = open_store(dbs.state_url)
+    try:
+        held = [h for h in leases.holders(store, SYNC) if h.purpose.startswith("streaming run")]
+    finally:
+        store.close()
+    return held[0] if held else None
+
+
+def materialisations(instance: Any, entity: str) -> int:
+    from dagster import AssetKey
+
+    result = instance.fetch_materializations(AssetKey([SYNC, entity]), limit=1000)
+    return len(result.records)
+
+
+def run_status(instance: Any, run_id: str) -> Any:
+    run = instance.get_run_by_id(run_id)
+    return None if run is None else run.status
+
+
+def logged(instance: Any, run_id: str, text: str) -> bool:
+    return any(text in (e.user_message or "") for e in instance.all_logs(run_id))
+
+
+def blocked_statements(dbs: TwoDbs, locker_id: int) -> list[Any]:
+    """Statements of other sessions running for a second or more (waiting on a lock)."""
+    with dbs.my.cursor() as cur:
+        cur.execute(
+            "SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' "
+            "AND TIME >= 1 AND ID NOT IN (CONNECTION_ID(), %s) AND INFO IS NOT NULL",
+            (locker_id,),
+        )
+        return list(cur.fetchall())
+
+
+def test_streaming_run_through_dagster(streaming: TwoDbs, tmp_path: Path) -> None:
+    """The sensor keeps one streaming run up; changes flow both ways while it goes on and
+    each asset's history grows; a kill of its process while a batch waits on a row lock in
+    MariaDB loses and duplicates nothing and the sensor starts the next run; turning the
+    sensor off ends that run at a batch boundary."""
+    from dagster import DagsterRunStatus
+
+    dbs = streaming
+    dev = DagsterDev(tmp_path, dbs.yaml_path).start()
+    try:
+        instance = dev.instance()
+        first = wait_for(
+            lambda: streaming_lease(dbs) or (not dev.alive() and pytest.fail(dev.log())),
+            240,
+            "the sensor to start a streaming run",
+        )
+        run_id = first.holder.removeprefix("run:")
+        wait_for(lambda: logged(instance, run_id, READY), 60, "both change streams open")
+        assert run_status(instance, run_id) == DagsterRunStatus.STARTED
+
+        dbs.pg.execute("INSERT INTO customers (name, n_int) VALUES ('ada', 1)")
+        shop = wait_for(
+            lambda: [r for r in dbs.my_rows("customers") if r["name"] == "ada"], 30, "pg -> my"
+        )[0]
+        dbs.my_exec("UPDATE customers SET n_int = 2 WHERE id = %s", (shop["id"],))
+        wait_for(lambda: dbs.pg_rows("customers")[0]["n_int"] == 2, 30, "my -> pg")
+        wait_for(lambda: materialisations(instance, "customers") >= 2, 30, "two materialisations")
+        assert run_status(instance, run_id) == DagsterRunStatus.STARTED  # the same run goes on
+        assert streaming_lease(dbs) == first or streaming_lease(dbs).holder == first.holder  # type: ignore[union-attr]
+
+        # a batch in flight: its MariaDB apply waits on a row lock the test holds
+        locker = pymysql.connect(**dbs.my_args)
+        try:
+            with locker.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute("SELECT * FROM customers WHERE id = %s FOR UPDATE", (shop["id"],))
+            with dbs.pg.transaction():
+                dbs.pg.execute("UPDATE customers SET n_int = 3 WHERE name = 'ada'")
+                dbs.pg.execute("INSERT INTO customers (name, n_int) VALUES ('grace', 7)")
+            wait_for(
+                lambda: blocked_statements(dbs, locker.thread_id()),
+                30,
+                "the run's apply to wait on the lock",
+            )
+            os.kill(first.pid, signal.SIGKILL)
+        finally:
+            locker.rollback()
+            locker.close()
+
+        second = wait_for(
+            lambda: (le := streaming_lease(dbs)) is not None and le.holder != first.holder and le,
+            120,
+            "the sensor to start the next streaming run",
+        )
+        wait_for(
+            lambda: (
+                sorted((r["name"], r["n_int"]) for r in dbs.my_rows("customers"))
+                == [("ada", 3), ("grace", 7)]
+            ),
+            60,
+            "the killed batch applied by the next run",
+        )
+        assert run_status(instance, run_id) == DagsterRunStatus.FAILURE
+        pg_rows = dbs.pg_rows("customers")
+        assert [(r["name"], r["n_int"]) for r in pg_rows] == [("ada", 3), ("grace", 7)]
+        apps = sorted(r["app_id"] for r in dbs.my_rows("customers"))
+        assert apps == [r["id"] for r in pg_rows]  # each linked once: nothing duplicated
+
+        done = dev.cli("sensor", "stop", STREAM_SENSOR)
+        assert done.returncode == 0, done.stdout + done.stderr
+        next_id = second.holder.removeprefix("run:")
+        wait_for(
+            lambda: run_status(instance, next_id) == DagsterRunStatus.SUCCESS,
+            60,
+            "the streaming run to end once its sensor is off",
+        )
+        assert streaming_lease(dbs) is None
+        assert logged(instance, next_id, f"ended at a batch boundary: sensor {STREAM_SENSOR} was")
+    finally:
+        dev.stop()
+
+
+def test_definitions_of_a_streaming_sync(streaming: TwoDbs) -> None:
+    """A streaming sync gets its job and keeper sensor instead of the capture sensor."""
+    from syncswim_defs.factory import build_definitions
+    from syncswim_defs.naming import sensor_name
+
+    defs = build_definitions(streaming.yaml_path, state_url=streaming.state_url)
+    assert defs.resolve_job_def(STREAM_JOB) is not None
+    assert defs.resolve_sensor_def(STREAM_SENSOR) is not None
+    with pytest.raises(Exception, match="capture"):
+        defs.resolve_sensor_def(sensor_name(SYNC))
