@@ -256,7 +256,7 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
 
         def shop_rows() -> list[tuple[Any, ...]]:
             with shop.cursor() as cur:
-                cur.execute("SELECT app_id, email, name FROM customers")
+                cur.execute("SELECT app_id, email, name FROM customers ORDER BY id")
                 return list(cur.fetchall())
 
         rows = wait_for(shop_rows, SYNC_TIMEOUT, "the customer in MariaDB", logs)
@@ -273,11 +273,24 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
         data = graphql(web_port, "{ runsOrError { ... on Runs { results { runId status } } } }")
         served = {r["runId"]: r["status"] for r in data["runsOrError"]["results"]}
         assert served[run_ids[0]] == "SUCCESS"
-        # the sync state is in PostgreSQL too: the change journaled and applied there
+        # and back: a row made in MariaDB reaches PostgreSQL, which gives it its key
+        with shop.cursor() as cur:
+            cur.execute("INSERT INTO customers (email, name) VALUES ('bob@example.com', 'Bob')")
+
+        def written_back() -> bool:
+            return shop_rows()[1:] == [(2, "bob@example.com", "Bob")]
+
+        wait_for(written_back, SYNC_TIMEOUT, "Bob's PostgreSQL key in MariaDB", logs)
+        assert app.execute("SELECT id, name FROM customers ORDER BY id").fetchall() == [
+            (1, "Ada"),
+            (2, "Bob"),
+        ]
+        # the sync state is in PostgreSQL too: both changes journaled and applied there
         journal = dagster_db.execute(
-            "SELECT side, op, status FROM syncswim_state.journal WHERE sync = 'app_shop'"
+            "SELECT side, op, status FROM syncswim_state.journal WHERE sync = 'app_shop' "
+            "ORDER BY id"
         ).fetchall()
-        assert journal == [("app", "insert", "applied")]
+        assert journal == [("app", "insert", "applied"), ("shop", "insert", "applied")]
         # no secret in what was written to disk
         on_disk = (home / "dagster.yaml").read_text() + project.read_text()
         assert PASSWORD not in on_disk and "127.0.0.1" not in on_disk
