@@ -200,7 +200,7 @@ def streaming_sensor(project: Project, sync: str, target: JobDefinition) -> Sens
             failures += 1
         if failures and last_end is not None:
             wait = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]
-            if now - last_end < wait:
+            if wait and now - last_end < wait:
                 return SkipReason(
                     f"{failures} failed streaming run(s) in a row; the next starts in "
                     f"{wait - (now - last_end):.0f} s"
