@@ -87,6 +87,8 @@ class EntityPlan:
     decisions: list[str] = field(default_factory=list)  # what a person must decide
     only_on: dict[Letter, list[str]] = field(default_factory=dict)  # unmatched columns
     sql: list[tuple[Letter, str]] = field(default_factory=list)
+    new_ext: bool = False  # SOR: the external-id column is added by the SQL, empty
+    match_on: str | None = None  # a natural key to adopt existing records by (suggested)
 
     @property
     def references(self) -> dict[str, str]:
@@ -197,7 +199,40 @@ class _Planner:
         plan = EntityPlan(name, tables, {letter: infos[letter].primary_key for letter in LETTERS})
         self.mode(plan, infos)
         self.fields(plan, infos)
+        if plan.new_ext:
+            self.adoption(plan, infos)
         return plan
+
+    def adoption(self, plan: EntityPlan, infos: dict[Letter, TableInfo]) -> None:
+        """The new external-id column is empty: records already on both sides would each be
+        created again on the other side, unless linked first or adopted by `match_on`."""
+        assert plan.sor is not None
+        there = other(plan.sor)
+        side, sor_side = self.sides[there], self.sides[plan.sor]
+        column = plan.ext[there]
+
+        def text(letter: Letter, name: str) -> bool:
+            col = infos[letter].column(name)
+            return col is not None and col.family == "text"
+
+        texts = [
+            f for f in plan.fields if f.reference is None and text("a", f.a) and text("b", f.b)
+        ]
+        unique = [f for f in texts if _unique(infos["a"], f.a) or _unique(infos["b"], f.b)]
+        mails = [f for f in texts if "mail" in f.a.lower()]
+        chosen = next(iter(mails or unique), None)
+        how = (
+            f"uncomment match_on below to pair them by {chosen.a} in that run"
+            if chosen is not None
+            else "declare match_on with a natural key both sides hold (docs/config-reference.md)"
+        )
+        plan.match_on = chosen.a if chosen is not None else None
+        plan.decisions.append(
+            f"records already on both sides: fill {side.name} {column} with the "
+            f"{sor_side.name} key of the same record before the first `sync --full`, or {how}; "
+            "otherwise each becomes two rows (docs/your-own-databases.md, preparing your "
+            "tables)"
+        )
 
     # the mode ------------------------------------------------------------------------
 
@@ -310,11 +345,7 @@ class _Planner:
         if not existing:
             type_ = key_column_type(key, side.kind)
             plan.sql.append((there, add_column_sql(side.kind, plan.tables[there], column, type_)))
-            plan.decisions.append(
-                f"records already on both sides: fill {side.name} {column} with the "
-                f"{sor_side.name} key of the same record before the first `sync --full`, or "
-                "each becomes two rows (docs/your-own-databases.md, preparing your tables)"
-            )
+            plan.new_ext = True
         elif not _unique(infos[there], column):
             plan.sql.append((there, add_unique_sql(side.kind, plan.tables[there], column)))
 

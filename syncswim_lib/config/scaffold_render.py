@@ -97,6 +97,10 @@ def _entity(plan: EntityPlan, scaffold: Scaffold) -> list[str]:
     if refs:
         lines.append("        references:")
         lines += [f"          {scalar(col)}: {parent}" for col, parent in refs.items()]
+    if plan.match_on is not None:
+        lines.append(
+            f"        # match_on: {{fields: [{scalar(plan.match_on)}], normalise: [strip, lower]}}"
+        )
     return lines
 
 

@@ -177,22 +177,32 @@ def test_init_writes_what_validate_accepts_after_its_sql_and_a_sync_moves_rows(
     assert "OK: 1 syncs, 3 entities" in checked.stdout
     load_project(out)
 
+    # the suggested natural key adopts a customer already on both sides, uncommented
+    suggestion = "        # match_on: {fields: [email], normalise: [strip, lower]}\n"
+    assert text.count(suggestion) == 1 and "  orders:" in text.split(suggestion)[1]
+    out.write_text(text.replace(suggestion, suggestion.replace("# ", "", 1)))
+    checked = cli("validate", str(out), env=env)
+    assert checked.returncode == 0, checked.stderr
+
     # a sync moves rows, the order's customer translated into the other side's key
     pg.execute(
         "INSERT INTO customers (email, name, credit) VALUES ('ada@example.com', 'Ada', 12.5)"
     )
     pg.execute("INSERT INTO orders (customer_id, total, placed) VALUES (1, 99.90, '2026-01-02')")
     with my.cursor() as cur:
+        cur.execute(
+            "INSERT INTO customers (email, name, credit) VALUES ('Ada@Example.com', 'Ada', 12.5)"
+        )
         cur.execute("INSERT INTO products (sku, title, price) VALUES ('SKU-1', 'Kettle', 20)")
     assert cli("setup", str(out), env=env).returncode == 0
     synced = cli("sync", str(out), "--full", env=env)
     assert synced.returncode == 0, synced.stderr
     with my.cursor() as cur:
-        cur.execute("SELECT id, email, name FROM customers")
-        ((my_customer, email, name),) = cur.fetchall()
+        cur.execute("SELECT id, name FROM customers")
+        assert cur.fetchall() == ((1000, "Ada"),)  # adopted, not created twice
         cur.execute("SELECT customer_id, total FROM orders")
-        assert [(r[0], str(r[1])) for r in cur.fetchall()] == [(my_customer, "99.90")]
-    assert (email, name) == ("ada@example.com", "Ada")
+        assert [(r[0], str(r[1])) for r in cur.fetchall()] == [(1000, "99.90")]
+    assert pg.execute("SELECT id, name FROM customers").fetchall() == [(1, "Ada")]
     assert pg.execute("SELECT sku, title FROM products").fetchall() == [("SKU-1", "Kettle")]
     assert cli("teardown", str(out), env=env).returncode == 0
     assert sync_name == f"{a}_{b}"[:40].rstrip("_")
