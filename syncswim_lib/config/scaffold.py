@@ -14,7 +14,9 @@ is kept as notes, which `scaffold_render` writes as YAML comments:
   key is added by SQL; else a shared `shared_id` column is added on both sides;
 - fields matched by name, both directions checked: a pair that cannot convert is commented
   out with the reason, each narrowing is a comment on its field;
-- a one-column foreign key to another synced table's key becomes a `references:` entry.
+- a one-column foreign key to another synced table's key becomes a `references:` entry;
+- where the SQL adds the external-id column (empty: records already on both sides would be
+  created twice), a commented `match_on` names a natural key to adopt them by.
 """
 
 from __future__ import annotations
