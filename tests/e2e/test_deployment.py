@@ -122,6 +122,11 @@ def stop(procs: list[subprocess.Popen[bytes]], marker: str) -> None:
         p.wait(timeout=STOP_TIMEOUT)
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def graphql(port: int, query: str) -> Any:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
@@ -234,6 +239,8 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
+                        # an ignored SIGTERM (a test runner may have one) would be inherited
+                        preexec_fn=_default_signals,
                     )
                 )
 
@@ -297,9 +304,12 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
         # what the last check counts: the two processes, their code servers, any run
         assert len(leftovers({p.pid for p in procs}, str(home))) >= 2
     finally:
+        stopping = time.monotonic()
         stop(procs, str(home))
+        stopped_in = time.monotonic() - stopping
         dagster_db.close()
         app.close()
         shop.close()
     assert not leftovers({p.pid for p in procs}, str(home))
     assert not port_open(web_port)
+    assert stopped_in < STOP_TIMEOUT, f"SIGTERM did not stop them ({stopped_in:.0f} s)"
