@@ -107,6 +107,8 @@ def run_init(
         file=out,
     )
     print(f"  to decide (see the comments in the file): {_summary(scaffold)}", file=out)
+    for warning in scaffold.warnings:
+        print(f"warning: {warning}", file=err)
     blocks = sql_by_endpoint(scaffold)
     if blocks:
         print("run this SQL first:", file=out)

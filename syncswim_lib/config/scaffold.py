@@ -25,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from syncswim_lib.config.convert import check_conversion, check_key_storage, int_bytes
 from syncswim_lib.config.introspect import Database, ForeignKey, Kind
@@ -104,6 +105,7 @@ class Scaffold:
     entities: list[EntityPlan]
     only_on: dict[Letter, list[str]]  # tables on one side only
     skipped: list[tuple[str, str]]  # tables matched but not proposed, and why
+    warnings: list[str] = field(default_factory=list)  # about the pair itself
 
     def sql(self) -> list[tuple[Letter, str]]:
         return [s for e in self.entities for s in e.sql]
@@ -545,4 +547,28 @@ def propose(sides: dict[Letter, Side], tables: Sequence[str] = ()) -> Scaffold:
     only_on["b"] = [t for bare, t in by_bare["b"].items() if bare not in by_bare["a"]]
     plans = _order([planner.plan(name) for name in planner.pairs])
     sync = name_from(f"{sides['a'].name}_{sides['b'].name}", "sync")
-    return Scaffold(sides, sync, plans, only_on, skipped)
+    warnings = []
+    server = _same_postgres_server(sides["a"].db, sides["b"].db)
+    if server is not None:
+        warnings.append(
+            f"both endpoints are databases of the PostgreSQL server at {server}: a sync's "
+            f"replication slot (syncswim_{sync}) is named for the sync and slot names are "
+            "server-wide, so `syncswim setup` refuses the second side; keep the two "
+            "databases on two servers"
+        )
+    return Scaffold(sides, sync, plans, only_on, skipped, warnings)
+
+
+def _same_postgres_server(a: Database, b: Database) -> str | None:
+    """host:port when both databases are on one PostgreSQL server (by their DSNs)."""
+    if a.kind != "postgres" or b.kind != "postgres":
+        return None
+    try:
+        ends = [urlsplit(db.label) for db in (a, b)]
+        places = {(e.hostname or "localhost", e.port or 5432) for e in ends}
+    except ValueError:
+        return None
+    if len(places) != 1:
+        return None
+    host, port = places.pop()
+    return f"{host}:{port}"

@@ -115,6 +115,9 @@ def render(scaffold: Scaffold) -> str:
         "#   syncswim validate THIS_FILE   (after running the SQL below)",
         "#   syncswim setup THIS_FILE && syncswim sync THIS_FILE --full",
     ]
+    for warning in scaffold.warnings:
+        lines.append("#")
+        lines += comment(warning, 0, "decide")
     blocks = sql_by_endpoint(scaffold)
     if blocks:
         lines += ["#", "# SQL to run first (init printed it too):"]

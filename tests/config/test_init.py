@@ -435,3 +435,84 @@ def test_endpoint_names_are_distinct_and_never_reserved() -> None:
         "mode_db",
         "mysql_2024_sales",
     )
+
+
+@pytest.fixture
+def second_pg_dsn(pg_dsn: str) -> Iterator[str]:
+    """Another database on the same private PostgreSQL server."""
+    name = f"t2_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def second_mysql_dsn(mysql_dsn: str) -> Iterator[str]:
+    name = f"t2_{uuid.uuid4().hex[:10]}"
+    conn = pymysql.connect(**{**_my_args(mysql_dsn), "database": None})
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    yield mysql_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+def _run(dsn: str, statements: list[str]) -> None:
+    if dsn.startswith("postgresql"):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        return
+    conn = pymysql.connect(**_my_args(dsn))
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    conn.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_init_between_two_databases_of_one_kind(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if kind == "postgres":
+        first, second = request.getfixturevalue("pg_dsn"), request.getfixturevalue("second_pg_dsn")
+        ddl = [
+            "CREATE TABLE people (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "name text, born date)"
+        ]
+        other_ddl = ["CREATE TABLE people (id integer PRIMARY KEY, name varchar(80), born date)"]
+    else:
+        first = request.getfixturevalue("mysql_dsn")
+        second = request.getfixturevalue("second_mysql_dsn")
+        ddl = [
+            "CREATE TABLE people (id bigint unsigned AUTO_INCREMENT PRIMARY KEY, "
+            "name varchar(80), born date)"
+        ]
+        other_ddl = ["CREATE TABLE people (id int PRIMARY KEY, name varchar(80), born date)"]
+    _run(first, ddl)
+    _run(second, other_ddl)
+    out = tmp_path / "sync.yaml"
+    done = cli("init", first, second, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    doc = yaml.safe_load(out.read_text())
+    a, b = next(iter(doc["syncs"].values()))["between"]
+    assert (a, b) == tuple(doc["endpoints"]) and a != b
+    people = next(iter(doc["syncs"].values()))["entities"]["people"]
+    # only the first side generates its key: it is the system of record, whatever the kind
+    assert people["mode"] == {"system_of_record": a, "external_id": {b: f"{a}_id"}}
+    assert people["fields"] == {"name": "name", "born": "born"}
+    (statement,) = printed_sql(done.stdout)[b]
+    # a type that holds every key: bigint, and an unsigned bigint's range on MySQL
+    assert ("bigint unsigned" if kind == "mysql" else "bigint") in statement
+    _run(second, [statement])
+    env = {f"{a.upper()}_DSN": first, f"{b.upper()}_DSN": second}
+    checked = cli("validate", str(out), env=env)
+    assert checked.returncode == 0, checked.stderr
+    # two databases of one PostgreSQL server share its slot names: said before setup fails
+    same_server = "both endpoints are databases of the PostgreSQL server at 127.0.0.1:"
+    assert (same_server in done.stderr) == (kind == "postgres")
+    assert (same_server in re.sub(r"\n#   ", " ", out.read_text())) == (kind == "postgres")
