@@ -82,6 +82,19 @@ def sensor_stopped(instance: Any, name: str) -> bool:
     return any(s.instigator_name == name and s.status == InstigatorStatus.STOPPED for s in states)
 
 
+def _interruptible(body: Any) -> str:
+    """The run's result; a stop signal to the run's process (the deployment or `dagster dev`
+    shutting down) is a clean end, not a failure that would count towards the backoff: the
+    readers are closed and the lease released on the way out, and a batch it cut short is
+    finished by the next run from the journal."""
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    try:
+        return str(body())
+    except DagsterExecutionInterruptedError:
+        return "interrupted: the run's process was asked to stop"
+
+
 class _ToDagsterLog(logging.Handler):
     def __init__(self, context: OpExecutionContext) -> None:
         super().__init__(logging.WARNING)
@@ -126,15 +139,17 @@ def streaming_job(project: Project, sync: str) -> JobDefinition:
         library_log.addHandler(forward)
         try:
             with syncswim.runtime() as rt:
-                reason = StreamingRun(
-                    rt,
-                    sync,
-                    holder=holder_of(context.run_id),
-                    purpose=f"streaming run {context.run_id}",
-                    on_batch=on_batch,
-                    should_stop=should_stop,
-                    on_ready=lambda at: context.log.info(f"{sync}: {READY} {at}"),
-                ).run()
+                reason = _interruptible(
+                    lambda: StreamingRun(
+                        rt,
+                        sync,
+                        holder=holder_of(context.run_id),
+                        purpose=f"streaming run {context.run_id}",
+                        on_batch=on_batch,
+                        should_stop=should_stop,
+                        on_ready=lambda at: context.log.info(f"{sync}: {READY} {at}"),
+                    ).run()
+                )
         finally:
             library_log.removeHandler(forward)
         context.log.info(f"{sync}: the streaming run ended at a batch boundary: {reason}")

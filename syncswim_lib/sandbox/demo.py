@@ -1,5 +1,6 @@
 """`syncswim demo`: sandbox servers, a seeded schema on both sides, the initial sync, and
-the Dagster UI with the capture sensor on. Ctrl-C stops everything it started."""
+the Dagster UI with the streaming sensor on (it keeps the sync's long-lived streaming run up).
+Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
@@ -256,7 +257,7 @@ def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
             f"""
 Sync or Swim demo is running.
   Dagster UI:   http://127.0.0.1:{port}   (assets app_shop/customers, app_shop/products;
-                sensor app_shop__capture is on)
+                sensor app_shop__streaming_sensor keeps the streaming run up)
   Declaration:  {project_file}
   State store:  {redact_url(state_url)}
   Env file:     {info.env_file}   (sets DAGSTER_HOME and SYNCSWIM_PROJECT too)
@@ -265,7 +266,9 @@ Try a change on each side:
   psql "{pg_dsn}" -c "UPDATE customers SET credit_limit = 9999 WHERE email = 'ada@example.com'"
   mariadb -h 127.0.0.1 -P {info.mysql.port} -u root shop -e \\
       "INSERT INTO customers (email, name, active) VALUES ('new@example.org', 'New Person', 1)"
-Then watch the sensor start a run, and query the other side.
+The streaming run applies each within a second: query the other side, or watch the
+asset's materialisations. `syncswim stop {project_file} app_shop` (or turning the
+sensor off) stops it at a batch boundary.
 Press Ctrl-C to stop everything.
 """
         )

@@ -92,7 +92,9 @@ endpoints:
 syncs:
   app_shop:
     between: [app_db, shop_db]
-    run: micro_batch
+    # one long-lived Dagster run reads both change streams and applies within a second
+    # (docs/streaming.md); micro_batch would wait for the sensor's tick and a new run
+    run: streaming
     entities:
       customers:
         app_db:  {table: public.customers, key: [id]}
