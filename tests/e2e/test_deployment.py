@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,10 +24,9 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+import yaml
 
 from syncswim_lib.sandbox.servers import PostgresServer, free_port, port_open
-
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -159,6 +159,9 @@ def storage(pg_server: PostgresServer) -> Iterator[dict[str, str]]:
         conn.execute(f"DROP ROLE IF EXISTS {name}")
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.integration
 def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
     pg_dsn: str, mysql_dsn: str, storage: dict[str, str], tmp_path: Path
 ) -> None:
@@ -313,3 +316,45 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
     assert not leftovers({p.pid for p in procs}, str(home))
     assert not port_open(web_port)
     assert stopped_in < STOP_TIMEOUT, f"SIGTERM did not stop them ({stopped_in:.0f} s)"
+
+
+# --- the files a user copies agree with each other (no servers) ----------------------------
+
+
+def _env_names(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        if set(node) == {"env"}:
+            return {node["env"]}
+        return {n for v in node.values() for n in _env_names(v)}
+    if isinstance(node, list):
+        return {n for v in node for n in _env_names(v)}
+    return set()
+
+
+def test_the_deploy_files_name_the_same_variables_and_workspace() -> None:
+    instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    needed = _env_names(instance)
+    assert needed == {f"DAGSTER_PG_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "DB")}
+    example = (DEPLOY / "syncswim.env.example").read_text()
+    given = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
+    assert needed | {"DAGSTER_HOME", "SYNCSWIM_PROJECT", "SYNCSWIM_STATE_URL"} <= given
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert needed | {"SYNCSWIM_STATE_URL"} <= set(compose["x-syncswim"]["environment"])
+    workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
+    assert workspace == yaml.safe_load((REPO / "workspace.yaml").read_text())
+    for unit, command in (("webserver", "dagster-webserver"), ("daemon", "dagster-daemon run")):
+        text = (DEPLOY / "systemd" / f"syncswim-{unit}.service").read_text()
+        (start,) = re.findall(r"^ExecStart=(.*)$", text, re.MULTILINE)
+        assert f"/{command} -w " in start and start.split(" -w ")[1].split()[0].endswith(
+            "deploy/workspace.yaml"
+        )
+        assert "EnvironmentFile=/etc/syncswim/syncswim.env" in text
+    for service in ("webserver", "daemon"):
+        assert "deploy/workspace.yaml" in compose["services"][service]["command"]
+
+
+def test_the_deployment_guide_shows_yaml_that_parses() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs/deployment.md").read_text(), re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        assert isinstance(yaml.safe_load(block), dict), block
