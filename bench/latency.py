@@ -1,36 +1,48 @@
-"""Change-to-visible latency of the micro-batch mode, through Dagster and through the library.
+"""Change-to-visible latency of both run modes, through Dagster, and of the library path.
 
 Starts a private PostgreSQL and MariaDB (the sandbox) in a temporary folder, creates the demo
-schema and its YAML, runs the initial sync, then measures, N times per direction, from the
-commit of an UPDATE carrying a unique stamp on one side until a reader polling every 20 ms
-sees the stamp on the other:
+schema and its YAML, runs the initial sync, then measures single-row changes: an UPDATE
+carrying a unique stamp is committed on one side, and a reader polling the other side (every
+5 ms in streaming mode, 20 ms otherwise) times how long until it shows the stamp.
 
-- library: `run_entity` in this process right after the commit (what one run does, with
-  neither the sensor's wait nor a run launch), once with a fresh `Runtime` as each run opens
-  one, once with a `Runtime` kept open across changes;
-- dagster: `dagster dev` with the project's dagster.yaml in a fresh DAGSTER_HOME; the capture
-  sensor detects the change at its next tick and requests a run, which applies it.
+- streaming: `dagster dev` with the project's dagster.yaml in a fresh DAGSTER_HOME and the
+  sync in `run: streaming`; the sensor starts the long-lived run, which reads both change
+  streams continuously. Per change: detection (the autocommit UPDATE sent -> the change
+  decoded from the stream, the journal's `detected_at`) and end to end (UPDATE sent ->
+  visible on the other side). `--n` changes per direction, alternating, a random 20-200 ms apart.
+- streaming under load: the same while a paced writer commits `--load-rate` single-row
+  UPDATEs per second of other rows (products, in PostgreSQL) that the run carries too.
+- micro_batch: the sync in `run: micro_batch`; the capture sensor detects the change at its
+  next tick and requests a run. Before each change the sync is let settle (no active run,
+  the last sensor tick a skip after the last run) and a random 0-5 s pause puts the commit
+  at a random point of the sensor's 5 s loop. `--micro-n` changes per direction.
+- library: `run_entity` in this process right after the commit, with a fresh `Runtime` as
+  each run opens one, and with one kept open (`--only library`).
 
-Before each Dagster change the sync is let settle (no active run, the last sensor tick a skip
-that came after the last run) and a random 0-5 s pause puts the commit at a random point of
-the sensor's 5 s loop. Everything started is stopped on exit, Ctrl-C and errors.
+Everything started is stopped on exit, Ctrl-C and errors. `--quick` (the suite's smoke
+test): streaming through Dagster, a few changes per direction, every one must arrive and
+have a detection time; exit 1 otherwise; nothing is timed against a target.
 
-    .venv/bin/python bench/latency.py [--n 8] [--max-seconds 1200] [--only dagster]
-        [--instance-yaml other-dagster.yaml]
+    .venv/bin/python bench/latency.py [--n 200] [--micro-n 20] [--load-rate 1000]
+        [--only streaming|load|micro_batch|library] [--max-seconds 3600] [--json out.json]
+        [--quick] [--instance-yaml other-dagster.yaml]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -49,13 +61,17 @@ sys.path.insert(0, str(REPO))
 from syncswim_lib.config import load_project  # noqa: E402
 from syncswim_lib.pipeline.run import run_entity, run_sync  # noqa: E402
 from syncswim_lib.pipeline.runtime import Runtime  # noqa: E402
+from syncswim_lib.pipeline.statehome import state_url_for  # noqa: E402
 from syncswim_lib.sandbox.demo import seed, stop_dagster  # noqa: E402
 from syncswim_lib.sandbox.demo_schema import DEMO_YAML  # noqa: E402
 from syncswim_lib.sandbox.manager import sandbox_down, sandbox_up  # noqa: E402
 from syncswim_lib.sandbox.servers import free_port  # noqa: E402
+from syncswim_lib.state import leases, open_store  # noqa: E402
 
 SYNC, ENTITY, SENSOR = "app_shop", "customers", "app_shop__capture"
 POLL = 0.02
+STREAM_POLL = 0.005
+LOAD_ROWS = 500  # products the background writer updates in turn
 SENSOR_LOOP = 5.0  # the sensor daemon's minimum loop (platform notes)
 CHANGE_TIMEOUT = 60.0
 WARM_UP_TIMEOUT = 300.0  # the first change waits for dagster dev and its code server to start
@@ -73,6 +89,9 @@ class Bench:
     deadline: float
     samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     phases: list[tuple[float, float, float]] = field(default_factory=list)
+    state_db: Path | None = None  # the SQLite state store, for detection times
+    poll: float = POLL
+    missing: list[str] = field(default_factory=list)  # stamps never seen (quick mode)
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -97,12 +116,21 @@ class Bench:
     def change(
         self, direction: str, after_commit: Callable[[], object], timeout: float = CHANGE_TIMEOUT
     ) -> tuple[float, float]:
-        """Commit a stamped UPDATE on one side; (commit wall time, seconds until visible)."""
+        """Commit a stamped UPDATE on one side (autocommit); (wall time it was sent, seconds
+        from then until visible on the other side)."""
+        wall, took, _ = self.stamped(direction, after_commit, timeout)
+        return wall, took
+
+    def stamped(
+        self, direction: str, after_commit: Callable[[], object], timeout: float = CHANGE_TIMEOUT
+    ) -> tuple[float, float, str]:
+        """`change`, also returning the stamp written."""
         stamp = f"bench {uuid.uuid4().hex[:12]}"
         if direction == DIRECTIONS[0]:
             app_id, _ = self.pair("ada@example.com")
-            self.pg.execute("UPDATE customers SET full_name = %s WHERE id = %s", (stamp, app_id))
+            # the clock starts as the autocommit UPDATE is sent (its commit is inside it)
             t0, wall = time.monotonic(), time.time()
+            self.pg.execute("UPDATE customers SET full_name = %s WHERE id = %s", (stamp, app_id))
 
             def seen() -> bool:
                 q = "SELECT name FROM customers WHERE app_customer_id = %s"
@@ -110,8 +138,8 @@ class Bench:
         else:
             app_id, shop_id = self.pair("grace@example.com")
             with self.my.cursor() as cur:
+                t0, wall = time.monotonic(), time.time()
                 cur.execute("UPDATE customers SET name = %s WHERE id = %s", (stamp, shop_id))
-            t0, wall = time.monotonic(), time.time()
 
             def seen() -> bool:
                 q = "SELECT full_name FROM customers WHERE id = %s"
@@ -123,8 +151,22 @@ class Bench:
         while not seen():
             if time.monotonic() > limit:
                 raise OutOfTime(f"{direction}: {stamp} not visible after {timeout:.0f}s")
-            time.sleep(POLL)
-        return wall, time.monotonic() - t0
+            time.sleep(self.poll)
+        return wall, time.monotonic() - t0, stamp
+
+    def detected(self, stamp: str, wall: float) -> float | None:
+        """Seconds from sending the committing statement to the change decoded from its
+        stream (the journal's `detected_at`, stamped by the reader as the commit arrives)."""
+        assert self.state_db is not None
+        with sqlite3.connect(f"file:{self.state_db}?mode=ro", uri=True, timeout=30) as db:
+            row = db.execute(
+                "SELECT detected_at FROM journal WHERE sync = ? AND after LIKE ? "
+                "ORDER BY id DESC LIMIT 1",
+                (SYNC, f"%{stamp}%"),
+            ).fetchone()
+        if row is None:
+            return None
+        return datetime.fromisoformat(row[0]).timestamp() - wall
 
     def record(self, path: str, direction: str, seconds: float) -> None:
         self.samples.setdefault((path, direction), []).append(seconds)
@@ -202,12 +244,84 @@ def dagster(b: Bench, n: int, proc: subprocess.Popen[bytes]) -> None:
                 time.sleep(0.2)
             time.sleep(random.uniform(0, SENSOR_LOOP))  # a random phase of the sensor loop
             wall, took = b.change(direction, alive)
-            b.record("dagster (sensor + run)", direction, took)
+            b.record("micro-batch (sensor + run)", direction, took)
             after = datetime.fromtimestamp(wall, UTC)
             runs = instance.get_run_records(RunsFilter(created_after=after), ascending=True)
             if runs and runs[0].start_time:
                 created = runs[0].create_timestamp.timestamp()
                 b.phases.append((created - wall, runs[0].start_time - created, took))
+
+
+# --- the streaming run through Dagster ----------------------------------------------------
+
+
+def _streaming_up(project: Path) -> bool:
+    store = open_store(state_url_for(load_project(project)))
+    try:
+        return any(h.purpose.startswith("streaming run") for h in leases.holders(store, SYNC))
+    finally:
+        store.close()
+
+
+class Load(threading.Thread):
+    """Single-row UPDATEs of products in PostgreSQL at `rate` per second, paced."""
+
+    def __init__(self, pg_dsn: str, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.pg_dsn, self.rate = pg_dsn, rate
+        self.done = threading.Event()
+        self.sent = 0
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        with psycopg.connect(self.pg_dsn, autocommit=True) as pg:
+            ids = [r[0] for r in pg.execute("SELECT id FROM products ORDER BY id").fetchall()]
+            start = time.monotonic()
+            while not self.done.is_set():
+                due = start + self.sent / self.rate
+                now = time.monotonic()
+                if due > now:
+                    time.sleep(due - now)
+                pid = ids[self.sent % len(ids)]
+                pg.execute("UPDATE products SET price = price + 0.01 WHERE id = %s", (pid,))
+                self.sent += 1
+            self.seconds = time.monotonic() - start
+
+    @property
+    def achieved(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+
+def streaming(b: Bench, n: int, proc: subprocess.Popen[bytes], project: Path, label: str) -> None:
+    def alive() -> None:
+        if proc.poll() is not None:
+            raise OutOfTime(f"dagster dev exited with code {proc.returncode}")
+
+    b.poll = STREAM_POLL
+    while not _streaming_up(project):
+        alive()
+        if b.remaining() < 1:
+            raise OutOfTime("the streaming run did not start")
+        time.sleep(0.2)
+    print("  (warm-up change per direction, not counted)", flush=True)
+    for direction in DIRECTIONS:
+        b.change(direction, alive, WARM_UP_TIMEOUT)
+    for _ in range(n):
+        for direction in DIRECTIONS:
+            time.sleep(random.uniform(0.02, 0.2))
+            try:
+                wall, took, stamp = b.stamped(direction, alive)
+            except OutOfTime as e:
+                b.missing.append(str(e))
+                if b.remaining() < 1:
+                    raise
+                continue
+            b.record(f"{label}, end to end", direction, took)
+            seen = b.detected(stamp, wall)
+            if seen is None:
+                b.missing.append(f"{direction}: {stamp} has no journal entry")
+            else:
+                b.samples.setdefault((f"{label}, detection", direction), []).append(seen)
 
 
 # --- setup, report, teardown ---------------------------------------------------------------
@@ -249,20 +363,36 @@ def _machine(
     ]
 
 
-def report(b: Bench, machine: list[str]) -> None:
+def _pct(xs: list[float], q: float) -> float:
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def report(b: Bench, machine: list[str], extra: list[str]) -> dict[str, Any]:
     print("\nmachine:")
-    for line in machine:
+    for line in [*machine, *extra]:
         print(f"  {line}")
-    print(f"\n{'path':<24} {'direction':<10} {'n':>3} {'median':>9} {'min':>9} {'max':>9}")
+    head = f"{'path':<34} {'direction':<10} {'n':>4}"
+    print(f"\n{head} {'p50':>8} {'p95':>8} {'p99':>8} {'min':>8} {'max':>8}")
+    rows = []
     med: dict[tuple[str, str], float] = {}
     for (path, direction), xs in b.samples.items():
         med[(path, direction)] = statistics.median(xs)
+        row = {
+            "path": path,
+            "direction": direction,
+            "n": len(xs),
+            **{f"p{q}": _pct(xs, q / 100) for q in (50, 95, 99)},
+            "min": min(xs),
+            "max": max(xs),
+        }
+        rows.append(row)
         print(
-            f"{path:<24} {direction:<10} {len(xs):>3} {statistics.median(xs) * 1000:>7.0f}ms"
-            f" {min(xs) * 1000:>7.0f}ms {max(xs) * 1000:>7.0f}ms"
+            f"{path:<34} {direction:<10} {len(xs):>4}"
+            + "".join(f" {row[k] * 1000:>6.0f}ms" for k in ("p50", "p95", "p99", "min", "max"))
         )
     for direction in DIRECTIONS:
-        d = med.get(("dagster (sensor + run)", direction))
+        d = med.get(("micro-batch (sensor + run)", direction))
         for lib in ("library, fresh runtime", "library, warm runtime"):
             if d and (x := med.get((lib, direction))):
                 print(f"ratio dagster / {lib:<22} {direction}: {d / x:6.1f}x")
@@ -275,11 +405,16 @@ def report(b: Bench, machine: list[str]) -> None:
             f" (sensor tick + capture), created → started {launch:.2f} s (launch),"
             f" commit → visible {total:.2f} s"
         )
+    if b.missing:
+        print(f"\n{len(b.missing)} changes not seen or not journaled:")
+        for m in b.missing[:20]:
+            print(f"  {m}")
+    return {"machine": [*machine, *extra], "rows": rows, "missing": b.missing}
 
 
-def prepare(base: Path, instance_yaml: Path) -> tuple[str, str, Path]:
-    """Servers, the demo schema and declaration, a fresh DAGSTER_HOME, the initial sync;
-    returns the two DSNs and the declaration's path."""
+def prepare(base: Path) -> tuple[str, str, Path]:
+    """Servers, the demo schema (and LOAD_ROWS more products) and declaration, the initial
+    sync; returns the two DSNs and the declaration's path."""
     info = sandbox_up(base, salesforce=False)
     root = _my_connect(info.mysql.url, None)
     with root.cursor() as cur:
@@ -287,16 +422,18 @@ def prepare(base: Path, instance_yaml: Path) -> tuple[str, str, Path]:
     root.close()
     pg_dsn, my_dsn = info.postgres.url, info.mysql.url.rstrip("/") + "/shop"
     seed(pg_dsn, my_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        pg.execute(
+            "INSERT INTO products (sku, name, price, in_stock) "
+            "SELECT 'load-' || g, 'load ' || g, 1.00, true FROM generate_series(1, %s) g",
+            (LOAD_ROWS,),
+        )
     project = base / "latency.yaml"
-    project.write_text(DEMO_YAML)
-    home = base / "dagster_home"
-    home.mkdir()
-    shutil.copy(instance_yaml, home / "dagster.yaml")
+    project.write_text(DEMO_YAML)  # run: streaming
     os.environ.update(
         {
             "SYNCSWIM_PG_DSN": pg_dsn,
             "SYNCSWIM_MYSQL_DSN": my_dsn,
-            "DAGSTER_HOME": str(home),
             "SYNCSWIM_PROJECT": str(project),
         }
     )
@@ -305,14 +442,26 @@ def prepare(base: Path, instance_yaml: Path) -> tuple[str, str, Path]:
     return pg_dsn, my_dsn, project
 
 
-def start_dagster(base: Path) -> subprocess.Popen[bytes]:
+def set_mode(project: Path, mode: str) -> None:
+    text = project.read_text()
+    for other in ("run: streaming", "run: micro_batch"):
+        text = text.replace(other, f"run: {mode}")
+    project.write_text(text)
+
+
+def start_dagster(base: Path, instance_yaml: Path, name: str) -> subprocess.Popen[bytes]:
+    """`dagster dev` in a fresh DAGSTER_HOME (one per mode: no history carried over)."""
+    home = base / f"dagster_home_{name}"
+    home.mkdir()
+    shutil.copy(instance_yaml, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
     # a fresh SQLite instance created by several processes at once can break
     subprocess.run(
         [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"], check=True
     )
     dagster_bin = str(Path(sys.executable).with_name("dagster"))
     port = str(free_port())
-    with open(base / "dagster.log", "wb") as log:
+    with open(base / f"dagster_{name}.log", "wb") as log:
         return subprocess.Popen(
             [dagster_bin, "dev", "-w", str(REPO / "workspace.yaml"), "-p", port, "-h", "127.0.0.1"],
             cwd=REPO,
@@ -324,9 +473,19 @@ def start_dagster(base: Path) -> subprocess.Popen[bytes]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=8, help="changes per direction and path")
-    ap.add_argument("--max-seconds", type=float, default=1200, help="bound on the whole run")
-    ap.add_argument("--only", choices=["library", "dagster"], help="measure one path only")
+    ap.add_argument("--n", type=int, default=200, help="streaming changes per direction")
+    ap.add_argument("--micro-n", type=int, default=20, help="micro-batch changes per direction")
+    ap.add_argument("--lib-n", type=int, default=8, help="library changes per direction")
+    ap.add_argument("--load-rate", type=float, default=1000, help="background changes/s")
+    ap.add_argument("--max-seconds", type=float, default=3600, help="bound on the whole run")
+    ap.add_argument(
+        "--only",
+        choices=["streaming", "load", "micro_batch", "library", "dagster"],
+        action="append",
+        help="measure these paths only (repeatable; dagster = streaming, load, micro_batch)",
+    )
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--quick", action="store_true", help="smoke run: streaming, 5 changes each")
     ap.add_argument(
         "--instance-yaml",
         type=Path,
@@ -334,6 +493,11 @@ def main() -> int:
         help="the Dagster instance settings to measure (default: the project's dagster.yaml)",
     )
     a = ap.parse_args()
+    only = set(a.only or ["streaming", "load", "micro_batch"])
+    if "dagster" in only:
+        only |= {"streaming", "load", "micro_batch"}
+    if a.quick:
+        only, a.n, a.max_seconds = {"streaming"}, 5, min(a.max_seconds, 300)
     # a child inherits an ignored SIGINT (`bench &` in a script) and dagster then ignores
     # SIGTERM; a handler of ours is reset to the default in the child instead
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -341,27 +505,70 @@ def main() -> int:
     load_at_start = os.getloadavg()
     base = Path(tempfile.mkdtemp(prefix="syncswim-latency-"))
     proc: subprocess.Popen[bytes] | None = None
+    instance_yaml = a.instance_yaml.resolve()
     try:
-        pg_dsn, my_dsn, project = prepare(base, a.instance_yaml.resolve())
+        pg_dsn, my_dsn, project = prepare(base)
         pg = psycopg.connect(pg_dsn, autocommit=True)
         my = _my_connect(my_dsn, "shop")
         b = Bench(pg, my, time.monotonic() + a.max_seconds)
+        b.state_db = Path(state_url_for(load_project(project)).removeprefix("sqlite:///"))
         machine = _machine(pg, my, load_at_start)
         machine.append(f"Dagster instance settings: {a.instance_yaml}")
+        extra: list[str] = []
         try:
-            if a.only != "dagster":
-                print(f"library path, {a.n} changes per direction and runtime:", flush=True)
-                library(b, project, a.n)
-            if a.only != "library":
-                proc = start_dagster(base)
-                print(f"dagster path, {a.n} changes per direction:", flush=True)
-                dagster(b, a.n, proc)
+            if only & {"streaming", "load"}:
+                set_mode(project, "streaming")
+                proc = start_dagster(base, instance_yaml, "streaming")
+                if "streaming" in only:
+                    print(f"streaming, {a.n} changes per direction:", flush=True)
+                    streaming(b, a.n, proc, project, "streaming")
+                if "load" in only:
+                    load = Load(pg_dsn, a.load_rate)
+                    load.start()
+                    try:
+                        print(f"streaming under {a.load_rate:.0f} changes/s:", flush=True)
+                        streaming(b, a.n, proc, project, f"streaming, {a.load_rate:.0f}/s load")
+                    finally:
+                        load.done.set()
+                        load.join()
+                    extra.append(
+                        f"background load: {load.sent} UPDATEs in {load.seconds:.0f} s, "
+                        f"{load.achieved:.0f}/s achieved of {a.load_rate:.0f}/s offered"
+                    )
+                stop_dagster(proc)
+                proc = None
+            if "micro_batch" in only:
+                set_mode(project, "micro_batch")
+                b.poll = POLL
+                proc = start_dagster(base, instance_yaml, "micro_batch")
+                print(f"micro-batch, {a.micro_n} changes per direction:", flush=True)
+                dagster(b, a.micro_n, proc)
+                stop_dagster(proc)
+                proc = None
+            if "library" in only:
+                set_mode(project, "micro_batch")
+                print(f"library path, {a.lib_n} changes per direction and runtime:", flush=True)
+                library(b, project, a.lib_n)
         except OutOfTime as e:
             print(f"stopped early: {e or 'out of time'}", file=sys.stderr)
+            b.missing.append(f"stopped early: {e or 'out of time'}")
         finally:
             pg.close()
             my.close()
-        report(b, machine)
+        figures = report(b, machine, extra)
+        if a.json is not None:
+            a.json.write_text(json.dumps(figures, indent=2))
+        if a.quick:
+            seen = {k: len(v) for k, v in b.samples.items()}
+            want = [
+                (f"streaming, {what}", d)
+                for what in ("end to end", "detection")
+                for d in DIRECTIONS
+            ]
+            if b.missing or any(seen.get(k, 0) < a.n for k in want):
+                print(f"quick: FAILED ({seen}, missing {b.missing})", file=sys.stderr)
+                return 1
+            print("quick: every change arrived and was journaled")
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

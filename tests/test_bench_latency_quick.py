@@ -1,0 +1,36 @@
+"""`bench/latency.py --quick` in the suite: the streaming run through `dagster dev` carries
+every change of each direction and journals it with a detection time (correctness, not
+speed: nothing is compared with a target)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_latency_quick_every_change_arrives(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "latency.py"), "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-4000:])
+    assert "quick: every change arrived and was journaled" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["missing"] == []
+    got = {(r["path"], r["direction"]): r["n"] for r in data["rows"]}
+    for direction in ("app→shop", "shop→app"):
+        for what in ("end to end", "detection"):
+            assert got[(f"streaming, {what}", direction)] == 5
