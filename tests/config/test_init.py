@@ -516,3 +516,56 @@ def test_init_between_two_databases_of_one_kind(
     same_server = "both endpoints are databases of the PostgreSQL server at 127.0.0.1:"
     assert (same_server in done.stderr) == (kind == "postgres")
     assert (same_server in re.sub(r"\n#   ", " ", out.read_text())) == (kind == "postgres")
+
+
+def test_a_self_reference_and_a_foreign_key_on_one_side_become_references() -> None:
+    def people(name: str) -> TableInfo:
+        return TableInfo(
+            name,
+            (
+                _col("id", "int", "integer", nullable=False, auto_generated=True),
+                _col("boss_id", "int", "integer"),
+                _col("team_id", "int", "integer"),
+            ),
+            ("id",),
+            (("id",),),
+        )
+
+    def teams(name: str) -> TableInfo:
+        key = _col("id", "int", "integer", nullable=False, auto_generated=True)
+        return TableInfo(name, (key, _col("app_id", "int", "integer")), ("id",), (("id",),))
+
+    a_fks = {
+        "public.people": (
+            ForeignKey("boss_id", "public.people", "id"),
+            ForeignKey("team_id", "public.teams", "id"),
+        )
+    }
+    b_fks = {"people": (ForeignKey("boss_id", "people", "id"),)}  # team_id: no constraint
+    sides = {
+        "a": Side(
+            "app",
+            "A",
+            _db(
+                "postgres",
+                "app",
+                {"public.people": people("public.people"), "public.teams": teams("public.teams")},
+                a_fks,
+            ),
+        ),
+        "b": Side(
+            "shop",
+            "B",
+            _db("mysql", "shop", {"people": people("people"), "teams": teams("teams")}, b_fks),
+        ),
+    }
+    scaffold = propose(sides)  # type: ignore[arg-type]
+    assert [p.name for p in scaffold.entities] == ["teams", "people"]  # parents first
+    plan = scaffold.entities[1]
+    assert plan.references == {"boss_id": "people", "team_id": "teams"}
+    assert any("team_id: a foreign key to teams on one side only" in n for n in plan.notes)
+    teams_plan = scaffold.entities[0]
+    assert teams_plan.ext == {"b": "app_id"}  # there already: only its unique index added
+    assert teams_plan.sql == [("b", "ALTER TABLE `teams` ADD UNIQUE (`app_id`);")]
+    text = render(scaffold)
+    assert "        references:\n          boss_id: people\n          team_id: teams\n" in text
