@@ -152,7 +152,9 @@ def render(scaffold: Scaffold) -> str:
         "syncs:",
         f"  {scaffold.sync}:",
         f"    between: [{a}, {b}]",
-        "    run: micro_batch   # the capture sensor reads both change streams at its tick",
+        "    # streaming (the default between databases): one long-lived run reads both change",
+        "    # streams and applies as changes come; micro_batch: a run per capture sensor tick",
+        "    run: streaming",
         "    entities:",
     ]
     for i, plan in enumerate(scaffold.entities):

@@ -134,6 +134,7 @@ def test_init_writes_what_validate_accepts_after_its_sql_and_a_sync_moves_rows(
     pg_ep, my_ep = (a, b) if order == "pg_first" else (b, a)
     assert doc["endpoints"][pg_ep] == {"kind": "postgres", "dsn": {"env": f"{pg_ep.upper()}_DSN"}}
     assert doc["endpoints"][my_ep] == {"kind": "mysql", "dsn": {"env": f"{my_ep.upper()}_DSN"}}
+    assert sync["run"] == "streaming"  # the default between two databases, written out
     entities = sync["entities"]
     assert list(entities) == ["customers", "orders", "products"]  # parents first
     # the first DSN generates keys too: it is the system of record
