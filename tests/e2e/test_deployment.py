@@ -37,20 +37,20 @@ SYNC_TIMEOUT = 60.0  # a sensor tick (>= 5 s), the run launch, the run
 STOP_TIMEOUT = 30.0
 
 DECLARATION = """
-state: {env: SYNCSWIM_STATE_URL}
+state: {{env: SYNCSWIM_STATE_URL}}
 endpoints:
-  app: {kind: postgres, dsn: {env: APP_DB_DSN}}
-  shop: {kind: mysql, dsn: {env: SHOP_DB_DSN}}
+  app: {{kind: postgres, dsn: {{env: APP_DB_DSN}}}}
+  shop: {{kind: mysql, dsn: {{env: SHOP_DB_DSN}}}}
 syncs:
   app_shop:
     between: [app, shop]
-    run: micro_batch
+    run: {run}
     entities:
       customers:
-        app: {table: public.customers, key: [id]}
-        shop: {table: customers, key: [id]}
-        mode: {system_of_record: app, external_id: {shop: app_id}}
-        fields: {email: email, name: name}
+        app: {{table: public.customers, key: [id]}}
+        shop: {{table: customers, key: [id]}}
+        mode: {{system_of_record: app, external_id: {{shop: app_id}}}}
+        fields: {{email: email, name: name}}
 """
 
 
@@ -162,9 +162,12 @@ def storage(pg_server: PostgresServer) -> Iterator[dict[str, str]]:
 @pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.integration
+@pytest.mark.parametrize("run", ["micro_batch", "streaming"])
 def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
-    pg_dsn: str, mysql_dsn: str, storage: dict[str, str], tmp_path: Path
+    pg_dsn: str, mysql_dsn: str, storage: dict[str, str], tmp_path: Path, run: str
 ) -> None:
+    """micro_batch: the daemon's capture sensor starts a run per batch; streaming: its
+    sensor keeps one long-lived run up, which applies the changes as they come."""
     app = psycopg.connect(pg_dsn, autocommit=True)
     app.execute("CREATE TABLE customers (id serial PRIMARY KEY, email text, name text)")
     rest, shop_db = mysql_dsn.rsplit("/", 1)
@@ -182,7 +185,7 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
     home.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
     project = tmp_path / "sync.yaml"
-    project.write_text(DECLARATION)
+    project.write_text(DECLARATION.format(run=run))
     pg_port = storage["port"]
     store_url = f"postgresql://{storage['user']}:{PASSWORD}@127.0.0.1:{pg_port}/{storage['db']}"
     env = {
@@ -272,17 +275,28 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
         rows = wait_for(shop_rows, SYNC_TIMEOUT, "the customer in MariaDB", logs)
         assert rows == [(1, "ada@example.com", "Ada")]
 
-        def succeeded() -> list[str]:
+        # a micro-batch run ends once applied; the streaming run stays up
+        status, job = (
+            ("SUCCESS", "__ASSET_JOB")
+            if run == "micro_batch"
+            else (
+                "STARTED",
+                "app_shop__streaming",
+            )
+        )
+
+        def recorded() -> list[str]:
             found = dagster_db.execute(
-                "SELECT run_id FROM runs WHERE status = 'SUCCESS' ORDER BY id"
+                "SELECT run_id FROM runs WHERE status = %s AND pipeline_name = %s ORDER BY id",
+                (status, job),
             ).fetchall()
             return [r[0] for r in found]
 
-        run_ids = wait_for(succeeded, SYNC_TIMEOUT, "a successful run in the instance", logs)
+        run_ids = wait_for(recorded, SYNC_TIMEOUT, f"a {status} {job} run in the instance", logs)
         # the webserver, another process, serves the same run from the same storage
         data = graphql(web_port, "{ runsOrError { ... on Runs { results { runId status } } } }")
         served = {r["runId"]: r["status"] for r in data["runsOrError"]["results"]}
-        assert served[run_ids[0]] == "SUCCESS"
+        assert served[run_ids[0]] == status
         # and back: a row made in MariaDB reaches PostgreSQL, which gives it its key
         with shop.cursor() as cur:
             cur.execute("INSERT INTO customers (email, name) VALUES ('bob@example.com', 'Bob')")
