@@ -177,7 +177,7 @@ def _sync(
     return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming)
 
 
-_STREAMING_KEYS = {"batch_changes": 1, "idle_gap_ms": 0, "rotate_every_s": 60}
+_STREAMING_KEYS = {"batch_changes": 1, "idle_gap_ms": 0, "max_batch_ms": 1, "rotate_every_s": 60}
 
 
 def _run_mode(

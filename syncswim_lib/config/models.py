@@ -241,12 +241,14 @@ class Entity:
 @dataclass(frozen=True)
 class StreamingSettings:
     """`streaming:` of a sync (run: streaming). A batch closes when `batch_changes` changes
-    are journaled or when no new transaction came for `idle_gap_ms`; the long-lived run
+    are journaled, when no new transaction came for `idle_gap_ms`, or `max_batch_ms` after
+    its first change (under a steady stream the idle gap never comes); the long-lived run
     ends itself after `rotate_every_s` at a batch boundary and its sensor starts the next."""
 
     batch_changes: int = 1000
     idle_gap_ms: int = 20
     rotate_every_s: int = 3600
+    max_batch_ms: int = 100
 
 
 @dataclass(frozen=True)

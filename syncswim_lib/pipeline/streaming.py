@@ -11,7 +11,8 @@ It is the same pipeline as a micro-batch run, driven differently:
    instead of peeking or polling, so `capture_endpoint` (journal with the position in one
    transaction, then confirm) and `run_entities` are used unchanged.
 3. As soon as a transaction arrives it is journaled; more are journaled while they keep
-   coming, until `batch_changes` changes or an idle gap of `idle_gap_ms`; then the entities
+   coming, until `batch_changes` changes, an idle gap of `idle_gap_ms` or `max_batch_ms`
+   after the first; then the entities
    with pending changes and their descendants run (`run_entities`, dependency order) and
    `on_batch` reports each entity's batch.
 4. Between batches (and only there) it renews its lease and asks whether to stop: a stop
@@ -194,7 +195,11 @@ class StreamingRun:
             echoes: Counter[str] = Counter()
             captured = self._journal(echoes)
             idle = self.settings.idle_gap_ms / 1000
-            while captured < self.settings.batch_changes and wake.wait(idle):
+            close_at = time.monotonic() + self.settings.max_batch_ms / 1000
+            while captured < self.settings.batch_changes:
+                left = close_at - time.monotonic()
+                if left <= 0 or not wake.wait(min(idle, left)):
+                    break
                 wake.clear()
                 captured += self._journal(echoes)
             if captured:

@@ -326,11 +326,16 @@ CASES = {
         edit("    between:", "    streaming: {idle_gap: 5}\n    between:"),
         "syncs.app_shop.streaming.idle_gap",
         "unknown key 'idle_gap' in streaming (expected one of: batch_changes, idle_gap_ms, "
-        "rotate_every_s",
+        "max_batch_ms, rotate_every_s",
     ),
     "streaming_bad_batch": (
         edit("    between:", "    streaming: {batch_changes: 0}\n    between:"),
         "syncs.app_shop.streaming.batch_changes",
+        "expected a whole number of at least 1, got the number 0",
+    ),
+    "streaming_zero_max_batch": (
+        edit("    between:", "    streaming: {max_batch_ms: 0}\n    between:"),
+        "syncs.app_shop.streaming.max_batch_ms",
         "expected a whole number of at least 1, got the number 0",
     ),
     "streaming_short_rotation": (

@@ -191,7 +191,7 @@ def test_run_defaults_to_streaming_between_two_databases() -> None:
     )
     sync = load_project_text(text).syncs["app_shop"]
     assert sync.run == "streaming"
-    assert sync.streaming == StreamingSettings(1000, 20, 3600)  # the documented defaults
+    assert sync.streaming == StreamingSettings(1000, 20, 3600, 100)  # the documented defaults
 
 
 def test_streaming_settings_are_read() -> None:
@@ -199,9 +199,11 @@ def test_streaming_settings_are_read() -> None:
     text = text.replace(
         "    run: micro_batch\n",
         "    run: streaming\n"
-        "    streaming: {batch_changes: 50, idle_gap_ms: 0, rotate_every_s: 600}\n",
+        "    streaming: {batch_changes: 50, idle_gap_ms: 0, rotate_every_s: 600, "
+        "max_batch_ms: 30}\n",
     ).replace('notes: {rule: "my_rules:concat"}', "notes: newest")
-    assert load_project_text(text).syncs["app_shop"].streaming == StreamingSettings(50, 0, 600)
+    got = load_project_text(text).syncs["app_shop"].streaming
+    assert got == StreamingSettings(50, 0, 600, 30)
 
 
 SECRET_DSN = "postgresql://app:hunter2-secret@db.internal/app"

@@ -367,6 +367,18 @@ def test_syncswim_stop_errors(streaming: TwoDbs, capsys: pytest.CaptureFixture[s
     assert "runs micro_batch, there is no streaming run to stop" in capsys.readouterr().err
 
 
+def test_a_batch_closes_after_max_batch_ms_without_an_idle_gap(streaming: TwoDbs) -> None:
+    """With an idle gap that never comes in time, the batch still closes `max_batch_ms`
+    after its first change (what keeps latency bounded under a steady stream)."""
+    settings = StreamingSettings(idle_gap_ms=600_000, max_batch_ms=50)
+    s = Streamer(streaming, settings=settings).start()
+    try:
+        streaming.pg.execute("INSERT INTO customers (name) VALUES ('not kept waiting')")
+        wait_for(lambda: streaming.my_rows("customers"), 20, "the batch to close and apply")
+    finally:
+        s.close()
+
+
 def test_the_run_rotates_after_its_period(streaming: TwoDbs) -> None:
     s = Streamer(streaming, settings=StreamingSettings(rotate_every_s=1)).start()
     s.thread.join(30)
