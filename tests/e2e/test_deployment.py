@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
 PASSWORD = "dg-Pw7s3cret"
-START_TIMEOUT = 60.0  # webserver and daemon loading the code location on a loaded machine
+START_TIMEOUT = 120.0  # webserver and daemon loading the code location on a loaded machine
 SYNC_TIMEOUT = 60.0  # a sensor tick (>= 5 s), the run launch, the run
 STOP_TIMEOUT = 30.0
 
