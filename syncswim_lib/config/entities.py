@@ -380,9 +380,8 @@ def _match_on(
             steps = block["normalise"]
             steps = steps if isinstance(steps, list) else [steps]
             if not steps or not all(isinstance(x, str) and x.strip() for x in steps):
-                raise n_at.error(
-                    f"expected a transform name or a list of them, got {describe(block['normalise'])}"
-                )
+                got = describe(block["normalise"])
+                raise n_at.error(f"expected a transform name or a list of them, got {got}")
             try:
                 normalise = build_transform(steps, scope.search_dir)
             except TransformError as exc:
