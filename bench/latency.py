@@ -477,6 +477,7 @@ def main() -> int:
     ap.add_argument("--micro-n", type=int, default=20, help="micro-batch changes per direction")
     ap.add_argument("--lib-n", type=int, default=8, help="library changes per direction")
     ap.add_argument("--load-rate", type=float, default=1000, help="background changes/s")
+    ap.add_argument("--load-n", type=int, help="changes per direction under load (default --n)")
     ap.add_argument("--max-seconds", type=float, default=3600, help="bound on the whole run")
     ap.add_argument(
         "--only",
@@ -527,7 +528,8 @@ def main() -> int:
                     load.start()
                     try:
                         print(f"streaming under {a.load_rate:.0f} changes/s:", flush=True)
-                        streaming(b, a.n, proc, project, f"streaming, {a.load_rate:.0f}/s load")
+                        label = f"streaming, {a.load_rate:.0f}/s load"
+                        streaming(b, a.load_n or a.n, proc, project, label)
                     finally:
                         load.done.set()
                         load.join()
