@@ -17,7 +17,10 @@ from typing import Any, Literal, Protocol
 
 from syncswim_lib.envelope import Change, Position
 
-Status = Literal["pending", "waiting", "applied", "skipped", "conflict", "failed"]
+# failed: the target rejected the record (or a rule raised); later runs try it again,
+# each time after a longer wait (`retry.records`). parked: it failed that many times and
+# waits for `syncswim retry` or a manual materialisation of its asset.
+Status = Literal["pending", "waiting", "applied", "skipped", "conflict", "failed", "parked"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class EntryUpdate:
     entry_id: int
     status: Status
     detail: dict[str, Any] | None = None
+    next_attempt_at: datetime | None = None  # status failed: not tried again before this
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,30 @@ class StateStore(Protocol):
         ...
 
     def pending_counts(self, sync: str) -> dict[str, int]:
-        """entity -> number of `pending` entries (entities with none are absent); `waiting`
-        entries do not count: they wait for a newer change of their record."""
+        """entity -> number of `pending` entries and of `failed` ones due for another try
+        (entities with none are absent); `waiting` entries do not count: they wait for a
+        newer change of their record, nor do `parked` ones: they wait for `retry`."""
+        ...
+
+    def retry_due(self, sync: str, entity: str, now: datetime | None = None) -> int:
+        """`failed` entries of the entity whose next try is due (by `now`) become `pending`
+        again, attempts kept; returns how many."""
+        ...
+
+    def requeue(
+        self,
+        sync: str,
+        entity: str,
+        side: str | None = None,
+        keys: Sequence[dict[str, Any]] | None = None,
+    ) -> int:
+        """`failed` and `parked` entries (those captured on `side`, with one of `keys`)
+        become `pending` again, due or not, attempts kept; returns how many."""
+        ...
+
+    def status_counts(self, sync: str, entity: str) -> dict[str, int]:
+        """status -> number of the entity's entries that are not settled (pending, waiting,
+        failed, parked); statuses with none are absent."""
         ...
 
     def set_batch(self, entry_ids: Sequence[int], batch_id: str) -> list[int]:

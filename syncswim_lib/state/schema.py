@@ -37,7 +37,7 @@ POSTGRES = Dialect(
     bool="boolean",
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -154,6 +154,75 @@ CREATE INDEX IF NOT EXISTS conflicts_key_b ON conflicts (sync, entity, key_b_tex
 }
 
 
+_STATUS_CHECK = (
+    "CHECK (status IN ('pending', 'waiting', 'applied', 'skipped', 'conflict', 'failed', 'parked'))"
+)
+
+# the journal columns of version 2, in order (version 3's rebuild of the SQLite table)
+_V2_JOURNAL = (
+    "id, sync, entity, side, op, table_name, key_text, key, before, after, changed_fields, "
+    "position, position_key, commit_ts, detected_at, origin, status, batch_id, detail, "
+    "applied_at, attempts, created_at"
+)
+
+# version 3: status `parked` (a record that failed `retry.records.attempts` times, left
+# alone until `syncswim retry`) and `next_attempt_at` (when a `failed` record is tried
+# again). SQLite cannot change a CHECK constraint in place: the table is rebuilt, its
+# AUTOINCREMENT counter carried over so that no id is ever given twice.
+_V3: dict[str, str] = {
+    "postgres": f"""
+ALTER TABLE journal ADD COLUMN IF NOT EXISTS next_attempt_at {{ts}};
+ALTER TABLE journal DROP CONSTRAINT IF EXISTS journal_status_check;
+ALTER TABLE journal ADD CONSTRAINT journal_status_check {_STATUS_CHECK};
+CREATE INDEX IF NOT EXISTS journal_retry ON journal (sync, entity, next_attempt_at)
+    WHERE status = 'failed';
+""",
+    "sqlite": f"""
+CREATE TABLE journal_v3 (
+    id {{id_pk}},
+    sync TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    side TEXT NOT NULL,
+    op TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    key_text TEXT NOT NULL,
+    key {{json}} NOT NULL,
+    before {{json}},
+    after {{json}},
+    changed_fields {{json}},
+    position {{json}} NOT NULL,
+    position_key TEXT NOT NULL,
+    commit_ts {{ts}},
+    detected_at {{ts}} NOT NULL,
+    origin TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    batch_id TEXT,
+    detail {{json}},
+    applied_at {{ts}},
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at {{ts}} NOT NULL,
+    next_attempt_at {{ts}},
+    {_STATUS_CHECK},
+    UNIQUE (sync, side, table_name, position_key, key_text)
+);
+INSERT INTO journal_v3 ({_V2_JOURNAL}) SELECT {_V2_JOURNAL} FROM journal;
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'journal_v3', seq FROM sqlite_sequence WHERE name = 'journal'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'journal_v3');
+UPDATE sqlite_sequence SET seq = (
+    SELECT MAX(seq) FROM sqlite_sequence WHERE name IN ('journal', 'journal_v3'))
+    WHERE name = 'journal_v3';
+DROP TABLE journal;
+ALTER TABLE journal_v3 RENAME TO journal;
+CREATE INDEX IF NOT EXISTS journal_status ON journal (sync, entity, status);
+CREATE INDEX IF NOT EXISTS journal_key ON journal (sync, entity, key_text);
+CREATE INDEX IF NOT EXISTS journal_batch ON journal (batch_id) WHERE batch_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS journal_retry ON journal (sync, entity, next_attempt_at)
+    WHERE status = 'failed';
+""",
+}
+
+
 def _statements(template: str, dialect: Dialect) -> list[str]:
     text = template.format(id_pk=dialect.id_pk, json=dialect.json, ts=dialect.ts, bool=dialect.bool)
     lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
@@ -167,6 +236,8 @@ def ddl(dialect: Dialect) -> list[str]:
 
 def migration(dialect: Dialect, version: int) -> list[str]:
     """The statements that bring a store at `version - 1` to `version` (none: nothing)."""
+    if version == 3:
+        return _statements(_V3[dialect.name], dialect)
     return _statements(MIGRATIONS.get(version, ""), dialect)
 
 
@@ -219,10 +290,13 @@ PENDING = (
     "AND status IN ('pending', 'waiting') AND id > ? ORDER BY id LIMIT ?"
 )
 
-# only `pending` asks for a run: a `waiting` entry (no external id yet) is looked at again
-# when a newer change of the same record arrives, not on every sensor tick
+# only `pending`, and `failed` entries due for another try, ask for a run: a `waiting`
+# entry (no external id yet) is looked at again when a newer change of the same record
+# arrives, not on every sensor tick; a `parked` one waits for `syncswim retry`
 PENDING_COUNTS = (
-    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status = 'pending' "
+    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND (status = 'pending' OR "
+    "(status = 'failed' AND batch_id IS NULL AND "
+    "(next_attempt_at IS NULL OR next_attempt_at <= ?))) "
     # our own writes coming back are settled by the next run anyway: alone they must not
     # start one (every run would otherwise be followed by a run that only skips echoes)
     "AND (origin IS NULL OR origin <> sync) "
@@ -243,8 +317,26 @@ IN_FLIGHT = (
 UPDATE_ENTRY = (
     "UPDATE journal SET status = ?, detail = ?, batch_id = NULL, "
     "applied_at = COALESCE(?, applied_at), "
-    "attempts = attempts + ? "
+    "attempts = attempts + ?, next_attempt_at = ? "
     "WHERE id = ? AND sync = ? AND entity = ?"
+)
+
+# `failed` entries whose next try is due go back to `pending`, attempts kept (a plain run)
+RETRY_DUE = (
+    "UPDATE journal SET status = 'pending', next_attempt_at = NULL "
+    "WHERE sync = ? AND entity = ? AND status = 'failed' AND batch_id IS NULL "
+    "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+)
+
+# `syncswim retry` and a manual materialisation: failed and parked entries, due or not
+REQUEUE = (
+    "UPDATE journal SET status = 'pending', next_attempt_at = NULL "
+    "WHERE sync = ? AND entity = ? AND status IN ('failed', 'parked') AND batch_id IS NULL"
+)
+
+STATUS_COUNTS = (
+    "SELECT status, COUNT(*) FROM journal WHERE sync = ? AND entity = ? "
+    "AND status IN ('pending', 'waiting', 'failed', 'parked') GROUP BY status"
 )
 
 FINISH_BATCH = "UPDATE journal SET batch_id = NULL WHERE sync = ? AND batch_id = ?"

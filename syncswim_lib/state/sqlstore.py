@@ -21,7 +21,7 @@ from syncswim_lib.state.base import (
 )
 
 STATUSES: frozenset[str] = frozenset(
-    ("pending", "waiting", "applied", "skipped", "conflict", "failed")
+    ("pending", "waiting", "applied", "skipped", "conflict", "failed", "parked")
 )
 CONFLICT_STATUSES: frozenset[str] = frozenset(("decided", "open", "resolved", "applied"))
 RESOLUTIONS: frozenset[str] = frozenset(("a", "b", "value"))
@@ -157,8 +157,40 @@ class SqlStateStore:
 
     def pending_counts(self, sync: str) -> dict[str, int]:
         with self._read() as cur:
-            cur.execute(self._q(schema.PENDING_COUNTS), (sync,))
+            cur.execute(self._q(schema.PENDING_COUNTS), (sync, self._ts_in(utcnow())))
             return {str(entity): int(n) for entity, n in cur.fetchall()}
+
+    def retry_due(self, sync: str, entity: str, now: datetime | None = None) -> int:
+        with self._write() as cur:
+            cur.execute(self._q(schema.RETRY_DUE), (sync, entity, self._ts_in(now or utcnow())))
+            return max(cur.rowcount, 0)
+
+    def requeue(
+        self,
+        sync: str,
+        entity: str,
+        side: str | None = None,
+        keys: Sequence[dict[str, Any]] | None = None,
+    ) -> int:
+        query = schema.REQUEUE
+        params: list[Any] = [sync, entity]
+        if side is not None:
+            query += " AND side = ?"
+            params.append(side)
+        with self._write() as cur:
+            if keys is None:
+                cur.execute(self._q(query), params)
+                return max(cur.rowcount, 0)
+            done = 0
+            for key in keys:
+                cur.execute(self._q(query + " AND key_text = ?"), (*params, codec.key_text(key)))
+                done += max(cur.rowcount, 0)
+            return done
+
+    def status_counts(self, sync: str, entity: str) -> dict[str, int]:
+        with self._read() as cur:
+            cur.execute(self._q(schema.STATUS_COUNTS), (sync, entity))
+            return {str(status): int(n) for status, n in cur.fetchall()}
 
     def set_batch(self, entry_ids: Sequence[int], batch_id: str) -> list[int]:
         if not entry_ids:
@@ -349,7 +381,8 @@ class SqlStateStore:
                 u.status,
                 codec.dumps_opt(u.detail),
                 stamp if u.status in ("applied", "skipped") else None,
-                1 if u.status == "failed" else 0,
+                1 if u.status in ("failed", "parked") else 0,
+                self._ts_in(u.next_attempt_at) if u.status == "failed" else None,
                 u.entry_id,
                 batch.sync,
                 batch.entity,

@@ -279,7 +279,11 @@ def test_release_hands_entries_back(store: SqlStateStore, make_change: MakeChang
         BatchRecord(
             "s1",
             "customers",
-            entries=[EntryUpdate(ids[0], "applied"), EntryUpdate(ids[1], "failed", {"e": "x"})],
+            entries=[
+                EntryUpdate(ids[0], "applied"),
+                # not due for another try yet: it asks for no run
+                EntryUpdate(ids[1], "failed", {"e": "x"}, datetime.now(UTC) + timedelta(hours=1)),
+            ],
             release=[ids[2], ids[3], ids[3]],  # a repeated id counts once
             finished_batch_ids=["b1"],
         )

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from syncswim_lib.envelope import Change, PgPosition
-from syncswim_lib.state import schema
-from syncswim_lib.state.base import BatchRecord, ConflictRecord, EntryUpdate, Link
+from syncswim_lib.state import codec, schema
+from syncswim_lib.state.base import BatchRecord, ConflictRecord, Link
 from syncswim_lib.state.sqlstore import SqlStateStore
 
 MakeChange = Callable[..., Change]
@@ -51,10 +51,17 @@ def _version_1_store(
         BatchRecord(
             "s1",
             "customers",
-            entries=[EntryUpdate(ids[0], "applied", {"written": {"name": "c0"}})],
             upsert_links=[Link("s1", "customers", {"id": 0}, {"id": 1000}, {"name": "c0"})],
         )
     )
+    # as version 1 recorded an outcome (today's statement sets columns it did not have)
+    with old._write() as cur:
+        cur.execute(
+            old._q(
+                "UPDATE journal SET status = 'applied', detail = ?, applied_at = ? WHERE id = ?"
+            ),
+            (codec.dumps({"written": {"name": "c0"}}), old._ts_in(datetime.now(UTC)), ids[0]),
+        )
     return old
 
 
