@@ -64,6 +64,10 @@ TEST_SCHEMA: list[dict[str, Any]] = [
                 "unique": True,
             },
             {"name": "Salary__c", "type": "currency"},
+            # small precisions, so the range checks have boundaries a test can reach
+            {"name": "Bonus__c", "type": "currency", "precision": 5, "scale": 2},
+            {"name": "Rate__c", "type": "percent", "precision": 3, "scale": 1},
+            {"name": "Score__c", "type": "double", "precision": 4, "scale": 0},
             {"name": "Start__c", "type": "date"},
             {"name": "Active__c", "type": "boolean"},
             {

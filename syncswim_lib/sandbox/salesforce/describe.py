@@ -47,7 +47,7 @@ def describe_field(f: FieldDef) -> dict[str, Any]:
         "defaultedOnCreate": f.defaulted_on_create,
         "dependentPicklist": False,
         "deprecatedAndHidden": False,
-        "digits": 9 if f.type == "int" else 0,
+        "digits": f.digits,
         "displayLocationInDecimal": False,
         "encrypted": False,
         "externalId": f.external_id,

@@ -30,6 +30,8 @@ STRING_TYPES = frozenset(
     }
 )
 NUMBER_TYPES = frozenset({"double", "currency", "percent"})
+# describe `digits` of the integer types when a spec gives none (int is 32-bit, long 64-bit)
+_DEFAULT_DIGITS = {"int": 9, "long": 18}
 _ADDRESS_PARTS = (
     ("street", "Street", "textarea", 255),
     ("city", "City", "string", 40),
@@ -65,6 +67,7 @@ class FieldDef:
     components: tuple[tuple[str, str], ...] = ()  # compound fields: (key, component field)
     precision: int = 0
     scale: int = 0
+    digits: int = 0  # int/long only: the most decimal digits a value may have
 
     @property
     def required_on_create(self) -> bool:
@@ -159,6 +162,7 @@ def _field_from_spec(spec: Mapping[str, Any]) -> FieldDef:
         components=tuple((str(k), str(v)) for k, v in spec.get("components", {}).items()),
         precision=int(spec.get("precision", 18 if ftype in NUMBER_TYPES else 0)),
         scale=int(spec.get("scale", 2 if ftype in NUMBER_TYPES else 0)),
+        digits=int(spec.get("digits", _DEFAULT_DIGITS.get(ftype, 0))),
     )
 
 

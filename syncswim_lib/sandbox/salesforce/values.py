@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from . import ids
@@ -91,22 +93,9 @@ def coerce(sobject: str, f: FieldDef, value: Any) -> Any:
             return value.lower() == "true"
         raise _deser_error("boolean", value)
     if t in ("int", "long"):
-        if isinstance(value, bool):
-            raise _deser_error("int", value)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-            return int(value)
-        raise _deser_error("int", value)
+        return _whole_number(f, value)
     if t in NUMBER_TYPES:
-        if isinstance(value, bool):
-            raise _deser_error("double", value)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise _deser_error("double", value) from None
+        return _decimal_number(f, value)
     if t == "date":
         d = parse_date(value) if isinstance(value, str) else None
         if d is None:
@@ -129,6 +118,50 @@ def coerce(sobject: str, f: FieldDef, value: Any) -> Any:
             )
         return rid
     return value
+
+
+def _out_of_range(f: FieldDef, value: Any) -> ApiError:
+    return ApiError(
+        400,
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        f"{f.label}: value outside of valid range on numeric field: {value}",
+        [f.name],
+    )
+
+
+def _whole_number(f: FieldDef, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _deser_error("int", value)
+    whole_float = isinstance(value, float) and value.is_integer()
+    digit_text = isinstance(value, str) and re.fullmatch(r"-?\d+", value) is not None
+    if not (isinstance(value, int) or whole_float or digit_text):
+        raise _deser_error("int", value)
+    n = int(value)
+    if abs(n) >= 10**f.digits:
+        raise _out_of_range(f, value)
+    return n
+
+
+def _decimal_number(f: FieldDef, value: Any) -> float:
+    """A double/currency/percent as a real org stores it: rounded half up to the field's
+    scale, refused when its whole part needs more than precision - scale digits."""
+    if isinstance(value, bool):
+        raise _deser_error("double", value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _deser_error("double", value) from None
+    if not math.isfinite(number):
+        raise _deser_error("double", value)
+    limit = Decimal(10) ** (f.precision - f.scale)
+    # repr, not the binary value: 12.345 must round like the decimal the caller wrote
+    exact = Decimal(repr(number))
+    if abs(exact) >= limit:  # checked first: quantize would overflow on huge values
+        raise _out_of_range(f, value)
+    rounded = exact.quantize(Decimal(10) ** -f.scale, rounding=ROUND_HALF_UP)
+    if abs(rounded) >= limit:
+        raise _out_of_range(f, value)
+    return float(rounded)
 
 
 def compound_value(f: FieldDef, rec: dict[str, Any]) -> Any:
