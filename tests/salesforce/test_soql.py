@@ -171,6 +171,16 @@ def test_string_escapes(sf: Salesforce, data: dict[str, str]) -> None:
             "Didn't understand relationship 'Foo'",
         ),
         ("SELECT Id FROM Account OFFSET 2001", "NUMBER_OUTSIDE_VALID_RANGE", "2000"),
+        (
+            "SELECT Id FROM Account WHERE Name = 'a' AND Name = 'b' OR Name = 'c'",
+            "MALFORMED_QUERY",
+            "ERROR at Row:1:Column:56\nunexpected token: 'OR'",
+        ),
+        (
+            "SELECT Id FROM Account WHERE Name = 'a' OR (Name = 'b' OR Name = 'c') AND Name = 'd'",
+            "MALFORMED_QUERY",
+            "unexpected token: 'AND'",
+        ),
     ],
 )
 def test_errors(sf: Salesforce, soql: str, code: str, fragment: str) -> None:

@@ -292,18 +292,16 @@ class Parser:
         return OrderItem(f, desc, nulls_last)
 
     def cond(self) -> Cond:
-        items = [self.and_cond()]
-        while self.kw("OR"):
-            self.take()
-            items.append(self.and_cond())
-        return items[0] if len(items) == 1 else BoolOp("OR", tuple(items))
-
-    def and_cond(self) -> Cond:
         items = [self.not_cond()]
-        while self.kw("AND"):
-            self.take()
+        op = ""
+        while self.kw("AND", "OR"):
+            if op and self.tok.upper != op:
+                # SOQL gives AND no precedence over OR: a real org refuses the mix
+                # unless parentheses group it.
+                raise self.fail()
+            op = self.take().upper
             items.append(self.not_cond())
-        return items[0] if len(items) == 1 else BoolOp("AND", tuple(items))
+        return items[0] if len(items) == 1 else BoolOp(op, tuple(items))
 
     def not_cond(self) -> Cond:
         if self.kw("NOT"):
