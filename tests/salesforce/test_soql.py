@@ -87,6 +87,34 @@ def test_order_limit_offset(sf: Salesforce, data: dict[str, str]) -> None:
     assert names(sf, emp + " NULLS LAST, Name DESC") == ["beta", "Acme", "Late", "Gamma 100%"]
 
 
+def test_order_by_picklist_follows_its_defined_order(sf: Salesforce) -> None:
+    fields = cast(SFType, sf.Account).describe()["fields"]
+    defined = [
+        v["value"] for v in next(f for f in fields if f["name"] == "Rating")["picklistValues"]
+    ]
+    assert defined == ["Hot", "Warm", "Cold"]  # not alphabetical, or the test proves nothing
+    acc = cast(SFType, sf.Account)
+    for rating in ("Cold", "Lukewarm", "Hot", None, "Blazing", "Warm"):
+        parent = acc.create({"Name": f"r-{rating}", "Rating": rating})["id"]
+        cast(SFType, sf.Contact).create({"LastName": f"c-{rating}", "AccountId": parent})
+    ratings = [
+        r["Rating"] for r in sf.query("SELECT Rating FROM Account ORDER BY Rating")["records"]
+    ]
+    # values the picklist does not define come after the defined ones, alphabetically
+    assert ratings == [None, "Hot", "Warm", "Cold", "Blazing", "Lukewarm"]
+    desc = sf.query("SELECT Rating FROM Account ORDER BY Rating DESC NULLS LAST")["records"]
+    assert [r["Rating"] for r in desc] == ["Lukewarm", "Blazing", "Cold", "Warm", "Hot", None]
+    kids = sf.query("SELECT LastName FROM Contact ORDER BY Account.Rating NULLS LAST")
+    assert [r["LastName"] for r in kids["records"]] == [
+        "c-Hot",
+        "c-Warm",
+        "c-Cold",
+        "c-Blazing",
+        "c-Lukewarm",
+        "c-None",
+    ]
+
+
 def test_parent_fields_nested(sf: Salesforce, data: dict[str, str]) -> None:
     res = sf.query(
         "SELECT Id, LastName, Account.Name, Account.Owner.Name FROM Contact ORDER BY LastName"

@@ -34,18 +34,34 @@ def _candidates(c: _Compiler, obj: ObjectDef, q: Query) -> Iterable[Rec]:
 def _sort(c: _Compiler, obj: ObjectDef, q: Query, rows: list[Rec]) -> list[Rec]:
     for item in reversed(q.order):
         r = c.resolve(obj, item.field)
-        get = c.getter(r)
-        low = r.final.type in STRING_TYPES
-
-        def key(rec: Rec, get: Callable[[Rec], Any] = get, low: bool = low) -> Any:
-            v = get(rec)
-            return v.lower() if low and isinstance(v, str) else v
+        key = _sort_key(r.final, c.getter(r))
 
         present = [x for x in rows if key(x) is not None]
         absent = [x for x in rows if key(x) is None]
         present.sort(key=key, reverse=item.desc)
         rows = present + absent if item.nulls_last else absent + present
     return rows
+
+
+def _sort_key(f: FieldDef, get: Callable[[Rec], Any]) -> Callable[[Rec], Any]:
+    """None stays None (the caller places nulls); text sorts case-insensitively."""
+    if f.type == "picklist":
+        # A real org sorts a picklist by the order its values are defined in; a value the
+        # picklist does not define (an unrestricted one) sorts after all the defined ones.
+        rank = {v.lower(): i for i, v in enumerate(f.picklist_values)}
+        undefined = len(rank)
+
+        def by_rank(rec: Rec) -> Any:
+            v = get(rec)
+            if v is None:
+                return None
+            low = str(v).lower()
+            return (rank.get(low, undefined), low)
+
+        return by_rank
+    if f.type in STRING_TYPES:
+        return lambda rec: v.lower() if isinstance(v := get(rec), str) else v
+    return get
 
 
 def run_query(c: _Compiler, q: Query, raw: bool, rows: Iterable[Rec] | None) -> QueryResult:
