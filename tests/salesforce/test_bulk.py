@@ -101,6 +101,15 @@ def test_upsert_by_external_id(sf: Salesforce, tag: str) -> None:
     assert [r["Name"] for r in names["records"]] == [f"{tag} new {i}" for i in range(5)]
 
 
+def test_upsert_by_non_unique_external_id_is_case_sensitive(sf: Salesforce, tag: str) -> None:
+    upper = rest(sf, "Account").create({"Name": f"{tag} upper", "Region__c": f"{tag}-EU"})["id"]
+    records = [{"Region__c": f"{tag}-eu", "Name": f"{tag} lower"}]
+    [result] = bulk2(sf, "Account").upsert(records=records, external_id_field="Region__c", wait=0)
+    [done] = rows(bulk2(sf, "Account").get_successful_records(str(result["job_id"])))
+    assert done["sf__Created"] == "true" and done["sf__Id"] != upper
+    assert rest(sf, "Account").get(upper)["Name"] == f"{tag} upper"
+
+
 def test_failures_are_reported_in_failed_results(sf: Salesforce, tag: str) -> None:
     records = [
         {"Name": f"{tag}-ok", "Phone": "1"},

@@ -45,7 +45,7 @@ def test_upsert_on_old_api_returns_204(sf_emulator: Emulator) -> None:
 
 def test_upsert_multiple_matches_is_300_with_urls(sf: Salesforce) -> None:
     a = accounts(sf).create({"Name": "x", "Region__c": "EU"})["id"]
-    b = accounts(sf).create({"Name": "y", "Region__c": "eu"})["id"]
+    b = accounts(sf).create({"Name": "y", "Region__c": "EU"})["id"]
     with pytest.raises(SalesforceMoreThanOneRecord) as exc:
         accounts(sf).upsert("Region__c/EU", {"Name": "z"})
     assert exc.value.status == 300
@@ -114,3 +114,23 @@ def test_contact_ext_id_case_sensitive(sf: Salesforce) -> None:
 
 def upsert_status(sf: Salesforce, path: str, body: dict[str, Any]) -> int:
     return cast(int, accounts(sf).upsert(path, body))
+
+
+def test_non_unique_ext_id_matches_case_sensitively(sf: Salesforce) -> None:
+    # Only a Unique, case-insensitive external id matches "ABC" with "abc"; Region__c is an
+    # external id without Unique.
+    fields = accounts(sf).describe()["fields"]
+    region = next(f for f in fields if f["name"] == "Region__c")
+    assert (region["externalId"], region["unique"]) == (True, False)
+    eu = accounts(sf).create({"Name": "upper", "Region__c": "EU"})["id"]
+    with pytest.raises(SalesforceResourceNotFound):
+        accounts(sf).get_by_custom_id("Region__c", "eu")
+    created = accounts(sf).upsert("Region__c/eu", {"Name": "lower"}, raw_response=True)
+    assert created.status_code == 201
+    lower = created.json()["id"]
+    assert lower != eu
+    assert accounts(sf).upsert("Region__c/EU", {"Name": "upper 2"}) == 200
+    assert accounts(sf).get(eu)["Name"] == "upper 2"
+    assert accounts(sf).get(lower)["Name"] == "lower"
+    contact = cast(SFType, sf.Contact).create({"LastName": "k", "Account": {"Region__c": "eu"}})
+    assert cast(SFType, sf.Contact).get(contact["id"])["AccountId"] == lower

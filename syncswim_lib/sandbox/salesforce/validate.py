@@ -146,5 +146,8 @@ class Validator:
 
 
 def ext_key(f: FieldDef, value: Any) -> str:
+    """The form a value is matched and de-duplicated by. Salesforce matches "ABC" with
+    "abc" only on a Unique field declared case-insensitive; every other field (a
+    non-unique external id included) compares exactly."""
     s = str(value)
-    return s if f.case_sensitive else s.lower()
+    return s.lower() if f.unique and not f.case_sensitive else s
