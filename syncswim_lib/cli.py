@@ -107,6 +107,12 @@ def _audit(a: argparse.Namespace) -> Any:
     )
 
 
+def _verify(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.verify_cmd import verify
+
+    return verify(a.path, a.entity, a.limit, as_json=a.json)
+
+
 def _conflicts_list(a: argparse.Namespace) -> Any:
     from syncswim_lib.pipeline.conflicts_cmd import list_conflicts
 
@@ -252,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--since", metavar="WHEN", help="detected since: 30m, 2h, 7d or an ISO time")
     au.add_argument("--limit", default="200", metavar="N", help="at most N (default 200)")
     au.add_argument("--json", action="store_true", help="one JSON object per line")
+    ve = spec(cmd("verify", _verify, "compare both sides record by record; read only"))
+    ve.add_argument("--entity", help="only this entity (or sync.entity)")
+    ve.add_argument(
+        "--limit", default="100", metavar="N", help="differences shown per entity (default 100)"
+    )
+    ve.add_argument("--json", action="store_true", help="one JSON object per line")
 
     conflicts = sub.add_parser(
         "conflicts",
