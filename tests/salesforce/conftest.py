@@ -75,6 +75,13 @@ TEST_SCHEMA: list[dict[str, Any]] = [
                 "type": "multipicklist",
                 "picklistValues": ["Python", "SQL", "Apex"],
             },
+            {
+                "name": "Shifts__c",
+                "type": "multipicklist",
+                "picklistValues": ["Early", "Late", "Night"],
+                "restrictedPicklist": True,
+            },
+            {"name": "Notes__c", "type": "textarea", "length": 32768},
         ],
     },
 ]

@@ -149,3 +149,37 @@ def test_number_out_of_range_in_bulk_ingest(sf: Salesforce) -> None:
     [failed] = rows(bulk2(sf, "Account").get_failed_records(str(result["job_id"])))
     assert failed["sf__Error"].startswith(f"{OUT_OF_RANGE}:")
     assert failed["sf__Error"].endswith(":NumberOfEmployees --")
+
+
+@pytest.mark.parametrize(
+    "address", ["not-an-email", "two@@example.com", "no spaces@example.com", "a@nodot"]
+)
+def test_invalid_email_is_refused(sf: Salesforce, address: str) -> None:
+    contacts = sobject(sf, "Contact")
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        contacts.create({"LastName": "mail", "Email": address})
+    err = refused(exc)
+    assert err == {
+        "message": f"Email: invalid email address: {address}",
+        "errorCode": "INVALID_EMAIL_ADDRESS",
+        "fields": ["Email"],
+    }
+    rid = contacts.create({"LastName": "mail", "Email": "Ann.O-Neil+sync@mail.example.co.uk"})["id"]
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        contacts.update(rid, {"Email": address})
+    assert refused(exc)["errorCode"] == "INVALID_EMAIL_ADDRESS"
+    assert contacts.get(rid)["Email"] == "Ann.O-Neil+sync@mail.example.co.uk"
+
+
+def test_restricted_multipicklist_refuses_undefined_values(sf: Salesforce) -> None:
+    emp = sobject(sf, "Employee__c")
+    rid = emp.create({"Name": "m", "Shifts__c": "Early;Night", "Skills__c": "Python;Cobol"})["id"]
+    rec = emp.get(rid)
+    assert (rec["Shifts__c"], rec["Skills__c"]) == ("Early;Night", "Python;Cobol")
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        emp.update(rid, {"Shifts__c": "Early;Weekend"})
+    err = refused(exc)
+    assert err["errorCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert err["fields"] == ["Shifts__c"]
+    assert "Weekend" in err["message"]
+    assert emp.get(rid)["Shifts__c"] == "Early;Night"

@@ -16,6 +16,9 @@ _DT_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})"
 )
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Looser than RFC 5322 on purpose: it refuses only what a real org is sure to refuse (no
+# single @, blanks, a domain without a dot), so valid addresses never fail here.
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
 
 def fmt_datetime(dt: datetime) -> str:
@@ -71,19 +74,26 @@ def coerce(sobject: str, f: FieldDef, value: Any) -> Any:
         s = str(value)
         if s == "":
             return None  # Salesforce stores empty text as null
-        if t == "picklist" and f.restricted_picklist and s not in f.picklist_values:
-            raise ApiError(
-                400,
-                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                f"{f.label}: bad value for restricted picklist field: {s}",
-                [f.name],
-            )
+        if f.restricted_picklist and t in ("picklist", "multipicklist"):
+            chosen = s.split(";") if t == "multipicklist" else [s]
+            bad = next((v for v in chosen if v not in f.picklist_values), None)
+            if bad is not None:
+                raise ApiError(
+                    400,
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{f.label}: bad value for restricted picklist field: {bad}",
+                    [f.name],
+                )
         if len(s) > f.length:
             raise ApiError(
                 400,
                 "STRING_TOO_LONG",
                 f"{f.label}: data value too large: {s[:40]} (max length={f.length})",
                 [f.name],
+            )
+        if t == "email" and not _EMAIL_RE.fullmatch(s):
+            raise ApiError(
+                400, "INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {s}", [f.name]
             )
         return s
     if t == "boolean":
