@@ -115,6 +115,21 @@ def test_order_by_picklist_follows_its_defined_order(sf: Salesforce) -> None:
     ]
 
 
+@pytest.mark.parametrize("sobject", ["Account", "Contact", "Employee__c"])
+def test_describe_filterable_and_sortable_hold_in_soql(sf: Salesforce, sobject: str) -> None:
+    def accepted(soql: str) -> bool:
+        try:
+            sf.query(soql)
+        except SalesforceMalformedRequest:
+            return False
+        return True
+
+    for f in cast(SFType, getattr(sf, sobject)).describe()["fields"]:
+        name = f["name"]
+        assert accepted(f"SELECT Id FROM {sobject} WHERE {name} = null") == f["filterable"], name
+        assert accepted(f"SELECT Id FROM {sobject} ORDER BY {name}") == f["sortable"], name
+
+
 def test_parent_fields_nested(sf: Salesforce, data: dict[str, str]) -> None:
     res = sf.query(
         "SELECT Id, LastName, Account.Name, Account.Owner.Name FROM Contact ORDER BY LastName"
@@ -199,6 +214,26 @@ def test_string_escapes(sf: Salesforce, data: dict[str, str]) -> None:
             "Didn't understand relationship 'Foo'",
         ),
         ("SELECT Id FROM Account OFFSET 2001", "NUMBER_OUTSIDE_VALID_RANGE", "2000"),
+        (
+            "SELECT Id FROM Account WHERE Description = 'x'",
+            "INVALID_FIELD",
+            "ERROR at Row:1:Column:30\nfield 'Description' can not be filtered in query call",
+        ),
+        (
+            "SELECT Id FROM Employee__c WHERE Name != null AND notes__c LIKE 'x%'",
+            "INVALID_FIELD",
+            "field 'Notes__c' can not be filtered in query call",
+        ),
+        (
+            "SELECT Id FROM Account ORDER BY Description",
+            "INVALID_FIELD",
+            "ERROR at Row:1:Column:33\nfield 'Description' can not be sorted in a query call",
+        ),
+        (
+            "SELECT Id FROM Employee__c ORDER BY Name, Skills__c DESC",
+            "INVALID_FIELD",
+            "field 'Skills__c' can not be sorted in a query call",
+        ),
         (
             "SELECT Id FROM Account WHERE Name = 'a' AND Name = 'b' OR Name = 'c'",
             "MALFORMED_QUERY",

@@ -29,7 +29,6 @@ def _soap_type(ftype: str) -> str:
 
 def describe_field(f: FieldDef) -> dict[str, Any]:
     text = f.type in STRING_TYPES
-    sortable = f.type not in ("textarea", "multipicklist", "address") or f.length <= 255
     return {
         "aggregatable": f.type not in ("textarea", "address"),
         "autoNumber": False,
@@ -52,7 +51,7 @@ def describe_field(f: FieldDef) -> dict[str, Any]:
         "encrypted": False,
         "externalId": f.external_id,
         "extraTypeInfo": None,
-        "filterable": f.type != "address",
+        "filterable": f.filterable,
         "filteredLookupInfo": None,
         "groupable": f.type
         not in (
@@ -99,7 +98,7 @@ def describe_field(f: FieldDef) -> dict[str, Any]:
         "scale": f.scale,
         "searchPrefilterable": False,
         "soapType": _soap_type(f.type),
-        "sortable": sortable,
+        "sortable": f.sortable,
         "type": f.type,
         "unique": f.unique,
         "updateable": f.updateable,

@@ -74,6 +74,22 @@ class FieldDef:
         return not self.nillable and self.createable and not self.defaulted_on_create
 
     @property
+    def long_text(self) -> bool:
+        return self.type == "textarea" and self.length > 255
+
+    @property
+    def filterable(self) -> bool:
+        """Whether SOQL may filter on it (describe `filterable`): not a long text area nor a
+        compound address."""
+        return not (self.long_text or self.type == "address")
+
+    @property
+    def sortable(self) -> bool:
+        """Whether SOQL may ORDER BY it (describe `sortable`); the SOQL docs exclude long
+        text areas and multi-select picklists, and a compound address has no order."""
+        return not (self.long_text or self.type in ("multipicklist", "address"))
+
+    @property
     def id_lookup(self) -> bool:
         return self.type == "id" or self.external_id or self.name == "Username"
 

@@ -214,6 +214,10 @@ class _Compiler:
     def compare(self, obj: ObjectDef, c: Compare) -> Pred:
         r = self.resolve(obj, c.field)
         f = r.final
+        if not f.filterable:
+            raise self.err(
+                c.field.pos, "INVALID_FIELD", f"field '{f.name}' can not be filtered in query call"
+            )
         raw = self.getter(r)
         lower = f.type in STRING_TYPES
         get: Callable[[Rec], Any] = (lambda rec: _low(raw(rec))) if lower else raw

@@ -34,6 +34,12 @@ def _candidates(c: _Compiler, obj: ObjectDef, q: Query) -> Iterable[Rec]:
 def _sort(c: _Compiler, obj: ObjectDef, q: Query, rows: list[Rec]) -> list[Rec]:
     for item in reversed(q.order):
         r = c.resolve(obj, item.field)
+        if not r.final.sortable:
+            raise c.err(
+                item.field.pos,
+                "INVALID_FIELD",
+                f"field '{r.final.name}' can not be sorted in a query call",
+            )
         key = _sort_key(r.final, c.getter(r))
 
         present = [x for x in rows if key(x) is not None]
