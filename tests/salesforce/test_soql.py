@@ -130,6 +130,22 @@ def test_describe_filterable_and_sortable_hold_in_soql(sf: Salesforce, sobject: 
         assert accepted(f"SELECT Id FROM {sobject} ORDER BY {name}") == f["sortable"], name
 
 
+def test_multipicklist_filters(sf: Salesforce) -> None:
+    emp = cast(SFType, sf.Employee__c)
+    for name, skills in (("ps", "Python;SQL"), ("s", "SQL"), ("ap", "Apex;Python")):
+        emp.create({"Name": name, "Skills__c": skills})
+
+    def where(cond: str) -> set[str]:
+        return set(names(sf, f"SELECT Name FROM Employee__c WHERE {cond}"))
+
+    # '=' with ';' means exactly these values selected, in any order
+    assert where("Skills__c = 'SQL;Python'") == {"ps"}
+    assert where("Skills__c != 'SQL;Python'") == {"s", "ap"}
+    assert where("Skills__c INCLUDES ('Python')") == {"ps", "ap"}
+    assert where("Skills__c INCLUDES ('SQL;Python', 'Apex')") == {"ps", "ap"}
+    assert where("Skills__c EXCLUDES ('SQL')") == {"ap"}
+
+
 def test_parent_fields_nested(sf: Salesforce, data: dict[str, str]) -> None:
     res = sf.query(
         "SELECT Id, LastName, Account.Name, Account.Owner.Name FROM Contact ORDER BY LastName"
@@ -233,6 +249,22 @@ def test_string_escapes(sf: Salesforce, data: dict[str, str]) -> None:
             "SELECT Id FROM Employee__c ORDER BY Name, Skills__c DESC",
             "INVALID_FIELD",
             "field 'Skills__c' can not be sorted in a query call",
+        ),
+        (
+            "SELECT Id FROM Employee__c WHERE Skills__c LIKE 'Py%'",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "ERROR at Row:1:Column:34\ninvalid operator on multipicklist field",
+        ),
+        (
+            "SELECT Id FROM Employee__c WHERE Skills__c > 'A'",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "invalid operator on multipicklist field",
+        ),
+        (
+            "SELECT Id FROM Account WHERE Industry INCLUDES ('Banking')",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "ERROR at Row:1:Column:30\n"
+            "includes or excludes operator only valid on multipicklist field",
         ),
         (
             "SELECT Id FROM Account WHERE Name = 'a' AND Name = 'b' OR Name = 'c'",
