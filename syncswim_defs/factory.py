@@ -9,6 +9,7 @@ in the asset's description.
 """
 
 import json
+import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +24,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     MaterializeResult,
+    RetryRequested,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -39,9 +41,19 @@ from syncswim_defs.resources import SyncSwimResource
 from syncswim_defs.streaming import asset_lease, streaming_parts
 from syncswim_lib.config import Project, load_project
 from syncswim_lib.config.models import Reference, Sync
+from syncswim_lib.errors import RetriableError
+from syncswim_lib.pipeline.backoff import full_jitter
 from syncswim_lib.pipeline.capture import capture_sync
 from syncswim_lib.pipeline.maintenance import prune_markers
 from syncswim_lib.pipeline.run import run_entity
+
+# a step that still fails with a retriable error after the run's own tries (`retry:`) is
+# run again by Dagster this many times, after a jittered wait growing from max_seconds
+STEP_RETRIES = 2
+
+# tags Dagster puts on runs a sensor or a schedule asked for: any other run of an asset
+# is a person's materialisation, which also tries parked records again
+_AUTOMATIC = ("dagster/sensor_name", "dagster/schedule_name")
 
 
 class EntityRunConfig(Config):
@@ -94,9 +106,18 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
     def _asset(
         context: AssetExecutionContext, config: EntityRunConfig, syncswim: SyncSwimResource
     ) -> MaterializeResult[Any]:
-        # one writer per sync: waits for (or names) a streaming run or another step
-        with syncswim.runtime() as rt, asset_lease(rt, sync, entity, context.run_id):
-            report = run_entity(rt, sync, entity, full=config.full)
+        manual = not any(tag in context.run.tags for tag in _AUTOMATIC)
+        try:
+            # one writer per sync: waits for (or names) a streaming run or another step
+            with syncswim.runtime() as rt, asset_lease(rt, sync, entity, context.run_id):
+                report = run_entity(rt, sync, entity, full=config.full, requeue=manual)
+        except RetriableError as exc:
+            r = decl.retry
+            wait = full_jitter(
+                context.retry_number + 1, r.max_seconds, 4 * r.max_seconds, random.random
+            )
+            context.log.warning(f"{sync}.{entity}: {exc}; the step runs again in {wait:.1f} s")
+            raise RetryRequested(max_retries=STEP_RETRIES, seconds_to_wait=wait) from exc
         context.log.info(
             f"{sync}.{entity}: {report.writes} writes, {report.skipped_echoes} skipped, "
             f"{report.conflicts} conflicts, {report.waiting} waiting, {report.failed} failed"

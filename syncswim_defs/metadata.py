@@ -26,6 +26,12 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
             "conflicts": report.conflicts,
             "waiting_for_external_id": report.waiting,
             "failed": report.failed,
+            # of the failed, those out of tries (`retry.records.attempts`): left for
+            # `syncswim retry` or a materialisation by hand
+            "parked": report.parked,
+            # failed and parked records this run took again (due, by hand, or with a newer
+            # change of the same record)
+            "requeued": report.requeued,
             "key_write_backs": report.write_backs,
             "recovered_batches": report.recovered_batches,
             # records left for the next run: a target row changed underneath (compare-and-set)
@@ -41,6 +47,8 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
             "duration_s": round(report.duration_s, 3),
         }
     )
+    if report.retries:
+        meta["retried_calls"] = MetadataValue.json(report.retries)
     if report.errors:
         meta["errors"] = MetadataValue.md("\n".join(f"- {e}" for e in report.errors[:50]))
     return meta

@@ -84,6 +84,12 @@ def _stop(a: argparse.Namespace) -> Any:
     return stop(a.path, a.sync, resume=a.resume, wait_s=a.wait)
 
 
+def _retry(a: argparse.Namespace) -> Any:
+    from syncswim_lib.pipeline.retry_cmd import retry
+
+    return retry(a.path, a.entity, a.side, a.key)
+
+
 def _demo(a: argparse.Namespace) -> Any:
     from syncswim_lib.sandbox.demo import run_demo
 
@@ -230,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --full: say what it would adopt, create and merge on each side; write nothing",
     )
+    rt = spec(cmd("retry", _retry, "try failed and parked changes again now, then run once"))
+    rt.add_argument("--entity", help="only this entity's (or sync.entity)")
+    rt.add_argument("--side", metavar="ENDPOINT", help="with --key: the side the record is on")
+    rt.add_argument("--key", help="one record of --side: id=7, region=eu,id=7 or JSON")
     st = spec(cmd("stop", _stop, "end a sync's streaming run at its next batch boundary"))
     st.add_argument("sync", metavar="SYNC", help="the sync whose streaming run to stop")
     st.add_argument("--resume", action="store_true", help="let its sensor start one again")
@@ -253,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument(
         "--status",
         metavar="STATUS",
-        help="pending, waiting, applied, skipped, conflict, failed, or all (default)",
+        help="pending, waiting, applied, skipped, conflict, failed, parked, or all (default)",
     )
     au.add_argument("--since", metavar="WHEN", help="detected since: 30m, 2h, 7d or an ISO time")
     au.add_argument("--limit", default="200", metavar="N", help="at most N (default 200)")

@@ -27,6 +27,7 @@ from syncswim_lib.config.models import (
     StreamingSettings,
     Sync,
 )
+from syncswim_lib.config.retry import build_retry
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
 from syncswim_lib.config.timeouts import Timeouts
@@ -147,7 +148,7 @@ def _sync(
     block = at.mapping(raw, "a sync, e.g. {between: [a, b], entities: {...}}")
     at.keys(
         block,
-        ("between", "run", "streaming", "batch_size", "entities"),
+        ("between", "run", "streaming", "batch_size", "retry", "entities"),
         ("between", "entities"),
         f"sync {name}",
     )
@@ -174,7 +175,8 @@ def _sync(
         entities[entity_name] = build_entity(entity_name, entity_raw, scope, ent_at)
     _check_tables(entities, e_at)
     check_references(entities, raw_entities, e_at)
-    return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming)
+    retry = build_retry(block.get("retry"), at.key("retry", block))
+    return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming, retry)
 
 
 _STREAMING_KEYS = {"batch_changes": 1, "idle_gap_ms": 0, "max_batch_ms": 1, "rotate_every_s": 60}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
+from syncswim_lib.config.retry import RetrySettings
 from syncswim_lib.config.secrets import Secret, resolve
 from syncswim_lib.config.transforms import Transform
 from syncswim_lib.errors import ConfigError
@@ -260,6 +261,7 @@ class Sync:
     batch_size: int | None
     entities: FrozenDict[str, Entity]  # declaration order
     streaming: StreamingSettings = field(default_factory=StreamingSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
     def parents(self, name: str) -> tuple[str, ...]:
         """The entities `name` refers to (itself included for a self-reference)."""

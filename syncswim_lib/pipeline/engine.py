@@ -16,12 +16,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncswim_lib import failpoints
+from syncswim_lib.config.retry import RetrySettings
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Connector
 from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.pipeline.arrow import REF, rows_to_table
+from syncswim_lib.pipeline.backoff import cap
 from syncswim_lib.pipeline.context import load_context
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
 from syncswim_lib.pipeline.plan import Node, Plan, Planner, RecordPlan, Write
@@ -113,10 +116,14 @@ class EntityEngine:
         store: StateStore,
         connectors: dict[Letter, Connector],
         maps: Callable[[str], EntityMap] | None = None,
+        retry: RetrySettings | None = None,
     ) -> None:
         """`maps`: the other entities of the sync by name (a parent delete looks at the
-        children that refer to it)."""
+        children that refer to it); `retry`: the sync's `retry:` (a failed record's next
+        try, and when it is parked)."""
         self.m = emap
+        self.retry = retry or RetrySettings()
+        self._attempts: dict[int, int] = {}  # entry id -> its failed tries before this run
         self.store = store
         self.connectors = connectors
         self.maps = maps
@@ -148,6 +155,7 @@ class EntityEngine:
         self.vanished = set()
         for batch_id in self.store.in_flight_batches(m.sync, m.entity):
             entries = [e for e in self.store.pending(m.sync, m.entity) if e.batch_id == batch_id]
+            self._attempts.update((e.id, e.attempts) for e in entries)
             saved = self.store.load_plan(batch_id)
             if saved is None:
                 # nothing was written for it (the plan is saved before any write): plan again
@@ -186,6 +194,7 @@ class EntityEngine:
         entries = [e for e in entries if e.id in claimed]
         if not entries:
             return  # another run took them
+        self._attempts.update((e.id, e.attempts) for e in entries)
         ctx = load_context(self.m, self.store, self.connectors, entries, full)
         plan = self.planner.plan(entries, ctx, break_nodes)
         if self.maps is not None and self.m.children:
@@ -228,7 +237,7 @@ class EntityEngine:
             BatchRecord(
                 self.m.sync,
                 self.m.entity,
-                entries=[*plan.updates, *out.updates],
+                entries=self._schedule([*plan.updates, *out.updates], report),
                 upsert_links=out.links,
                 delete_links=out.drop,
                 finished_batch_ids=[batch_id],
@@ -236,6 +245,29 @@ class EntityEngine:
                 release=[*plan.release, *out.release],
             )
         )
+
+    def _schedule(self, updates: Sequence[EntryUpdate], report: EntityReport) -> list[EntryUpdate]:
+        """A failed record's next try: no sooner than the `retry.records` backoff after
+        this one; after `retry.records.attempts` tries in all it is parked (left for
+        `syncswim retry` or a manual materialisation) so it stops costing every run."""
+        rules = self.retry.records
+        now = datetime.now(UTC)
+        out: list[EntryUpdate] = []
+        for u in updates:
+            if u.status != "failed":
+                out.append(u)
+                continue
+            tries = self._attempts.get(u.entry_id, 0) + 1
+            detail = {**(u.detail or {}), "attempts": tries}
+            if tries >= rules.attempts:
+                report.parked += 1
+                detail["parked"] = f"after {tries} tries (retry.records.attempts)"
+                out.append(EntryUpdate(u.entry_id, "parked", detail))
+                continue
+            due = now + timedelta(seconds=cap(tries, rules.base_seconds, rules.max_seconds))
+            detail["next_attempt_at"] = due.isoformat()
+            out.append(EntryUpdate(u.entry_id, "failed", detail, due))
+        return out
 
     def _apply_sides(self, plan: Plan, batch_id: str) -> dict[Letter, ApplyResult]:
         results: dict[Letter, ApplyResult] = {}

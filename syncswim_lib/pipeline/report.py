@@ -21,7 +21,11 @@ class EntityReport:
     skipped_echoes: int = 0  # our own writes coming back, or values already agreed
     conflicts: int = 0
     waiting: int = 0  # external-id mode: rows without an external id yet
-    failed: int = 0
+    failed: int = 0  # records the target rejected (or a rule raised) in this run
+    parked: int = 0  # of those, the ones out of tries: left for `syncswim retry`
+    requeued: int = 0  # failed and parked records taken again by this run
+    # failed tries of retriable calls (apply, lookups) that the run retried, in order
+    retries: list[dict[str, object]] = field(default_factory=list)
     write_backs: int = 0  # SOR keys written back into the other side
     recovered_batches: int = 0
     deferred: int = 0  # records looked at again next run (a row missing without a delete)

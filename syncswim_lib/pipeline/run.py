@@ -20,38 +20,47 @@ from syncswim_lib.pipeline.plan import Node
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.seed import Reconciler, unfinished
+from syncswim_lib.state.codec import key_text
 
 # passes after the first; a chain of new rows of one entity takes one pass per level
 MAX_PASSES = 100
 
 
-def run_entity(rt: Runtime, sync: str, entity: str, full: bool = False) -> EntityReport:
+def run_entity(
+    rt: Runtime, sync: str, entity: str, full: bool = False, requeue: bool = False
+) -> EntityReport:
     """One entity (a Dagster asset's step). The entities before it in apply order that
     are related to it and still wait are looked at again after it (their parent or their
-    children may have just been applied): their counts go into this entity's report."""
+    children may have just been applied): their counts go into this entity's report.
+    `requeue`: its failed and parked records are tried again now, due or not (a manual
+    materialisation)."""
     decl = rt.project.syncs[sync]
     order = decl.apply_order()
     related = set(decl.ancestors(entity)) | set(decl.descendants(entity))
     before = [n for n in order[: order.index(entity)] if n in related]
-    reports = run_entities(rt, sync, [entity], full, also=before)
+    reports = run_entities(rt, sync, [entity], full, also=before, requeue=requeue)
     mine = reports[entity]
     for name in before:
         _add(mine, reports[name])
     return mine
 
 
-def run_sync(rt: Runtime, sync: str, full: bool = False) -> list[EntityReport]:
+def run_sync(
+    rt: Runtime, sync: str, full: bool = False, requeue: bool = False
+) -> list[EntityReport]:
     """Every entity of a sync, parents before children."""
     order = rt.project.syncs[sync].apply_order()
-    reports = run_entities(rt, sync, order, full)
+    reports = run_entities(rt, sync, order, full, requeue=requeue)
     return [reports[n] for n in order]
 
 
-def run_with_parents(rt: Runtime, sync: str, entity: str, full: bool = False) -> list[EntityReport]:
+def run_with_parents(
+    rt: Runtime, sync: str, entity: str, full: bool = False, requeue: bool = False
+) -> list[EntityReport]:
     """`sync --entity E`: E's ancestors first (each writes only what is pending), then E."""
     decl = rt.project.syncs[sync]
     names = [*decl.ancestors(entity), entity]
-    reports = run_entities(rt, sync, names, full)
+    reports = run_entities(rt, sync, names, full, requeue=requeue)
     return [reports[n] for n in names]
 
 
@@ -61,8 +70,11 @@ def run_entities(
     names: Sequence[str],
     full: bool = False,
     also: Sequence[str] = (),
+    requeue: bool = False,
 ) -> dict[str, EntityReport]:
-    """`names` in apply order, then more passes over what waits, in `names` and `also`."""
+    """`names` in apply order, then more passes over what waits, in `names` and `also`.
+    Failed records of `names` whose next try is due are taken again (`requeue`: every
+    failed and parked one, due or not)."""
     start = time.monotonic()
     decl = rt.project.syncs[sync]
     order = decl.apply_order()
@@ -74,6 +86,10 @@ def run_entities(
     reports[names[0]].captured = captured
     for name in everyone:
         reports[name].skipped_echoes += echoes[name]
+    for name in names:
+        took = rt.store.requeue(sync, name) if requeue else rt.store.retry_due(sync, name)
+        reports[name].requeued += took + _with_newer_changes(rt, sync, name)
+    retried = len(rt.retrier(sync).attempts)
     engines = {n: _engine(rt, sync, n) for n in everyone}
     chunk = decl.batch_size or 1000
     # a `full` run's bulk part stopped by a crash is finished by whatever run comes next
@@ -130,14 +146,45 @@ def run_entities(
             pos = rt.store.get_position(sync, endpoint)
             if pos is not None:
                 r.positions[endpoint] = str(pos.to_json())
+    reports[names[0]].retries += [
+        {
+            "try": a.number,
+            "error": a.error,
+            "failed_after_s": round(a.failed - a.started, 3),
+            "waited_s": None if a.waited is None else round(a.waited, 3),
+        }
+        for a in rt.retrier(sync).attempts[retried:]
+    ]
     reports[names[0]].duration_s = time.monotonic() - start
     return reports
+
+
+def _with_newer_changes(rt: Runtime, sync: str, name: str) -> int:
+    """Failed and parked entries of records that have a newer change pending go with it:
+    the merge then sees the record's whole unapplied history (a field only the failed
+    change touched is written too, or fails again with it). The journal is read only when
+    the entity has such entries."""
+    counts = rt.store.status_counts(sync, name)
+    if not counts.get("failed") and not counts.get("parked"):
+        return 0
+    keys: dict[str, dict[str, dict[str, object]]] = {}
+    for e in rt.store.pending(sync, name):
+        if e.batch_id is None:
+            keys.setdefault(e.side, {})[key_text(e.change.key)] = e.change.key
+    return sum(
+        rt.store.requeue(sync, name, side=side, keys=list(by_text.values()))
+        for side, by_text in keys.items()
+    )
 
 
 def _engine(rt: Runtime, sync: str, name: str) -> EntityEngine:
     emap = rt.entity_map(sync, name)
     return EntityEngine(
-        emap, rt.store, rt.side_connectors(emap), maps=lambda n: rt.entity_map(sync, n)
+        emap,
+        rt.store,
+        rt.side_connectors(emap),
+        maps=lambda n: rt.entity_map(sync, n),
+        retry=rt.project.syncs[sync].retry,
     )
 
 
@@ -169,6 +216,14 @@ def _add(into: EntityReport, other: EntityReport) -> None:
         mine.inserted += c.inserted
         mine.updated += c.updated
         mine.deleted += c.deleted
-    for name in ("waiting_parent", "translated", "held", "cascaded", "failed", "conflicts"):
+    for name in (
+        "waiting_parent",
+        "translated",
+        "held",
+        "cascaded",
+        "failed",
+        "parked",
+        "conflicts",
+    ):
         setattr(into, name, getattr(into, name) + getattr(other, name))
     into.errors += other.errors

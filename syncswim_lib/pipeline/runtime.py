@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 from syncswim_lib.connectors.base import Connector, TableInfo
 from syncswim_lib.connectors.ownership import OwnedStream, StreamOwner
 from syncswim_lib.connectors.registry import open_connector
+from syncswim_lib.pipeline.backoff import Retrier
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, build_entity_map
 from syncswim_lib.pipeline.owner import check_free, claim, store_identity
+from syncswim_lib.pipeline.retrying import RetryingConnector
 from syncswim_lib.pipeline.statehome import announce, state_url_for
 from syncswim_lib.state import open_store
 from syncswim_lib.state.base import StateStore
@@ -30,6 +32,7 @@ class Runtime:
         self._maps: dict[tuple[str, str], EntityMap] = {}
         self._identity: StreamOwner | None = None
         self._claimed: set[tuple[str, str]] = set()
+        self._retriers: dict[str, Retrier] = {}
 
     def identity(self) -> StreamOwner:
         if self._identity is None:
@@ -71,8 +74,21 @@ class Runtime:
             )
         return self._maps[(sync, entity)]
 
+    def retrier(self, sync: str) -> Retrier:
+        """The sync's backoff for retriable errors (`retry:`); its `attempts` list every
+        failed try of this runtime, which the run reports."""
+        if sync not in self._retriers:
+            self._retriers[sync] = Retrier(self.project.syncs[sync].retry)
+        return self._retriers[sync]
+
     def side_connectors(self, emap: EntityMap) -> dict[Letter, Connector]:
-        return {"a": self.connector(emap.a.endpoint), "b": self.connector(emap.b.endpoint)}
+        """The entity's two connectors, their writes and lookups retried with backoff."""
+        retrier = self.retrier(emap.sync)
+        a, b = emap.a.endpoint, emap.b.endpoint
+        return {
+            "a": RetryingConnector(self.connector(a), retrier, a),
+            "b": RetryingConnector(self.connector(b), retrier, b),
+        }
 
     def close(self) -> None:
         for c in self._connectors.values():

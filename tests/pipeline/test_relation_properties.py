@@ -62,6 +62,7 @@ from hypothesis.stateful import (
 from syncswim_lib.config import Project, parse_project
 from syncswim_lib.connectors.base import ColumnInfo, Connector, TableInfo
 from syncswim_lib.connectors.memory import ManualClock, MemoryDatabase
+from syncswim_lib.pipeline.backoff import Retrier
 from syncswim_lib.pipeline.capture import ensure_setup
 from syncswim_lib.pipeline.mapping import EntityMap
 from syncswim_lib.pipeline.plan import ABSENCE_TRIES
@@ -182,6 +183,7 @@ class MemoryRuntime(Runtime):
         self._connectors: dict[str, Connector] = {}
         self._tables: dict[tuple[str, str], TableInfo] = {}
         self._maps: dict[tuple[str, str], EntityMap] = {}
+        self._retriers: dict[str, Retrier] = {}
 
     def connector(self, endpoint: str) -> Connector:
         if endpoint not in self._connectors:

@@ -52,7 +52,7 @@ from syncswim_lib.connectors.postgres.connection import (
 from syncswim_lib.connectors.postgres.describe import describe_table
 from syncswim_lib.connectors.postgres.snapshot import fetch_rows, snapshot_rows
 from syncswim_lib.envelope import PgPosition, Position
-from syncswim_lib.errors import ConfigError, FatalError
+from syncswim_lib.errors import ConfigError, FatalError, RetriableError
 
 if TYPE_CHECKING:
     import psycopg
@@ -355,7 +355,12 @@ class PostgresConnector:
         return fetch_rows(self._connection(), self.describe(table), column, values, self.endpoint)
 
     def apply(self, batch: ApplyBatch) -> ApplyResult:
-        return apply_mod.apply_batch(self._connection(), batch, self.describe(batch.table))
+        try:
+            return apply_mod.apply_batch(self._connection(), batch, self.describe(batch.table))
+        except RetriableError:
+            # a session in doubt (timed out, cut) is not reused: the retry opens a new one
+            self.close()
+            raise
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
         return marker.applied_result(self._connection(), sync, batch_id)
