@@ -179,9 +179,11 @@ def _text(v: Verdict) -> Iterator[str]:
     if v.total > len(v.shown):
         yield f"  ({v.total - len(v.shown)} more differences not shown; --limit N shows more)"
     if v.matched_unlinked:
+        n = v.matched_unlinked
         yield (
-            f"  ({_plural(v.matched_unlinked, 'pair')} agree but are not linked yet; the next "
-            "run that sees them, or sync --full, links them)"
+            "  (1 matched pair agrees but is not linked yet; sync --full links it)"
+            if n == 1
+            else f"  ({n} matched pairs agree but are not linked yet; sync --full links them)"
         )
     for note in v.notes:
         yield f"  note: {_one_line(note)}"

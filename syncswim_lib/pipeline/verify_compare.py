@@ -80,7 +80,7 @@ class Verdict:
     shown: tuple[Difference, ...]
     total: int  # differences found, shown or not
     in_flight: int  # of those, explained by pending changes
-    matched_unlinked: int = 0  # pairs that agree but are not linked yet (a run links them)
+    matched_unlinked: int = 0  # pairs that agree but are not linked yet (a full run links them)
     journal: tuple[tuple[str, int], ...] = ()  # the entity's unsettled entries by status
     notes: tuple[str, ...] = ()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -241,9 +242,45 @@ def test_rows_the_sync_would_match_are_compared_not_reported_as_one_sided(
     assert _difference_lines(out) == [
         f"  app id={app_yan} / shop id={shop_yan}: fields differ (matched, not linked yet)",
         '    app.name = "Yan", shop.name = "Yann"',
-        "  (1 pair agree but are not linked yet; the next run that sees them, or sync --full,"
-        " links them)",
+        "  (1 matched pair agrees but is not linked yet; sync --full links it)",
     ], out
+
+
+def test_rows_match_on_would_adopt_are_compared_as_pairs(
+    m: MergeDbs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = customers("sor")
+    m.create(replace(schema, entity=schema.entity + "\nmatch_on: email"))
+    _sync(m, capsys)
+    # the same customers entered on both sides by hand: nothing links them but the e-mail
+    m.insert("app", name="Dee", email="dee@example.com")
+    m.insert("shop", name="Dee", email="dee@example.com")
+    app_fay = m.insert("app", name="Fay", email="fay@example.com")
+    shop_fay = m.insert("shop", name="Faye", email="fay@example.com")
+    code, out, err = _verify(m, capsys)
+    assert code == 1, (out, err)
+    assert _difference_lines(out) == [
+        f"  app id={app_fay} / shop id={shop_fay}: fields differ (matched, not linked yet)",
+        '    app.name = "Fay", shop.name = "Faye"',
+        "  (1 matched pair agrees but is not linked yet; sync --full links it)",
+    ], out
+
+
+def test_an_ambiguous_match_on_value_is_a_note_and_its_rows_have_no_counterpart(
+    m: MergeDbs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = customers("sor")
+    m.create(replace(schema, entity=schema.entity + "\nmatch_on: email"))
+    _sync(m, capsys)
+    m.insert("app", name="Dee", email="dee@example.com")
+    m.insert("app", name="Dee again", email="dee@example.com")
+    m.insert("shop", name="Dee", email="dee@example.com")
+    code, out, err = _verify(m, capsys)
+    assert code == 1, (out, err)
+    lines = _difference_lines(out)
+    assert len([x for x in lines if ": only on " in x]) == 3, out
+    (note,) = [x for x in lines if x.startswith("  note: match_on cannot pair rows: ")]
+    assert "dee@example.com" in note, out
 
 
 @pytest.fixture
