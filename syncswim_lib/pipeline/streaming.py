@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 WAKE_S = 0.25  # the longest the loop sleeps without looking at its stop conditions
 STOP_CHECK_S = 0.5  # how often the state store is asked for a stop request
+DUE_CHECK_S = 5.0  # how often pending work that no change announces is looked for
 
 
 class ChangeStream(Protocol):
@@ -179,6 +180,7 @@ class StreamingRun:
         # what came in while nobody streamed (and what waits) first
         self._apply(self._pending_selection(), 0, time.time(), Counter())
         last_stop_check = 0.0
+        last_due_check = time.monotonic()
         while True:
             lease.check()
             now = time.monotonic()
@@ -188,6 +190,11 @@ class StreamingRun:
                 if reason is not None:
                     self.stop_reason = reason
                     return reason
+            if now - last_due_check >= DUE_CHECK_S:
+                # work no new change wakes us for: failed records whose next try is due,
+                # and records a batch handed back (a target row changed underneath)
+                last_due_check = now
+                self._apply(self._pending_selection(), 0, time.time(), Counter())
             if not wake.wait(WAKE_S):
                 continue
             wake.clear()
