@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from syncswim_lib import failpoints
 from syncswim_lib.envelope import (
     BinlogPosition,
     Change,
@@ -153,6 +154,7 @@ def capture_endpoint(
             entries.append((tables[c.table][0], c))
         if batch.end_position is not None and batch.end_position != since:
             total += store.append_changes(sync, endpoint, entries, batch.end_position)
+            failpoints.hit(failpoints.CAPTURE_JOURNALED)
             conn.confirm(sync, batch.end_position)
         # a batch may be short of changes because our own writes were left out of it
         if len(batch.changes) + sum(batch.echoes.values()) < MAX_CHANGES:

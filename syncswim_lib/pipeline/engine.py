@@ -194,6 +194,7 @@ class EntityEngine:
         entries = [e for e in entries if e.id in claimed]
         if not entries:
             return  # another run took them
+        failpoints.hit(failpoints.AFTER_CLAIM)
         self._attempts.update((e.id, e.attempts) for e in entries)
         ctx = load_context(self.m, self.store, self.connectors, entries, full)
         plan = self.planner.plan(entries, ctx, break_nodes)
@@ -207,6 +208,7 @@ class EntityEngine:
         self.waiting.update(u.entry_id for u in plan.updates if waits_for_relative(u.detail))
         if plan.writes and any(r.write_back or r.conflicts for r in plan.records):
             self.store.save_plan(self.m.sync, self.m.entity, batch_id, plan_to_text(plan))
+        failpoints.hit(failpoints.AFTER_PLAN_SAVED)
         self._execute(plan, batch_id, report)
         if self.maps is not None and self.m.children:
             recheck_children(self, plan)
@@ -279,6 +281,7 @@ class EntityEngine:
                 continue
             batch = build_batch(self.m, t, f"{batch_id}.{t}", writes)
             results[t] = self.connectors[t].apply(batch)
+            failpoints.hit(failpoints.BETWEEN_SIDES)
         return results
 
     def _settle(
@@ -387,6 +390,7 @@ class EntityEngine:
         side = m.side(back)
         assert side.ext_column is not None
         ext_col = side.col(side.ext_column)
+        failpoints.hit(failpoints.BEFORE_WRITE_BACK)
         writes: list[Write] = []
         for rec, link in out.write_backs:
             sor_key = link.key_a if sor == "a" else link.key_b
@@ -397,6 +401,7 @@ class EntityEngine:
             writes.append(Write.update(rec.ref, back, back_key, {ext_col.name: value}, None))
         by_ref = {w.ref: w for w in writes}
         res = self.connectors[back].apply(build_batch(m, back, f"{batch_id}.wb", writes))
+        failpoints.hit(failpoints.AFTER_WRITE_BACK)
         report.write_backs += res.updated
         for ref, err in res.rejected.items():
             report.failed += 1

@@ -332,6 +332,7 @@ class Reconciler:
             rows = self._fetch(letter, kts)  # a row deleted meanwhile: its delete is captured
             if rows:
                 self._create(letter, list(rows.items()), report, out)
+                failpoints.hit(failpoints.IN_BULK)
 
     def _journal(self, letter: Letter, rows: Sequence[dict[str, Any]], out: SeedOutcome) -> None:
         """Rows for the planner: `snapshot` changes, as a `full` run always journaled them."""

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from syncswim_lib import failpoints
 from syncswim_lib.envelope import Change, Position, position_from_json
 from syncswim_lib.errors import FatalError
 from syncswim_lib.state import codec, schema
@@ -218,6 +219,7 @@ class SqlStateStore:
             self._update_entries(cur, batch, now)
             self._release_entries(cur, batch)
             self._upsert_links(cur, batch, now)
+            failpoints.hit(failpoints.MID_STATE_COMMIT)
             for link in batch.delete_links:
                 found = self._match_link(cur, batch.sync, batch.entity, link)
                 if found is not None:
