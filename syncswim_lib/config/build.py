@@ -27,6 +27,7 @@ from syncswim_lib.config.models import (
     StreamingSettings,
     Sync,
 )
+from syncswim_lib.config.health import build_health
 from syncswim_lib.config.retry import build_retry
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
@@ -148,7 +149,7 @@ def _sync(
     block = at.mapping(raw, "a sync, e.g. {between: [a, b], entities: {...}}")
     at.keys(
         block,
-        ("between", "run", "streaming", "batch_size", "retry", "entities"),
+        ("between", "run", "streaming", "batch_size", "retry", "health", "entities"),
         ("between", "entities"),
         f"sync {name}",
     )
@@ -176,7 +177,10 @@ def _sync(
     _check_tables(entities, e_at)
     check_references(entities, raw_entities, e_at)
     retry = build_retry(block.get("retry"), at.key("retry", block))
-    return Sync(name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming, retry)
+    health = build_health(block.get("health"), at.key("health", block))
+    return Sync(
+        name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming, retry, health
+    )
 
 
 _STREAMING_KEYS = {"batch_changes": 1, "idle_gap_ms": 0, "max_batch_ms": 1, "rotate_every_s": 60}

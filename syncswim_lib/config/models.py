@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
+from syncswim_lib.config.health import HealthSettings
 from syncswim_lib.config.retry import RetrySettings
 from syncswim_lib.config.secrets import Secret, resolve
 from syncswim_lib.config.transforms import Transform
@@ -262,6 +263,7 @@ class Sync:
     entities: FrozenDict[str, Entity]  # declaration order
     streaming: StreamingSettings = field(default_factory=StreamingSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     def parents(self, name: str) -> tuple[str, ...]:
         """The entities `name` refers to (itself included for a self-reference)."""

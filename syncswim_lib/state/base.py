@@ -89,6 +89,14 @@ class ConflictRecord:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """The changes of one entity journaled and not applied yet (health figures)."""
+
+    pending: int
+    oldest_detected_at: datetime | None  # detection time of the oldest of them
+
+
+@dataclass(frozen=True)
 class EntryUpdate:
     entry_id: int
     status: Status
@@ -158,6 +166,12 @@ class StateStore(Protocol):
     ) -> int:
         """`failed` and `parked` entries (those captured on `side`, with one of `keys`)
         become `pending` again, due or not, attempts kept; returns how many."""
+        ...
+
+    def backlog(self, sync: str) -> dict[str, Backlog]:
+        """entity -> its `pending` entries (not our own writes coming back): how many, and
+        when the oldest was detected. Entities with none are absent. Failed, parked and
+        waiting entries are not backlog: they are reported as such."""
         ...
 
     def status_counts(self, sync: str, entity: str) -> dict[str, int]:

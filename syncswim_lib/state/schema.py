@@ -334,6 +334,12 @@ REQUEUE = (
     "WHERE sync = ? AND entity = ? AND status IN ('failed', 'parked') AND batch_id IS NULL"
 )
 
+# the health figures' backlog: what waits for a run (pending_counts without due failures)
+BACKLOG = (
+    "SELECT entity, COUNT(*), MIN(detected_at) FROM journal WHERE sync = ? "
+    "AND status = 'pending' AND (origin IS NULL OR origin <> sync) GROUP BY entity"
+)
+
 STATUS_COUNTS = (
     "SELECT status, COUNT(*) FROM journal WHERE sync = ? AND entity = ? "
     "AND status IN ('pending', 'waiting', 'failed', 'parked') GROUP BY status"

@@ -13,6 +13,7 @@ from syncswim_lib.envelope import Change, Position, position_from_json
 from syncswim_lib.errors import FatalError
 from syncswim_lib.state import codec, schema
 from syncswim_lib.state.base import (
+    Backlog,
     BatchRecord,
     ConflictRecord,
     ConflictStatus,
@@ -187,6 +188,14 @@ class SqlStateStore:
                 cur.execute(self._q(query + " AND key_text = ?"), (*params, codec.key_text(key)))
                 done += max(cur.rowcount, 0)
             return done
+
+    def backlog(self, sync: str) -> dict[str, Backlog]:
+        with self._read() as cur:
+            cur.execute(self._q(schema.BACKLOG), (sync,))
+            return {
+                str(entity): Backlog(int(n), self._ts_out(oldest))
+                for entity, n, oldest in cur.fetchall()
+            }
 
     def status_counts(self, sync: str, entity: str) -> dict[str, int]:
         with self._read() as cur:
