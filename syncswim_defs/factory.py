@@ -35,6 +35,7 @@ from dagster import (
     sensor,
 )
 
+from syncswim_defs.health import all_health_checks
 from syncswim_defs.metadata import report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
 from syncswim_defs.resources import SyncSwimResource
@@ -198,6 +199,7 @@ def build_definitions(project_path: str | Path, state_url: str | None = None) ->
     jobs, keepers = streaming_parts(project)  # run: streaming (syncswim_defs/streaming.py)
     return Definitions(
         assets=assets,
+        asset_checks=all_health_checks(project),  # syncswim_defs/health.py
         jobs=jobs,
         sensors=[*sensors, *keepers],
         resources={

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -142,6 +142,37 @@ class ApplyResult:
     rejected: dict[str, str] = field(default_factory=dict)
     # __refs of updates/deletes not written: the row no longer held the expected values
     stale: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StreamLag:
+    """How far one sync's capture is behind a source's change stream (health figures).
+
+    `status`: "ok"; PostgreSQL's wal_status of the slot when it is not "reserved"
+    ("extended", "unreserved": the server may soon drop the WAL the slot needs, "lost");
+    "lost" also for a binlog file purged past the stored position; "missing" for a slot
+    that does not exist (the sync was never set up there, or it was dropped); "not started"
+    when no position is stored yet."""
+
+    endpoint: str
+    stream: str  # what is measured, e.g. "replication slot syncswim_app_shop", "binlog"
+    status: str
+    lag_bytes: int | None  # written at the source, not yet in the journal (confirmed)
+    retained_bytes: int | None = None  # WAL the server keeps for the slot (PostgreSQL)
+    files_behind: int | None = None  # binlog files after the stored one (MySQL)
+    current: str | None = None  # the source's position now, as the source writes it
+    confirmed: str | None = None  # the position the sync has (slot confirmed / stored)
+
+
+@runtime_checkable
+class LagReporter(Protocol):
+    """The optional role of a connector whose change stream can say how far behind a
+    sync is (PostgreSQL, MySQL); others have no health figures of their own."""
+
+    def lag(self, sync: str, stored: Position | None) -> StreamLag:
+        """The sync's lag on this endpoint; `stored` is the position its journal holds.
+        Reads only; raises the connector's errors when the server cannot be asked."""
+        ...
 
 
 class Connector(Protocol):

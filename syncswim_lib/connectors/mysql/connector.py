@@ -20,6 +20,7 @@ from syncswim_lib.connectors.base import (
     ApplyResult,
     Capabilities,
     CaptureBatch,
+    StreamLag,
     TableInfo,
 )
 from syncswim_lib.connectors.checks import Finding, refuse_on_errors
@@ -270,6 +271,49 @@ class MySQLConnector:
         """Nothing to release: the position lives in our state, not on the server. The
         server purges binlogs by its own expiry (binlog_expire_logs_seconds), which must
         outlast the longest pause of a sync."""
+
+    def lag(self, sync: str, stored: Position | None) -> StreamLag:
+        """Binlog written after the stored position: the files after the stored one and
+        the bytes from it to the server's current position (SHOW BINARY LOGS sizes).
+        The position lives in our state, not on the server, so `stored` is the measure."""
+        import pymysql
+
+        now = self.current_position(sync)
+        assert isinstance(now, BinlogPosition)
+        current = f"{now.file}:{now.pos}"
+        if stored is None:
+            return StreamLag(self.endpoint, "binlog", "not started", None, current=current)
+        if not isinstance(stored, BinlogPosition):
+            raise FatalError(
+                f"endpoint {self.endpoint}: sync {sync} stored a {stored.kind} position, "
+                "a MySQL endpoint needs a binlog position"
+            )
+        confirmed = f"{stored.file}:{stored.pos}"
+        try:
+            logs = [(str(r[0]), int(r[1])) for r in self._query("SHOW BINARY LOGS")]
+        except pymysql.err.MySQLError as exc:
+            raise self._failed(exc, "listing the binlog files") from exc
+        names = [name for name, _ in logs]
+        if stored.file not in names or now.file not in names:
+            # purged: the next capture finds the position lost and reconciles
+            return StreamLag(
+                self.endpoint, "binlog", "lost", None, current=current, confirmed=confirmed
+            )
+        first, last = names.index(stored.file), names.index(now.file)
+        if (last, now.pos) < (first, stored.pos):  # the binlogs were reset under the sync
+            return StreamLag(
+                self.endpoint, "binlog", "lost", None, current=current, confirmed=confirmed
+            )
+        behind = sum(size for _, size in logs[first:last]) - stored.pos + now.pos
+        return StreamLag(
+            self.endpoint,
+            "binlog",
+            "ok",
+            max(behind, 0),
+            files_behind=last - first,
+            current=current,
+            confirmed=confirmed,
+        )
 
     # --- reads -----------------------------------------------------------------------------
 

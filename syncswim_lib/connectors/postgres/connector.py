@@ -31,6 +31,7 @@ from syncswim_lib.connectors.base import (
     ApplyResult,
     Capabilities,
     CaptureBatch,
+    StreamLag,
     TableInfo,
     without_origin,
 )
@@ -68,6 +69,17 @@ WHERE backend_xid IS NOT NULL AND (%(among)s::text[] IS NULL OR backend_xid::tex
 
 _SLOT = """
 SELECT database, plugin, confirmed_flush_lsn::text
+FROM pg_replication_slots WHERE slot_name = %s
+"""
+
+
+# the slot's lag against the WAL written now; wal_status and restart_lsn are NULL once
+# the server has invalidated the slot
+_LAG = """
+SELECT database, pg_current_wal_lsn()::text, confirmed_flush_lsn::text,
+    pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
+    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,
+    wal_status
 FROM pg_replication_slots WHERE slot_name = %s
 """
 
@@ -342,6 +354,42 @@ class PostgresConnector:
                 )
         except psycopg.Error as exc:
             raise_translated(exc, f"confirming slot {slot} in endpoint {self.endpoint}")
+
+    def lag(self, sync: str, stored: Position | None) -> StreamLag:
+        """The slot's figures: WAL written since its confirmed position (what capture has
+        not journaled yet) and since its restart position (what the server keeps for
+        it). The slot is the authority here, not `stored`: the journal confirms the slot
+        once it holds the changes."""
+        import psycopg
+
+        slot = slot_name(sync)
+        conn = self._connection()
+        try:
+            row = conn.execute(_LAG, (slot,)).fetchone()
+            if row is None or row[0] != conn.info.dbname:
+                now = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+                return StreamLag(
+                    self.endpoint,
+                    f"replication slot {slot}",
+                    "missing",
+                    None,
+                    current=None if now is None else now[0],
+                )
+        except psycopg.Error as exc:
+            raise_translated(exc, f"reading the lag of slot {slot} in endpoint {self.endpoint}")
+        _, current, confirmed, lag, retained, wal_status = row
+        status = "ok" if wal_status in (None, "reserved") else str(wal_status)
+        if wal_status is None and retained is None:  # invalidated (before wal_status)
+            status = "lost"
+        return StreamLag(
+            self.endpoint,
+            f"replication slot {slot}",
+            status,
+            None if lag is None else int(lag),
+            retained_bytes=None if retained is None else int(retained),
+            current=current,
+            confirmed=confirmed,
+        )
 
     # -- reading and writing rows ----------------------------------------------------
 
