@@ -13,7 +13,6 @@ import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -36,7 +35,7 @@ from dagster import (
 )
 
 from syncswim_defs.health import all_health_checks
-from syncswim_defs.metadata import report_metadata
+from syncswim_defs.metadata import check_results, check_specs, log_events, report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_defs.streaming import asset_lease, streaming_parts
@@ -85,33 +84,40 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
     kinds = {project.endpoints[decl.a].kind, project.endpoints[decl.b].kind}
     a, b = ent.side_a, ent.side_b
     deps, left_out = _parent_deps(decl, entity)
+    # plain words: the UI shows descriptions in places that do not render markdown
     description = (
-        f"`{a.endpoint}` {a.table} ⇄ `{b.endpoint}` {b.table} "
+        f"{a.endpoint}: {a.table} ⇄ {b.endpoint}: {b.table} "
         f"({ent.mode.kind.replace('_', ' ')} mode)"
     )
     if left_out:
-        refs = ", ".join(f"`{r.column}` → {r.parent}" for r in left_out)
+        refs = ", ".join(f"{r.column} → {r.parent}" for r in left_out)
         description += (
             f". References left out of the asset dependencies, as they close a cycle (the "
             f"run sets them in a second pass): {refs}"
         )
 
+    key = entity_key(sync, entity)
+
     @asset(
-        key=entity_key(sync, entity),
+        key=key,
         group_name=group_name(sync),
         kinds=kinds,
         description=description,
         tags={SYNC_TAG: sync},
         deps=deps,
+        check_specs=check_specs(key),
     )
     def _asset(
         context: AssetExecutionContext, config: EntityRunConfig, syncswim: SyncSwimResource
-    ) -> MaterializeResult[Any]:
+    ) -> MaterializeResult:  # type: ignore[type-arg]
         manual = not any(tag in context.run.tags for tag in _AUTOMATIC)
         try:
             # one writer per sync: waits for (or names) a streaming run or another step
             with syncswim.runtime() as rt, asset_lease(rt, sync, entity, context.run_id):
+                rt.run_id = context.run_id
                 report = run_entity(rt, sync, entity, full=config.full, requeue=manual)
+                unsettled = rt.store.status_counts(sync, entity)
+                waiting = len(rt.store.conflicts(sync, entity, status="open"))
         except RetriableError as exc:
             r = decl.retry
             wait = full_jitter(
@@ -122,8 +128,13 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
         context.log.info(
             f"{sync}.{entity}: {report.writes} writes, {report.skipped_echoes} skipped, "
             f"{report.conflicts} conflicts, {report.waiting} waiting, {report.failed} failed"
+            f" ({report.parked} parked)"
         )
-        return MaterializeResult(metadata=report_metadata(report))
+        log_events(context.log, report)
+        return MaterializeResult(
+            metadata=report_metadata(report),
+            check_results=check_results(key, report, unsettled, waiting),
+        )
 
     return _asset
 

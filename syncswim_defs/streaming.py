@@ -35,7 +35,7 @@ from dagster import (
     sensor,
 )
 
-from syncswim_defs.metadata import report_metadata
+from syncswim_defs.metadata import log_events, report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_lib.config import Project
@@ -127,6 +127,9 @@ def streaming_job(project: Project, sync: str) -> JobDefinition:
                 context.log_event(
                     AssetMaterialization(asset_key=entity_key(sync, name), metadata=meta)
                 )
+                # an op cannot evaluate the assets' checks: the conflicts and failures are
+                # its log's WARNING and ERROR lines, the checks follow the next asset run
+                log_events(context.log, report)
             writes = sum(r.writes for r in batch.reports.values())
             context.log.info(
                 f"{sync}: batch {batch.number}: {batch.captured} changes journaled, "
@@ -139,6 +142,7 @@ def streaming_job(project: Project, sync: str) -> JobDefinition:
         library_log.addHandler(forward)
         try:
             with syncswim.runtime() as rt:
+                rt.run_id = context.run_id
                 reason = _interruptible(
                     lambda: StreamingRun(
                         rt,

@@ -101,11 +101,11 @@ def test_the_left_out_references_are_named_in_the_description(declaration: Path)
     graph = build_definitions(declaration).resolve_asset_graph()
     left_out = "References left out of the asset dependencies, as they close a cycle"
     assert graph.get(key("employees")).description == (
-        f"`app_db` public.employees ⇄ `shop_db` employees (external id mode). {left_out} "
-        "(the run sets them in a second pass): `reports_to` → employees"
+        f"app_db: public.employees ⇄ shop_db: employees (external id mode). {left_out} "
+        "(the run sets them in a second pass): reports_to → employees"
     )
     teams = graph.get(key("teams")).description
-    assert teams is not None and teams.endswith("second pass): `lead_id` → leads")
+    assert teams is not None and teams.endswith("second pass): lead_id → leads")
     for name in ("orders", "leads", "customers"):
         assert left_out not in (graph.get(key(name)).description or "")
 

@@ -49,6 +49,7 @@ def run_once(path: str | Path, entity: str | None = None, full: bool = False) ->
     sync's entities in apply order; `entity`: that entity, after its ancestors."""
     failed = 0
     with Runtime(load_project(path)) as rt:
+        rt.run_id = f"cli:{os.getpid()}"
         syncs = rt.project.syncs
         if entity is not None and not any(entity in d.entities for d in syncs.values()):
             known = ", ".join(e for d in syncs.values() for e in d.entities)

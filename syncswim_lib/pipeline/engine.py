@@ -31,6 +31,12 @@ from syncswim_lib.pipeline.plan import Node, Plan, Planner, RecordPlan, Write
 from syncswim_lib.pipeline.plan_codec import plan_from_text, plan_to_text
 from syncswim_lib.pipeline.relations import clear_children, journal_vanished, recheck_children
 from syncswim_lib.pipeline.report import EntityReport
+from syncswim_lib.pipeline.telling import (
+    change_row,
+    conflict_event,
+    key_label,
+    transforms_of,
+)
 from syncswim_lib.state.base import (
     BatchRecord,
     ConflictRecord,
@@ -117,6 +123,7 @@ class EntityEngine:
         connectors: dict[Letter, Connector],
         maps: Callable[[str], EntityMap] | None = None,
         retry: RetrySettings | None = None,
+        run_id: str | None = None,
     ) -> None:
         """`maps`: the other entities of the sync by name (a parent delete looks at the
         children that refer to it); `retry`: the sync's `retry:` (a failed record's next
@@ -124,6 +131,8 @@ class EntityEngine:
         self.m = emap
         self.retry = retry or RetrySettings()
         self._attempts: dict[int, int] = {}  # entry id -> its failed tries before this run
+        self._entries: dict[int, JournalEntry] = {}  # the entries being planned, by id
+        self.run_id = run_id  # the Dagster run (or CLI process) recorded with each outcome
         self.store = store
         self.connectors = connectors
         self.maps = maps
@@ -156,6 +165,7 @@ class EntityEngine:
         for batch_id in self.store.in_flight_batches(m.sync, m.entity):
             entries = [e for e in self.store.pending(m.sync, m.entity) if e.batch_id == batch_id]
             self._attempts.update((e.id, e.attempts) for e in entries)
+            self._entries.update((e.id, e) for e in entries)
             saved = self.store.load_plan(batch_id)
             if saved is None:
                 # nothing was written for it (the plan is saved before any write): plan again
@@ -196,6 +206,8 @@ class EntityEngine:
             return  # another run took them
         failpoints.hit(failpoints.AFTER_CLAIM)
         self._attempts.update((e.id, e.attempts) for e in entries)
+        self._entries.update((e.id, e) for e in entries)
+        report.taken += len(entries)
         ctx = load_context(self.m, self.store, self.connectors, entries, full)
         plan = self.planner.plan(entries, ctx, break_nodes)
         if self.maps is not None and self.m.children:
@@ -261,14 +273,31 @@ class EntityEngine:
                 continue
             tries = self._attempts.get(u.entry_id, 0) + 1
             detail = {**(u.detail or {}), "attempts": tries}
+            if self.run_id is not None:
+                detail.setdefault("run_id", self.run_id)
+            entry = self._entries.get(u.entry_id)
+            where = f"{self.m.sync}.{self.m.entity}"
+            if entry is not None:
+                where += f" {key_label(entry.side, entry.change.key)} ({entry.change.op.value})"
+            error = detail.get("error", "")
             if tries >= rules.attempts:
                 report.parked += 1
                 detail["parked"] = f"after {tries} tries (retry.records.attempts)"
                 out.append(EntryUpdate(u.entry_id, "parked", detail))
+                report.note_event(
+                    "error",
+                    f"parked {where} after {tries} tries: {error}; fix the cause, then "
+                    "syncswim retry (or materialise the asset by hand)",
+                )
                 continue
             due = now + timedelta(seconds=cap(tries, rules.base_seconds, rules.max_seconds))
             detail["next_attempt_at"] = due.isoformat()
             out.append(EntryUpdate(u.entry_id, "failed", detail, due))
+            report.note_event(
+                "warning",
+                f"failed {where} (try {tries} of {rules.attempts}): {error}; "
+                f"tried again from {due:%Y-%m-%d %H:%M:%S} UTC",
+            )
         return out
 
     def _apply_sides(self, plan: Plan, batch_id: str) -> dict[Letter, ApplyResult]:
@@ -297,18 +326,22 @@ class EntityEngine:
         written: list[dict[str, Any]] = []
         failed: list[str] = []
         stale: list[Write] = []
+        outcomes: list[tuple[Write, str]] = []
         for w in rec.writes:
             res = results[w.target]
             endpoint = m.side(w.target).endpoint
             written.append({"target": endpoint, "action": w.action, "values": w.values})
             if w.ref in res.rejected:
                 failed.append(f"{endpoint}: {res.rejected[w.ref]}")
+                outcomes.append((w, f"rejected: {res.rejected[w.ref]}"))
                 continue
             if w.ref in res.stale:
                 stale.append(w)
+                outcomes.append((w, "stale: the row changed underneath, merged next run"))
                 continue
             if w.ref in res.missing and w.action == "update":
                 stale.append(w)  # gone underneath: its delete comes with the next capture
+                outcomes.append((w, "stale: the row is gone, its delete comes next"))
                 continue
             counts = report.side(endpoint)
             if w.action == "insert":
@@ -318,6 +351,20 @@ class EntityEngine:
                 counts.updated += 1
             elif w.ref not in res.missing:
                 counts.deleted += 1
+            outcomes.append((w, "applied" if w.ref not in res.missing else "already gone"))
+        for w, outcome in outcomes:
+            report.note_change(change_row(m, w, outcome, keys))
+        # both sides' keys: a key alone names a row of one side only
+        detail["record"] = {m.a.endpoint: keys["a"], m.b.endpoint: keys["b"]}
+        if self.run_id is not None:
+            detail["run_id"] = self.run_id
+        transforms = {
+            f"{m.side(w.target).endpoint}.{col}": name
+            for w in rec.writes
+            for col, name in transforms_of(m, w).items()
+        }
+        if transforms:
+            detail["transforms"] = transforms
         if written:
             detail["writes"] = written
         if failed:
@@ -345,6 +392,8 @@ class EntityEngine:
         else:
             out.updates += [EntryUpdate(i, rec.status, detail) for i in rec.entry_ids]
         out.conflicts += rec.conflicts
+        for c in rec.conflicts:
+            report.note_event(*conflict_event(m, c))
         if rec.drop_link:
             if rec.old_link is not None:
                 out.drop.append(rec.old_link)

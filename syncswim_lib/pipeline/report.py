@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+# the materialisation carries at most this many changes and events; `syncswim audit`
+# shows the rest (the counts say how many there were)
+MAX_CHANGE_ROWS = 50
+MAX_EVENTS = 100
 
 
 @dataclass
@@ -38,9 +44,28 @@ class EntityReport:
     in_step: int = 0  # `full`: linked pairs found holding their shadow's values on both sides
     created_in_bulk: int = 0  # `full`: rows created on the other side by the bulk path
     adopted: int = 0  # `full` with `match_on`: existing pairs linked by their natural key
-    positions: dict[str, str] = field(default_factory=dict)
+    positions: dict[str, dict[str, Any]] = field(default_factory=dict)  # endpoint -> JSON
+    taken: int = 0  # journal entries this run planned (captured by it or before it)
+    # the writes of this run, one row each (at most MAX_CHANGE_ROWS), and how many in all
+    changes: list[dict[str, str]] = field(default_factory=list)
+    changes_total: int = 0
+    # conflicts, failures and parked records, for the run log: (level, message)
+    events: list[tuple[str, str]] = field(default_factory=list)
+    events_total: int = 0
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+
+    def note_change(self, row: dict[str, str]) -> None:
+        self.changes_total += 1
+        if len(self.changes) < MAX_CHANGE_ROWS:
+            self.changes.append(row)
+
+    def note_event(self, level: str, message: str) -> None:
+        """`level`: warning (a conflict a rule decided, a record to be tried again) or
+        error (a record parked, a conflict waiting for a person)."""
+        self.events_total += 1
+        if len(self.events) < MAX_EVENTS:
+            self.events.append((level, message))
 
     def side(self, endpoint: str) -> SideCounts:
         return self.sides.setdefault(endpoint, SideCounts())

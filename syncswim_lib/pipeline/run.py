@@ -145,7 +145,7 @@ def run_entities(
         for endpoint in (decl.a, decl.b):
             pos = rt.store.get_position(sync, endpoint)
             if pos is not None:
-                r.positions[endpoint] = str(pos.to_json())
+                r.positions[endpoint] = pos.to_json()
     reports[names[0]].retries += [
         {
             "try": a.number,
@@ -185,6 +185,7 @@ def _engine(rt: Runtime, sync: str, name: str) -> EntityEngine:
         rt.side_connectors(emap),
         maps=lambda n: rt.entity_map(sync, n),
         retry=rt.project.syncs[sync].retry,
+        run_id=rt.run_id,
     )
 
 

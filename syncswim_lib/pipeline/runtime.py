@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 
 class Runtime:
+    # the Dagster run (or `cli:<pid>`) recorded with each outcome; set by whoever runs
+    run_id: str | None = None
+
     def __init__(self, project: Project, state_url: str | None = None) -> None:
         self.project = project
         # one rule for the CLI, Dagster and the demo (statehome.py); a caller's URL (the

@@ -144,7 +144,7 @@ def materialize_entity(dbs: TwoDbs, entity: str, full: bool = False) -> Any:
         if "/" in k:
             endpoint, what = k.split("/", 1)
             setattr(report.side(endpoint), what, v)
-    report.captured = meta["captured"]
+    report.captured = meta["captured_by_run"]
     report.snapshot_rows = meta["snapshot_rows"]
     report.skipped_echoes = meta["skipped_echoes"]
     report.conflicts = meta["conflicts"]
