@@ -107,8 +107,12 @@ class LiveDescriber:
             connector = self.connector(name)
             if not isinstance(connector, CheckedServer):
                 continue
+            streaming = [s for s in syncs if self.project.syncs[s].run == "streaming"]
             try:
                 findings += connector.check_server(syncs)
+                check_streaming = getattr(connector, "check_streaming", None)
+                if streaming and check_streaming is not None:
+                    findings += check_streaming(streaming)
             except Exception as exc:
                 raise self._endpoint_error(endpoint, "check", exc) from None
         return findings

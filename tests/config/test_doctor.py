@@ -137,12 +137,15 @@ def test_servers_not_ready_for_capture(
         assert "    fix: postgresql.conf: wal_level = logical, then restart the server" in out
         assert "1 replication slot(s) needed, 0 free (max_replication_slots = 0" in out
         assert "fix: postgresql.conf: max_replication_slots = 1 or more" in out
+        # the sync streams (the default between two databases): a WAL sender too
+        assert "1 WAL sender(s) needed for streaming, 0 free (max_wal_senders = 0" in out
+        assert "fix: postgresql.conf: max_wal_senders = 3 or more" in out
         assert "shop_db (mysql):\n  error: the binary log is off: capture needs log_bin=ON" in out
         assert "    fix: my.cnf [mysqld]: log_bin = binlog" in out
         assert "capture needs binlog_row_metadata=FULL, it is MINIMAL" in out
         assert "SET GLOBAL binlog_row_metadata = 'FULL';" in out
         assert "  warning: binary logs are purged after 3600 s" in out
-        assert out.splitlines()[-1].startswith("doctor: 4 errors, 1 warning: fix the errors")
+        assert out.splitlines()[-1].startswith("doctor: 5 errors, 1 warning: fix the errors")
 
         # live validate runs the same checks: the errors, one line each, exit 2
         assert run_validate(str(declaration)) == 2

@@ -1,7 +1,13 @@
 """The server settings and rights logical-replication capture needs (`syncswim doctor`).
 
-Capture reads its slot through the SQL functions (`pg_logical_slot_peek_binary_changes`),
-not a walsender connection, so it takes a replication slot but no WAL sender.
+Micro-batch capture reads its slot through the SQL functions
+(`pg_logical_slot_peek_binary_changes`): a replication slot, no WAL sender. A streaming
+sync reads it over the replication protocol: one WAL sender per sync while it streams,
+and a logical replication connection (`replication=database`) the server accepts. Such a
+connection is matched in pg_hba.conf by its database name like any other (the
+`replication` keyword there is for physical replication only), so what refuses it in
+practice is a full set of WAL senders, a role without REPLICATION, or a connection
+pooler in between (`streaming_findings`).
 """
 
 from __future__ import annotations
@@ -112,4 +118,56 @@ def server_findings(
                     "REPLICA IDENTITY FULL need the table's owner",
                     f'ALTER TABLE {table} OWNER TO "{user}"; (or run setup as {row[0]})',
                 )
+    return out
+
+
+_SENDERS = """
+SELECT current_setting('max_wal_senders')::int,
+       (SELECT count(*) FROM pg_stat_replication),
+       (SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name = ANY(%s))
+"""
+
+
+def streaming_findings(
+    conn: psycopg.Connection, dsn: str, endpoint: str, syncs: Sequence[str]
+) -> list[Finding]:
+    """What the streaming syncs among `syncs` need of this server: a free WAL sender
+    each (one already streaming holds its own) and a replication connection it accepts."""
+    import psycopg
+
+    if not syncs:
+        return []
+    out: list[Finding] = []
+    ours = [slot_name(s) for s in syncs]
+    row = conn.execute(_SENDERS, (ours,)).fetchone()
+    limit, in_use, streaming = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+    needed = len(ours) - streaming
+    if in_use + needed > limit:
+        out.append(
+            Finding(
+                "error",
+                endpoint,
+                f"{needed} WAL sender(s) needed for streaming, {max(limit - in_use, 0)} free "
+                f"(max_wal_senders = {limit}, {in_use} in use)",
+                f"postgresql.conf: max_wal_senders = {in_use + needed + 2} or more (one "
+                "per streaming sync, plus your standbys and backups), then restart the "
+                "server; or run these syncs with `run: micro_batch`",
+            )
+        )
+        return out
+    try:
+        with psycopg.connect(dsn, autocommit=True, replication="database") as rep:
+            rep.execute("IDENTIFY_SYSTEM")
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        out.append(
+            Finding(
+                "error",
+                endpoint,
+                f"a replication connection, which streaming needs, is refused: {first}",
+                "connect the endpoint to the server itself, not through a connection pooler "
+                "(PgBouncer and the like do not pass replication connections), with a role "
+                "that has REPLICATION; or run these syncs with `run: micro_batch`",
+            )
+        )
     return out

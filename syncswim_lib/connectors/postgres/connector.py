@@ -40,7 +40,7 @@ from syncswim_lib.connectors.ownership import StreamOwner
 from syncswim_lib.connectors.postgres import apply as apply_mod
 from syncswim_lib.connectors.postgres import marker, records
 from syncswim_lib.connectors.postgres.capture import PlanCache, capture_changes
-from syncswim_lib.connectors.postgres.checks import server_findings
+from syncswim_lib.connectors.postgres.checks import server_findings, streaming_findings
 from syncswim_lib.connectors.postgres.connection import (
     MARKER_SCHEMA,
     MARKER_TABLE,
@@ -127,6 +127,15 @@ class PostgresConnector:
 
         try:
             return server_findings(self._connection(), self.endpoint, syncs)
+        except psycopg.Error as exc:
+            raise_translated(exc, f"checking the server of endpoint {self.endpoint}")
+
+    def check_streaming(self, syncs: Sequence[str]) -> list[Finding]:
+        """What `run: streaming` syncs need beyond capture (WAL senders, pg_hba)."""
+        import psycopg
+
+        try:
+            return streaming_findings(self._connection(), str(self.dsn), self.endpoint, syncs)
         except psycopg.Error as exc:
             raise_translated(exc, f"checking the server of endpoint {self.endpoint}")
 
