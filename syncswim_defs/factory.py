@@ -46,6 +46,7 @@ from syncswim_lib.pipeline.backoff import full_jitter
 from syncswim_lib.pipeline.capture import capture_sync
 from syncswim_lib.pipeline.maintenance import prune_markers
 from syncswim_lib.pipeline.run import run_entity
+from syncswim_lib.pipeline.seed import unfinished
 
 # a step that still fails with a retriable error after the run's own tries (`retry:`) is
 # run again by Dagster this many times, after a jittered wait growing from max_seconds
@@ -177,6 +178,11 @@ def _capture_sensor(project: Project, sync: str) -> SensorDefinition:
         with syncswim.runtime() as rt:
             captured = capture_sync(rt, sync)
             pending = rt.store.pending_counts(sync)
+            # a `full` run left unfinished (a crash, or a lost stream position marked for
+            # reconciliation) is work too, even when no change is pending
+            for e in project.syncs[sync].entities:
+                if unfinished(rt.store, sync, e):
+                    pending.setdefault(e, 0)
             if now - float(cursor.get("pruned_at", 0)) > PRUNE_EVERY_S:
                 pruned = prune_markers(rt, sync)
                 context.log.info(f"{sync}: pruned {pruned} old apply markers")

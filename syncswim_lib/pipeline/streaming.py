@@ -39,6 +39,7 @@ from syncswim_lib.errors import ConfigError
 from syncswim_lib.pipeline.capture import capture_endpoint, ensure_setup, entity_tables
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.run import run_entities
+from syncswim_lib.pipeline.seed import unfinished
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.state import leases
 
@@ -238,6 +239,10 @@ class StreamingRun:
 
     def _pending_selection(self) -> list[str]:
         pending = self.rt.store.pending_counts(self.sync)
+        # a `full` run left unfinished (a crash, a lost position marked for reconciling)
+        for e in self.decl.entities:
+            if unfinished(self.rt.store, self.sync, e):
+                pending.setdefault(e, 0)
         wanted = {
             d for e in pending if e in self.decl.entities for d in (e, *self.decl.descendants(e))
         }

@@ -176,3 +176,28 @@ def test_invalidated_slot_is_reconciled(
         assert _names(m) == (["Anne", "Cy", "Robert"], ["Anne", "Cy", "Robert"])
     finally:
         m.close()
+
+
+def test_the_capture_sensor_asks_for_the_reconciling_run(m: MergeDbs) -> None:
+    """Under Dagster, the lost position is noticed by the capture sensor; the changes it
+    missed are in no journal, so nothing is pending, yet the sensor asks for the run that
+    reconciles (it would otherwise wait for some unrelated change)."""
+    from dagster import AssetKey, DagsterInstance, RunRequest, build_sensor_context
+
+    from syncswim_defs.factory import build_definitions
+    from syncswim_defs.naming import sensor_name
+    from syncswim_defs.resources import SyncSwimResource
+
+    _start(m)
+    m.my_exec("UPDATE customers SET name = 'Robert' WHERE email = 'bob@x'")
+    _purge_binlogs(m)
+    defs = build_definitions(m.yaml_path, state_url=m.state_url)
+    sensor_def = defs.resolve_sensor_def(sensor_name("app_shop"))
+    resource = SyncSwimResource(project_path=str(m.yaml_path), state_url=m.state_url)
+    with DagsterInstance.ephemeral() as instance:
+        req = sensor_def(build_sensor_context(instance=instance, resources={"syncswim": resource}))
+        assert isinstance(req, RunRequest), req
+        assert req.asset_selection == [AssetKey(["app_shop", "customers"])]
+    assert _unfinished(m)
+    _run(m)  # what the requested run does
+    assert _names(m) == (["Ann", "Robert"], ["Ann", "Robert"])
