@@ -171,15 +171,26 @@ def error_text(exc: BaseException) -> str:
 # program_limit_exceeded, which PostgreSQL raises for one row too big for its index
 # ("index row size ... exceeds btree maximum") or for a value past a type's limit. The
 # other codes of class 54 (too many columns or arguments) are the statement's, not a row's.
-_RECORD_CLASSES = frozenset({"22", "23", "44", "P0"})
-_RECORD_STATES = frozenset({"42804", "54000"})
+# classes of errors that are not one row's: the connection, the transaction, resources,
+# locks, the server, privileges and the statement itself (class 42: syntax, access, a
+# table or column that does not exist); a row is refused with anything else
+_STATEMENT_CLASSES = frozenset(
+    {"08", "0A", "25", "26", "28", "34", "3D", "3F", "40", "42", "53", "54", "55", "57"}
+    | {"58", "F0", "HV", "XX"}
+)
+# row errors in those classes: a value of the wrong type for its column; a row too large
+# for an index (54000; the rest of class 54 is the statement's: too many arguments...)
+_ROW_STATES = frozenset({"42804", "54000"})
 
 
 def is_record_error(exc: BaseException) -> bool:
-    """A failure caused by one row's values (bad value, constraint, trigger RAISE, a row
-    too large for an index): that row is parked, the rest of the batch goes on."""
+    """A failure caused by one row's values (a bad value, a constraint, a trigger's RAISE
+    with whatever code, a row too large for an index): that row is parked, the rest of
+    the batch goes on. An error without a SQLSTATE is the client's or the connection's."""
     state = getattr(exc, "sqlstate", None) or ""
-    return state[:2] in _RECORD_CLASSES or state in _RECORD_STATES
+    if not state:
+        return False
+    return state in _ROW_STATES or state[:2] not in _STATEMENT_CLASSES
 
 
 @functools.cache

@@ -98,3 +98,54 @@ def test_statement_errors_are_not_a_records(db: psycopg.Connection) -> None:
         with pytest.raises(psycopg.Error) as err:
             db.execute(sql)
         assert not is_record_error(err.value), err.value.sqlstate
+
+
+def test_a_trigger_refusing_one_row_with_its_own_sqlstate_parks_that_row(
+    db: psycopg.Connection, pg: PostgresConnector
+) -> None:
+    """Whatever code a trigger raises (an application's own SQLSTATE class here), the row it
+    refuses is that record's problem; only connection, resource, lock, privilege and
+    statement errors stop the batch."""
+    db.execute(
+        "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.body = 'bad' THEN RAISE EXCEPTION 'no bad notes' USING ERRCODE = 'SW001'; "
+        "END IF; RETURN NEW; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER notes_refuse BEFORE INSERT ON notes FOR EACH ROW "
+        "EXECUTE FUNCTION refuse_bad()"
+    )
+    inserts = [{"__ref": f"r{i}", "id": i, "body": f"note {i}"} for i in range(1, 6)]
+    inserts.insert(2, {"__ref": "bad", "id": 99, "body": "bad"})
+    result = pg.apply(batch("b1", inserts=inserts))
+    assert result.inserted == 5 and set(result.rejected) == {"bad"}
+    assert "no bad notes" in result.rejected["bad"]
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "row"),
+    [
+        ("23505", True),  # unique violation
+        ("22001", True),  # value too long
+        ("P0001", True),  # a trigger's RAISE
+        ("SW001", True),  # an application's own code
+        ("42804", True),  # a value of the wrong type for its column
+        ("54000", True),  # a row too large for an index
+        ("54023", False),  # too many arguments: the statement's
+        ("08006", False),  # the connection failed
+        ("40P01", False),  # deadlock: the transaction is retried
+        ("53100", False),  # disk full
+        ("57014", False),  # cancelled (statement_timeout)
+        ("42501", False),  # no privilege: every row would fail
+        ("42P01", False),  # no such table
+        ("28P01", False),  # authentication
+        ("XX000", False),  # internal error
+    ],
+)
+def test_which_sqlstates_are_a_records(sqlstate: str, row: bool) -> None:
+    class Err(Exception):
+        pass
+
+    exc = Err()
+    exc.sqlstate = sqlstate  # type: ignore[attr-defined]
+    assert is_record_error(exc) is row
