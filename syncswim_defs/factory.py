@@ -36,7 +36,7 @@ from dagster import (
 
 from syncswim_defs.health import all_health_checks
 from syncswim_defs.metadata import check_results, check_specs, log_events, report_metadata
-from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, sensor_name
+from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, pool_name, sensor_name
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_defs.streaming import asset_lease, streaming_parts
 from syncswim_lib.config import Project, load_project
@@ -107,6 +107,10 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
         tags={SYNC_TAG: sync},
         deps=deps,
         check_specs=check_specs(key),
+        # one step of a sync at a time across runs, where the instance limits pools
+        # (dagster.yaml: concurrency.pools.default_limit 1): a second run's step waits
+        # in Dagster, saying so, before it would wait on the writer lease
+        pool=pool_name(sync),
     )
     def _asset(
         context: AssetExecutionContext, config: EntityRunConfig, syncswim: SyncSwimResource

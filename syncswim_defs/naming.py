@@ -17,3 +17,8 @@ def group_name(sync: str) -> str:
 
 def sensor_name(sync: str) -> str:
     return f"{sync}__capture"
+
+
+def pool_name(sync: str) -> str:
+    """The Dagster concurrency pool of a sync's asset steps."""
+    return f"syncswim_{sync}"

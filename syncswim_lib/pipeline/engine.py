@@ -162,6 +162,25 @@ class EntityEngine:
         self.waits = []
         self.waiting_records = 0
         self.vanished = set()
+        self.recover(report)
+        after = 0 if not only else min(only) - 1
+        while True:
+            entries = self.store.pending(m.sync, m.entity, limit=chunk_size, after_id=after)
+            if not entries:
+                break
+            after = entries[-1].id
+            fresh = [e for e in entries if e.batch_id is None and (only is None or e.id in only)]
+            if fresh:
+                batch_id = f"{m.sync}.{m.entity}.{uuid.uuid4().hex[:16]}"
+                self._chunk(fresh, batch_id, report, full, break_nodes)
+        report.duration_s += time.monotonic() - start
+
+    def recover(self, report: EntityReport) -> None:
+        """Finish the batches a crash left in flight: a saved plan is replayed, one without
+        is handed back to be planned again. A `full` run does this before it compares both
+        sides, which would otherwise take a row such a batch created for a record and the
+        record itself for two unlinked rows."""
+        m = self.m
         for batch_id in self.store.in_flight_batches(m.sync, m.entity):
             entries = [e for e in self.store.pending(m.sync, m.entity) if e.batch_id == batch_id]
             self._attempts.update((e.id, e.attempts) for e in entries)
@@ -180,17 +199,6 @@ class EntityEngine:
                 continue
             report.recovered_batches += 1
             self._execute(plan_from_text(saved), batch_id, report)
-        after = 0 if not only else min(only) - 1
-        while True:
-            entries = self.store.pending(m.sync, m.entity, limit=chunk_size, after_id=after)
-            if not entries:
-                break
-            after = entries[-1].id
-            fresh = [e for e in entries if e.batch_id is None and (only is None or e.id in only)]
-            if fresh:
-                batch_id = f"{m.sync}.{m.entity}.{uuid.uuid4().hex[:16]}"
-                self._chunk(fresh, batch_id, report, full, break_nodes)
-        report.duration_s += time.monotonic() - start
 
     def _chunk(
         self,

@@ -99,6 +99,7 @@ def run_entities(
     for name in names:
         if name in fulls:
             eng = engines[name]
+            eng.recover(reports[name])  # a crashed batch's rows linked before the compare
             seeded = Reconciler(eng.m, rt.store, eng.connectors, chunk).run(reports[name])
             reports[name].snapshot_rows = seeded.rows_read
             reports[name].in_step += seeded.in_step

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from dagster import (
     AssetKey,
     DagsterInstance,
@@ -32,6 +34,13 @@ def test_definitions_load_with_expected_graph(dbs: TwoDbs) -> None:
     assert node.group_name == "app_shop"
     assert {"postgres", "mysql"} <= set(node.kinds)
     assert defs.resolve_sensor_def(sensor_name("app_shop")) is not None
+    # one pool per sync: with the shipped dagster.yaml's limit, one step of it at a time
+    for key in keys:
+        assert defs.resolve_assets_def(key).op.pool == "syncswim_app_shop"
+    shipped = Path(__file__).parents[2] / "dagster.yaml"
+    for path in (shipped, shipped.parent / "deploy" / "dagster.yaml"):
+        config = yaml.safe_load(path.read_text())
+        assert config["concurrency"]["pools"]["default_limit"] == 1, path
 
 
 def test_sensor_requests_runs_and_materialisation_syncs(dbs: TwoDbs) -> None:
