@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from syncswim_lib import failpoints
 from syncswim_lib.pipeline.capture import capture_sync, ensure_setup
+from syncswim_lib.pipeline.drift import check_entities, raise_stopped
 from syncswim_lib.pipeline.engine import EntityEngine, waits_for_relative
 from syncswim_lib.pipeline.plan import Node
 from syncswim_lib.pipeline.report import EntityReport
@@ -86,6 +87,14 @@ def run_entities(
     reports[names[0]].captured = captured
     for name in everyone:
         reports[name].skipped_echoes += echoes[name]
+    # schema drift (pipeline/drift.py): an entity whose mapped column changed stops here,
+    # before anything of it is applied, and is named once the others have run
+    stopped = check_entities(rt, sync, everyone, reports, accept=names if full else ())
+    asked = names
+    names = [n for n in names if n not in stopped]
+    everyone = [n for n in everyone if n not in stopped]
+    if not names:
+        raise_stopped(stopped, asked)
     for name in names:
         took = rt.store.requeue(sync, name) if requeue else rt.store.retry_due(sync, name)
         reports[name].requeued += took + _with_newer_changes(rt, sync, name)
@@ -157,6 +166,7 @@ def run_entities(
         for a in rt.retrier(sync).attempts[retried:]
     ]
     reports[names[0]].duration_s = time.monotonic() - start
+    raise_stopped(stopped, asked)
     return reports
 
 

@@ -36,6 +36,9 @@ class Runtime:
         self._identity: StreamOwner | None = None
         self._claimed: set[tuple[str, str]] = set()
         self._retriers: dict[str, Retrier] = {}
+        # warnings already given by this runtime (pipeline/drift.py): a long-lived
+        # streaming run says each once, not at every batch
+        self.notes_given: set[str] = set()
 
     def identity(self) -> StreamOwner:
         if self._identity is None:
@@ -68,6 +71,12 @@ class Runtime:
         if (endpoint, table) not in self._tables:
             self._tables[(endpoint, table)] = self.connector(endpoint).describe(table)
         return self._tables[(endpoint, table)]
+
+    def forget_table(self, endpoint: str, table: str) -> None:
+        """The table changed: describe it again when next asked, and build the entity
+        maps again (any of them may use it, as its own table or a parent's)."""
+        self._tables.pop((endpoint, table), None)
+        self._maps.clear()
 
     def entity_map(self, sync: str, entity: str) -> EntityMap:
         if (sync, entity) not in self._maps:
