@@ -41,6 +41,12 @@ def _open(endpoint: Endpoint) -> Connector:
         from syncswim_lib.connectors.mysql import MySQLConnector
 
         return MySQLConnector(endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint))
+    if endpoint.kind == "salesforce":
+        from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
+
+        # every declared setting, secrets read now; the connector logs in at first use
+        values = {k: endpoint.resolve_setting(k) for k in endpoint.settings}
+        return SalesforceConnector.from_settings(endpoint.name, values)
     raise ConfigError(
         f"endpoint kind {endpoint.kind!r} has no connector in this build yet",
         path=f"endpoints.{endpoint.name}.kind",

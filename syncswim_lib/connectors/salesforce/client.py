@@ -1,0 +1,175 @@
+"""Calls to the org through simple-salesforce, with Salesforce's errors put in the
+project's taxonomy (errors.py) so the pipeline's retries and parking act on them:
+
+- lock contention (`UNABLE_TO_LOCK_ROW`), the API budget (`REQUEST_LIMIT_EXCEEDED`),
+  5xx answers, timeouts and cut connections: RetriableError (backoff, then again);
+- an expired or refused session, a missing permission: FatalError;
+- anything else the org refuses for a whole call: SalesforceApiError (a FatalError
+  carrying Salesforce's error code).
+
+Per-record errors of a collection call are not raised: apply reports them one by one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import requests
+
+from syncswim_lib.errors import FatalError, RetriableError
+
+if TYPE_CHECKING:
+    from simple_salesforce.api import Salesforce
+
+T = TypeVar("T")
+
+CALL_OPTIONS = "Sforce-Call-Options"
+# how often a Bulk API 2.0 job's state is asked while it runs
+BULK_POLL_S = 0.05
+RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+class SalesforceApiError(FatalError):
+    """The org refused a whole call; `code` is Salesforce's error code."""
+
+    def __init__(self, message: str, code: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class NotFound(SalesforceApiError):
+    """404: no such object, field or record."""
+
+
+def error_code(content: Any) -> tuple[str, str]:
+    """(errorCode, message) of Salesforce's error array (or a single error object)."""
+    first = content[0] if isinstance(content, list) and content else content
+    if isinstance(first, dict):
+        code = str(first.get("errorCode") or first.get("statusCode") or "")
+        return code, str(first.get("message", ""))
+    return "", str(content)[:300]
+
+
+class Api:
+    """One endpoint's client and how its calls fail."""
+
+    def __init__(self, sf: Salesforce, endpoint: str) -> None:
+        self.sf = sf
+        self.endpoint = endpoint
+
+    @property
+    def instance_url(self) -> str:
+        return f"https://{self.sf.sf_instance}"
+
+    def token(self) -> str:
+        """The current access token (a login form refreshes it after a 401)."""
+        return str(self.sf.session_id)
+
+    def usage(self) -> tuple[int, int] | None:
+        """(used, limit) of the daily API budget as the last answer's Sforce-Limit-Info
+        said it; None before any call."""
+        found = self.sf.api_usage.get("api-usage")
+        if found is None:
+            return None
+        return int(found.used), int(found.total)
+
+    # -- calling ---------------------------------------------------------------------
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
+
+        try:
+            return fn()
+        except SalesforceError as exc:
+            raise self.translate(exc, what) from None
+        except SalesforceOperationError as exc:  # a Bulk API job that failed or was aborted
+            raise SalesforceApiError(
+                f"{what} on Salesforce endpoint {self.endpoint}: {exc}", "BULK_JOB_FAILED", 0
+            ) from None
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise RetriableError(
+                f"{what} on Salesforce endpoint {self.endpoint}: {type(exc).__name__} "
+                "(no answer; tried again with backoff)"
+            ) from None
+
+    def translate(self, exc: Exception, what: str) -> Exception:
+        from simple_salesforce.exceptions import (
+            SalesforceExpiredSession,
+            SalesforceResourceNotFound,
+        )
+
+        status = int(getattr(exc, "status", 0) or 0)
+        code, message = error_code(getattr(exc, "content", None))
+        place = f"{what} on Salesforce endpoint {self.endpoint}"
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            used = self.usage()
+            budget = f" (api-usage {used[0]}/{used[1]})" if used else ""
+            return RetriableError(
+                f"{place}: the org's API request limit is exceeded{budget}: {message}; "
+                "the call is tried again with backoff, and a later run resumes from the "
+                "stored position"
+            )
+        if code == "UNABLE_TO_LOCK_ROW":
+            return RetriableError(f"{place}: UNABLE_TO_LOCK_ROW: {message}")
+        if status in RETRIABLE_STATUS:
+            return RetriableError(f"{place}: HTTP {status} {code}: {message}".rstrip(": "))
+        if isinstance(exc, SalesforceExpiredSession) or status == 401:
+            return FatalError(
+                f"{place}: the session was refused ({code or 'INVALID_SESSION_ID'}); "
+                "a token setting needs a new token, a login form new credentials"
+            )
+        if isinstance(exc, SalesforceResourceNotFound) or status == 404:
+            return NotFound(f"{place}: {code}: {message}", code, status)
+        return SalesforceApiError(f"{place}: HTTP {status} {code}: {message}", code, status)
+
+    def restful(
+        self, what: str, path: str, method: str = "GET", origin: str | None = None, **kw: Any
+    ) -> Any:
+        """A REST call under /services/data/vNN.N/; `origin` tags a write with
+        `Sforce-Call-Options: client=<origin>`, which its change events carry back."""
+        if origin is not None:
+            kw["headers"] = {**kw.get("headers", {}), CALL_OPTIONS: f"client={origin}"}
+        return self.call(what, lambda: self.sf.restful(path, method=method, **kw))
+
+    # -- reading ---------------------------------------------------------------------
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        result = self.restful(f"describing {sobject}", f"sobjects/{sobject}/describe/")
+        assert isinstance(result, dict)
+        return result
+
+    def query_pages(self, soql: str, what: str) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a SOQL query (the recycle bin left out), each page's records."""
+        page = self.call(what, lambda: self.sf.query(soql))
+        while True:
+            yield list(page.get("records", []))
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            url = str(page["nextRecordsUrl"])
+            page = self.call(what, partial(self.sf.query_more, url, identifier_is_url=True))
+
+    def count(self, sobject: str) -> int:
+        page = self.call(
+            f"counting {sobject}", lambda: self.sf.query(f"SELECT COUNT() FROM {sobject}")
+        )
+        return int(page.get("totalSize", 0))
+
+    def bulk_query(
+        self, sobject: str, soql: str, page_rows: int, what: str
+    ) -> Iterator[list[dict[str, str]]]:
+        """A Bulk API 2.0 query job's result pages as CSV rows (text cells, empty for
+        null), in the job's (the query's) order."""
+        handler = getattr(self.sf.bulk2, sobject)
+        pages = self.call(
+            what, lambda: iter(handler.query(soql, max_records=page_rows, wait=BULK_POLL_S))
+        )
+        while True:
+            text = self.call(what, lambda: next(pages, None))
+            if text is None:
+                return
+            yield list(csv.DictReader(io.StringIO(str(text))))

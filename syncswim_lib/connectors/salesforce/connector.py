@@ -1,0 +1,162 @@
+"""SalesforceConnector: the Connector protocol over simple-salesforce (REST, Bulk API 2.0)
+and Change Data Capture over CometD.
+
+The internals are split by role so each can move on its own: `settings` and `auth`
+(logging in), `client` (calls and their errors), `describe`/`types` (what an object
+is), `snapshot` (reading), `apply` (writing), `capture` (the change stream and its
+replay-id position).
+
+What Salesforce does not have, and what stands in for it:
+
+- no transactions and no marker table: `applied_result` is always None and
+  `prune_markers` 0; apply is idempotent by external-id upserts (apply.py);
+- no slot to create: `setup` checks that Change Data Capture is enabled for each object
+  and changes nothing in the org, `teardown` has nothing to drop, `confirm` nothing to
+  release (the org keeps events for 72 hours whatever a subscriber has read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from syncswim_lib.connectors.base import (
+    ApplyBatch,
+    ApplyResult,
+    Capabilities,
+    CaptureBatch,
+    TableInfo,
+)
+from syncswim_lib.connectors.salesforce.apply import COLLECTION_SIZE, Progress, apply_batch
+from syncswim_lib.connectors.salesforce.auth import open_client
+from syncswim_lib.connectors.salesforce.capture import CdcReader, check_position
+from syncswim_lib.connectors.salesforce.client import Api, NotFound
+from syncswim_lib.connectors.salesforce.describe import ObjectInfo, object_info
+from syncswim_lib.connectors.salesforce.settings import SalesforceSettings
+from syncswim_lib.connectors.salesforce.snapshot import fetch_rows, snapshot_rows
+from syncswim_lib.envelope import Position
+from syncswim_lib.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class SalesforceConnector:
+    capabilities = Capabilities(
+        change_stream=True,
+        hard_deletes=True,  # DELETE change events (a purge from the recycle bin has none)
+        upsert_by_external_id=True,
+        origin_tagging=True,
+        max_batch_rows=COLLECTION_SIZE,
+    )
+
+    def __init__(self, settings: SalesforceSettings) -> None:
+        self.settings = settings
+        self.endpoint = settings.endpoint
+        self._api: Api | None = None
+        self._objects: dict[str, ObjectInfo] = {}
+        self._progress = Progress()
+
+    @staticmethod
+    def from_settings(endpoint: str, values: Mapping[str, str]) -> SalesforceConnector:
+        return SalesforceConnector(SalesforceSettings.from_resolved(endpoint, values))
+
+    @property
+    def api(self) -> Api:
+        """Logged in at the first call that needs the org (describe, read, write)."""
+        if self._api is None:
+            self._api = Api(open_client(self.settings), self.endpoint)
+        return self._api
+
+    def _reader(self) -> CdcReader:
+        api = self.api
+        return CdcReader(
+            lambda: api.instance_url,
+            api.token,
+            self.settings.api_version,
+            self.settings.ca_bundle,
+            self.endpoint,
+        )
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.sf.session.close()
+            self._api = None
+
+    # -- description -----------------------------------------------------------------
+
+    def describe_object(self, sobject: str) -> ObjectInfo:
+        if sobject not in self._objects:
+            try:
+                raw = self.api.describe(sobject)
+            except NotFound:
+                raise ConfigError(
+                    f"object {sobject} does not exist in Salesforce endpoint {self.endpoint} "
+                    "(or the integration user cannot see it)"
+                ) from None
+            self._objects[sobject] = object_info(raw)
+        return self._objects[sobject]
+
+    def describe(self, table: str) -> TableInfo:
+        return self.describe_object(table).table
+
+    # -- setup -----------------------------------------------------------------------
+
+    def setup(self, sync: str, tables: Sequence[str]) -> None:
+        for name in tables:
+            self.describe_object(name)
+        self._reader().check_enabled(tables)
+
+    def teardown(self, sync: str) -> None:
+        """Nothing: setup created nothing in the org."""
+
+    # -- change stream ---------------------------------------------------------------
+
+    def current_position(self, sync: str) -> Position:
+        return self._reader().latest()
+
+    def reset_position(self, sync: str) -> Position:
+        """After PositionLost: capture goes on from the newest retained event."""
+        return self.current_position(sync)
+
+    def capture(
+        self,
+        sync: str,
+        tables: Sequence[str],
+        since: Position | None,
+        max_changes: int,
+        skip_origin: str | None = None,
+    ) -> CaptureBatch:
+        objects = {name: self.describe_object(name) for name in tables}
+        return self._reader().read(since, objects, max(max_changes, 1), skip_origin)
+
+    def confirm(self, sync: str, position: Position) -> None:
+        """Nothing to release: the org keeps events for its retention window anyway."""
+        check_position(position)
+
+    # -- reading and writing records -------------------------------------------------
+
+    def snapshot(
+        self, table: str, columns: Sequence[str], order_by: Sequence[str], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        info = self.describe_object(table)
+        return snapshot_rows(
+            self.api, info, columns, order_by, batch_rows, self.settings.bulk_threshold
+        )
+
+    def fetch(self, table: str, column: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        return fetch_rows(self.api, self.describe_object(table), column, values)
+
+    def apply(self, batch: ApplyBatch) -> ApplyResult:
+        return apply_batch(self.api, self.describe_object(batch.table), batch, self._progress)
+
+    def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
+        """Salesforce keeps no batch markers: a replayed batch is written again, which
+        apply makes harmless (see apply.py)."""
+        return None
+
+    def prune_markers(self, older_than: timedelta) -> int:
+        if older_than < timedelta(0):
+            raise ConfigError(f"older_than must not be negative, got {older_than}")
+        return 0

@@ -1,0 +1,140 @@
+"""Reading records: whole objects (snapshot) and records by the values of one field
+(fetch), as canonical values.
+
+A snapshot counts the object first (one call): up to the endpoint's `bulk_threshold`
+it pages through SOQL (2,000 records a call), above it one Bulk API 2.0 query job reads
+it as CSV (a handful of calls whatever the size). Both read the live records only (the
+recycle bin is not part of the data) in the order asked, `NULLS FIRST` as the Connector
+protocol says; text sorts the way the org sorts it (case-insensitively).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote_plus
+
+import pyarrow as pa
+
+from syncswim_lib.connectors.base import ColumnInfo
+from syncswim_lib.connectors.coerce import coerce
+from syncswim_lib.connectors.salesforce.client import Api
+from syncswim_lib.connectors.salesforce.describe import ObjectInfo
+from syncswim_lib.connectors.salesforce.types import (
+    ID_RE,
+    record_batch,
+    soql_literal,
+    to_canonical,
+)
+from syncswim_lib.errors import ConfigError
+
+# A query travels in the URL of a GET: real orgs refuse URLs past about 16,000
+# characters (414), so one fetch's query stays well below that once URL-encoded.
+MAX_QUERY_URL_CHARS = 12_000
+BULK_PAGE_ROWS = 50_000
+
+
+def columns_of(info: ObjectInfo, names: Sequence[str], endpoint: str) -> list[ColumnInfo]:
+    out = []
+    for name in names:
+        col = info.table.column(name)
+        if col is None:
+            known = ", ".join(c.name for c in info.table.columns)
+            raise ConfigError(
+                f"field {name!r} does not exist on {info.name} in endpoint {endpoint} "
+                f"(fields: {known})"
+            )
+        out.append(col)
+    return out
+
+
+def snapshot_rows(
+    api: Api,
+    info: ObjectInfo,
+    columns: Sequence[str],
+    order_by: Sequence[str],
+    batch_rows: int,
+    bulk_threshold: int,
+) -> Iterator[pa.RecordBatch]:
+    if batch_rows < 1:
+        raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
+    cols = columns_of(info, columns, api.endpoint)
+    columns_of(info, order_by, api.endpoint)
+    select = ", ".join(dict.fromkeys([*columns, *order_by]))
+    soql = f"SELECT {select} FROM {info.name}"
+    if order_by:
+        soql += " ORDER BY " + ", ".join(f"{c} ASC NULLS FIRST" for c in order_by)
+    what = f"reading {info.name}"
+    if api.count(info.name) > bulk_threshold:
+        pages: Iterator[list[dict[str, Any]]] = iter(
+            api.bulk_query(info.name, soql, BULK_PAGE_ROWS, what)
+        )
+    else:
+        pages = api.query_pages(soql, what)
+    buffer: list[dict[str, Any]] = []
+    for page in pages:
+        for record in page:
+            buffer.append({c.name: to_canonical(record.get(c.name), c) for c in cols})
+            if len(buffer) >= batch_rows:
+                yield record_batch(buffer, cols)
+                buffer = []
+    if buffer:
+        yield record_batch(buffer, cols)
+
+
+def fetch_rows(
+    api: Api, info: ObjectInfo, column: str, values: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Records whose `column` holds one of `values`, every described field of each; a
+    value the field cannot hold matches nothing, as NULL does."""
+    [col] = columns_of(info, [column], api.endpoint)
+    field = info.field(column)
+    if field is not None and not field.filterable:
+        raise ConfigError(
+            f"field {column} of {info.name} ({col.db_type}) cannot be filtered on in SOQL: "
+            "records cannot be looked up by it"
+        )
+    literals: list[str] = []
+    for value in dict.fromkeys(_wanted(values, col)):
+        literals.append(soql_literal(value, col))
+    if not literals:
+        return []
+    everything = list(info.table.columns)
+    head = f"SELECT {', '.join(c.name for c in everything)} FROM {info.name} WHERE {column} IN ("
+    budget = MAX_QUERY_URL_CHARS - len(quote_plus(head)) - len(quote_plus(")"))
+    if budget < 200:
+        raise ConfigError(f"{info.name} has too many fields to look records up by {column}")
+    rows: list[dict[str, Any]] = []
+    for chunk in _chunks(literals, budget):
+        soql = head + ", ".join(chunk) + ")"
+        for page in api.query_pages(soql, f"reading {info.name} by {column}"):
+            for record in page:
+                rows.append({c.name: to_canonical(record.get(c.name), c) for c in everything})
+    return rows
+
+
+def _wanted(values: Sequence[Any], col: ColumnInfo) -> Iterator[Any]:
+    for value in values:
+        try:
+            v = coerce(value, col)
+        except (ValueError, TypeError, ArithmeticError):
+            continue
+        if v is None:
+            continue
+        if col.db_type.startswith(("id", "reference")) and not ID_RE.fullmatch(str(v)):
+            continue  # not an id at all: the org would refuse the whole query
+        yield v
+
+
+def _chunks(literals: list[str], budget: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    used = 0
+    for lit in literals:
+        cost = len(quote_plus(lit)) + len(quote_plus(", "))
+        if chunk and used + cost > budget:
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(lit)
+        used += cost
+    if chunk:
+        yield chunk
