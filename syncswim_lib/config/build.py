@@ -32,6 +32,10 @@ from syncswim_lib.config.retry import build_retry
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
 from syncswim_lib.config.timeouts import Timeouts
+from syncswim_lib.connectors.salesforce.settings import OPTIONAL as SF_OPTIONAL
+from syncswim_lib.connectors.salesforce.settings import REQUIRED as SF_REQUIRED
+from syncswim_lib.connectors.salesforce.settings import SECRET as SF_SECRET
+from syncswim_lib.connectors.salesforce.settings import auth_form, form_problem
 from syncswim_lib.errors import ConfigError
 
 TOP_KEYS = ("version", "state", "endpoints", "syncs")
@@ -44,7 +48,7 @@ MAX_SYNC_NAME = 40
 SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {
     "postgres": (("dsn",), tuple(TIMEOUT_KEYS), frozenset({"dsn"})),
     "mysql": (("dsn",), tuple(TIMEOUT_KEYS), frozenset({"dsn"})),
-    "salesforce": (("instance_url", "token"), ("ca_bundle", "api_version"), frozenset({"token"})),
+    "salesforce": (SF_REQUIRED, SF_OPTIONAL, SF_SECRET),
 }
 # an endpoint named like an entity key, or like a side letter, would be ambiguous
 RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, *NOT_SUPPORTED, "a", "b"})
@@ -82,6 +86,8 @@ def _endpoint(name: Any, raw: Any, at: At) -> Endpoint:
         for key, value in block.items()
         if key != "kind"
     }
+    if kind == "salesforce" and auth_form(settings) is None:
+        raise at.error(form_problem(settings))  # token, or one of the login forms
     if kind in ("postgres", "mysql"):
         # refused at load, not at the first connect; {env: ...} ones are read at connect
         literal = {k: v for k, v in settings.items() if isinstance(v, str)}

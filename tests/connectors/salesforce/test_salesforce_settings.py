@@ -1,0 +1,60 @@
+"""A salesforce endpoint's auth form is checked when the YAML is loaded (no login)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncswim_lib.config import load_project
+from syncswim_lib.config.secrets import Secret
+from syncswim_lib.errors import ConfigError
+
+YAML = """\
+endpoints:
+  app: {{kind: postgres, dsn: {{env: APP_DSN}}}}
+  crm: {{kind: salesforce, instance_url: {{env: SF_URL}}{auth}}}
+syncs:
+  app_crm:
+    between: [app, crm]
+    entities:
+      customers:
+        app: {{table: public.customers, key: [id]}}
+        crm: {{object: Account, key: Id}}
+        mode: {{external_id: {{app: code, crm: Code__c}}}}
+        fields: {{name: Name}}
+"""
+
+
+def _load(tmp_path: Path, auth: str) -> object:
+    path = tmp_path / "sync.yaml"
+    path.write_text(YAML.format(auth=auth))
+    return load_project(path)
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        ", token: {env: SF_TOKEN}",
+        ", username: u, password: {env: SF_PW}, consumer_key: k, consumer_secret: {env: SF_CS}",
+        ", consumer_key: k, consumer_secret: {env: SF_CS}, domain: acme.my",
+        ", username: u, password: {env: SF_PW}, security_token: {env: SF_ST}",
+        ", username: u, password: {env: SF_PW}",
+    ],
+)
+def test_each_auth_form_loads_and_keeps_its_secrets_secret(tmp_path: Path, auth: str) -> None:
+    project = _load(tmp_path, auth)
+    settings = project.endpoints["crm"].settings  # type: ignore[attr-defined]
+    for key in ("token", "password", "consumer_secret", "security_token"):
+        if key in settings:
+            assert isinstance(settings[key], Secret)
+
+
+@pytest.mark.parametrize(
+    "auth",
+    ["", ", password: {env: SF_PW}", ", token: {env: SF_TOKEN}, username: u, password: p"],
+)
+def test_no_auth_form_or_two_of_them_name_the_endpoint(tmp_path: Path, auth: str) -> None:
+    with pytest.raises(ConfigError, match="one way to log in") as info:
+        _load(tmp_path, auth)
+    assert info.value.path == "endpoints.crm" and info.value.file is not None
