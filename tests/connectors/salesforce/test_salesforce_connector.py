@@ -30,7 +30,13 @@ STR = pa.string()
 
 
 def _table(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> pa.Table:
-    types = {"__set": pa.list_(STR), "__check": pa.list_(STR), "Credit__c": pa.float64()}
+    types = {
+        "__set": pa.list_(STR),
+        "__check": pa.list_(STR),
+        "Credit__c": pa.float64(),
+        "Seats__c": pa.int64(),
+        "Seen__c": pa.timestamp("us", tz="UTC"),
+    }
     schema = pa.schema([("__ref", STR)] + [(n, types.get(n, STR)) for n in names])
     return pa.Table.from_pylist([dict(r) for r in rows], schema=schema)
 
