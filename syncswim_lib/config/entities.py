@@ -22,6 +22,7 @@ from syncswim_lib.config.models import (
     MatchOn,
     Mode,
     OnDelete,
+    OnTruncate,
     Reference,
     RefOnDelete,
     SideSpec,
@@ -34,7 +35,7 @@ from syncswim_lib.config.transforms import (
     python_target,
 )
 
-ENTITY_KEYS = ("mode", "fields", "conflicts", "clock", "references", "match_on")
+ENTITY_KEYS = ("mode", "fields", "conflicts", "clock", "references", "match_on", "on_truncate")
 # keys the format reserves for behaviour that is not built: refused with the reason
 NOT_SUPPORTED: dict[str, str] = {}
 # rules written as a bare word; `prefer` and `rule` take an argument
@@ -558,6 +559,7 @@ def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
         match_on = _match_on(
             block["match_on"], scope, fields, references, at.key("match_on", block)
         )
+    on_truncate = _on_truncate(block.get("on_truncate"), at.key("on_truncate", block))
     return Entity(
         name,
         scope.sync,
@@ -569,4 +571,15 @@ def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
         conflicts,
         clock,
         match_on,
+        on_truncate,
     )
+
+
+def _on_truncate(raw: Any, at: At) -> OnTruncate:
+    """`on_truncate: refuse | propagate` (default refuse: a TRUNCATE captured on one side
+    stops the entity rather than empty the other side)."""
+    if raw is None:
+        return "refuse"
+    if raw not in ("refuse", "propagate"):
+        raise at.error(f"expected refuse or propagate, got {describe(raw)}")
+    return "propagate" if raw == "propagate" else "refuse"

@@ -186,6 +186,9 @@ class Reference:
     on_delete: RefOnDelete = "propagate"
 
 
+OnTruncate = Literal["refuse", "propagate"]
+
+
 @dataclass(frozen=True)
 class MatchOn:
     """How a `full` run adopts records that already exist on both sides (`match_on:`):
@@ -212,6 +215,9 @@ class Entity:
     # `newest` compares it instead of the source's commit time
     clock: FrozenDict[Letter, str] = field(default_factory=lambda: FrozenDict[Letter, str]())
     match_on: MatchOn | None = None
+    # a TRUNCATE captured on one side: stop the entity (refuse) or delete the other
+    # side's rows of the entity through the normal apply (propagate)
+    on_truncate: OnTruncate = "refuse"
 
     def letter(self, name_or_letter: str) -> Letter:
         """The letter ("a" or "b") of a letter or of one of the two endpoint names."""

@@ -79,6 +79,9 @@ class CaptureBatch:
     # capture(skip_origin=...): table -> changes left out as that origin's own writes
     # (MySQL counts row events there: it skips them without decoding their rows)
     echoes: dict[str, int] = field(default_factory=dict)
+    # (table, position) of each TRUNCATE of a captured table, in stream order: the rows it
+    # removed are not in `changes` (the source does not say which they were)
+    truncates: tuple[tuple[str, Position], ...] = ()
 
 
 def without_origin(batch: CaptureBatch, origin: str | None) -> CaptureBatch:
@@ -93,7 +96,7 @@ def without_origin(batch: CaptureBatch, origin: str | None) -> CaptureBatch:
             echoes[c.table] = echoes.get(c.table, 0) + 1
         else:
             kept.append(c)
-    return CaptureBatch(tuple(kept), batch.end_position, echoes)
+    return CaptureBatch(tuple(kept), batch.end_position, echoes, batch.truncates)
 
 
 @dataclass(frozen=True)

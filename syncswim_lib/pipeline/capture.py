@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -30,8 +30,10 @@ from syncswim_lib.envelope import (
 from syncswim_lib.errors import PositionLost
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.seed import STARTED, mark_side
+from syncswim_lib.pipeline.truncate import TruncatePolicy, answer_truncates
 
 if TYPE_CHECKING:
+    from syncswim_lib.config.models import Sync
     from syncswim_lib.connectors.base import Connector
     from syncswim_lib.pipeline.mapping import EntityMap, Letter
     from syncswim_lib.state.base import StateStore
@@ -120,9 +122,11 @@ def capture_endpoint(
     tables: dict[str, tuple[str, tuple[str, ...]]],
     max_rounds: int = 100,
     echoes: Counter[str] | None = None,
+    truncates: Mapping[str, TruncatePolicy] | None = None,
 ) -> int:
     """Drain one side's change stream into the journal. `tables`: source table ->
-    (entity, declared key). Returns how many changes were new.
+    (entity, declared key). Returns how many changes were new. `truncates`: entity -> what
+    a TRUNCATE of its table becomes (pipeline/truncate.py; refused when not given).
 
     Our own writes coming back (origin: this sync) are counted per entity in `echoes`
     and not journaled: the entries that caused them already record what was written,
@@ -152,6 +156,10 @@ def capture_endpoint(
                     echoes[tables[c.table][0]] += 1
                 continue
             entries.append((tables[c.table][0], c))
+        if batch.truncates:
+            entries = answer_truncates(
+                store, sync, endpoint, batch.truncates, tables, entries, truncates or {}
+            )
         if batch.end_position is not None and batch.end_position != since:
             total += store.append_changes(sync, endpoint, entries, batch.end_position)
             failpoints.hit(failpoints.CAPTURE_JOURNALED)
@@ -207,6 +215,13 @@ def capture_side(store: StateStore, conn: Connector, emap: EntityMap, letter: Le
     )
 
 
+def truncate_policies(decl: Sync, endpoint: str) -> dict[str, TruncatePolicy]:
+    """entity -> what a TRUNCATE of its table on `endpoint` becomes (`on_truncate`)."""
+    return {
+        e.name: TruncatePolicy(e.on_truncate, e.letter(endpoint)) for e in decl.entities.values()
+    }
+
+
 def capture_sync(
     rt: Runtime, sync: str, max_rounds: int = 100, echoes: Counter[str] | None = None
 ) -> dict[str, int]:
@@ -218,7 +233,8 @@ def capture_sync(
     counts: dict[str, int] = {}
     for endpoint in (decl.a, decl.b):
         tables = entity_tables(emaps, endpoint)
+        policies = truncate_policies(decl, endpoint)
         counts[endpoint] = capture_endpoint(
-            rt.store, rt.connector(endpoint), sync, endpoint, tables, max_rounds, echoes
+            rt.store, rt.connector(endpoint), sync, endpoint, tables, max_rounds, echoes, policies
         )
     return counts

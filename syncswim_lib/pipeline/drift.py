@@ -25,6 +25,7 @@ from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.envelope import WatermarkPosition
 from syncswim_lib.errors import FatalError
 from syncswim_lib.pipeline.mapping import Letter
+from syncswim_lib.pipeline.truncate import TruncateRefused, check_truncated
 
 if TYPE_CHECKING:
     from syncswim_lib.pipeline.report import EntityReport
@@ -118,15 +119,17 @@ def check_entities(
     reports: dict[str, EntityReport],
     *,
     accept: Sequence[str] = (),
-) -> dict[str, SchemaDrift]:
+) -> dict[str, FatalError]:
     """`check_entity` for each of `names`: the warnings go into its report's events and
     the log (once per runtime for each, so a streaming run says it once, not per batch);
     returns the entities that must stop, with their error."""
-    stopped: dict[str, SchemaDrift] = {}
+    stopped: dict[str, FatalError] = {}
     for name in names:
         try:
+            # a refused TRUNCATE (pipeline/truncate.py) stops the entity the same way
+            check_truncated(rt.store, sync, name, clear=name in accept)
             notes = check_entity(rt, sync, name, accept=name in accept)
-        except SchemaDrift as exc:
+        except (SchemaDrift, TruncateRefused) as exc:
             log.error("%s", exc)
             stopped[name] = exc
             continue
@@ -151,7 +154,7 @@ def _write(rt: Runtime, sync: str, side: str, columns: dict[str, str]) -> None:
     rt.store.set_position(sync, side, WatermarkPosition(_BASELINE + json.dumps(columns)))
 
 
-def raise_stopped(stopped: dict[str, SchemaDrift], names: Sequence[str]) -> None:
+def raise_stopped(stopped: dict[str, FatalError], names: Sequence[str]) -> None:
     """Raise the errors of the entities of `names` that stopped (one error naming all)."""
     errors = [str(stopped[n]) for n in names if n in stopped]
     if len(errors) == 1:

@@ -36,7 +36,12 @@ from syncswim_lib.config.models import StreamingSettings
 from syncswim_lib.connectors.base import CaptureBatch
 from syncswim_lib.envelope import BinlogPosition, PgPosition, Position
 from syncswim_lib.errors import ConfigError
-from syncswim_lib.pipeline.capture import capture_endpoint, ensure_setup, entity_tables
+from syncswim_lib.pipeline.capture import (
+    capture_endpoint,
+    ensure_setup,
+    entity_tables,
+    truncate_policies,
+)
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.run import run_entities
 from syncswim_lib.pipeline.seed import unfinished
@@ -233,7 +238,13 @@ class StreamingRun:
         for endpoint in (self.decl.a, self.decl.b):
             tables = entity_tables(emaps, endpoint)
             total += capture_endpoint(
-                rt.store, rt.connector(endpoint), sync, endpoint, tables, echoes=echoes
+                rt.store,
+                rt.connector(endpoint),
+                sync,
+                endpoint,
+                tables,
+                echoes=echoes,
+                truncates=truncate_policies(self.decl, endpoint),
             )
         return total
 

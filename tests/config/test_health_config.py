@@ -89,3 +89,16 @@ def test_errors(tmp_path: Path, value: str, path: str, fragment: str) -> None:
     err = load_error(tmp_path, with_health(value))
     assert (err.path or "") == path
     assert fragment in str(err)
+
+
+def test_on_truncate(tmp_path: Path) -> None:
+    from tests.config.test_config_errors import ORDERS
+
+    path = tmp_path / "sync.yaml"
+    path.write_text(edit(ORDERS, ORDERS + "\n        on_truncate: propagate"))
+    entities = load_project(path).syncs["app_shop"].entities
+    assert entities["orders"].on_truncate == "propagate"
+    assert entities["customers"].on_truncate == "refuse"  # the default
+    err = load_error(tmp_path, edit(ORDERS, ORDERS + "\n        on_truncate: delete"))
+    assert err.path == "syncs.app_shop.entities.orders.on_truncate"
+    assert "expected refuse or propagate, got the text 'delete'" in str(err)

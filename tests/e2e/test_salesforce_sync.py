@@ -56,6 +56,8 @@ syncs:
   app_crm:
     between: [app, crm]
     run: RUN_MODE
+    # fault tests wait for these backoffs: short ones keep them quick
+    retry: {attempts: 6, base_seconds: 0.02, max_seconds: 0.1}
     entities:
       customers:
         app: {table: public.customers, key: [id]}
@@ -261,4 +263,40 @@ def test_decimal_values_keep_their_scale_across(s: Sides) -> None:
     s.run()
     [row] = s.pg_rows("customers")
     assert row["credit"] == Decimal("1234.50")
+    s.settled()
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("limit", {}),  # 403 REQUEST_LIMIT_EXCEEDED
+        ("lock", {}),  # 400 UNABLE_TO_LOCK_ROW
+        ("error", {"status": 503, "error_code": "SERVER_UNAVAILABLE"}),
+    ],
+)
+def test_api_faults_are_retried_and_every_record_arrives_once(
+    s: Sides, kind: str, options: dict[str, Any]
+) -> None:
+    s.run()
+    s.pg.execute(
+        "INSERT INTO customers (code, name) SELECT 'R' || g, 'n' || g FROM generate_series(1, 5) g"
+    )
+    s.emu.control.add_fault(kind, method="*", path="/composite/sobjects", times=2, **options)
+    report = s.run()["customers"]
+    assert report.side("crm").inserted == 5 and len(report.retries) >= 1
+    assert sorted(s.accounts()) == [f"R{i}" for i in range(1, 6)]
+    assert s.human.query("SELECT COUNT() FROM Account")["totalSize"] == 5
+    s.settled()
+
+
+def test_a_gap_event_leads_to_a_reconciliation_not_a_loss(s: Sides) -> None:
+    s.run()
+    # records the org changed without describing them (no change event), then the gap
+    [quiet] = s.emu.control.seed("Account", [{"Name": "Quiet", "Code__c": "Q1"}], publish=False)
+    s.run()
+    assert s.pg_rows("customers") == []  # no event: capture alone cannot know
+    user = s.emu.users["integration"].user_id
+    s.emu.bus.inject("Account", "GAP_UPDATE", [quiet], user)
+    s.run()  # PositionLost: capture goes on from now, the entity is reconciled in full
+    assert [r["code"] for r in s.pg_rows("customers")] == ["Q1"]
     s.settled()

@@ -12,6 +12,7 @@ transaction. Reading resumes at `end_position.pos`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from syncswim_lib.connectors.mysql.connection import (
     map_error,
 )
 from syncswim_lib.connectors.mysql.types import ZERO_DATE, ZERO_DATETIME, to_canonical
-from syncswim_lib.envelope import BinlogPosition, Change, Op
+from syncswim_lib.envelope import BinlogPosition, Change, Op, Position
 from syncswim_lib.errors import PositionLost
 
 # mysql-replication reads an invalid (zero) date or datetime as None, and says why in the
@@ -90,6 +91,7 @@ class TransactionAssembler:
         self.cursor = start  # the position after the last complete transaction
         self.txn: _Txn | None = None
         self.changes: list[Change] = []
+        self.truncates: list[tuple[str, Position]] = []
         self._shapes: dict[tuple[str, str], _TableShape] = {}
 
     # --- events ---------------------------------------------------------------------------
@@ -143,9 +145,12 @@ class TransactionAssembler:
             self.echoes[name] = self.echoes.get(name, 0) + 1
         return True
 
-    def statement(self, query: str, end_pos: int, timestamp: int) -> None:
-        """A QueryEvent: BEGIN, COMMIT, savepoints, or a DDL statement."""
+    def statement(self, query: str, end_pos: int, timestamp: int, schema: str = "") -> None:
+        """A QueryEvent: BEGIN, COMMIT, savepoints, or a DDL statement (`schema`: the
+        statement's default database)."""
         word = query.lstrip().split(None, 1)[0].upper() if query.strip() else ""
+        if word == "TRUNCATE":
+            self._truncate(query, schema, end_pos)
         if word == "BEGIN":
             self.begin()
         elif word == "COMMIT":
@@ -159,6 +164,18 @@ class TransactionAssembler:
             # DDL commits on its own; step past it so a resume does not read it again
             self.txn = None
             self.cursor = BinlogPosition(self.file, end_pos)
+
+    def _truncate(self, query: str, schema: str, end_pos: int) -> None:
+        """`TRUNCATE [TABLE] [db.]name` of a captured table: its position is the end of
+        the statement's event (it commits on its own)."""
+        match = _TRUNCATE.match(query)
+        if match is None:
+            return
+        db = match.group(1) or match.group(2) or schema
+        table = match.group(3) or match.group(4)
+        position = BinlogPosition(self.file, end_pos)
+        if (db, table) in self.wanted and (self.since is None or _after(position, self.since)):
+            self.truncates.append((f"{db}.{table}", position))  # as changes name it
 
     def commit(self, end_pos: int, timestamp: int) -> None:
         txn, self.txn = self.txn, None
@@ -238,7 +255,10 @@ class TransactionAssembler:
 
     def result(self) -> CaptureBatch:
         return CaptureBatch(
-            changes=tuple(self.changes), end_position=self.cursor, echoes=dict(self.echoes)
+            changes=tuple(self.changes),
+            end_position=self.cursor,
+            echoes=dict(self.echoes),
+            truncates=tuple(self.truncates),
         )
 
 
@@ -312,7 +332,9 @@ def read_binlog(
             elif kind is MariadbGtidEvent:
                 assembler.begin()
             elif kind is QueryEvent:
-                assembler.statement(event.query, event.packet.log_pos, event.timestamp)
+                assembler.statement(
+                    event.query, event.packet.log_pos, event.timestamp, _schema(event)
+                )
                 if assembler.txn is None and len(assembler.changes) >= max_changes:
                     break
             elif kind is RotateEvent:
@@ -330,6 +352,19 @@ def read_binlog(
     finally:
         reader.close()
     return assembler.result()
+
+
+def _schema(event: Any) -> str:
+    """A QueryEvent's default database (the library gives bytes)."""
+    raw = getattr(event, "schema", b"")
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+
+
+# TRUNCATE [TABLE] [`db`.]`name`, each name quoted or not
+_TRUNCATE = re.compile(
+    r"\s*TRUNCATE\s+(?:TABLE\s+)?(?:(?:`([^`]+)`|(\w+))\.)?(?:`([^`]+)`|(\w+))",
+    re.IGNORECASE,
+)
 
 
 def _after(position: object, since: BinlogPosition) -> bool:

@@ -18,8 +18,9 @@ carries that row's `origin`, and marker rows themselves are never emitted. With
 the marker comes first, so the rest of the transaction is known to be an echo before its
 rows arrive (decoding our own writes was most of a capture's cost after an apply).
 
-TRUNCATE is not turned into deletes (it would empty the other side of the sync in one
-step): it is logged as a warning naming the table and LSN, and a full reconcile repairs.
+TRUNCATE (the publication publishes it) is reported in `CaptureBatch.truncates` with the
+position it takes among its transaction's rows; what becomes of it is the entity's
+`on_truncate` (pipeline/truncate.py).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class _Txn:
     skip: bool  # every change is at or before `since`: do not decode its tuples
     count: int = 0
     echo: bool = False  # a transaction of `skip_origin`: rows counted, not decoded
+    truncates: list[tuple[str, int]] = field(default_factory=list)  # (table, seq)
     echoes: dict[int, int] = field(default_factory=dict)  # relid -> rows
 
 
@@ -129,6 +131,7 @@ class _Assembler:
         self.relations: dict[int, RelationPlan] = {}
         self.changes: list[Change] = []
         self.echoes: dict[str, int] = {}
+        self.truncates: list[tuple[str, Position]] = []
         self.end: PgPosition | None = since
         self.full = False
         self.detected_at = datetime.now(UTC)
@@ -167,21 +170,23 @@ class _Assembler:
                     return
 
     def _truncate(self, msg: pgoutput.Truncate, txn: _Txn | None) -> None:
+        if txn is None or txn.skip:
+            return
         for relid in msg.relids:
             plan = self.relations.get(relid)
-            if plan is not None and plan.table in self.tables and not (txn and txn.skip):
-                log.warning(
-                    "TRUNCATE of %s at LSN %s is not synced (it would empty the other "
-                    "side); run a full reconcile of the entities on this table",
-                    plan.table,
-                    PgPosition.format_lsn(txn.commit_lsn) if txn else "?",
-                )
+            if plan is not None and plan.table in self.tables:
+                # a place among the transaction's rows: those before it were removed by
+                # it, those after it were written after it
+                txn.count += 1
+                txn.truncates.append((plan.table, txn.count))
 
     def _commit(self, txn: _Txn, commit: pgoutput.Commit) -> None:
         end = PgPosition(commit.end_lsn, 0)
         if self.since is not None and end <= self.since:
             return
         self.end = end
+        for table, seq in txn.truncates:
+            self.truncates.append((table, PgPosition(txn.commit_lsn, seq)))
         if txn.echo:
             for relid, n in txn.echoes.items():
                 table = self.relations[relid].table
@@ -294,7 +299,8 @@ def assemble(
     tables_ = frozenset(qualify(t) for t in tables)
     asm = _Assembler(since, tables_, max_changes, resolve, skip_origin)
     asm.feed(messages)
-    return CaptureBatch(tuple(asm.changes), asm.end, asm.echoes), asm.full
+    batch = CaptureBatch(tuple(asm.changes), asm.end, asm.echoes, tuple(asm.truncates))
+    return batch, asm.full
 
 
 PlanCache = dict[tuple[pgoutput.Relation, bool], RelationPlan]

@@ -344,3 +344,16 @@ def test_unreachable_server_is_retriable() -> None:
         connector.capture("s1", ["t"], BinlogPosition("binlog.000001", 4), 10)
     with pytest.raises(RetriableError):
         connector.current_position("s1")
+
+
+def test_truncate_is_reported_at_its_place(connector: MySQLConnector, db: Db) -> None:
+    db.run("CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE u (id INT PRIMARY KEY)")
+    since = connector.current_position("s1")
+    db.run("INSERT INTO t VALUES (1)", "TRUNCATE TABLE t", "TRUNCATE u")
+    db.run(f"TRUNCATE `{db.name}`.`t`", "INSERT INTO t VALUES (2)")
+    batch = connector.capture("s1", ["t"], since, 100)
+    assert [c.key["id"] for c in batch.changes] == [1, 2]
+    assert [table for table, _ in batch.truncates] == [f"{db.name}.t"] * 2  # as changes
+    first, second = (p for _, p in batch.truncates)
+    assert batch.changes[0].position < first < second < batch.changes[1].position
+    assert connector.capture("s1", ["t"], batch.end_position, 100).truncates == ()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -256,18 +255,28 @@ def test_foreign_positions_are_refused(pg: PostgresConnector) -> None:
         pg.confirm("s1", ReplayPosition(1))
 
 
-def test_truncate_is_logged_not_emitted(
-    db: psycopg.Connection, pg: PostgresConnector, caplog: pytest.LogCaptureFixture
+def test_truncate_is_reported_at_its_place_not_emitted(
+    db: psycopg.Connection, pg: PostgresConnector
 ) -> None:
     db.execute("CREATE TABLE items (id int PRIMARY KEY)")
-    pg.setup("s1", ["items"])
+    db.execute("CREATE TABLE other (id int PRIMARY KEY)")
+    pg.setup("s1", ["items", "other"])
     db.execute("INSERT INTO items VALUES (1)")
-    db.execute("TRUNCATE items")
-    db.execute("INSERT INTO items VALUES (2)")
-    with caplog.at_level(logging.WARNING):
-        batch = pg.capture("s1", ["items"], None, 100)
-    assert [(c.op, c.key["id"]) for c in batch.changes] == [(Op.INSERT, 1), (Op.INSERT, 2)]
-    assert any("TRUNCATE of public.items" in r.getMessage() for r in caplog.records)
+    with db.transaction():
+        db.execute("INSERT INTO items VALUES (3)")
+        db.execute("TRUNCATE items")
+        db.execute("INSERT INTO items VALUES (2)")
+    batch = pg.capture("s1", ["items"], None, 100)
+    assert [(c.op, c.key["id"]) for c in batch.changes] == [
+        (Op.INSERT, 1), (Op.INSERT, 3), (Op.INSERT, 2),
+    ]  # fmt: skip
+    [(table, position)] = batch.truncates
+    assert table == "public.items"
+    # after the row written before it in its transaction, before the one written after
+    assert batch.changes[1].position < position < batch.changes[2].position
+    # a table not captured is not reported; a truncate already read is not again
+    db.execute("TRUNCATE other")
+    assert pg.capture("s1", ["items"], batch.end_position, 100).truncates == ()
 
 
 def test_unchanged_toasted_value_is_taken_from_the_old_row(
