@@ -72,10 +72,13 @@ CREATE TABLE items (
 PHASES = ("inserts", "updates", "deletes")
 UPDATED = ("name", "qty", "amount", "at", "doc")
 CHECKED = ("qty", "amount")  # what --expected compares
-COLUMNS = "id, code, name, qty, amount, active, day, at, doc, score"
+# the contents without the generated ids: a statement whose row count InnoDB does not
+# know beforehand (INSERT ... SELECT from the staging table) reserves ids in doubling
+# blocks and leaves the unused ones as a gap, so the two contenders' ids may differ
+COLUMNS = "code, name, qty, amount, active, day, at, doc, score"
 DIGEST = (
     f"SELECT count(*), md5(coalesce(group_concat(concat_ws('|', {COLUMNS})"
-    " ORDER BY id SEPARATOR '\\n'), '')) FROM items"
+    " ORDER BY code SEPARATOR '\\n'), '')) FROM items"
 )
 # the last revision writing one statement per row
 BASELINE = "77b47a5"

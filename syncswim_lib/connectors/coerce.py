@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, date, datetime, time
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
 from syncswim_lib.connectors.base import ColumnInfo
@@ -65,7 +65,12 @@ def _to_decimal(value: Any, column: ColumnInfo) -> Decimal:
     if not d.is_finite():
         raise _fail(value, column, "not finite")
     if column.scale is not None:
-        d = d.quantize(Decimal(1).scaleb(-column.scale), rounding=ROUND_HALF_EVEN)
+        if column.precision is not None and d and d.adjusted() >= column.precision:
+            raise _fail(value, column, f"more than {column.precision} digits")
+        # the default context's 28 digits would refuse to quantize a wider column's value
+        # (decimal(65,30) holds 65): as many digits as the result has, and a little more
+        exact = Context(prec=max(28, d.adjusted() + column.scale + 3))
+        d = d.quantize(Decimal(1).scaleb(-column.scale), ROUND_HALF_EVEN, exact)
         if column.precision is not None and len(d.as_tuple().digits) > column.precision and d:
             raise _fail(value, column, f"more than {column.precision} digits")
     return d

@@ -20,6 +20,13 @@ allow (the statement shapes and their bounds are in `bulk.py`):
 - A statement refused for a row's sake (duplicate key, too long, foreign key, check
   constraint, bad value) is bisected down to the rows it refuses, which are reported in
   `rejected` with the database's message; the others are written.
+- Where the server allows LOAD DATA LOCAL (`@@local_infile`) and the user may create a
+  temporary table, inserts are loaded from memory into a staging table and moved by one
+  `INSERT ... SELECT ... RETURNING` per chunk, the file made column by column from the
+  batch's Arrow arrays (`_Stage`, `infile.py`); else, and for a column the file cannot
+  spell exactly, multi-row `INSERT ... VALUES`. Such a statement reserves generated ids
+  in doubling blocks (InnoDB does not know its row count beforehand): ids skip values
+  between batches.
 - An update or delete statement must touch exactly the rows read for it. When one does
   not (a cascade of an earlier delete of the batch took a row away), its chunk is rolled
   back to the savepoint taken before it and written one row per statement, as before
@@ -139,12 +146,94 @@ class _Unit:
 @dataclass
 class _Insert:
     ref: str
-    values: Row
+    values: Row  # the columns' values; on the load path those keys and matching need
     literals: list[str]
     size: int = 0
+    # on the load path: every column's values, made when a row is written on its own
+    full: Callable[[], Row] | None = None
 
     def __post_init__(self) -> None:
         self.size = sum(len(v) + 2 for v in self.literals) + 4
+
+
+class _Stage:
+    """A session's temporary table of text columns that LOAD DATA LOCAL fills from memory
+    and one INSERT ... SELECT empties into the target.
+
+    Every staging column is utf8mb4 text (bytes travel as hex), so loading never converts
+    and never warns: the conversion to the target's types happens in the INSERT, under
+    the session's strict sql_mode, with the errors (too long, out of range, duplicate,
+    CHECK) a multi-row INSERT of the same values gives, and bisection finds the rows they
+    are about. Creating and dropping a temporary table commits nothing, and with row-based
+    binary logging neither it nor its rows reach the binlog: capture sees the marker and
+    the target's rows of one transaction, as for a multi-row INSERT."""
+
+    NAME = "`_syncswim_stage`"
+
+    def __init__(
+        self, conn: pymysql.Connection, cur: Cursor, table: str, columns: Sequence[ColumnInfo]
+    ) -> None:
+        from syncswim_lib.connectors.mysql import infile
+
+        self.conn = conn
+        self.cur = cur
+        self.columns = columns
+        names = ", ".join(f"c{j}" for j in range(len(columns)))
+        self.load_sql = (
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.NAME} CHARACTER SET utf8mb4"
+            " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+            f" (__i{', ' if columns else ''}{names})"
+        )
+        picks = ", ".join(infile.picked(c, f"c{j}") for j, c in enumerate(columns))
+        targets = ", ".join(qident(c.name) for c in columns)
+        self.insert_sql = (
+            f"INSERT INTO {table} ({targets}) SELECT {picks} FROM {self.NAME} ORDER BY __i"
+        )
+
+    def create(self) -> None:
+        """The staging table, empty; NotLoadable when the user may not create one."""
+        from syncswim_lib.connectors.mysql import infile
+        from syncswim_lib.connectors.mysql.connection import STATEMENT_CODES
+
+        cols = "".join(f", c{j} LONGTEXT NULL" for j in range(len(self.columns)))
+        try:
+            self.cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {self.NAME}")
+            self.cur.execute(
+                f"CREATE TEMPORARY TABLE {self.NAME} (__i INT UNSIGNED NOT NULL PRIMARY KEY"
+                f"{cols}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+            )
+        except Exception as exc:
+            # no CREATE TEMPORARY TABLES privilege (or a read-only server: the statements
+            # would fail alike and say so)
+            if error_code(exc) in STATEMENT_CODES:
+                raise infile.NotLoadable(error_text(exc)) from exc
+            raise
+
+    def execute(self, part: list[_Insert], tail: str) -> None:
+        from syncswim_lib.connectors.mysql import infile
+
+        lines = ["\t".join([str(i), *u.literals]) for i, u in enumerate(part)]
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        self.cur.execute(f"DELETE FROM {self.NAME}")
+        with infile.offered(self.conn, data) as name:
+            try:
+                self.cur.execute(self.load_sql, (name,))
+            except Exception as exc:
+                if error_code(exc) in bulk.LOCAL_REFUSED:
+                    raise infile.NotLoadable(error_text(exc)) from exc
+                raise
+        loaded, warnings = self.cur.rowcount, self.cur.warning_count
+        if loaded != len(part) or warnings:
+            # text columns take any text: a short count or a warning is our file's fault
+            self.cur.execute("SHOW WARNINGS LIMIT 3")
+            raise FatalError(
+                f"loading {len(part)} rows into the staging table: {loaded} loaded, "
+                f"warnings {self.cur.fetchall()}"
+            )
+        self.cur.execute(self.insert_sql + tail)
+
+    def drop(self) -> None:
+        self.cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {self.NAME}")
 
 
 class _TooLarge(Exception):
@@ -601,6 +690,13 @@ class _Writer:
 
     def inserts(self) -> None:
         columns = _data_columns(self.batch.inserts)
+        if self.bulk and self.batch.inserts.num_rows and bulk.loadable(self.conn, self.traits):
+            from syncswim_lib.connectors.mysql.infile import NotLoadable
+
+            # NotLoadable: raised before anything is written, every row goes as statements
+            with contextlib.suppress(NotLoadable):
+                self.load_inserts(columns)
+                return
         rows: list[tuple[str, Row]] = []
         for row in _rows(self.batch.inserts):
             ref = str(row[REF])
@@ -619,6 +715,115 @@ class _Writer:
         self.insert_new(rows, columns)
         for ref, values in later:
             self.guarded(ref, self.insert_one, values, match)
+
+    def load_inserts(self, columns: Sequence[str]) -> None:
+        """The inserts through a staging table filled by LOAD DATA LOCAL from memory, one
+        set-based INSERT ... SELECT per chunk, bisected like the multi-row statements.
+
+        The file is made column by column from the batch's Arrow arrays (`infile`), so a
+        value becomes text without becoming a Python object; the server, in strict mode,
+        checks each value against its column and refuses the rows the Python checks would
+        have (bisection names them). Python values are made only for the columns the keys,
+        the matching by `insert_match` and the read back need, and for all columns of a
+        row written on its own. Rows whose match values find a row, or repeat an earlier
+        row's, take the statements' path after the others. NotLoadable (a column the file
+        cannot spell exactly, a generated column given for some rows only) is raised
+        before anything is written; a server refusing LOCAL gets the statements from the
+        chunk it refused on."""
+        from syncswim_lib.connectors.mysql import infile
+
+        table = self.batch.inserts
+        match = self.batch.insert_match
+        refs = [str(r) for r in table.column(REF).to_pylist()]
+        wanted = {*self.reported, *match, *(c for u in self.info.unique for c in u)}
+        light: list[Row] = [{} for _ in refs]
+        bad: dict[int, str] = {}
+        for name in (c for c in columns if c in wanted):
+            col = self.column(name)
+            for i, v in enumerate(table.column(name).to_pylist()):
+                if i not in bad:
+                    try:
+                        light[i][name] = coerce(v, col)
+                    except ValueError as exc:
+                        bad[i] = str(exc)
+        cols = [self.column(c) for c in columns]
+        keep = [
+            c
+            for c in cols
+            if not (c.auto_generated and table.column(c.name).null_count == len(refs))
+        ]
+        if not keep or any(c.auto_generated and table.column(c.name).null_count for c in keep):
+            # DEFAULT per row is what a SELECT cannot say
+            raise infile.NotLoadable("a generated column given for some rows only")
+        texts = [infile.column_texts(table.column(c.name), c, bad) for c in keep]
+        lines = infile.joined(texts).to_pylist()
+        for i, why in bad.items():
+            self.out.rejected[refs[i]] = why
+
+        def full(i: int) -> Callable[[], Row]:
+            return lambda: self.values(table.slice(i, 1).to_pylist()[0], columns)
+
+        units: dict[int, _Insert] = {}
+        for i, ref in enumerate(refs):
+            if i in bad:
+                continue
+            unit = _Insert(ref, light[i], [lines[i]], full=full(i))
+            if unit.size * 4 > self.traits.max_packet:
+                # the file streams in packets, but the row's binlog event must fit in one,
+                # as a multi-row statement's row must
+                try:
+                    self.fits(lines[i])
+                except _TooLarge as exc:
+                    self.reject(unit, exc)
+                    continue
+            units[i] = unit
+        aside = self.matched_aside(units, match) if match else []
+        stage = _Stage(self.conn, self.cur, self.table, keep)
+        stage.create()
+        rest: list[_Insert] = []
+        try:
+            first = [u for i, u in units.items() if i not in set(aside)]
+            chunks = list(bulk.chunks(first, lambda u: u.size, bulk.LOAD_ROWS, bulk.LOAD_CHARS))
+            for n, chunk in enumerate(chunks):
+                try:
+                    self.insert_units(chunk, stage.execute)
+                except infile.NotLoadable:
+                    # refused at its first statement, so nothing of it was written
+                    bulk.refuse_loading(self.conn)
+                    rest = [u for c in chunks[n:] for u in c]
+                    break
+        finally:
+            stage.drop()
+        full_rows: list[tuple[str, Row]] = []
+        for u in [*rest, *(units[i] for i in aside)]:
+            try:
+                full_rows.append((u.ref, u.full() if u.full is not None else u.values))
+            except ValueError as exc:
+                self.out.rejected[u.ref] = str(exc)
+        later: list[tuple[str, Row]] = []
+        if match:
+            full_rows, later = self.match_existing(full_rows, columns, match)
+        self.insert_new(full_rows, columns)
+        for ref, values in later:
+            self.guarded(ref, self.insert_one, values, match)
+
+    def matched_aside(self, units: dict[int, _Insert], match: Sequence[str]) -> list[int]:
+        """Positions of the rows whose `insert_match` values find a row (locked), or repeat
+        an earlier row's: they go through `match_existing` after the others are loaded."""
+        seen: set[tuple[Any, ...]] = set()
+        looked: list[int] = []
+        aside: list[int] = []
+        for i, u in units.items():
+            if any(u.values.get(m) is None for m in match):
+                continue  # NULL equals nothing: inserted
+            token = tuple(_fold(u.values[m]) for m in match)
+            (aside if token in seen else looked).append(i)
+            seen.add(token)
+        found = self.find(
+            [{m: units[i].values[m] for m in match} for i in looked], match, lock=True
+        )
+        aside += [i for i, hits in zip(looked, found, strict=True) if hits]
+        return sorted(aside)
 
     def match_existing(
         self, rows: list[tuple[str, Row]], columns: Sequence[str], match: Sequence[str]
@@ -695,17 +900,35 @@ class _Writer:
             if (literals := self.rendered(ref, render, values.values())) is not None
         ]
         head = f"INSERT INTO {self.table} ({', '.join(qident(c) for c in columns)}) VALUES "
+
+        def statement(part: list[_Insert], tail: str) -> None:
+            sql = head + ", ".join(f"({', '.join(u.literals)})" for u in part) + tail
+            self.fits(sql)
+            self.cur.execute(sql)
+
         for chunk in bulk.chunks(units, lambda u: u.size, CHUNK_ROWS, self.traits.chunk_chars):
-            made = any(u.values.get(c) is None for u in chunk for c in self.reported)
-            if not made:
-                self.insert_chunk(chunk, head, returning=False, read_back=())
-            elif self.traits.returning:
-                self.insert_chunk(chunk, head, returning=True, read_back=())
-            elif by := self.given_unique(chunk):
-                self.insert_chunk(chunk, head, returning=False, read_back=by)
-            else:
-                for u in chunk:
-                    self.guarded(u.ref, self.insert_one, u.values, ())
+            self.insert_units(chunk, statement)
+
+    def insert_units(
+        self, chunk: list[_Insert], statement: Callable[[list[_Insert], str], None]
+    ) -> None:
+        """One chunk of inserts by `statement` (given the rows and a RETURNING tail), the
+        keys the database makes returned, read back, or made one row at a time."""
+        made = any(u.values.get(c) is None for u in chunk for c in self.reported)
+        if not made:
+            self.insert_chunk(chunk, statement, returning=False, read_back=())
+        elif self.traits.returning:
+            self.insert_chunk(chunk, statement, returning=True, read_back=())
+        elif by := self.given_unique(chunk):
+            self.insert_chunk(chunk, statement, returning=False, read_back=by)
+        else:
+            for u in chunk:
+                try:
+                    values = u.full() if u.full is not None else u.values
+                except ValueError as exc:
+                    self.out.rejected[u.ref] = str(exc)
+                    continue
+                self.guarded(u.ref, self.insert_one, values, ())
 
     def given_unique(self, chunk: list[_Insert]) -> tuple[str, ...]:
         """A unique column set every row of `chunk` gives a value for, or ()."""
@@ -715,7 +938,12 @@ class _Writer:
         return ()
 
     def insert_chunk(
-        self, chunk: list[_Insert], head: str, *, returning: bool, read_back: tuple[str, ...]
+        self,
+        chunk: list[_Insert],
+        statement: Callable[[list[_Insert], str], None],
+        *,
+        returning: bool,
+        read_back: tuple[str, ...],
     ) -> None:
         """Insert `chunk` in one statement, bisected; the keys the database made come back
         by RETURNING, or are read back by the unique columns `read_back`."""
@@ -723,9 +951,7 @@ class _Writer:
         back_cols = [self.column(c) for c in self.reported]
 
         def execute(part: list[_Insert]) -> None:
-            sql = head + ", ".join(f"({', '.join(u.literals)})" for u in part) + tail
-            self.fits(sql)
-            self.cur.execute(sql)
+            statement(part, tail)
 
         def done(part: list[_Insert]) -> None:
             back: list[Row | None] = [None] * len(part)
@@ -755,11 +981,20 @@ class _Writer:
 
         def reject(u: _Insert, exc: BaseException) -> None:
             match = self.batch.insert_match
+            values = u.values
+            if u.full is not None:
+                # a loaded row the server refused: where our own check refuses it too,
+                # its words (those the statements' path gives) name the reason
+                try:
+                    values = u.full()
+                except ValueError as err:
+                    self.out.rejected[u.ref] = str(err)
+                    return
             if error_code(exc) == DUPLICATE_KEY and match:
                 # its match values may equal an earlier row's of this batch under the
                 # column's collation though not under _fold: written alone, it finds that
                 # row and updates it, as it would have one row at a time
-                self.guarded(u.ref, self.insert_one, u.values, match)
+                self.guarded(u.ref, self.insert_one, values, match)
             else:
                 self.reject(u, exc)
 

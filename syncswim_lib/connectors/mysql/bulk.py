@@ -30,6 +30,13 @@ CHUNK_ROWS = 1000  # rows per INSERT / UPDATE / DELETE / locking SELECT
 CHUNK_CHARS = 1 << 20
 # what a statement needs around its rows (keywords, names), in bytes, at most
 _PACKET_SLACK = 1024
+# Rows and characters per LOAD DATA LOCAL into the staging table: the file is streamed in
+# packets, so only memory and the cost of bisecting a refused chunk bound it.
+LOAD_ROWS = 5000
+LOAD_CHARS = 32 << 20
+# the server (1148: local_infile off on MariaDB / older MySQL; 3948: MySQL 8) refusing
+# LOAD DATA LOCAL: the multi-row statements do the work instead
+LOCAL_REFUSED = frozenset({1148, 3948})
 
 T = TypeVar("T")
 
@@ -40,6 +47,7 @@ class ServerTraits:
 
     max_packet: int  # the session's max_allowed_packet, in bytes
     returning: bool  # INSERT ... RETURNING: MariaDB 10.5 and later, not MySQL
+    local_infile: bool = False  # the server allows LOAD DATA LOCAL (@@local_infile)
 
     @property
     def chunk_chars(self) -> int:
@@ -67,12 +75,32 @@ def server_traits(conn: pymysql.Connection) -> ServerTraits:
     traits = _TRAITS.get(conn)
     if traits is None:
         with conn.cursor() as cur:
-            cur.execute("SELECT @@max_allowed_packet, @@version")
+            cur.execute("SELECT @@max_allowed_packet, @@version, @@local_infile")
             row = cur.fetchone()
         assert row is not None
-        traits = ServerTraits(max_packet=int(row[0]), returning=supports_returning(str(row[1])))
+        traits = ServerTraits(
+            max_packet=int(row[0]),
+            returning=supports_returning(str(row[1])),
+            local_infile=bool(int(row[2] or 0)),
+        )
         _TRAITS[conn] = traits
     return traits
+
+
+_REFUSED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def loadable(conn: pymysql.Connection, traits: ServerTraits) -> bool:
+    """Whether inserts on `conn` may go through LOAD DATA LOCAL from memory: the server
+    allows it, the connection serves in-memory files, and it was not refused before."""
+    from syncswim_lib.connectors.mysql.infile import InfileConnection
+
+    return traits.local_infile and isinstance(conn, InfileConnection) and conn not in _REFUSED
+
+
+def refuse_loading(conn: pymysql.Connection) -> None:
+    """The server refused LOAD DATA LOCAL on `conn`: its inserts go as statements."""
+    _REFUSED.add(conn)
 
 
 def literal_function(column: ColumnInfo, conn: pymysql.Connection) -> Callable[[Any], str]:

@@ -186,7 +186,13 @@ def connect(dsn: MySQLDsn, endpoint: str, *, streaming: bool = False) -> pymysql
     if streaming:
         kwargs["cursorclass"] = pymysql.cursors.SSCursor
     try:
-        conn = pymysql.connect(**kwargs)
+        if streaming:
+            conn = pymysql.connect(**kwargs)
+        else:
+            from syncswim_lib.connectors.mysql.infile import InfileConnection
+
+            # LOAD DATA LOCAL from memory for the inserts of an apply; no file on disk is served
+            conn = InfileConnection(**kwargs)
         if not streaming:
             # a streaming read (a snapshot) lasts as long as the client reads: not bounded
             with conn.cursor() as cur:

@@ -119,9 +119,16 @@ def no_returning(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def traits(conn: pymysql.Connection) -> bulk.ServerTraits:
         t = real(conn)
-        return bulk.ServerTraits(max_packet=t.max_packet, returning=False)
+        return bulk.ServerTraits(
+            max_packet=t.max_packet, returning=False, local_infile=t.local_infile
+        )
 
     monkeypatch.setattr(bulk, "server_traits", traits)
+
+
+def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that refuses LOAD DATA LOCAL (MySQL 8's default): multi-row statements."""
+    monkeypatch.setattr(bulk, "loadable", lambda conn, traits: False)
 
 
 # --- rejected rows ----------------------------------------------------------------------
@@ -240,7 +247,9 @@ def test_a_batch_larger_than_one_chunk(
     chars: int | None,
 ) -> None:
     """Chunks bounded by rows (2,500 rows: three chunks of at most CHUNK_ROWS) or by the
-    size of their text (the smallest bound there is, 4,096 characters: dozens of chunks)."""
+    size of their text (the smallest bound there is, 4,096 characters: dozens of chunks).
+    Inserts as multi-row statements: the staging path has its own test below."""
+    no_loading(monkeypatch)
     count = 2500
     if chars is not None:
         monkeypatch.setattr(bulk, "CHUNK_CHARS", chars)
@@ -284,7 +293,10 @@ def test_a_batch_larger_than_one_chunk(
 # --- generated keys --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["returning", "read back", "one by one"])
+@pytest.mark.parametrize(
+    "path",
+    ["returning", "returning, statements", "read back", "read back, statements", "one by one"],
+)
 def test_generated_keys_beside_another_session_inserting(
     ready: MySQLConnector,
     db: Db,
@@ -296,9 +308,13 @@ def test_generated_keys_beside_another_session_inserting(
     the middle of ours; every key returned is still the row written for its ref.
 
     `read back`: MySQL (no RETURNING), the chunk read back by its unique ext; `one by one`:
-    MySQL without a unique column the rows give (LAST_INSERT_ID per row)."""
-    if path != "returning":
+    MySQL without a unique column the rows give (LAST_INSERT_ID per row); `statements`:
+    multi-row INSERTs, else LOAD DATA into the staging table, in chunks of 700 rows here."""
+    if not path.startswith("returning"):
         no_returning(monkeypatch)
+    if path.endswith("statements"):
+        no_loading(monkeypatch)
+    monkeypatch.setattr(bulk, "LOAD_ROWS", 700)
     parts = urlsplit(mysql_dsn)
     other = pymysql.connect(
         host=parts.hostname,
