@@ -300,3 +300,19 @@ def test_a_gap_event_leads_to_a_reconciliation_not_a_loss(s: Sides) -> None:
     s.run()  # PositionLost: capture goes on from now, the entity is reconciled in full
     assert [r["code"] for r in s.pg_rows("customers")] == ["Q1"]
     s.settled()
+
+
+def test_deleting_an_account_in_salesforce_takes_its_contacts_along(s: Sides) -> None:
+    """The org cascades the delete to the Account's Contacts (one DELETE event each):
+    PostgreSQL loses the contact before the customer its foreign key points to."""
+    s.run()
+    s.pg.execute("INSERT INTO customers (code, name) VALUES ('C1', 'Acme')")
+    s.pg.execute(
+        "INSERT INTO contacts (last_name, customer_id) SELECT 'Lovelace', id FROM customers"
+    )
+    s.run()
+    s.human.Account.delete(s.accounts()["C1"]["Id"])
+    s.run()
+    assert s.pg_rows("contacts") == [] and s.pg_rows("customers") == []
+    assert s.contacts() == []
+    s.settled()
