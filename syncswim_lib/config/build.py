@@ -13,6 +13,7 @@ from syncswim_lib.config.entities import (
     build_entity,
     check_references,
 )
+from syncswim_lib.config.health import build_health
 from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
     ENDPOINT_KINDS,
@@ -27,7 +28,6 @@ from syncswim_lib.config.models import (
     StreamingSettings,
     Sync,
 )
-from syncswim_lib.config.health import build_health
 from syncswim_lib.config.retry import build_retry
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
