@@ -44,8 +44,8 @@ from syncswim_lib.pipeline.capture import (
 )
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.run import run_entities
-from syncswim_lib.pipeline.seed import unfinished
 from syncswim_lib.pipeline.runtime import Runtime
+from syncswim_lib.pipeline.seed import unfinished
 from syncswim_lib.state import leases
 
 log = logging.getLogger(__name__)
