@@ -316,3 +316,20 @@ def test_deleting_an_account_in_salesforce_takes_its_contacts_along(s: Sides) ->
     assert s.pg_rows("contacts") == [] and s.pg_rows("customers") == []
     assert s.contacts() == []
     s.settled()
+
+
+def test_the_dagster_asset_materialises_a_salesforce_entity(s: Sides) -> None:
+    """The same path through the Dagster definitions: the customers asset of the sync."""
+    from dagster import AssetKey, materialize
+
+    from syncswim_defs.factory import build_definitions
+
+    defs = build_definitions(s.yaml, state_url=s.env["SFE_STATE_URL"])
+    asset = defs.resolve_assets_def(AssetKey([SYNC, "customers"]))
+    assert materialize([asset]).success  # sets capture up
+    s.human.Account.create({"Name": "From the UI", "Code__c": "D1"})
+    result = materialize([asset])
+    assert result.success
+    assert [r["code"] for r in s.pg_rows("customers")] == ["D1"]
+    [mat] = result.asset_materializations_for_node(f"{SYNC}__customers")
+    assert "D1" in str(mat.metadata)
