@@ -28,6 +28,7 @@ from syncswim_lib.config.models import (
     StreamingSettings,
     Sync,
 )
+from syncswim_lib.config.polling import build_sync_poll, check_capture_setting, finish_polling
 from syncswim_lib.config.retry import build_retry
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
@@ -46,9 +47,10 @@ MAX_SYNC_NAME = 40
 
 # per kind: (required settings, optional settings, settings that are secret even when literal)
 SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {
-    "postgres": (("dsn",), tuple(TIMEOUT_KEYS), frozenset({"dsn"})),
-    "mysql": (("dsn",), tuple(TIMEOUT_KEYS), frozenset({"dsn"})),
+    "postgres": (("dsn",), (*TIMEOUT_KEYS, "capture"), frozenset({"dsn"})),
+    "mysql": (("dsn",), (*TIMEOUT_KEYS, "capture"), frozenset({"dsn"})),
     "salesforce": (SF_REQUIRED, SF_OPTIONAL, SF_SECRET),
+    "sqlite": (("path",), (), frozenset()),  # a polled file (docs/polling.md)
 }
 # an endpoint named like an entity key, or like a side letter, would be ambiguous
 RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, *NOT_SUPPORTED, "a", "b"})
@@ -88,6 +90,7 @@ def _endpoint(name: Any, raw: Any, at: At) -> Endpoint:
     }
     if kind == "salesforce" and auth_form(settings) is None:
         raise at.error(form_problem(settings))  # token, or one of the login forms
+    check_capture_setting(kind, settings, at)  # capture: stream | poll
     if kind in ("postgres", "mysql"):
         # refused at load, not at the first connect; {env: ...} ones are read at connect
         literal = {k: v for k, v in settings.items() if isinstance(v, str)}
@@ -155,12 +158,14 @@ def _sync(
     block = at.mapping(raw, "a sync, e.g. {between: [a, b], entities: {...}}")
     at.keys(
         block,
-        ("between", "run", "streaming", "batch_size", "retry", "health", "entities"),
+        ("between", "run", "streaming", "batch_size", "retry", "health", "poll", "entities"),
         ("between", "entities"),
         f"sync {name}",
     )
     a, b = _between(block["between"], project_endpoints, at.key("between", block))
-    run, streaming = _run_mode(block, (a.kind, b.kind), at)
+    # a polled endpoint has no continuous reader, whatever its kind
+    kinds = tuple("polled" if e.polled else e.kind for e in (a, b))
+    run, streaming = _run_mode(block, kinds, at)  # type: ignore[arg-type]
     batch_size = block.get("batch_size")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -184,8 +189,11 @@ def _sync(
     check_references(entities, raw_entities, e_at)
     retry = build_retry(block.get("retry"), at.key("retry", block))
     health = build_health(block.get("health"), at.key("health", block))
+    poll = None
+    if block.get("poll") is not None:
+        poll = build_sync_poll(block["poll"], at.key("poll", block))
     return Sync(
-        name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming, retry, health
+        name, a.name, b.name, run, batch_size, FrozenDict(entities), streaming, retry, health, poll
     )
 
 
@@ -259,4 +267,6 @@ def build_project(tree: Any, file: str, source_path: Path | None) -> Project:
             for name, raw in raw_syncs.items()
         }
     )
+    # polled endpoints carry their tables' poll specs (config/polling.py)
+    endpoints = finish_polling(endpoints, syncs, raw_syncs, sy_at, search_dir)
     return Project(endpoints, syncs, state, source_path, version, file)

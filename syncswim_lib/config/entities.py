@@ -27,6 +27,7 @@ from syncswim_lib.config.models import (
     RefOnDelete,
     SideSpec,
 )
+from syncswim_lib.config.polling import PollSpec, build_entity_poll
 from syncswim_lib.config.transforms import (
     Transform,
     TransformError,
@@ -35,7 +36,16 @@ from syncswim_lib.config.transforms import (
     python_target,
 )
 
-ENTITY_KEYS = ("mode", "fields", "conflicts", "clock", "references", "match_on", "on_truncate")
+ENTITY_KEYS = (
+    "mode",
+    "fields",
+    "conflicts",
+    "clock",
+    "references",
+    "match_on",
+    "on_truncate",
+    "poll",
+)
 # keys the format reserves for behaviour that is not built: refused with the reason
 NOT_SUPPORTED: dict[str, str] = {}
 # rules written as a bare word; `prefer` and `rule` take an argument
@@ -560,6 +570,11 @@ def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
             block["match_on"], scope, fields, references, at.key("match_on", block)
         )
     on_truncate = _on_truncate(block.get("on_truncate"), at.key("on_truncate", block))
+    poll: FrozenDict[Letter, PollSpec] = FrozenDict()
+    if block.get("poll") is not None:  # docs/polling.md; the whole project is checked later
+        letters = {"a": scope.a.name, "b": scope.b.name}
+        built = build_entity_poll(block["poll"], letters, scope.letter_of, at.key("poll", block))
+        poll = FrozenDict(cast(dict[Letter, PollSpec], built))
     return Entity(
         name,
         scope.sync,
@@ -572,6 +587,7 @@ def build_entity(name: str, raw: Any, scope: SyncScope, at: At) -> Entity:
         clock,
         match_on,
         on_truncate,
+        poll=poll,
     )
 
 

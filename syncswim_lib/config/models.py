@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
 from syncswim_lib.config.health import HealthSettings
+from syncswim_lib.config.polling import PollCadence, PollSpec, is_polled
 from syncswim_lib.config.retry import RetrySettings
 from syncswim_lib.config.secrets import Secret, resolve
 from syncswim_lib.config.transforms import Transform
@@ -21,8 +22,8 @@ from syncswim_lib.errors import ConfigError
 K = TypeVar("K")
 V = TypeVar("V")
 
-EndpointKind = Literal["postgres", "mysql", "salesforce"]
-ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("postgres", "mysql", "salesforce")
+EndpointKind = Literal["postgres", "mysql", "salesforce", "sqlite"]
+ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("postgres", "mysql", "salesforce", "sqlite")
 # kinds with a change stream (slot, binlog, CDC)
 CDC_KINDS: frozenset[str] = frozenset({"postgres", "mysql", "salesforce"})
 # micro_batch: a sensor captures at its tick and starts a run for the entities with pending
@@ -61,6 +62,10 @@ class Endpoint:
     kind: EndpointKind
     # connection settings; a Secret for anything read from the environment or secret-like
     settings: FrozenDict[str, Secret | str]
+    # polled endpoints (docs/polling.md): "sync/table" -> how that table is polled
+    polls: FrozenDict[str, PollSpec] = field(
+        default_factory=lambda: FrozenDict[str, PollSpec]()
+    )
 
     def resolve_setting(self, name: str) -> str:
         """The setting's text; an unset environment variable is a ConfigError."""
@@ -73,7 +78,12 @@ class Endpoint:
 
     @property
     def change_stream(self) -> bool:
-        return self.kind in CDC_KINDS
+        return self.kind in CDC_KINDS and not self.polled
+
+    @property
+    def polled(self) -> bool:
+        """Read by polling (kind sqlite, or `capture: poll`) rather than a change stream."""
+        return is_polled(self)
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,10 @@ class Entity:
     # a TRUNCATE captured on one side: stop the entity (refuse) or delete the other
     # side's rows of the entity through the normal apply (propagate)
     on_truncate: OnTruncate = "refuse"
+    # letter -> how that side is polled, for a side on a polled endpoint (docs/polling.md)
+    poll: FrozenDict[Letter, PollSpec] = field(
+        default_factory=lambda: FrozenDict[Letter, PollSpec]()
+    )
 
     def letter(self, name_or_letter: str) -> Letter:
         """The letter ("a" or "b") of a letter or of one of the two endpoint names."""
@@ -270,6 +284,8 @@ class Sync:
     streaming: StreamingSettings = field(default_factory=StreamingSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    # how often its polled endpoints are read; None: declared nowhere (defaults apply)
+    poll: PollCadence | None = None
 
     def parents(self, name: str) -> tuple[str, ...]:
         """The entities `name` refers to (itself included for a self-reference)."""

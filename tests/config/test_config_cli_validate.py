@@ -53,7 +53,7 @@ def test_offline_error_is_one_line_and_exit_2(
     assert out == ""
     assert err == (
         f"error: {declaration}: endpoints.shop_db.kind: unknown endpoint kind 'mssql' "
-        "(expected one of: postgres, mysql, salesforce; did you mean 'mysql'?) (line 3)\n"
+        "(expected one of: postgres, mysql, salesforce, sqlite; did you mean 'mysql'?) (line 3)\n"
     )
 
 

@@ -111,7 +111,7 @@ CASES = {
     "missing_kind": (
         edit("{kind: mysql, dsn", "{dsn"),
         "endpoints.shop_db",
-        "missing key 'kind' (one of: postgres, mysql, salesforce)",
+        "missing key 'kind' (one of: postgres, mysql, salesforce, sqlite)",
     ),
     "missing_dsn": (
         edit("{kind: mysql, dsn: {env: SHOP_DB_DSN}}", "{kind: mysql}"),
