@@ -65,7 +65,7 @@ def run_once(path: str | Path, entity: str | None = None, full: bool = False) ->
                     sync,
                     decl.apply_order(),
                     f"cli:{os.getpid()}:{time.time()}",
-                    f"syncswim sync (pid {os.getpid()})",
+                    "syncswim sync",  # the pid and host are in the lease itself
                     wait_s=SYNC_WAIT_S,
                 ):
                     if entity is None:
