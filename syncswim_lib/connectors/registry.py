@@ -47,6 +47,10 @@ def _open(endpoint: Endpoint) -> Connector:
         # every declared setting, secrets read now; the connector logs in at first use
         values = {k: endpoint.resolve_setting(k) for k in endpoint.settings}
         return SalesforceConnector.from_settings(endpoint.name, values)
+    if endpoint.kind == "sqlite":
+        from syncswim_lib.connectors.sqlite import SqliteConnector
+
+        return SqliteConnector(endpoint.resolve_setting("path"), endpoint.name, endpoint.polls)
     raise ConfigError(
         f"endpoint kind {endpoint.kind!r} has no connector in this build yet",
         path=f"endpoints.{endpoint.name}.kind",

@@ -1,0 +1,143 @@
+"""A SQLite file polled against a PostgreSQL database (streamed, or polled too), for the
+polling tests: schema on both sides, the YAML, a runtime, and readers of both tables."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from syncswim_lib.config import Project, load_project
+from syncswim_lib.pipeline.report import EntityReport
+from syncswim_lib.pipeline.run import run_sync
+from syncswim_lib.pipeline.runtime import Runtime
+
+NOW_MS = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+SQLITE_DDL = f"""
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY,
+    app_id INTEGER UNIQUE,
+    name TEXT,
+    amount NUMERIC(12,2),
+    active BOOLEAN,
+    updated_at TIMESTAMP NOT NULL DEFAULT ({NOW_MS}),
+    deleted_at TIMESTAMP,
+    last_writer TEXT
+);
+CREATE INDEX customers_updated ON customers (updated_at);
+CREATE TRIGGER customers_touch AFTER UPDATE ON customers
+FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
+BEGIN
+    UPDATE customers SET updated_at = {NOW_MS} WHERE id = NEW.id;
+END;
+"""
+
+PG_DDL = """
+CREATE TABLE customers (
+    id serial PRIMARY KEY,
+    name text,
+    amount numeric(12,2),
+    active boolean,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX customers_updated ON customers (updated_at);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+CREATE TRIGGER customers_touch BEFORE UPDATE ON customers
+FOR EACH ROW EXECUTE FUNCTION touch();
+"""
+
+
+def yaml_text(
+    dsn: str,
+    sqlite_path: Path,
+    state_url: str,
+    *,
+    deleted: str = "{column: deleted_at}",
+    pg_capture: str = "",
+    pg_poll: str = "",
+    written_by: bool = False,
+    safety_lag: str = "5s",
+) -> str:
+    writer = ", written_by: last_writer" if written_by else ""
+    legacy = f"{{column: updated_at, safety_lag: {safety_lag}, deleted: {deleted}{writer}}}"
+    poll_pg = f"\n          app: {pg_poll}" if pg_poll else ""
+    return f"""
+endpoints:
+  app: {{kind: postgres, dsn: '{dsn}'{pg_capture}}}
+  legacy: {{kind: sqlite, path: '{sqlite_path}'}}
+state: '{state_url}'
+syncs:
+  app_legacy:
+    between: [app, legacy]
+    poll: {{interval: {{min: 1s, max: 30s}}}}
+    entities:
+      customers:
+        app: {{table: public.customers, key: [id]}}
+        legacy: {{table: customers, key: [id]}}
+        mode: {{system_of_record: app, external_id: {{legacy: app_id}}}}
+        fields: {{name: name, amount: amount, active: active}}
+        poll:
+          legacy: {legacy}{poll_pg}
+"""
+
+
+class PolledPair:
+    """PostgreSQL (side a) and a SQLite file (side b) kept in step by sync app_legacy."""
+
+    def __init__(self, dsn: str, folder: Path, **yaml: Any) -> None:
+        self.dsn = dsn
+        self.folder = folder
+        self.sqlite_path = folder / "legacy.db"
+        self.state_url = f"sqlite:///{folder / 'state.db'}"
+        with sqlite3.connect(self.sqlite_path) as conn:
+            conn.executescript(SQLITE_DDL)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(PG_DDL)
+        self.yaml_path = folder / "sync.yaml"
+        self.yaml_path.write_text(yaml_text(dsn, self.sqlite_path, self.state_url, **yaml))
+        self.project: Project = load_project(self.yaml_path)
+
+    @contextmanager
+    def runtime(self) -> Iterator[Runtime]:
+        with Runtime(self.project, self.state_url) as rt:
+            yield rt
+
+    def run(self, full: bool = False) -> EntityReport:
+        with self.runtime() as rt:
+            (report,) = run_sync(rt, "app_legacy", full=full)
+        return report
+
+    def lite(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        conn = sqlite3.connect(self.sqlite_path, isolation_level=None)
+        try:
+            conn.execute(sql, args)
+        finally:
+            conn.close()
+
+    def pg(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(sql, args)
+
+    def lite_rows(self) -> list[dict[str, Any]]:
+        conn = sqlite3.connect(self.sqlite_path)
+        conn.row_factory = sqlite3.Row
+        try:
+            rows = conn.execute("SELECT * FROM customers ORDER BY id").fetchall()
+            return [dict(r) for r in rows]
+        finally:
+            conn.close()
+
+    def pg_rows(self) -> list[dict[str, Any]]:
+        with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
+            return list(conn.execute("SELECT * FROM customers ORDER BY id").fetchall())
+
+    def live_lite(self) -> list[dict[str, Any]]:
+        """The SQLite rows that are not soft-deleted."""
+        return [r for r in self.lite_rows() if r["deleted_at"] is None]
