@@ -245,6 +245,11 @@ def test_validate_checks_the_mapping_against_the_org(s: Sides) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert run_validate(str(s.yaml), live=True, out=out, err=err) == 0, err.getvalue()
     assert "OK: 1 syncs, 2 entities" in out.getvalue()
+    s.emu.bus.disable("Contact")  # capture would never see a Contact change
+    err = io.StringIO()
+    assert run_validate(str(s.yaml), live=True, out=out, err=err) == 2
+    assert "Change Data Capture is not enabled for Contact" in err.getvalue()
+    s.emu.bus.enable("Contact")
     bad = s.yaml.read_text().replace("Code__c}}", "Nope__c}}")
     s.yaml.write_text(bad)
     assert run_validate(str(s.yaml), live=True, out=out, err=err) == 2

@@ -195,19 +195,19 @@ class CdcReader:
             retry_delay=0.2,
         )
 
-    def check_enabled(self, objects: Sequence[str]) -> None:
-        """ConfigError naming the first object whose change events are not selected."""
+    def disabled(self, objects: Sequence[str]) -> list[str]:
+        """The objects whose change events the org does not publish (not selected for
+        Change Data Capture: their channel refuses a subscription)."""
+        off = []
         with self._client() as client:
             for name in objects:
                 try:
                     client.subscribe(channel_for(name), REPLAY_NEW)
-                except CometdSubscribeError as exc:
-                    raise ConfigError(
-                        f"Change Data Capture is not enabled for {name} in endpoint "
-                        f"{self.endpoint} (Setup → Change Data Capture → select {name}): "
-                        f"{exc.error or exc}"
-                    ) from None
+                except CometdSubscribeError:
+                    off.append(name)
+                    continue
                 client.unsubscribe(channel_for(name))
+        return off
 
     def latest(self) -> ReplayPosition:
         """The newest replay id the org still keeps (every retained event read once,

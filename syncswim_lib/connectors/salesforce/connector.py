@@ -28,6 +28,7 @@ from syncswim_lib.connectors.base import (
     CaptureBatch,
     TableInfo,
 )
+from syncswim_lib.connectors.checks import Finding, refuse_on_errors
 from syncswim_lib.connectors.salesforce.apply import COLLECTION_SIZE, Progress, apply_batch
 from syncswim_lib.connectors.salesforce.auth import open_client
 from syncswim_lib.connectors.salesforce.capture import CdcReader, check_position
@@ -103,10 +104,29 @@ class SalesforceConnector:
 
     # -- setup -----------------------------------------------------------------------
 
+    def check_server(self, syncs: Mapping[str, Sequence[str]]) -> list[Finding]:
+        """What `syncswim doctor` and live `validate` report: objects whose changes the
+        org does not publish (capture would never see them)."""
+        objects = sorted({name for tables in syncs.values() for name in tables})
+        return [
+            Finding(
+                "error",
+                self.endpoint,
+                f"Change Data Capture is not enabled for {name}",
+                f"in Setup → Change Data Capture, select {name}",
+            )
+            for name in self._reader().disabled(objects)
+        ]
+
     def setup(self, sync: str, tables: Sequence[str]) -> None:
+        """Changes nothing in the org: checks that the objects exist and that their
+        change events are published (the same check as doctor's)."""
         for name in tables:
             self.describe_object(name)
-        self._reader().check_enabled(tables)
+        refuse_on_errors(
+            self.check_server({sync: list(tables)}),
+            f"setup of sync {sync} in endpoint {self.endpoint}",
+        )
 
     def teardown(self, sync: str) -> None:
         """Nothing: setup created nothing in the org."""

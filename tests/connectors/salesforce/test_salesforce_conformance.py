@@ -97,7 +97,8 @@ def changes_of(batches: Sequence[CaptureBatch]) -> list[Change]:
 
 
 def replay(base: dict[str, dict[str, Any]], changes: Sequence[Change]) -> dict[str, Any]:
-    """Rows after the changes: an insert's image whole, an update's changed fields."""
+    """Rows after the changes: an insert's image whole, an update's changed fields (an
+    update event carries only those, unlike a database's full row image)."""
     state = {k: dict(v) for k, v in base.items()}
     for c in changes:
         key = c.key["Id"]
@@ -108,7 +109,10 @@ def replay(base: dict[str, dict[str, Any]], changes: Sequence[Change]) -> dict[s
         if c.op == Op.INSERT:
             state[key] = {f: c.after.get(f) for f in FIELDS}
         else:
-            state[key].update({f: v for f, v in c.after.items() if f in FIELDS})
+            # a record changed after the position and deleted before the snapshot read
+            # it: its update comes first, the delete later in the stream
+            row = state.setdefault(key, dict.fromkeys(FIELDS) | {"Id": key})
+            row.update({f: v for f, v in c.after.items() if f in FIELDS})
     return state
 
 

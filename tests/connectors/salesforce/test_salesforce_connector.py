@@ -19,7 +19,7 @@ from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.registry import open_connector
 from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 from syncswim_lib.envelope import Op, ReplayPosition
-from syncswim_lib.errors import ConfigError, PositionLost, RetriableError
+from syncswim_lib.errors import ConfigError, FatalError, PositionLost, RetriableError
 from syncswim_lib.sandbox.salesforce.emulator import Emulator
 from tests.connectors.salesforce.conftest import connector_for
 
@@ -424,8 +424,11 @@ def test_setup_refuses_an_object_without_change_data_capture(
     emu: Emulator, sfc: SalesforceConnector
 ) -> None:
     emu.bus.disable("Contact")
-    with pytest.raises(ConfigError, match="Change Data Capture is not enabled for Contact"):
+    with pytest.raises(FatalError, match="Change Data Capture is not enabled for Contact"):
         sfc.setup(SYNC, ["Account", "Contact"])
+    [finding] = sfc.check_server({SYNC: ["Account", "Contact"], "other": ["Account"]})
+    assert (finding.severity, finding.endpoint) == ("error", "crm")
+    assert "select Contact" in finding.fix
     sfc.setup(SYNC, ["Account"])
     sfc.teardown(SYNC)
     assert sfc.prune_markers(timedelta(days=1)) == 0
