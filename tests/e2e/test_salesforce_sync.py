@@ -338,3 +338,64 @@ def test_the_dagster_asset_materialises_a_salesforce_entity(s: Sides) -> None:
     assert [r["code"] for r in s.pg_rows("customers")] == ["D1"]
     [mat] = result.asset_materializations_for_node(f"{SYNC}__customers")
     assert "D1" in str(mat.metadata)
+
+
+MY_YAML = """
+endpoints:
+  shop: {kind: mysql, dsn: {env: SFE_MY_DSN}}
+  crm:
+    kind: salesforce
+    instance_url: {env: SFE_SF_URL}
+    token: {env: SFE_SF_TOKEN}
+    ca_bundle: {env: SFE_SF_CA}
+state: {env: SFE_STATE_URL}
+syncs:
+  shop_crm:
+    between: [shop, crm]
+    entities:
+      customers:
+        shop: {table: customers, key: [id]}
+        crm: {object: Account, key: Id}
+        mode: {external_id: {shop: code, crm: Code__c}}
+        fields: {name: Name, credit: Credit__c}
+"""
+
+
+def test_mariadb_and_salesforce_with_the_same_yaml_shape(
+    s: Sides, mysql_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pymysql
+
+    monkeypatch.setenv("SFE_MY_DSN", mysql_dsn)
+    rest, db = mysql_dsn.rsplit("/", 1)
+    host, port = rest.split("@", 1)[1].split(":")
+    my = pymysql.connect(host=host, port=int(port), user="root", database=db, autocommit=True)
+    s.yaml.write_text(MY_YAML)
+
+    def run() -> EntityReport:
+        with Runtime(load_project(s.yaml)) as rt:
+            [report] = run_sync(rt, "shop_crm")
+            return report
+
+    try:
+        with my.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY,"
+                " code varchar(20) UNIQUE, name varchar(255), credit decimal(10,2))"
+            )
+        run()  # the run is micro_batch by default: Salesforce has no continuous reader
+        with my.cursor() as cur:
+            cur.execute("INSERT INTO customers (code, name, credit) VALUES ('M1', 'Maria', 3.25)")
+        s.human.Account.create({"Name": "Sales", "Code__c": "S1", "Credit__c": 7})
+        run()
+        assert s.accounts()["M1"]["Credit__c"] == 3.25
+        with my.cursor() as cur:
+            cur.execute("SELECT code, name, credit FROM customers ORDER BY code")
+            assert cur.fetchall() == (
+                ("M1", "Maria", Decimal("3.25")),
+                ("S1", "Sales", Decimal("7.00")),
+            )
+        again = run()
+        assert again.writes == 0
+    finally:
+        my.close()
