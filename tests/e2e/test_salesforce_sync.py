@@ -399,3 +399,33 @@ def test_mariadb_and_salesforce_with_the_same_yaml_shape(
         assert again.writes == 0
     finally:
         my.close()
+
+
+def test_a_restart_of_the_org_resumes_from_the_stored_replay_id(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator keeps its records and its change events on disk: after a restart the
+    next run captures what happened before it, from the journal's replay id, once."""
+    data = tmp_path / "org"
+    first = start_emulator(schema=SCHEMA, data_dir=data)
+    s = Sides(pg_dsn, first, tmp_path)
+    for k, v in s.env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        s.run()
+        s.pg.execute("INSERT INTO customers (code, name) VALUES ('C1', 'Before')")
+        s.run()
+        s.human.Account.create({"Name": "While we were away", "Code__c": "H1"})
+        s.human.session.close()
+    finally:
+        first.stop()
+    second = start_emulator(schema=SCHEMA, data_dir=data, port=first.port)
+    try:
+        s.human = second.client(user="human")
+        s.run()
+        assert sorted(r["code"] for r in s.pg_rows("customers")) == ["C1", "H1"]
+        assert sorted(s.accounts()) == ["C1", "H1"]
+        s.settled()
+    finally:
+        s.close()
+        second.stop()
