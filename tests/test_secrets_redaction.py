@@ -3,12 +3,19 @@ the key, through the real `syncswim` entry point."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from syncswim_lib.cli import main
+from syncswim_lib.envelope import Change, Op, WatermarkPosition
 from syncswim_lib.redact import passwords_in, redact
+from syncswim_lib.state import open_store
+from syncswim_lib.state.base import BatchRecord, EntryUpdate
 
 PASSWORD = "hunter2pw"
 
@@ -135,3 +142,98 @@ def test_redact_patterns() -> None:
     assert redact("postgresql://u@h:5432/db", "postgresql://u@h:5432/db") == (
         "postgresql://u@h:5432/db"
     )
+
+
+# through the installed `syncswim` command, each in a process of its own: what a person
+# sees, stdout and stderr together, whatever the command prints on its way out
+SYNCSWIM = str(Path(sys.executable).with_name("syncswim"))
+# the commands that read an endpoint's DSN; `retry` only once there is something to retry
+ENDPOINT_COMMANDS = ["sync", "setup", "verify", "retry", "doctor"]
+STATE_COMMANDS = ["sync", "setup", "audit", "verify", "retry"]  # doctor opens no store
+
+
+def _a_failed_change(state: str) -> None:
+    """A failed journal entry, so that `retry` goes on to run the sync (and to connect)."""
+    store = open_store(state)
+    try:
+        change = Change(
+            Op.INSERT,
+            "public.customers",
+            {"id": 1},
+            {"id": 1, "name": "x"},
+            None,
+            WatermarkPosition("p1"),
+            None,
+            datetime.now(UTC),
+        )
+        store.append_changes("s", "app_db", [("customers", change)], None)
+        (entry,) = store.pending("s", "customers")
+        store.set_batch([entry.id], "b1")
+        store.record(
+            BatchRecord(
+                "s",
+                "customers",
+                entries=[EntryUpdate(entry.id, "failed", {"error": "refused"})],
+                finished_batch_ids=["b1"],
+            )
+        )
+    finally:
+        store.close()
+
+
+def cli(
+    tmp_path: Path,
+    command: str,
+    *,
+    pg: str = UNUSED_PG,
+    my: str = UNUSED_MY,
+    state: str | None = None,
+    mysql_first: bool = False,
+) -> tuple[int, str]:
+    path = tmp_path / "sync.yaml"
+    first, second = ("shop_db", "app_db") if mysql_first else ("app_db", "shop_db")
+    path.write_text(YAML.format(first=first, second=second))
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    if command == "retry" and state is None:
+        _a_failed_change(store)
+    env = {**os.environ, "SW_STATE": state or store, "SW_PG": pg, "SW_MY": my}
+    done = subprocess.run(
+        [SYNCSWIM, command, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def assert_no_secret(code: int, output: str, key: str) -> None:
+    assert code != 0, output
+    assert PASSWORD not in output, output
+    assert "Traceback" not in output, output
+    assert key in output, output  # the error names the key path it is about
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", sorted(BAD_PG))
+@pytest.mark.parametrize("command", ENDPOINT_COMMANDS)
+def test_cli_a_malformed_postgres_dsn(shape: str, command: str, tmp_path: Path) -> None:
+    code, output = cli(tmp_path, command, pg=BAD_PG[shape])
+    assert_no_secret(code, output, "endpoints.app_db.dsn: not a valid PostgreSQL DSN")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", sorted(BAD_PG))
+@pytest.mark.parametrize("command", STATE_COMMANDS)
+def test_cli_a_malformed_postgres_state_url(shape: str, command: str, tmp_path: Path) -> None:
+    code, output = cli(tmp_path, command, state=BAD_PG[shape])
+    assert_no_secret(code, output, "state: not a valid PostgreSQL")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", sorted(BAD_MY))
+@pytest.mark.parametrize("command", ENDPOINT_COMMANDS)
+def test_cli_a_malformed_mysql_dsn(shape: str, command: str, tmp_path: Path) -> None:
+    code, output = cli(tmp_path, command, my=BAD_MY[shape], mysql_first=True)
+    assert_no_secret(code, output, "endpoints.shop_db.dsn")
