@@ -34,9 +34,12 @@ def _open(endpoint: Endpoint) -> Connector:
     if endpoint.kind == "postgres":
         from syncswim_lib.connectors.postgres import PostgresConnector
 
-        return PostgresConnector(
-            endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint)
-        )
+        pg = PostgresConnector(endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint))
+        if endpoint.polled:  # capture: poll (docs/polling.md)
+            from syncswim_lib.connectors.polling.postgres import PolledPostgres
+
+            return PolledPostgres(pg, endpoint.polls)
+        return pg
     if endpoint.kind == "mysql":
         from syncswim_lib.connectors.mysql import MySQLConnector
 

@@ -4,11 +4,17 @@ and our own writes not coming back."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from syncswim_lib.connectors.polling.keyset import compare_keys, last_compared
+from syncswim_lib.connectors.polling.runner import TickResult, tick
+from syncswim_lib.connectors.sqlite import SqliteConnector
 from tests.connectors.polling.harness import NOW_MS, PolledPair
 
 pytestmark = pytest.mark.integration
@@ -66,3 +72,86 @@ def test_postgres_changes_reach_sqlite_and_do_not_come_back(pair: PolledPair) ->
     assert pair.run().side("legacy").deleted == 1
     assert pair.lite_rows() == []
     assert pair.run().writes == 0
+
+
+def _tick(pair: PolledPair, force: bool = True) -> TickResult:
+    with pair.runtime() as rt:
+        return tick(rt, "app_legacy", {}, time.time, force=force)
+
+
+def test_rows_deleted_from_sqlite_are_found_by_the_key_set_comparison(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    pair = PolledPair(pg_dsn, tmp_path, deleted="{keyset_every: 10m}")
+    pair.run(full=True)
+    for name in ("Ann", "Ben", "Cat"):
+        pair.lite("INSERT INTO customers (name) VALUES (?)", (name,))
+    assert pair.run().side("app").inserted == 3
+    # a real DELETE: no column says so, only the key set can tell
+    pair.lite("DELETE FROM customers WHERE name IN ('Ann', 'Cat')")
+    assert pair.run().side("app").deleted == 0  # the cursor cannot see a missing row
+
+    first = _tick(pair)
+    assert first.keyset_deletes == {"customers": 2}
+    assert pair.run().side("app").deleted == 2
+    assert [r["name"] for r in pair.pg_rows()] == ["Ben"]
+
+    pair.lite("DELETE FROM customers")
+    # compared a moment ago; the next comparison is due in ten minutes, not at every poll
+    assert _tick(pair).keyset_deletes == {}
+    with pair.runtime() as rt:
+        assert last_compared(rt.store, "app_legacy", "legacy", "customers") is not None
+
+
+def test_keyset_comparison_of_many_links_is_batched_keys_only(pg_dsn: str, tmp_path: Path) -> None:
+    pair = PolledPair(pg_dsn, tmp_path, deleted="{keyset_every: 10m}")
+    pair.run(full=True)
+    conn = sqlite3.connect(pair.sqlite_path, isolation_level=None)
+    conn.executemany("INSERT INTO customers (name) VALUES (?)", [(f"n{i}",) for i in range(12_000)])
+    conn.execute("DELETE FROM customers WHERE id % 1000 = 0")
+    conn.close()
+    pair.run(full=True)  # links the 11 988 rows left
+    pair.lite("DELETE FROM customers WHERE id IN (1, 5001, 11999)")
+    with pair.runtime() as rt:
+        conn2 = rt.connector("legacy")
+        assert isinstance(conn2, SqliteConnector)
+        result = compare_keys(
+            rt.store, conn2, "app_legacy", "customers", "b", "legacy", "customers", ("id",)
+        )
+    assert result.compared == 11_988 and result.gone == 3
+    assert result.queries == 3  # 5000 keys a query
+
+
+def test_polled_postgres_without_a_slot_both_ways(pg_dsn: str, tmp_path: Path) -> None:
+    pair = PolledPair(
+        pg_dsn,
+        tmp_path,
+        pg_capture=", capture: poll",
+        pg_poll="{column: updated_at, deleted: {keyset_every: 10m}}",
+    )
+    pair.run(full=True)
+    with psycopg.connect(pg_dsn) as conn:
+        slots = conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()
+        assert slots == (0,)  # polled: setup made no slot and no publication
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+    pair.pg("INSERT INTO customers (name, amount) VALUES ('Pat', 2.5)")
+    pair.lite("INSERT INTO customers (name, amount) VALUES ('Lee', 7)")
+    report = pair.run()
+    assert report.side("legacy").inserted == 1 and report.side("app").inserted == 1
+    assert sorted(r["name"] for r in pair.pg_rows()) == ["Lee", "Pat"]
+    assert sorted(r["name"] for r in pair.lite_rows()) == ["Lee", "Pat"]
+
+    pair.pg("UPDATE customers SET amount = 3 WHERE name = 'Pat'")
+    pair.lite("UPDATE customers SET name = 'Leo' WHERE name = 'Lee'")
+    report = pair.run()
+    assert report.side("legacy").updated == 1 and report.side("app").updated == 1
+    assert {r["name"]: r["amount"] for r in pair.pg_rows()} == {
+        "Leo": Decimal("7.00"),
+        "Pat": Decimal("3.00"),
+    }
+    assert pair.run().writes == 0  # both polls read our writes back: nothing to do
+
+    pair.pg("DELETE FROM customers WHERE name = 'Pat'")
+    assert _tick(pair).keyset_deletes == {"customers": 1}
+    assert pair.run().side("legacy").deleted == 1
+    assert [r["name"] for r in pair.lite_rows()] == ["Leo"]
