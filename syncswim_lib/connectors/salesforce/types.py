@@ -46,6 +46,17 @@ INT_TYPES = frozenset({"int", "long"})
 # compound (their parts are fields of their own) and binary fields: no column
 SKIPPED_TYPES = frozenset({"address", "location", "base64", "anyType", "complexvalue"})
 ID_RE = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")
+# the escape sequences of SOQL string literals
+_SOQL_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    '"': '\\"',
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
 
 
 def family_of(sf_type: str, precision: int) -> TypeFamily:
@@ -185,8 +196,7 @@ def soql_literal(value: Any, column: ColumnInfo) -> str:
     if family == "timestamptz":
         dt = value if isinstance(value, datetime) else parse_datetime(str(value))
         return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'"
+    return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in str(value)) + "'"
 
 
 def arrow_type(column: ColumnInfo) -> pa.DataType:

@@ -432,3 +432,12 @@ def test_setup_refuses_an_object_without_change_data_capture(
     sfc.setup(SYNC, ["Account"])
     sfc.teardown(SYNC)
     assert sfc.prune_markers(timedelta(days=1)) == 0
+
+
+def test_fetch_by_text_with_quotes_backslashes_and_newlines(
+    emu: Emulator, sfc: SalesforceConnector
+) -> None:
+    odd = ["O'Brien", 'back\\slash "quoted"', "two\nlines", "100% _like_"]
+    emu.control.seed("Account", [{"Name": n} for n in [*odd, "100 plain"]])
+    found = sfc.fetch("Account", "Name", odd)
+    assert sorted(r["Name"] for r in found) == sorted(odd)
