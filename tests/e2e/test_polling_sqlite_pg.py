@@ -155,3 +155,49 @@ def test_polled_postgres_without_a_slot_both_ways(pg_dsn: str, tmp_path: Path) -
     assert _tick(pair).keyset_deletes == {"customers": 1}
     assert pair.run().side("legacy").deleted == 1
     assert [r["name"] for r in pair.lite_rows()] == ["Leo"]
+
+
+def test_written_by_marks_our_writes_and_a_change_between_two_polls_still_flows(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    pair = PolledPair(pg_dsn, tmp_path, written_by=True)
+    pair.run(full=True)
+    pair.pg("INSERT INTO customers (name) VALUES ('Dee'), ('Eve')")
+    assert pair.run().side("legacy").inserted == 2
+    assert {r["last_writer"] for r in pair.lite_rows()} == {"app_legacy"}  # stamped
+
+    # our own rows read back by the next poll are left out before the journal
+    echo = pair.run()
+    assert echo.skipped_echoes == 2 and echo.writes == 0
+    with pair.runtime() as rt:
+        assert rt.store.entries("app_legacy", "customers", status="pending") == []
+
+    # our write (this run polls SQLite before it applies), then the application's own
+    # write to the same row, both between two polls: the poll sees the application's
+    # version, whose writer is not us, and syncs it
+    pair.pg("UPDATE customers SET name = 'Dora' WHERE name = 'Dee'")
+    assert pair.run().side("legacy").updated == 1
+    pair.lite("UPDATE customers SET amount = 5, last_writer = 'shop' WHERE name = 'Dora'")
+    report = pair.run()
+    assert report.side("app").updated == 1
+    assert {r["name"]: r["amount"] for r in pair.pg_rows()}["Dora"] == Decimal("5.00")
+
+
+def test_shadow_comparison_recognises_echoes_without_a_written_by_column(
+    pair: PolledPair,
+) -> None:
+    pair.pg("INSERT INTO customers (name, amount) VALUES ('Fay', 1)")
+    pair.run()
+    with pair.runtime() as rt:
+        before = len(rt.store.entries("app_legacy", "customers", limit=10_000))
+    echo = pair.run()  # the poll journals our insert; the merge finds it agreed
+    assert echo.writes == 0
+    with pair.runtime() as rt:
+        latest = rt.store.entries("app_legacy", "customers", limit=10_000)
+    assert len(latest) == before + 1 and latest[0].status == "skipped"
+    # our update and the application's, between two polls: the application's wins
+    pair.pg("UPDATE customers SET amount = 2 WHERE name = 'Fay'")
+    pair.run()
+    pair.lite("UPDATE customers SET name = 'Faye' WHERE name = 'Fay'")
+    assert pair.run().side("app").updated == 1
+    assert [(r["name"], r["amount"]) for r in pair.pg_rows()] == [("Faye", Decimal("2.00"))]

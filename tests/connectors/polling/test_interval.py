@@ -1,0 +1,90 @@
+"""The adaptive interval, on recorded decisions: it lengthens while the source is idle,
+shortens under a stream of changes, backs off harder on errors, stays between min and
+max; and a tick polls a side only when its decision is due (a fake clock, no waiting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncswim_lib.config.polling import PollCadence
+from syncswim_lib.connectors.polling.interval import BUSY_CHANGES, Decision, decide, first
+from syncswim_lib.connectors.polling.runner import tick
+from tests.connectors.polling.harness import PolledPair
+
+CADENCE = PollCadence(min_s=2.0, max_s=60.0)
+
+
+def run_decisions(found: list[int | str]) -> list[Decision]:
+    """The decisions after polls that found these many changes (text: an error)."""
+    out: list[Decision] = []
+    prev: Decision | None = None
+    now = 0.0
+    for item in found:
+        if isinstance(item, str):
+            prev = decide(CADENCE, prev, 0, now, error=item)
+        else:
+            prev = decide(CADENCE, prev, item, now)
+        out.append(prev)
+        now = prev.due_at
+    return out
+
+
+def test_idle_backs_off_to_the_maximum_and_changes_bring_it_down() -> None:
+    idle = run_decisions([0] * 12)
+    intervals = [d.interval_s for d in idle]
+    assert intervals == sorted(intervals) and intervals[0] == 3.0
+    assert intervals[-1] == 60.0 and idle[-1].reason == "idle: at the maximum"
+    busy = run_decisions([0] * 12 + [5, 5, 5, 5, 5, 5, 5])
+    after = [d.interval_s for d in busy[12:]]
+    assert after == sorted(after, reverse=True) and after[-1] == 2.0
+    assert busy[12].reason == "5 changes: polling faster"
+
+
+def test_a_full_page_goes_to_the_minimum_at_once_and_errors_back_off_harder() -> None:
+    decisions = run_decisions([0, 0, 0, 0, BUSY_CHANGES])
+    assert decisions[-1].interval_s == CADENCE.min_s
+    errors = run_decisions([0, "timeout", "timeout"])
+    assert [d.interval_s for d in errors] == [3.0, 12.0, 48.0]
+    assert errors[1].changes == -1 and errors[1].reason.startswith("error, backing off")
+    assert decide(CADENCE, errors[-1], 0, 0.0, error="again").interval_s == 60.0  # capped
+
+
+def test_the_first_decision_is_due_at_once() -> None:
+    d = first(CADENCE, 100.0)
+    assert d.due_at == 100.0 and d.interval_s == 2.0
+    assert Decision.from_json(d.to_json()) == d
+
+
+@pytest.mark.integration
+def test_ticks_poll_when_due_and_the_interval_follows_the_source(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    pair = PolledPair(pg_dsn, tmp_path)  # interval: {min: 1s, max: 30s}
+    pair.run(full=True)
+    clock = {"t": 1000.0}
+    decisions: dict[str, Decision] = {}
+    recorded: list[Decision] = []
+    with pair.runtime() as rt:
+        for _ in range(6):  # idle: each poll at the moment its decision falls due
+            result = tick(rt, "app_legacy", decisions, lambda: clock["t"])
+            assert result.polled == ("legacy",)
+            decisions = dict(result.decisions)
+            recorded.append(decisions["legacy"])
+            # not due yet a moment later: the streamed side is captured, SQLite is not read
+            clock["t"] += 0.5
+            assert tick(rt, "app_legacy", decisions, lambda: clock["t"]).polled == ()
+            clock["t"] = decisions["legacy"].due_at
+        idle = [d.interval_s for d in recorded]
+        assert idle == sorted(idle) and idle[-1] > idle[0]
+        for i in range(4):  # then a change before every poll
+            pair.lite("INSERT INTO customers (name) VALUES (?)", (f"n{i}",))
+            result = tick(rt, "app_legacy", decisions, lambda: clock["t"])
+            decisions = dict(result.decisions)
+            recorded.append(decisions["legacy"])
+            assert result.captured["legacy"] == 1
+            clock["t"] = decisions["legacy"].due_at
+    busy = [d.interval_s for d in recorded[6:]]
+    assert busy == sorted(busy, reverse=True) and busy[-1] == 1.0
+    assert recorded[-1].reason == "1 changes: polling faster"
