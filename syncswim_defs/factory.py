@@ -37,6 +37,7 @@ from dagster import (
 from syncswim_defs.health import all_health_checks
 from syncswim_defs.metadata import check_results, check_specs, log_events, report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, pool_name, sensor_name
+from syncswim_defs.polling import is_polled_sync, polling_parts
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_defs.streaming import asset_lease, streaming_parts
 from syncswim_lib.config import Project, load_project
@@ -215,14 +216,16 @@ def build_definitions(project_path: str | Path, state_url: str | None = None) ->
     sensors = [
         _capture_sensor(project, sync)
         for sync, decl in project.syncs.items()
-        if decl.run == "micro_batch"
+        if decl.run == "micro_batch" and not is_polled_sync(project, sync)
     ]
     jobs, keepers = streaming_parts(project)  # run: streaming (syncswim_defs/streaming.py)
+    pollers, schedules = polling_parts(project)  # polled sides (syncswim_defs/polling.py)
     return Definitions(
         assets=assets,
         asset_checks=all_health_checks(project),  # syncswim_defs/health.py
         jobs=jobs,
-        sensors=[*sensors, *keepers],
+        sensors=[*sensors, *keepers, *pollers],
+        schedules=schedules,
         resources={
             "syncswim": SyncSwimResource(
                 project_path=str(Path(project_path).resolve()), state_url=state_url
