@@ -161,3 +161,13 @@ def test_a_polled_postgres_endpoint_needs_its_poll_block(tmp_path: Path) -> None
     project = load(tmp_path, ok)
     assert project.endpoints["app"].polled
     assert set(project.endpoints["app"].polls) == {"s/public.customers"}
+
+
+def test_the_polling_doc_example_loads(tmp_path: Path) -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "polling.md").read_text()
+    (example,) = re.findall(r"```yaml\n(.*?)```", doc, re.DOTALL)
+    project = load(tmp_path, example)
+    assert project.endpoints["legacy"].polled and project.endpoints["vendor"].polled
+    assert project.syncs["app_legacy"].poll == PollCadence(2.0, 300.0)
