@@ -7,6 +7,7 @@ host which forwards the request, so the client itself stays as it is.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -65,7 +66,12 @@ def open_client(settings: SalesforceSettings) -> Salesforce:
     from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
     session = make_session(settings)
-    common: dict[str, Any] = {"version": settings.api_version, "session": session}
+    # numbers as Decimal: a currency(18,2) read as a float would lose its last digits
+    common: dict[str, Any] = {
+        "version": settings.api_version,
+        "session": session,
+        "parse_float": Decimal,
+    }
     if settings.domain:
         common["domain"] = settings.domain
     where = f"endpoints.{settings.endpoint}"

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +34,25 @@ CALL_OPTIONS = "Sforce-Call-Options"
 # how often a Bulk API 2.0 job's state is asked while it runs
 BULK_POLL_S = 0.05
 RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+def _mark(value: object) -> str:
+    # json cannot write a number it does not know: a Decimal leaves the encoder as a
+    # marked string and loses the quotes after it (NUL never occurs in org text)
+    if isinstance(value, Decimal):
+        return f"\0{value:f}\0"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_ENCODER = json.JSONEncoder(default=_mark, allow_nan=False)
+_MARKED = re.compile(r'"\\u0000(-?[0-9.]+)\\u0000"')
+
+
+def json_text(payload: Any) -> str:
+    """`payload` as JSON with every Decimal an exact numeric literal: a currency(18,2)
+    has 18 significant digits, a float (what `json=` would send) only 15 to 17."""
+    text = _ENCODER.encode(payload)
+    return _MARKED.sub(r"\1", text) if "\\u0000" in text else text
 
 
 class SalesforceApiError(FatalError):
@@ -134,6 +156,8 @@ class Api:
         `Sforce-Call-Options: client=<origin>`, which its change events carry back."""
         if origin is not None:
             kw["headers"] = {**kw.get("headers", {}), CALL_OPTIONS: f"client={origin}"}
+        if "json" in kw:  # the client's own Content-Type header says it is JSON
+            kw["data"] = json_text(kw.pop("json")).encode("utf-8")
         return self.call(what, lambda: self.sf.restful(path, method=method, **kw))
 
     # -- reading ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -266,7 +267,7 @@ class CometdClient:
 
     def _decode(self, response: requests.Response) -> list[dict[str, Any]]:
         try:
-            body = response.json()
+            body = response.json(parse_float=Decimal)  # exact numbers, as REST reads them
         except ValueError:
             body = None
         if response.status_code in (401, 403):

@@ -179,8 +179,11 @@ def to_salesforce(value: Any, column: ColumnInfo) -> Any:
     if isinstance(value, time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        # JSON numbers: the org reads them as doubles, scale-checked against describe
-        return int(value) if value == value.to_integral_value() else float(value)
+        # kept exact: the request body writes it as a numeric literal (client.json_text);
+        # a float would drop digits past the 15th
+        return value
+    if isinstance(value, float) and column.family == "decimal":
+        return Decimal(repr(value))  # the shortest text that is this float
     return value
 
 

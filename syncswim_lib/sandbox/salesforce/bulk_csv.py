@@ -7,6 +7,7 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 # Bulk API 2.0 `columnDelimiter` / `lineEnding` enum values and the characters they stand for.
@@ -138,6 +139,8 @@ def render_value(value: Any) -> str:
         raise CsvFormatError(
             "FUNCTIONALITY_NOT_ENABLED: Selecting compound data not supported in Bulk Query"
         )
+    if isinstance(value, Decimal):
+        return f"{value:f}"  # str() would write 1E+3 for some values
     text = str(value)
     if _REST_DATETIME.fullmatch(text):
         return text[:-5] + "Z"

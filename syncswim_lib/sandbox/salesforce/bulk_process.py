@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.sandbox.salesforce import ids, soql_parse
@@ -30,7 +31,14 @@ log = logging.getLogger(__name__)
 # CDC subscribers see one event batch per 200 rows, not one per job or per row.
 CHUNK_SIZE = 200
 
-_NUMBER_TYPES = {"int": int, "long": int, "double": float, "currency": float, "percent": float}
+# Decimal for the fractional types: the CSV text is exact, and so is what the org keeps
+_NUMBER_TYPES = {
+    "int": int,
+    "long": int,
+    "double": Decimal,
+    "currency": Decimal,
+    "percent": Decimal,
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def convert(field_type: str, text: str) -> Any:
     if number is not None:
         try:
             return number(text)
-        except ValueError:
+        except (ValueError, ArithmeticError):  # InvalidOperation is an ArithmeticError
             return text
     return text
 

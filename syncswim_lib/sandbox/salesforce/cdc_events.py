@@ -109,7 +109,8 @@ def cometd_value(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        # exact, as the record holds it: the CometD answer writes it as a numeric literal
+        return value
     if isinstance(value, str) and _DATETIME_TEXT.fullmatch(value):
         return _cometd_datetime_text(value)
     return value

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncswim_lib.sandbox.salesforce.contract import dumps_exact, loads_exact
+
 LOG_NAME = "cdc_events.jsonl"
 SETTINGS_NAME = "cdc_settings.json"
 
@@ -62,7 +64,7 @@ class EventLog:
             return out
         for raw in log.read_text(encoding="utf-8").splitlines():
             try:
-                line = json.loads(raw)
+                line = loads_exact(raw)
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash mid-append: never acknowledged
             self._lines += 1
@@ -84,7 +86,7 @@ class EventLog:
 
     def append(self, line: dict[str, Any]) -> None:
         with (self.dir / LOG_NAME).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(line, default=str) + "\n")
+            f.write(dumps_exact(line) + "\n")
         self._lines += 1
 
     def horizon(self, horizon: int, latest: int, live: list[StoredEvent]) -> None:
@@ -98,7 +100,7 @@ class EventLog:
         with tmp.open("w", encoding="utf-8") as f:
             f.write(json.dumps({"t": "h", "horizon": horizon, "latest": latest}) + "\n")
             for e in live:
-                f.write(json.dumps(e.line(), default=str) + "\n")
+                f.write(dumps_exact(e.line()) + "\n")
         os.replace(tmp, self.dir / LOG_NAME)
         self._lines = len(live) + 1
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 
@@ -40,11 +41,33 @@ class Request:
     ctx: CallContext | None = None  # set by the server after authentication
 
     def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8")) if self.body else None
+        # Decimal, not float: an org keeps a currency(18,2) to the cent, past the 15-17
+        # significant digits a double holds
+        return json.loads(self.body.decode("utf-8"), parse_float=Decimal) if self.body else None
+
+
+def _mark(value: Any) -> str:
+    # a Decimal leaves the encoder as a marked string and becomes a bare number after it
+    # (json cannot write a literal itself); NUL never occurs in org text
+    if isinstance(value, Decimal):
+        return f"\0{value:f}\0"
+    return str(value)
 
 
 # One encoder for every response: json.dumps(default=...) builds a new one per call.
-_ENCODER = json.JSONEncoder(default=str)
+_ENCODER = json.JSONEncoder(default=_mark)
+_MARKED = re.compile(r'"\\u0000(-?[0-9.]+)\\u0000"')
+
+
+def dumps_exact(payload: Any) -> str:
+    """JSON text with Decimals written as exact numeric literals (`12345678901234567.89`)."""
+    text = _ENCODER.encode(payload)
+    return _MARKED.sub(r"\1", text) if "\\u0000" in text else text
+
+
+def loads_exact(text: str) -> Any:
+    """JSON text with non-integral numbers as Decimal (what `dumps_exact` writes)."""
+    return json.loads(text, parse_float=Decimal)
 
 
 @dataclass
@@ -56,7 +79,7 @@ class Response:
     @staticmethod
     def of_json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
         h = {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}
-        return Response(status, _ENCODER.encode(payload).encode("utf-8"), h)
+        return Response(status, dumps_exact(payload).encode("utf-8"), h)
 
     @staticmethod
     def error(

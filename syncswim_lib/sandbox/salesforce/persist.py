@@ -8,12 +8,13 @@ restarts empty. A torn last line (crash mid-write) is ignored: it was never ackn
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
+
+from syncswim_lib.sandbox.salesforce.contract import dumps_exact, loads_exact
 
 
 class Store:
@@ -29,18 +30,18 @@ class Store:
     def load(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         snapshot = None
         if self.snapshot_path.exists():
-            snapshot = json.loads(self.snapshot_path.read_text("utf-8"))
+            snapshot = loads_exact(self.snapshot_path.read_text("utf-8"))
         entries: list[dict[str, Any]] = []
         if self.journal_path.exists():
             with self.journal_path.open("r", encoding="utf-8") as fh:
                 for line in fh:
                     if not line.endswith("\n"):
                         break  # torn write
-                    entries.append(json.loads(line))
+                    entries.append(loads_exact(line))
         return snapshot, entries
 
     def append(self, entry: Mapping[str, Any]) -> None:
-        line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
+        line = dumps_exact(entry) + "\n"
         with self._lock:
             if self._file is None:
                 self._file = self.journal_path.open("a", encoding="utf-8")
@@ -53,7 +54,7 @@ class Store:
         tmp = self.snapshot_path.with_suffix(".tmp")
         with self._lock:
             with tmp.open("w", encoding="utf-8") as fh:
-                json.dump(state, fh, separators=(",", ":"), default=str)
+                fh.write(dumps_exact(state))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.snapshot_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -69,7 +68,7 @@ def coerce(sobject: str, f: FieldDef, value: Any) -> Any:
         return None
     t = f.type
     if t in STRING_TYPES:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
             raise _deser_error("string", value)
         s = str(value)
         if s == "":
@@ -142,7 +141,9 @@ def _out_of_range(f: FieldDef, value: Any) -> ApiError:
 def _whole_number(f: FieldDef, value: Any) -> int:
     if isinstance(value, bool):
         raise _deser_error("int", value)
-    whole_float = isinstance(value, float) and value.is_integer()
+    whole_float = (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value()
+    )
     digit_text = isinstance(value, str) and re.fullmatch(r"-?\d+", value) is not None
     if not (isinstance(value, int) or whole_float or digit_text):
         raise _deser_error("int", value)
@@ -152,26 +153,26 @@ def _whole_number(f: FieldDef, value: Any) -> int:
     return n
 
 
-def _decimal_number(f: FieldDef, value: Any) -> float:
+def _decimal_number(f: FieldDef, value: Any) -> Decimal:
     """A double/currency/percent as a real org stores it: rounded half up to the field's
-    scale, refused when its whole part needs more than precision - scale digits."""
-    if isinstance(value, bool):
+    scale, refused when its whole part needs more than precision - scale digits. Kept as
+    a Decimal: a currency(18,2) holds 18 digits exactly, more than a double does."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise _deser_error("double", value)
     try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
+        # repr of a float, not its binary value: 12.345 must round like the decimal written
+        exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except ArithmeticError:
         raise _deser_error("double", value) from None
-    if not math.isfinite(number):
+    if not exact.is_finite():
         raise _deser_error("double", value)
     limit = Decimal(10) ** (f.precision - f.scale)
-    # repr, not the binary value: 12.345 must round like the decimal the caller wrote
-    exact = Decimal(repr(number))
     if abs(exact) >= limit:  # checked first: quantize would overflow on huge values
         raise _out_of_range(f, value)
     rounded = exact.quantize(Decimal(10) ** -f.scale, rounding=ROUND_HALF_UP)
     if abs(rounded) >= limit:
         raise _out_of_range(f, value)
-    return float(rounded)
+    return rounded
 
 
 def compound_value(f: FieldDef, rec: dict[str, Any]) -> Any:

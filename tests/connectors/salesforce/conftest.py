@@ -36,6 +36,10 @@ SCHEMA: list[dict[str, Any]] = [
             {"name": "Active__c", "type": "boolean"},
             {"name": "Since__c", "type": "date"},
             {"name": "Seen__c", "type": "datetime"},
+            # the largest precision a describe gives (18): more digits than a double holds
+            {"name": "Revenue__c", "type": "currency", "precision": 18, "scale": 2},
+            {"name": "Share__c", "type": "percent", "precision": 18, "scale": 8},
+            {"name": "Units__c", "type": "double", "precision": 18, "scale": 0},
         ],
     },
     {
