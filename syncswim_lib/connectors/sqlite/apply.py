@@ -269,12 +269,14 @@ def applied_result(conn: sqlite3.Connection, sync: str, batch_id: str) -> ApplyR
 
 
 def prune(conn: sqlite3.Connection, older_than: timedelta) -> int:
+    """Delete the markers recorded `older_than` ago or earlier (the file's clock keeps
+    milliseconds: `<=`, so a marker of this very millisecond goes with an age of 0)."""
     if older_than < timedelta(0):
         raise ConfigError(f"older_than must not be negative, got {older_than}")
     seconds = older_than.total_seconds()
     try:
         cur = conn.execute(
-            f"DELETE FROM {MARKER_TABLE} WHERE created_at < "
+            f"DELETE FROM {MARKER_TABLE} WHERE created_at <= "
             "strftime('%Y-%m-%d %H:%M:%f', 'now', ?)",
             (f"-{seconds} seconds",),
         )
