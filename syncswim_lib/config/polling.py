@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 ALWAYS_POLLED = frozenset({"sqlite"})
 MAY_POLL = frozenset({"postgres", "mysql"})
 CAPTURE_VALUES = ("stream", "poll")
-# the kinds whose polled connector is built (MySQL/MariaDB: not yet)
-POLL_BUILT = frozenset({"postgres"})
 
 ENTITY_POLL_KEYS = ("column", "safety_lag", "deleted", "written_by")
 DELETED_KEYS = ("column", "keyset_every")
@@ -119,8 +117,6 @@ def check_capture_setting(kind: str, settings: Mapping[str, Any], at: At) -> Non
             "capture is written as text (stream or poll), not read from the environment"
         )
     c_at.one_of(value, CAPTURE_VALUES, "capture")
-    if value == "poll" and kind not in POLL_BUILT:
-        raise c_at.error(f"capture: poll is not supported yet for {kind} endpoints")
 
 
 def _deleted(raw: Any, at: At) -> DeleteDetection:
@@ -211,6 +207,21 @@ def build_sync_poll(raw: Any, at: At) -> PollCadence:
 def poll_key(sync: str, table: str) -> str:
     """The key of a table's spec in `Endpoint.polls`."""
     return f"{sync}/{table}"
+
+
+def find_poll(polls: Mapping[str, PollSpec], sync: str, table: str) -> tuple[str, PollSpec] | None:
+    """(the table as declared, its spec) for `table` as a connector names it: declared
+    `customers` may come back qualified by its database (`shop.customers`)."""
+    spec = polls.get(poll_key(sync, table))
+    if spec is not None:
+        return table, spec
+    bare = table.rsplit(".", 1)[-1]
+    prefix = f"{sync}/"
+    for key, found in polls.items():
+        declared = key[len(prefix) :]
+        if key.startswith(prefix) and declared.rsplit(".", 1)[-1] == bare:
+            return declared, found
+    return None
 
 
 def finish_polling(

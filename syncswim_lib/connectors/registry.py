@@ -43,7 +43,12 @@ def _open(endpoint: Endpoint) -> Connector:
     if endpoint.kind == "mysql":
         from syncswim_lib.connectors.mysql import MySQLConnector
 
-        return MySQLConnector(endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint))
+        my = MySQLConnector(endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint))
+        if endpoint.polled:  # capture: poll (docs/polling.md)
+            from syncswim_lib.connectors.polling.mysql import PolledMySQL
+
+            return PolledMySQL(my, endpoint.polls)
+        return my
     if endpoint.kind == "salesforce":
         from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from syncswim_lib.config.polling import PollSpec, poll_key
+from syncswim_lib.config.polling import PollSpec, find_poll
 from syncswim_lib.connectors.base import CaptureBatch, TableInfo, without_origin
 from syncswim_lib.connectors.polling.cursor import CursorState, Read, TableCursor, digest, step
 from syncswim_lib.envelope import Change, Op, Position, WatermarkPosition
@@ -67,14 +67,17 @@ class PollSource(Protocol):
         ...
 
 
-def spec_for(polls: Mapping[str, PollSpec], sync: str, table: str, endpoint: str) -> PollSpec:
-    spec = polls.get(poll_key(sync, table))
-    if spec is None:
+def spec_for(
+    polls: Mapping[str, PollSpec], sync: str, table: str, endpoint: str
+) -> tuple[str, PollSpec]:
+    """(the table as declared: the name its cursor is kept under, its spec)."""
+    found = find_poll(polls, sync, table)
+    if found is None:
         raise ConfigError(
             f"table {table} of endpoint {endpoint} is not declared as polled in sync {sync} "
             "(poll: of its entity)"
         )
-    return spec
+    return found
 
 
 def mod_column(info: TableInfo, spec: PollSpec, endpoint: str) -> str:
@@ -122,7 +125,7 @@ class Poller:
         clock = self.source.clock()
         tables: dict[str, TableCursor] = {}
         for table in self.tables(sync):
-            spec = spec_for(self.polls, sync, table, self.source.endpoint)
+            _, spec = spec_for(self.polls, sync, table, self.source.endpoint)
             info = self.source.describe(table)
             if mod_column(info, spec, self.source.endpoint) in TIME_FAMILIES:
                 start: Any = clock - timedelta(seconds=spec.safety_lag_s)
@@ -151,10 +154,10 @@ class Poller:
         for table in sorted(tables):
             if len(changes) >= max_changes:
                 break
-            spec = spec_for(self.polls, sync, table, self.source.endpoint)
+            declared, spec = spec_for(self.polls, sync, table, self.source.endpoint)
             info = self.source.describe(table)
             family = mod_column(info, spec, self.source.endpoint)
-            old = state.table(table)
+            old = state.table(declared)
             reads, complete = self._read(info, spec, old, max_changes - len(changes))
             decided = step(
                 old,
@@ -164,7 +167,7 @@ class Poller:
                 lag_s=spec.safety_lag_s,
                 complete=complete,
             )
-            new_tables[table] = decided.state
+            new_tables[declared] = decided.state
             timed = family in TIME_FAMILIES
             changes.extend(_change(table, r, spec, sync, timed, detected) for r in decided.emit)
         end = CursorState(new_tables).to_position()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncswim_lib.config.polling import PollSpec, poll_key
+from syncswim_lib.config.polling import PollSpec, find_poll
 from syncswim_lib.connectors.base import ApplyBatch, ColumnInfo
 from syncswim_lib.connectors.results import SET
 
@@ -56,8 +56,10 @@ def arrow_batch(rows: Sequence[Mapping[str, Any]], columns: Sequence[ColumnInfo]
 def soft_deleted_filter(polls: Mapping[str, PollSpec], table: str) -> str | None:
     """The soft-delete column of `table` when one is declared: rows where it is set are
     deleted records, which snapshots and lookups leave out."""
+    bare = table.rsplit(".", 1)[-1]
     for key, spec in polls.items():
-        if key.split("/", 1)[1] == table and spec.deleted.column is not None:
+        declared = key.split("/", 1)[1]
+        if declared.rsplit(".", 1)[-1] == bare and spec.deleted.column is not None:
             return spec.deleted.column
     return None
 
@@ -91,10 +93,10 @@ def with_writer(batch: ApplyBatch, polls: Mapping[str, PollSpec]) -> ApplyBatch:
     """The batch with the table's `written_by` column set to the sync's name on every
     insert and update (and in each update's `__set`), so the poll that reads these rows
     back knows them for our own."""
-    spec = polls.get(poll_key(batch.origin, batch.table))
-    if spec is None or spec.written_by is None:
+    found = find_poll(polls, batch.origin, batch.table)
+    if found is None or found[1].written_by is None:
         return batch
-    column = spec.written_by
+    column = found[1].written_by
 
     def stamp(table: pa.Table) -> pa.Table:
         if column in table.column_names:

@@ -141,3 +141,98 @@ class PolledPair:
     def live_lite(self) -> list[dict[str, Any]]:
         """The SQLite rows that are not soft-deleted."""
         return [r for r in self.lite_rows() if r["deleted_at"] is None]
+
+
+MY_DDL = [
+    """CREATE TABLE customers (
+    id int AUTO_INCREMENT PRIMARY KEY, app_id int NULL UNIQUE, name varchar(100),
+    amount decimal(12,2), active tinyint(1),
+    updated_at datetime(6) NOT NULL DEFAULT current_timestamp(6)
+        ON UPDATE current_timestamp(6),
+    deleted_at datetime(6) NULL,
+    INDEX customers_updated (updated_at))""",
+    # far from PostgreSQL's sequence, so no test passes by keys coinciding
+    "ALTER TABLE customers AUTO_INCREMENT = 1000",
+]
+
+
+class PolledMariaDB:
+    """PostgreSQL (side a, streamed) and a MariaDB table polled by `updated_at` (side b,
+    `capture: poll`) kept in step by sync app_shop."""
+
+    def __init__(self, pg_dsn: str, my_dsn: str, folder: Path, deleted: str) -> None:
+        import pymysql
+
+        self.pg_dsn = pg_dsn
+        self.my_dsn = my_dsn
+        self.state_url = f"sqlite:///{folder / 'state.db'}"
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(PG_DDL)
+        self._my = pymysql.connect(**_my_kwargs(my_dsn), autocommit=True)
+        with self._my.cursor() as cur:
+            for ddl in MY_DDL:
+                cur.execute(ddl)
+        self.yaml_path = folder / "sync.yaml"
+        self.yaml_path.write_text(f"""
+endpoints:
+  app: {{kind: postgres, dsn: '{pg_dsn}'}}
+  shop: {{kind: mysql, dsn: '{my_dsn}', capture: poll}}
+state: '{self.state_url}'
+syncs:
+  app_shop:
+    between: [app, shop]
+    entities:
+      customers:
+        app: {{table: public.customers, key: [id]}}
+        shop: {{table: customers, key: [id]}}
+        mode: {{system_of_record: app, external_id: {{shop: app_id}}}}
+        fields: {{name: name, amount: amount, active: active}}
+        poll:
+          shop: {{column: updated_at, deleted: {deleted}}}
+""")
+        self.project: Project = load_project(self.yaml_path)
+
+    def close(self) -> None:
+        self._my.close()
+
+    @contextmanager
+    def runtime(self) -> Iterator[Runtime]:
+        with Runtime(self.project, self.state_url) as rt:
+            yield rt
+
+    def run(self, full: bool = False) -> EntityReport:
+        with self.runtime() as rt:
+            (report,) = run_sync(rt, "app_shop", full=full)
+        return report
+
+    def my(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        with self._my.cursor() as cur:
+            cur.execute(sql, args)
+
+    def my_rows(self) -> list[dict[str, Any]]:
+        import pymysql
+
+        with self._my.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute("SELECT * FROM customers ORDER BY id")
+            return list(cur.fetchall())
+
+    def pg(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        with psycopg.connect(self.pg_dsn, autocommit=True) as conn:
+            conn.execute(sql, args)
+
+    def pg_rows(self) -> list[dict[str, Any]]:
+        with psycopg.connect(self.pg_dsn, row_factory=dict_row) as conn:
+            return list(conn.execute("SELECT * FROM customers ORDER BY id").fetchall())
+
+
+def _my_kwargs(dsn: str) -> dict[str, Any]:
+    from urllib.parse import urlparse
+
+    url = urlparse(dsn)
+    return {
+        "host": url.hostname,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password or "",
+        "database": url.path.lstrip("/"),
+    }

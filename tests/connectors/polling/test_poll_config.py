@@ -128,12 +128,6 @@ def test_the_options(tmp_path: Path) -> None:
         ),
         (
             "app: {kind: postgres, dsn: {env: APP_DSN}}",
-            "app: {kind: mysql, dsn: {env: APP_DSN}, capture: poll}",
-            "endpoints.app.capture",
-            "capture: poll is not supported yet for mysql endpoints",
-        ),
-        (
-            "app: {kind: postgres, dsn: {env: APP_DSN}}",
             "app: {kind: postgres, dsn: {env: APP_DSN}, capture: sometimes}",
             "endpoints.app.capture",
             "unknown capture 'sometimes'",
@@ -161,6 +155,8 @@ def test_a_polled_postgres_endpoint_needs_its_poll_block(tmp_path: Path) -> None
     project = load(tmp_path, ok)
     assert project.endpoints["app"].polled
     assert set(project.endpoints["app"].polls) == {"s/public.customers"}
+    mysql = load(tmp_path, ok.replace("kind: postgres", "kind: mysql"))
+    assert mysql.endpoints["app"].polled and not mysql.endpoints["app"].change_stream
 
 
 def test_the_polling_doc_example_loads(tmp_path: Path) -> None:
