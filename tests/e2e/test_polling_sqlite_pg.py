@@ -4,6 +4,7 @@ and our own writes not coming back."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
 from decimal import Decimal
@@ -201,3 +202,53 @@ def test_shadow_comparison_recognises_echoes_without_a_written_by_column(
     pair.lite("UPDATE customers SET name = 'Faye' WHERE name = 'Fay'")
     assert pair.run().side("app").updated == 1
     assert [(r["name"], r["amount"]) for r in pair.pg_rows()] == [("Faye", Decimal("2.00"))]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_edits_on_both_sides_converge(pg_dsn: str, tmp_path: Path, seed: int) -> None:
+    """Random inserts, updates and deletes on either side (several records each round,
+    never the same record on both sides), a run after each round: both sides then hold
+    the same records, and one more run writes nothing."""
+    rng = random.Random(seed)
+    pair = PolledPair(pg_dsn, tmp_path)
+    pair.run(full=True)
+    for _ in range(12):
+        pg_by_id = {r["id"]: r for r in pair.pg_rows()}
+        linked = {r["app_id"]: r for r in pair.live_lite() if r["app_id"] is not None}
+        records = sorted(set(pg_by_id) & set(linked))
+        rng.shuffle(records)
+        for _ in range(rng.randint(1, 4)):
+            side = rng.choice(["pg", "lite"])
+            op = rng.choice(["insert", "update", "update", "delete"]) if records else "insert"
+            name = f"n{rng.randint(0, 99)}"
+            amount = rng.choice([None, 1, 2.5, 99.99])
+            if op == "insert" and side == "pg":
+                pair.pg("INSERT INTO customers (name, amount) VALUES (%s, %s)", (name, amount))
+            elif op == "insert":
+                pair.lite("INSERT INTO customers (name, amount) VALUES (?, ?)", (name, amount))
+            else:
+                record = records.pop()  # each record edited on one side only per round
+                lite_id = linked[record]["id"]
+                if op == "update" and side == "pg":
+                    pair.pg("UPDATE customers SET name = %s WHERE id = %s", (name, record))
+                elif op == "update":
+                    pair.lite("UPDATE customers SET amount = ? WHERE id = ?", (amount, lite_id))
+                elif side == "pg":
+                    pair.pg("DELETE FROM customers WHERE id = %s", (record,))
+                else:
+                    pair.lite(
+                        f"UPDATE customers SET deleted_at = {NOW_MS} WHERE id = ?", (lite_id,)
+                    )
+                if not records:
+                    break
+        pair.run()
+        pg_side = {
+            r["id"]: (r["name"], None if r["amount"] is None else Decimal(r["amount"]))
+            for r in pair.pg_rows()
+        }
+        lite_side = {
+            r["app_id"]: (r["name"], None if r["amount"] is None else Decimal(str(r["amount"])))
+            for r in pair.live_lite()
+        }
+        assert lite_side == pg_side
+        assert pair.run().writes == 0
