@@ -88,3 +88,30 @@ def test_ticks_poll_when_due_and_the_interval_follows_the_source(
     busy = [d.interval_s for d in recorded[6:]]
     assert busy == sorted(busy, reverse=True) and busy[-1] == 1.0
     assert recorded[-1].reason == "1 changes: polling faster"
+
+
+@pytest.mark.integration
+def test_a_failing_poll_backs_off_harder_and_says_why(pg_dsn: str, tmp_path: Path) -> None:
+    """A polled PostgreSQL table locked by someone else: the poll's statement times out
+    (a retriable error), the tick records it and multiplies the interval by four."""
+    import psycopg
+
+    pair = PolledPair(
+        pg_dsn,
+        tmp_path,
+        pg_capture=", capture: poll, statement_timeout: 0.5, read_timeout: 5",
+        pg_poll="{column: updated_at, deleted: {keyset_every: 10m}}",
+    )
+    pair.run(full=True)
+    clock = {"t": 0.0}
+    with pair.runtime() as rt, psycopg.connect(pg_dsn) as locker:
+        ok = tick(rt, "app_legacy", {}, lambda: clock["t"]).decisions
+        assert ok["app"].reason == "idle: backing off" and ok["app"].interval_s == 1.5
+        locker.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        clock["t"] = ok["app"].due_at
+        failed = tick(rt, "app_legacy", ok, lambda: clock["t"])
+        locker.rollback()
+    assert set(failed.errors) == {"app"}
+    d = failed.decisions["app"]
+    assert d.interval_s == 6.0 and d.changes == -1
+    assert d.reason.startswith("error, backing off:")
