@@ -69,7 +69,6 @@ class SqliteConnector:
         # test's fake clock); the application writing the file runs on it too
         self._clock = clock or (lambda: datetime.now(UTC))
         self._conn: sqlite3.Connection | None = None
-        self._infos: dict[str, TableInfo] = {}
         self.poller = Poller(self, self.polls, now)
 
     def _connection(self) -> sqlite3.Connection:
@@ -92,8 +91,8 @@ class SqliteConnector:
     # -- description ---------------------------------------------------------------------
 
     def describe(self, table: str) -> TableInfo:
-        if table in self._infos:
-            return self._infos[table]
+        # read each time (a few PRAGMAs): the runtime keeps what it needs and forgets it
+        # when the table changes, which a copy kept here would not
         conn = self._connection()
         schema, _, name = table.rpartition(".")
         prefix = f"{quote(schema)}." if schema else ""
@@ -126,9 +125,7 @@ class SqliteConnector:
             names = tuple(c[2] for c in sorted(cols))
             if names and names not in unique:
                 unique.append(names)
-        info = TableInfo(table, tuple(columns), tuple(pk), tuple(unique))
-        self._infos[table] = info
-        return info
+        return TableInfo(table, tuple(columns), tuple(pk), tuple(unique))
 
     def check_server(self, syncs: Mapping[str, Sequence[str]]) -> list[Finding]:
         """What live `validate` says about the polled tables (modification column)."""
