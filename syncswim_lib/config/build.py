@@ -37,6 +37,7 @@ from syncswim_lib.connectors.salesforce.settings import OPTIONAL as SF_OPTIONAL
 from syncswim_lib.connectors.salesforce.settings import REQUIRED as SF_REQUIRED
 from syncswim_lib.connectors.salesforce.settings import SECRET as SF_SECRET
 from syncswim_lib.connectors.salesforce.settings import auth_form, form_problem
+from syncswim_lib.connectors.salesforce.settings import check_numbers as check_sf_numbers
 from syncswim_lib.errors import ConfigError
 
 TOP_KEYS = ("version", "state", "endpoints", "syncs")
@@ -90,6 +91,11 @@ def _endpoint(name: Any, raw: Any, at: At) -> Endpoint:
     }
     if kind == "salesforce" and auth_form(settings) is None:
         raise at.error(form_problem(settings))  # token, or one of the login forms
+    if kind == "salesforce":
+        try:  # thresholds and the budget share refused at load, not at the first call
+            check_sf_numbers(settings, at.dotted)
+        except ConfigError as e:
+            raise ConfigError(str(e), file=at.file) from None
     check_capture_setting(kind, settings, at)  # capture: stream | poll
     if kind in ("postgres", "mysql"):
         # refused at load, not at the first connect; {env: ...} ones are read at connect

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo
 from syncswim_lib.connectors.coerce import holds
 from syncswim_lib.connectors.results import (
     BATCH_META,
@@ -47,6 +47,13 @@ from syncswim_lib.connectors.results import (
     set_columns,
     value_columns,
 )
+from syncswim_lib.connectors.salesforce.bulk_write import (
+    BulkJob,
+    RowOutcome,
+    WriteOp,
+    cell,
+    csv_safe,
+)
 from syncswim_lib.connectors.salesforce.client import Api
 from syncswim_lib.connectors.salesforce.describe import ObjectInfo
 from syncswim_lib.connectors.salesforce.snapshot import fetch_rows
@@ -54,6 +61,9 @@ from syncswim_lib.connectors.salesforce.types import ID_RE, to_salesforce
 from syncswim_lib.errors import ConfigError
 
 COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
+# the most records a full run gives one apply (Capabilities.max_batch_rows): one Bulk API
+# 2.0 job of them costs about 6 calls; a job may hold 150 MB of CSV, far more
+BULK_BATCH_ROWS = 10_000
 # per-record errors that mean the record is not there (deleted, purged, never existed)
 GONE = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND"})
 GONE_ON_DELETE = GONE | {"INVALID_CROSS_REFERENCE_KEY"}
@@ -113,11 +123,19 @@ def _chunks(items: list[Any], size: int = COLLECTION_SIZE) -> Iterator[tuple[int
 
 
 class BatchWriter:
-    def __init__(self, api: Api, info: ObjectInfo, batch: ApplyBatch, progress: Progress) -> None:
+    def __init__(
+        self,
+        api: Api,
+        info: ObjectInfo,
+        batch: ApplyBatch,
+        progress: Progress,
+        bulk_write_threshold: int,
+    ) -> None:
         self.api = api
         self.info = info
         self.batch = batch
         self.progress = progress
+        self.bulk_write_threshold = bulk_write_threshold
         self.out = _Result()
         if tuple(batch.key_columns) != ("Id",):
             raise ConfigError(
@@ -134,6 +152,98 @@ class BatchWriter:
         results = list(answer or [])
         self.progress.put(self.batch.batch_id, call, results)
         return results
+
+    # -- Bulk API 2.0 ------------------------------------------------------------------
+
+    def _bulk_part(
+        self, rows: list[dict[str, Any]], names: Sequence[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(rows for one bulk job, rows for collections): all of them to the job when
+        more than bulk_write_threshold, but for those a CSV cell cannot carry."""
+        if len(rows) <= self.bulk_write_threshold:
+            return [], rows
+        bulk: list[dict[str, Any]] = []
+        rest: list[dict[str, Any]] = []
+        for row in rows:
+            (bulk if all(csv_safe(row.get(n)) for n in names) else rest).append(row)
+        if len(bulk) <= self.bulk_write_threshold:
+            return [], rows
+        return bulk, rest
+
+    def _column(self, name: str) -> ColumnInfo:
+        col = self.info.table.column(name)
+        if col is None:
+            raise ConfigError(
+                f"apply batch {self.batch.batch_id}: {self.info.name} has no field {name}"
+            )
+        return col
+
+    def _bulk(
+        self,
+        operation: WriteOp,
+        header: Sequence[str],
+        rows: Sequence[tuple[str, str, Sequence[str]]],
+        external_id: str | None = None,
+    ) -> list[RowOutcome]:
+        call = f"bulk-{operation}"
+        done = self.progress.get(self.batch.batch_id, call)
+        if done is not None:
+            return done
+        what = f"writing {self.info.name} (batch {self.batch.batch_id}, Bulk API 2.0)"
+        job = BulkJob(self.api, self.info.name, self.batch.origin, what)
+        outcomes = job.run(operation, header, rows, external_id)
+        self.progress.put(self.batch.batch_id, call, list(outcomes))
+        return outcomes
+
+    def _bulk_upserts(self, rows: list[dict[str, Any]], names: list[str], ext: str) -> None:
+        header = [ext, *(n for n in names if n != ext)]
+        cols = [self._column(n) for n in header]
+        lines = []
+        for row in rows:
+            # a null is no value on create (defaults apply), as collections skip it
+            cells = ["" if row.get(c.name) is None else cell(row[c.name], c) for c in cols]
+            lines.append((str(row[REF]), cells[0], cells))
+        for o in self._bulk("upsert", header, lines, ext):
+            if not o.ok:
+                self.out.rejected[o.ref] = o.error
+                continue
+            self.out.keys[o.ref] = {"Id": str(o.record_id)}
+            if o.created:
+                self.out.inserted += 1
+            else:
+                self.out.updated += 1  # matched by its external id: written again
+
+    def _bulk_updates(self, rows: list[tuple[dict[str, Any], list[str]]]) -> None:
+        names = list(dict.fromkeys(n for _, set_ in rows for n in set_))
+        cols = [self._column(n) for n in names]
+        lines = []
+        for row, set_ in rows:
+            # an empty cell leaves the field as it is: only the merge's fields are set
+            cells = [cell(row.get(c.name), c) if c.name in set_ else "" for c in cols]
+            lines.append((str(row[REF]), str(row["Id"]), [str(row["Id"]), *cells]))
+        by_ref = {str(row[REF]): row for row, _ in rows}
+        for o in self._bulk("update", ["Id", *names], lines):
+            if o.ok:
+                self.out.keys[o.ref] = {"Id": str(by_ref[o.ref]["Id"])}
+                self.out.updated += 1
+            elif o.error_code in GONE:
+                self.out.missing.append(o.ref)
+            else:
+                self.out.rejected[o.ref] = o.error
+
+    def _bulk_deletes(self, rows: list[dict[str, Any]]) -> None:
+        lines = [(str(r[REF]), str(r["Id"]), [str(r["Id"])]) for r in rows]
+        by_ref = {str(r[REF]): r for r in rows}
+        for o in self._bulk("delete", ["Id"], lines):
+            if o.ok:
+                self.out.keys[o.ref] = {"Id": str(by_ref[o.ref]["Id"])}
+                self.out.deleted += 1
+            elif o.error_code in GONE_ON_DELETE:
+                self.out.missing.append(o.ref)
+            else:
+                self.out.rejected[o.ref] = o.error
+
+    # -- collections -----------------------------------------------------------------
 
     def _body(self, row: dict[str, Any], names: Sequence[str], skip_nulls: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"attributes": {"type": self.info.name}}
@@ -172,6 +282,10 @@ class BatchWriter:
                 )
         upserts = [r for r in rows if ext is not None and r.get(ext) is not None]
         creates = [r for r in rows if ext is None or r.get(ext) is None]
+        if ext is not None:
+            bulk, upserts = self._bulk_part(upserts, names)
+            if bulk:
+                self._bulk_upserts(bulk, names, ext)
         for n, chunk in _chunks(upserts):
             body = {
                 "allOrNone": False,
@@ -244,14 +358,22 @@ class BatchWriter:
                 continue
             todo.append(row)
         todo = self._checked(todo, expected)
-        bodies = []
+        writes = []
         for row in todo:
             names = set_columns(row, values, self.batch.batch_id)
             if not names:
                 self.out.keys[str(row[REF])] = {"Id": str(row["Id"])}
                 self.out.updated += 1  # nothing to set: the record already holds it
                 continue
-            body = self._body(row, names, skip_nulls=False)
+            writes.append((row, list(names)))
+        bulk_rows, _ = self._bulk_part([r for r, _ in writes], values)
+        if bulk_rows:
+            chosen = {id(r) for r in bulk_rows}
+            self._bulk_updates([(r, n) for r, n in writes if id(r) in chosen])
+            writes = [(r, n) for r, n in writes if id(r) not in chosen]
+        bodies = []
+        for row, fields in writes:
+            body = self._body(row, fields, skip_nulls=False)
             body["id"] = str(row["Id"])
             bodies.append((row, body))
         for n, chunk in _chunks(bodies):
@@ -279,6 +401,9 @@ class BatchWriter:
             else:
                 rows.append(row)
         rows = self._checked(rows, expected)
+        bulk, rows = self._bulk_part(rows, ["Id"])
+        if bulk:
+            self._bulk_deletes(bulk)
         for n, chunk in _chunks(rows):
             ids = ",".join(str(r["Id"]) for r in chunk)
             results = self._send(
@@ -311,11 +436,19 @@ class BatchWriter:
         )
 
 
-def apply_batch(api: Api, info: ObjectInfo, batch: ApplyBatch, progress: Progress) -> ApplyResult:
+def apply_batch(
+    api: Api,
+    info: ObjectInfo,
+    batch: ApplyBatch,
+    progress: Progress,
+    bulk_write_threshold: int,
+) -> ApplyResult:
     """Deletes first (a record deleted and created again in one batch, by external id,
-    must not be found by the upsert and then deleted), then inserts, then updates."""
+    must not be found by the upsert and then deleted), then inserts, then updates. Each
+    operation with more than `bulk_write_threshold` records goes through one Bulk API
+    2.0 ingest job (bulk_write.py), the others through collections."""
     missing_keys(batch)
-    writer = BatchWriter(api, info, batch, progress)
+    writer = BatchWriter(api, info, batch, progress, bulk_write_threshold)
     expected = expected_rows(batch.expected, info.table, batch.batch_id)
     writer.deletes(expected)
     writer.inserts()

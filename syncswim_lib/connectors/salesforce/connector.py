@@ -29,7 +29,7 @@ from syncswim_lib.connectors.base import (
     TableInfo,
 )
 from syncswim_lib.connectors.checks import Finding, refuse_on_errors
-from syncswim_lib.connectors.salesforce.apply import COLLECTION_SIZE, Progress, apply_batch
+from syncswim_lib.connectors.salesforce.apply import BULK_BATCH_ROWS, Progress, apply_batch
 from syncswim_lib.connectors.salesforce.auth import open_client
 from syncswim_lib.connectors.salesforce.capture import CdcReader, check_position
 from syncswim_lib.connectors.salesforce.client import Api, NotFound
@@ -49,7 +49,10 @@ class SalesforceConnector:
         hard_deletes=True,  # DELETE change events (a purge from the recycle bin has none)
         upsert_by_external_id=True,
         origin_tagging=True,
-        max_batch_rows=COLLECTION_SIZE,
+        # what a full run hands one apply: apply itself sends collections of 200, or one
+        # Bulk API 2.0 job above bulk_write_threshold, so a bigger batch means fewer jobs
+        # (and fewer calls) for an initial load
+        max_batch_rows=BULK_BATCH_ROWS,
     )
 
     def __init__(self, settings: SalesforceSettings) -> None:
@@ -169,7 +172,13 @@ class SalesforceConnector:
         return fetch_rows(self.api, self.describe_object(table), column, values)
 
     def apply(self, batch: ApplyBatch) -> ApplyResult:
-        return apply_batch(self.api, self.describe_object(batch.table), batch, self._progress)
+        return apply_batch(
+            self.api,
+            self.describe_object(batch.table),
+            batch,
+            self._progress,
+            self.settings.bulk_write_threshold,
+        )
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
         """Salesforce keeps no batch markers: a replayed batch is written again, which

@@ -41,6 +41,8 @@ OPTIONAL = (
     "ca_bundle",
     "api_version",
     "bulk_threshold",
+    "bulk_write_threshold",
+    "api_budget_share",
     "timeout",
 )
 # secret even when written literally: never shown in a repr or an error
@@ -51,6 +53,13 @@ DEFAULT_API_VERSION = "62.0"
 # costs a handful of calls whatever the size, where SOQL pages cost one call per 2,000
 DEFAULT_BULK_THRESHOLD = 10_000
 DEFAULT_TIMEOUT_S = 120.0
+# one operation of one apply with more records than this goes through a Bulk API 2.0
+# ingest job: a job costs about 6 calls whatever its size, collections one per 200
+# records, so from about 1,200 records on a job is cheaper
+DEFAULT_BULK_WRITE_THRESHOLD = 2_000
+# the share of the org's daily API allowance this endpoint may use: past it, writing
+# stops until the org's count falls back (Salesforce counts 24 hours rolling)
+DEFAULT_API_BUDGET_SHARE = 1.0
 
 _FORMS: tuple[tuple[AuthForm, frozenset[str], frozenset[str]], ...] = (
     # (form, settings it needs, auth settings it may also have)
@@ -111,6 +120,8 @@ class SalesforceSettings:
     ca_bundle: str | None = None
     api_version: str = DEFAULT_API_VERSION
     bulk_threshold: int = DEFAULT_BULK_THRESHOLD
+    bulk_write_threshold: int = DEFAULT_BULK_WRITE_THRESHOLD
+    api_budget_share: float = DEFAULT_API_BUDGET_SHARE
     timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __repr__(self) -> str:  # the dataclass repr would show the secrets
@@ -135,6 +146,7 @@ class SalesforceSettings:
             raise ConfigError(
                 f"expected an API version like 62.0, got {version!r}", path=f"{base}.api_version"
             )
+        numbers = check_numbers(values, base)
         return SalesforceSettings(
             endpoint=endpoint,
             instance_url=url,
@@ -149,9 +161,43 @@ class SalesforceSettings:
             login_url=(values.get("login_url") or "").rstrip("/") or None,
             ca_bundle=values.get("ca_bundle"),
             api_version=version,
-            bulk_threshold=_positive_int(values, "bulk_threshold", DEFAULT_BULK_THRESHOLD, base),
-            timeout_s=_positive_float(values, "timeout", DEFAULT_TIMEOUT_S, base),
+            bulk_threshold=int(numbers["bulk_threshold"]),
+            bulk_write_threshold=int(numbers["bulk_write_threshold"]),
+            api_budget_share=numbers["api_budget_share"],
+            timeout_s=numbers["timeout"],
         )
+
+
+def check_numbers(values: Mapping[str, object], base: str) -> dict[str, float]:
+    """The numeric settings among `values` (those given as text; `{env: ...}` ones are
+    checked when read), or their defaults; a ConfigError naming the key path for a bad
+    one. The loader calls it so a typo fails `validate --no-live`, not the first run."""
+    text = {k: v for k, v in values.items() if isinstance(v, str | int | float)}
+    return {
+        "bulk_threshold": _positive_int(text, "bulk_threshold", DEFAULT_BULK_THRESHOLD, base),
+        "bulk_write_threshold": _positive_int(
+            text, "bulk_write_threshold", DEFAULT_BULK_WRITE_THRESHOLD, base
+        ),
+        "api_budget_share": _share(text, "api_budget_share", base),
+        "timeout": _positive_float(text, "timeout", DEFAULT_TIMEOUT_S, base),
+    }
+
+
+def _share(values: Mapping[str, object], key: str, base: str) -> float:
+    raw = values.get(key)
+    if raw is None:
+        return DEFAULT_API_BUDGET_SHARE
+    try:
+        number = float(str(raw).strip())
+    except ValueError:
+        number = -1.0
+    if not 0 < number <= 1:
+        raise ConfigError(
+            f"expected a share of the daily API allowance above 0 and at most 1 (0.5 keeps "
+            f"half for other integrations), got {raw!r}",
+            path=f"{base}.{key}",
+        )
+    return number
 
 
 def _is_version(text: str) -> bool:
@@ -159,7 +205,7 @@ def _is_version(text: str) -> bool:
     return bool(dot) and major.isdigit() and minor.isdigit()
 
 
-def _positive_int(values: Mapping[str, str], key: str, default: int, base: str) -> int:
+def _positive_int(values: Mapping[str, object], key: str, default: int, base: str) -> int:
     raw = values.get(key)
     if raw is None:
         return default
@@ -172,7 +218,7 @@ def _positive_int(values: Mapping[str, str], key: str, default: int, base: str) 
     return number
 
 
-def _positive_float(values: Mapping[str, str], key: str, default: float, base: str) -> float:
+def _positive_float(values: Mapping[str, object], key: str, default: float, base: str) -> float:
     raw = values.get(key)
     if raw is None:
         return default

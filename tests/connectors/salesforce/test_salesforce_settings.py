@@ -58,3 +58,36 @@ def test_no_auth_form_or_two_of_them_name_the_endpoint(tmp_path: Path, auth: str
     with pytest.raises(ConfigError, match="one way to log in") as info:
         _load(tmp_path, auth)
     assert info.value.path == "endpoints.crm" and info.value.file is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "words"),
+    [
+        (", bulk_write_threshold: 0", "bulk_write_threshold", "positive whole number"),
+        (", bulk_write_threshold: lots", "bulk_write_threshold", "positive whole number"),
+        (", api_budget_share: 1.5", "api_budget_share", "above 0 and at most 1"),
+        (", api_budget_share: 0", "api_budget_share", "above 0 and at most 1"),
+        (", bulk_threshold: -3", "bulk_threshold", "positive whole number"),
+    ],
+)
+def test_write_threshold_and_budget_share_are_checked_at_load(
+    tmp_path: Path, extra: str, key: str, words: str
+) -> None:
+    with pytest.raises(ConfigError, match=words) as info:
+        _load(tmp_path, ", token: {env: SF_TOKEN}" + extra)
+    assert key in str(info.value) and info.value.file is not None
+
+
+def test_write_threshold_and_budget_share_load() -> None:
+    from syncswim_lib.connectors.salesforce.settings import SalesforceSettings
+
+    got = SalesforceSettings.from_resolved(
+        "crm",
+        {
+            "instance_url": "https://x.my.salesforce.com",
+            "token": "t",
+            "bulk_write_threshold": "500",
+            "api_budget_share": "0.5",
+        },
+    )
+    assert (got.bulk_write_threshold, got.api_budget_share) == (500, 0.5)
