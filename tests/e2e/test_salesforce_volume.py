@@ -1,0 +1,189 @@
+"""API calls of a large PostgreSQL → Salesforce sync, counted from the emulator's request
+log (every call under /services/data, the calls an org charges to its daily allowance):
+an initial (`full`) sync of customers and their contacts (the lookup translated, parents
+first) through Bulk API 2.0 ingest jobs, then a run that carries changes to many of them.
+
+The issue's bounds: at most 1 call per 1,000 records for the load, at most 6 per 1,000
+changed records for incremental writes. Each Bulk API 2.0 job costs a handful of calls
+whatever its size, so the bounds are a matter of scale: the suite runs 2,000 + 2,000
+records and checks that every write went through one job per object and operation (no
+collection calls) at a bounded cost per job; `bench/salesforce_calls.py` runs the same
+scenario with 10,000 + 10,000 and prints the calls per 1,000 records, writes and reads
+apart (docs/salesforce.md has the figures).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncswim_lib.config import load_project
+from syncswim_lib.pipeline.run import run_sync
+from syncswim_lib.pipeline.runtime import Runtime
+from syncswim_lib.sandbox.salesforce.emulator import Emulator, start_emulator
+from tests.connectors.salesforce.conftest import SCHEMA
+
+pytestmark = pytest.mark.integration
+
+SYNC = "app_crm"
+DDL = """
+CREATE TABLE customers (
+    id serial PRIMARY KEY, code varchar(20) UNIQUE, name varchar(255), credit numeric(10,2));
+CREATE TABLE contacts (
+    id serial PRIMARY KEY, last_name varchar(80) NOT NULL, email varchar(80),
+    customer_id int REFERENCES customers(id));
+"""
+YAML = """
+endpoints:
+  app: {kind: postgres, dsn: {env: SFV_PG_DSN}}
+  crm:
+    kind: salesforce
+    instance_url: {env: SFV_SF_URL}
+    token: {env: SFV_SF_TOKEN}
+    ca_bundle: {env: SFV_SF_CA}
+    bulk_write_threshold: 500
+state: {env: SFV_STATE_URL}
+syncs:
+  app_crm:
+    between: [app, crm]
+    run: micro_batch
+    batch_size: BATCH
+    entities:
+      customers:
+        app: {table: public.customers, key: [id]}
+        crm: {object: Account, key: Id}
+        mode: {external_id: {app: code, crm: Code__c}}
+        fields: {name: Name, credit: Credit__c}
+      contacts:
+        app: {table: public.contacts, key: [id]}
+        crm: {object: Contact, key: Id}
+        mode: {system_of_record: app, external_id: {crm: App_Id__c}}
+        fields: {last_name: LastName, email: Email, customer_id: AccountId}
+        references: {customer_id: customers}
+"""
+
+
+@dataclass(frozen=True)
+class Figures:
+    records: int  # customers + contacts
+    load_calls: int
+    load_writes: list[str]  # "METHOD path" of the load's write calls
+    load_s: float
+    changed: int
+    change_calls: int
+    change_writes: list[str]
+    change_s: float
+
+    @property
+    def load_per_1000(self) -> float:
+        return self.load_calls * 1000 / self.records
+
+    @property
+    def change_per_1000(self) -> float:
+        return self.change_calls * 1000 / self.changed
+
+
+def _api_calls(emu: Emulator) -> list[dict[str, Any]]:
+    return [r for r in emu.control.requests() if r["path"].startswith("/services/data/")]
+
+
+def _writes(calls: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{c['method']} {c['path'].split('/v62.0/')[-1]}"
+        for c in calls
+        if "/jobs/ingest" in c["path"] or "/composite/" in c["path"]
+    ]
+
+
+def environment(pg_dsn: str, emu: Emulator, workdir: Path) -> dict[str, str]:
+    """The variables the declaration reads (set them before `measure`)."""
+    return {
+        "SFV_PG_DSN": pg_dsn,
+        "SFV_SF_URL": emu.url,
+        "SFV_SF_TOKEN": emu.token("integration"),
+        "SFV_SF_CA": str(emu.ca_path),
+        "SFV_STATE_URL": f"sqlite:///{workdir / 'state.db'}",
+    }
+
+
+def measure(pg_dsn: str, emu: Emulator, workdir: Path, per_table: int, batch: int) -> Figures:
+    """`per_table` customers and as many contacts in PostgreSQL, synced to an empty org
+    by a full run; then half the customers and half the contacts changed and a run."""
+    path = workdir / "sync.yaml"
+    path.write_text(YAML.replace("BATCH", str(batch)))
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        pg.execute(DDL)
+        pg.execute(
+            "INSERT INTO customers (code, name, credit) SELECT 'C' || i, 'customer ' || i,"
+            " i / 100.0 FROM generate_series(1, %s) i",
+            (per_table,),
+        )
+        pg.execute(
+            "INSERT INTO contacts (last_name, email, customer_id) SELECT 'person ' || i,"
+            " 'p' || i || '@example.com', i FROM generate_series(1, %s) i",
+            (per_table,),
+        )
+        before = len(_api_calls(emu))
+        started = time.monotonic()
+        with Runtime(load_project(path)) as rt:
+            reports = run_sync(rt, SYNC, full=True)
+        load_s = time.monotonic() - started
+        load = _api_calls(emu)[before:]
+        created = {r.entity: r.side("crm").inserted for r in reports}
+        assert created == {"customers": per_table, "contacts": per_table}, created
+
+        half = per_table // 2
+        pg.execute("UPDATE customers SET name = name || ' (renamed)' WHERE id <= %s", (half,))
+        pg.execute("UPDATE contacts SET email = 'new' || email WHERE id <= %s", (half,))
+        before = len(_api_calls(emu))
+        started = time.monotonic()
+        with Runtime(load_project(path)) as rt:
+            reports = run_sync(rt, SYNC)
+        change_s = time.monotonic() - started
+        change = _api_calls(emu)[before:]
+        updated = {r.entity: r.side("crm").updated for r in reports}
+        assert updated == {"customers": half, "contacts": half}, updated
+    return Figures(
+        2 * per_table,
+        len(load),
+        _writes(load),
+        load_s,
+        2 * half,
+        len(change),
+        _writes(change),
+        change_s,
+    )
+
+
+@pytest.fixture(scope="module")
+def _emulator() -> Iterator[Emulator]:
+    emu = start_emulator(schema=SCHEMA)
+    yield emu
+    emu.stop()
+
+
+def test_a_large_sync_stays_within_the_call_budget(
+    pg_dsn: str, _emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _emulator.control.reset()
+    for key, value in environment(pg_dsn, _emulator, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    got = measure(pg_dsn, _emulator, tmp_path, per_table=2000, batch=2000)
+    # the org: every Account and Contact there once, each Contact under its Account
+    sf = _emulator.client()
+    contacts = sf.query_all("SELECT App_Id__c, Account.Code__c FROM Contact")["records"]
+    assert len(contacts) == 2000
+    assert all(f"C{c['App_Id__c']}" == c["Account"]["Code__c"] for c in contacts)
+    assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 2000
+    # every write in jobs: one per object for the load (upserts), one per object for the
+    # changes (updates); each job create, upload, close, a few polls, its result file
+    for writes in (got.load_writes, got.change_writes):
+        assert not [w for w in writes if "/composite/" in w], writes
+        assert sum(w == "POST jobs/ingest" for w in writes) == 2, writes
+        assert len(writes) <= 2 * 9, writes
