@@ -156,6 +156,11 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
                 f"{report.changes_total - len(report.changes)} more writes: syncswim audit "
                 f"--entity {report.sync}.{report.entity} --status applied --limit N"
             )
+    for endpoint, usage in sorted(report.api_usage.items()):
+        # API calls this run made, and the org's daily count and allowance (Salesforce)
+        meta[f"{endpoint}/api_calls"] = usage.get("calls") or 0
+        if usage.get("used") is not None:
+            meta[f"{endpoint}/api_usage"] = f"{usage['used']}/{usage['limit']}"
     if report.retries:
         meta["retried_calls"] = MetadataValue.json(report.retries)
     if report.errors:

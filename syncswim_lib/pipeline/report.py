@@ -54,6 +54,9 @@ class EntityReport:
     events_total: int = 0
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # endpoint -> {"calls": made by this run, "used"/"limit": the daily count and allowance
+    # its last answer gave}, for endpoints that meter their calls (Salesforce)
+    api_usage: dict[str, dict[str, int | None]] = field(default_factory=dict)
 
     def note_change(self, row: dict[str, str]) -> None:
         self.changes_total += 1

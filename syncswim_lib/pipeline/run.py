@@ -82,6 +82,7 @@ def run_entities(
     names = sorted(names, key=order.index)
     everyone = sorted({*names, *also}, key=order.index)
     reports = {n: EntityReport(sync, n) for n in everyone}
+    metered = _api_usage(rt, (decl.a, decl.b))
     echoes: Counter[str] = Counter()
     captured = sum(capture_sync(rt, sync, echoes=echoes).values())
     reports[names[0]].captured = captured
@@ -166,8 +167,22 @@ def run_entities(
         for a in rt.retrier(sync).attempts[retried:]
     ]
     reports[names[0]].duration_s = time.monotonic() - start
+    for endpoint, now in _api_usage(rt, (decl.a, decl.b)).items():
+        calls = int(now["calls"] or 0) - int(metered.get(endpoint, {}).get("calls") or 0)
+        reports[names[0]].api_usage[endpoint] = {**now, "calls": calls}
     raise_stopped(stopped, asked)
     return reports
+
+
+def _api_usage(rt: Runtime, endpoints: Sequence[str]) -> dict[str, dict[str, int | None]]:
+    """The API usage of the endpoints whose connector meters its calls (`usage()`)."""
+    out: dict[str, dict[str, int | None]] = {}
+    for endpoint in endpoints:
+        usage = getattr(rt.connector(endpoint), "usage", None)
+        if callable(usage):
+            u = usage()
+            out[endpoint] = {"calls": u.calls, "used": u.used, "limit": u.limit}
+    return out
 
 
 def _with_newer_changes(rt: Runtime, sync: str, name: str) -> int:

@@ -148,6 +148,7 @@ class BatchWriter:
         if done is not None:
             return done
         what = f"writing {self.info.name} (batch {self.batch.batch_id})"
+        self.api.check_budget(what)
         answer = self.api.restful(what, path, method, origin=self.batch.origin, **kw)
         results = list(answer or [])
         self.progress.put(self.batch.batch_id, call, results)
@@ -190,6 +191,7 @@ class BatchWriter:
         if done is not None:
             return done
         what = f"writing {self.info.name} (batch {self.batch.batch_id}, Bulk API 2.0)"
+        self.api.check_budget(what)
         job = BulkJob(self.api, self.info.name, self.batch.origin, what)
         outcomes = job.run(operation, header, rows, external_id)
         self.progress.put(self.batch.batch_id, call, list(outcomes))
@@ -448,6 +450,8 @@ def apply_batch(
     operation with more than `bulk_write_threshold` records goes through one Bulk API
     2.0 ingest job (bulk_write.py), the others through collections."""
     missing_keys(batch)
+    # before the compare-and-set reads too: past the share nothing of the batch is sent
+    api.check_budget(f"writing {info.name} (batch {batch.batch_id})")
     writer = BatchWriter(api, info, batch, progress, bulk_write_threshold)
     expected = expected_rows(batch.expected, info.table, batch.batch_id)
     writer.deletes(expected)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from syncswim_lib.connectors.salesforce.client import Meter
 from syncswim_lib.connectors.salesforce.settings import SalesforceSettings
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError
 
@@ -27,6 +28,9 @@ class _TimeoutSession(requests.Session):
     def __init__(self, timeout_s: float) -> None:
         super().__init__()
         self.timeout_s = timeout_s
+        # counts the calls and reads Sforce-Limit-Info of every answer (client.Api)
+        self.meter = Meter()
+        self.hooks["response"].append(self.meter.hook)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", (min(10.0, self.timeout_s), self.timeout_s))

@@ -1,8 +1,13 @@
 """Calls to the org through simple-salesforce, with Salesforce's errors put in the
 project's taxonomy (errors.py) so the pipeline's retries and parking act on them:
 
-- lock contention (`UNABLE_TO_LOCK_ROW`), the API budget (`REQUEST_LIMIT_EXCEEDED`),
-  5xx answers, timeouts and cut connections: RetriableError (backoff, then again);
+- lock contention (`UNABLE_TO_LOCK_ROW`), 5xx answers, timeouts and cut connections:
+  RetriableError (backoff, then again);
+- the API budget: the org's `REQUEST_LIMIT_EXCEEDED`, or the endpoint's own share of
+  the daily allowance (`api_budget_share`) used up, as the `Sforce-Limit-Info` header of
+  the last answer says: ApiBudgetExhausted (a RetriableError). Past the share no write is
+  sent at all, so the run's retries cost the org nothing; the run fails naming the
+  budget and a later run resumes from the journal;
 - an expired or refused session, a missing permission: FatalError;
 - anything else the org refuses for a whole call: SalesforceApiError (a FatalError
   carrying Salesforce's error code).
@@ -16,10 +21,13 @@ import csv
 import io
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 
@@ -34,6 +42,49 @@ CALL_OPTIONS = "Sforce-Call-Options"
 # how often a Bulk API 2.0 job's state is asked while it runs
 BULK_POLL_S = 0.05
 RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
+# calls the org charges to its daily allowance: everything under /services/data/vNN.N/
+# (the versions list, /services/data/ itself, is free), REST and Bulk API 2.0 alike
+DATA_CALL = re.compile(r"/services/data/v\d+\.\d+/")
+LIMIT_INFO = re.compile(r"(?:^|[^-])api-usage=(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    """An endpoint's API calls as this process counted them, and the org's daily count
+    and allowance as its last answer said (`Sforce-Limit-Info: api-usage=N/M`)."""
+
+    calls: int
+    used: int | None = None
+    limit: int | None = None
+
+    def since(self, earlier: ApiUsage) -> ApiUsage:
+        return ApiUsage(self.calls - earlier.calls, self.used, self.limit)
+
+
+class Meter:
+    """A response hook of the client's session: every answer is counted and its
+    Sforce-Limit-Info read, Bulk API 2.0 ones too (simple-salesforce reads the header
+    of its REST calls only)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._usage = ApiUsage(0)
+
+    def hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        charged = DATA_CALL.search(urlsplit(response.url).path) is not None
+        found = LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
+        with self._lock:
+            u = self._usage
+            calls = u.calls + (1 if charged else 0)
+            if found:
+                self._usage = ApiUsage(calls, int(found.group(1)), int(found.group(2)))
+            else:
+                self._usage = ApiUsage(calls, u.used, u.limit)
+        return response
+
+    def usage(self) -> ApiUsage:
+        with self._lock:
+            return self._usage
 
 
 def _mark(value: object) -> str:
@@ -68,6 +119,16 @@ class NotFound(SalesforceApiError):
     """404: no such object, field or record."""
 
 
+class ApiBudgetExhausted(RetriableError):
+    """The org's daily API allowance, or this endpoint's share of it, is used up: no
+    more writes until the org's rolling 24-hour count falls back."""
+
+    def __init__(self, message: str, used: int | None, limit: int | None) -> None:
+        super().__init__(message)
+        self.used = used
+        self.limit = limit
+
+
 def error_code(content: Any) -> tuple[str, str]:
     """(errorCode, message) of Salesforce's error array (or a single error object)."""
     first = content[0] if isinstance(content, list) and content else content
@@ -80,9 +141,14 @@ def error_code(content: Any) -> tuple[str, str]:
 class Api:
     """One endpoint's client and how its calls fail."""
 
-    def __init__(self, sf: Salesforce, endpoint: str) -> None:
+    def __init__(self, sf: Salesforce, endpoint: str, budget_share: float = 1.0) -> None:
         self.sf = sf
         self.endpoint = endpoint
+        self.budget_share = budget_share
+        found = getattr(sf.session, "meter", None)
+        self.meter = found if isinstance(found, Meter) else Meter()
+        if not isinstance(found, Meter):  # a session made elsewhere: count it all the same
+            sf.session.hooks["response"].append(self.meter.hook)
 
     @property
     def instance_url(self) -> str:
@@ -92,13 +158,25 @@ class Api:
         """The current access token (a login form refreshes it after a 401)."""
         return str(self.sf.session_id)
 
-    def usage(self) -> tuple[int, int] | None:
-        """(used, limit) of the daily API budget as the last answer's Sforce-Limit-Info
-        said it; None before any call."""
-        found = self.sf.api_usage.get("api-usage")
-        if found is None:
-            return None
-        return int(found.used), int(found.total)
+    def usage(self) -> ApiUsage:
+        return self.meter.usage()
+
+    def check_budget(self, what: str) -> None:
+        """ApiBudgetExhausted when the org's count has reached this endpoint's share of
+        the allowance (checked before each write call: the count moves with every call,
+        ours and other integrations')."""
+        u = self.meter.usage()
+        if self.budget_share >= 1 or u.used is None or not u.limit:
+            return  # the whole allowance: the org itself says when it is spent
+        if u.used >= self.budget_share * u.limit:
+            raise ApiBudgetExhausted(
+                f"{what} on Salesforce endpoint {self.endpoint}: the org's API usage "
+                f"{u.used}/{u.limit} has reached this endpoint's share "
+                f"(api_budget_share: {self.budget_share:g}, {int(self.budget_share * u.limit)} "
+                "calls); nothing more is written and a later run resumes from the journal",
+                u.used,
+                u.limit,
+            )
 
     # -- calling ---------------------------------------------------------------------
 
@@ -129,12 +207,14 @@ class Api:
         code, message = error_code(getattr(exc, "content", None))
         place = f"{what} on Salesforce endpoint {self.endpoint}"
         if code == "REQUEST_LIMIT_EXCEEDED":
-            used = self.usage()
-            budget = f" (api-usage {used[0]}/{used[1]})" if used else ""
-            return RetriableError(
+            u = self.usage()
+            budget = f" (api-usage {u.used}/{u.limit})" if u.used is not None else ""
+            return ApiBudgetExhausted(
                 f"{place}: the org's API request limit is exceeded{budget}: {message}; "
                 "the call is tried again with backoff, and a later run resumes from the "
-                "stored position"
+                "stored position",
+                u.used,
+                u.limit,
             )
         if code == "UNABLE_TO_LOCK_ROW":
             return RetriableError(f"{place}: UNABLE_TO_LOCK_ROW: {message}")

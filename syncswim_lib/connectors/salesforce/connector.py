@@ -32,7 +32,7 @@ from syncswim_lib.connectors.checks import Finding, refuse_on_errors
 from syncswim_lib.connectors.salesforce.apply import BULK_BATCH_ROWS, Progress, apply_batch
 from syncswim_lib.connectors.salesforce.auth import open_client
 from syncswim_lib.connectors.salesforce.capture import CdcReader, check_position
-from syncswim_lib.connectors.salesforce.client import Api, NotFound
+from syncswim_lib.connectors.salesforce.client import Api, ApiUsage, NotFound
 from syncswim_lib.connectors.salesforce.describe import ObjectInfo, object_info
 from syncswim_lib.connectors.salesforce.settings import SalesforceSettings
 from syncswim_lib.connectors.salesforce.snapshot import fetch_rows, snapshot_rows
@@ -61,6 +61,7 @@ class SalesforceConnector:
         self._api: Api | None = None
         self._objects: dict[str, ObjectInfo] = {}
         self._progress = Progress()
+        self._calls_before = 0
 
     @staticmethod
     def from_settings(endpoint: str, values: Mapping[str, str]) -> SalesforceConnector:
@@ -70,7 +71,9 @@ class SalesforceConnector:
     def api(self) -> Api:
         """Logged in at the first call that needs the org (describe, read, write)."""
         if self._api is None:
-            self._api = Api(open_client(self.settings), self.endpoint)
+            self._api = Api(
+                open_client(self.settings), self.endpoint, self.settings.api_budget_share
+            )
         return self._api
 
     def _reader(self) -> CdcReader:
@@ -83,8 +86,17 @@ class SalesforceConnector:
             self.endpoint,
         )
 
+    def usage(self) -> ApiUsage:
+        """The API calls this connector made (REST and Bulk API 2.0) and the org's daily
+        count and allowance as its last answer gave them; for the run's report."""
+        if self._api is None:
+            return ApiUsage(self._calls_before)
+        u = self._api.usage()
+        return ApiUsage(self._calls_before + u.calls, u.used, u.limit)
+
     def close(self) -> None:
         if self._api is not None:
+            self._calls_before += self._api.usage().calls  # a later login counts on
             self._api.sf.session.close()
             self._api = None
 
