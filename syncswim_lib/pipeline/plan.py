@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
-from syncswim_lib.connectors.coerce import coerce, same_value
+from syncswim_lib.values.coerce import coerce, same_value
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, RefView, other
 from syncswim_lib.pipeline.resolve import Clock, Decision, FieldConflict, decide
 from syncswim_lib.state.base import ConflictRecord, EntryUpdate, JournalEntry, Link, Status
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values.codec import key_text
 
 Action = Literal["insert", "update", "delete"]
 RECORD_FIELD = "__record__"
@@ -477,6 +477,18 @@ class Planner:
         assert row is not None
         if not linked or link_key(rec.link, gone) is None:  # type: ignore[arg-type]
             if rec.adopted and rec.keys.get(gone) is not None:
+                if any(t.deleted for t in rec.touches if t.letter == gone):
+                    # deleted where it changed; the row found by its identity (one a run
+                    # wrote before a crash kept it from linking them) goes with it, as a
+                    # linked one would: waiting for it to come back would wait forever
+                    key = rec.keys[present]
+                    assert key is not None
+                    w = Write.delete(ref, present, key, tracked_of(m, present, row))
+                    decision = {"decision": f"deleted on {m.side(gone).endpoint}"}
+                    plan.records.append(
+                        self._for(rec, ref, None, writes=(w,), drop_link=True, detail=decision)
+                    )
+                    return
                 # the row that carries the identity vanished meanwhile: look again next run
                 self._defer(plan, rec, "the paired row is gone")
                 return
