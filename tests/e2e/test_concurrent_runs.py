@@ -227,9 +227,16 @@ def test_two_syncs_at_once_one_waits_for_the_other(dbs: TwoDbs, writers: Writers
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for label, p in procs.items():
-        assert p.returncode == 0, f"{label}: {out[label]}"
-    writers.assert_one_after_other(first, second)
+    assert procs[first].returncode == 0, out[first]
+    if procs[second].returncode == 0:
+        writers.assert_one_after_other(first, second)  # it waited, then wrote
+    else:
+        # it may also give up after SYNC_WAIT_S (a loaded machine): then it names the first
+        # and writes nothing; what it would have applied is the next run's
+        err = out[second][1]
+        assert f"syncswim sync (pid {procs[first].pid} on " in err, out[second]
+        assert writers.pg_writes(second) == [] and writers.my_writes(second) == []
+        _set_up(dbs)
     _assert_in_step(dbs, 2 * ROWS + 6)
     assert leases.holders(open_store(dbs.state_url), "app_shop") == []  # both released
 
