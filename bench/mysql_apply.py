@@ -49,11 +49,12 @@ import pymysql
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, TableInfo  # noqa: E402
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult  # noqa: E402
 from syncswim_lib.connectors.mysql import MySQLConnector  # noqa: E402
 from syncswim_lib.connectors.mysql import apply as current_apply  # noqa: E402
-from syncswim_lib.pipeline.arrow import REF, rows_to_table  # noqa: E402
 from syncswim_lib.sandbox.servers import MariaDBServer  # noqa: E402
+from syncswim_lib.values import TableInfo  # noqa: E402
+from syncswim_lib.values.arrow import REF, rows_to_table  # noqa: E402
 
 DDL = """
 CREATE TABLE items (

@@ -50,11 +50,12 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, TableInfo  # noqa: E402
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult  # noqa: E402
 from syncswim_lib.connectors.postgres import PostgresConnector  # noqa: E402
 from syncswim_lib.connectors.postgres import apply as current_apply  # noqa: E402
-from syncswim_lib.pipeline.arrow import REF, rows_to_table  # noqa: E402
 from syncswim_lib.sandbox.servers import PostgresServer  # noqa: E402
+from syncswim_lib.values import TableInfo  # noqa: E402
+from syncswim_lib.values.arrow import REF, rows_to_table  # noqa: E402
 
 DDL = """
 CREATE TABLE items (

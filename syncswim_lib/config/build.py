@@ -33,11 +33,6 @@ from syncswim_lib.config.retry import build_retry
 from syncswim_lib.config.secrets import Secret
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
 from syncswim_lib.config.timeouts import Timeouts
-from syncswim_lib.connectors.salesforce.settings import OPTIONAL as SF_OPTIONAL
-from syncswim_lib.connectors.salesforce.settings import REQUIRED as SF_REQUIRED
-from syncswim_lib.connectors.salesforce.settings import SECRET as SF_SECRET
-from syncswim_lib.connectors.salesforce.settings import auth_form, form_problem
-from syncswim_lib.connectors.salesforce.settings import check_numbers as check_sf_numbers
 from syncswim_lib.errors import ConfigError
 
 TOP_KEYS = ("version", "state", "endpoints", "syncs")
@@ -50,9 +45,16 @@ MAX_SYNC_NAME = 40
 SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {
     "postgres": (("dsn",), (*TIMEOUT_KEYS, "capture"), frozenset({"dsn"})),
     "mysql": (("dsn",), (*TIMEOUT_KEYS, "capture"), frozenset({"dsn"})),
-    "salesforce": (SF_REQUIRED, SF_OPTIONAL, SF_SECRET),
     "sqlite": (("path",), (), frozenset()),  # a polled file (docs/polling.md)
 }
+
+
+def _kind_settings(kind: str) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
+    if kind == "salesforce":  # read when one is declared: config imports no connector
+        from syncswim_lib.connectors.salesforce import settings as sf
+
+        return sf.REQUIRED, sf.OPTIONAL, sf.SECRET
+    return SETTINGS[kind]
 # an endpoint named like an entity key, or like a side letter, would be ambiguous
 RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, *NOT_SUPPORTED, "a", "b"})
 
@@ -82,18 +84,20 @@ def _endpoint(name: Any, raw: Any, at: At) -> Endpoint:
     kind: EndpointKind = at.key("kind", block).one_of(  # type: ignore[assignment]
         block["kind"], ENDPOINT_KINDS, "endpoint kind"
     )
-    required, optional, secret = SETTINGS[kind]
+    required, optional, secret = _kind_settings(kind)
     at.keys(block, ("kind", *required, *optional), required, f"a {kind} endpoint")
     settings = {
         key: _setting(value, key in secret, at.key(key, block))
         for key, value in block.items()
         if key != "kind"
     }
-    if kind == "salesforce" and auth_form(settings) is None:
-        raise at.error(form_problem(settings))  # token, or one of the login forms
     if kind == "salesforce":
+        from syncswim_lib.connectors.salesforce import settings as sf
+
+        if sf.auth_form(settings) is None:
+            raise at.error(sf.form_problem(settings))  # token, or one of the login forms
         try:  # thresholds and the budget share refused at load, not at the first call
-            check_sf_numbers(settings, at.dotted)
+            sf.check_numbers(settings, at.dotted)
         except ConfigError as e:
             raise ConfigError(str(e), file=at.file) from None
     check_capture_setting(kind, settings, at)  # capture: stream | poll

@@ -18,9 +18,9 @@ from syncswim_lib.config.live import Describe, validate_live
 from syncswim_lib.config.loader import load_project
 from syncswim_lib.config.models import Endpoint, Project, Sync
 from syncswim_lib.config.secrets import Secret
-from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.connectors.checks import CheckedServer, Finding
 from syncswim_lib.errors import ConfigError, SyncSwimError
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     from syncswim_lib.connectors.base import Connector

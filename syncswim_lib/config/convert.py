@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from syncswim_lib.connectors.base import ColumnInfo, TypeFamily
+from syncswim_lib.values import ColumnInfo, TypeFamily
 
 # fractional-second digits when a type names none: PostgreSQL's default, and what
 # Python's datetime holds (MySQL always reports its digits, 0 by default)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.errors import ConfigError, SyncSwimError
 from syncswim_lib.redact import redact
+from syncswim_lib.values import TableInfo
 
 Kind = Literal["postgres", "mysql"]
 

@@ -18,8 +18,8 @@ from syncswim_lib.config.convert import (
     int_range,
 )
 from syncswim_lib.config.models import Entity, Letter, Project, Reference, Sync
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 Describe = Callable[[str, str], TableInfo]
 LETTERS: tuple[Letter, Letter] = ("a", "b")

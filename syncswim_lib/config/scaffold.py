@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 from syncswim_lib.config.convert import check_conversion, check_key_storage, int_bytes
 from syncswim_lib.config.introspect import Database, ForeignKey, Kind
 from syncswim_lib.config.live import reference_fit
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 Letter = Literal["a", "b"]
 LETTERS: tuple[Letter, Letter] = ("a", "b")

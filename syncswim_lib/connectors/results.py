@@ -14,9 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, TableInfo
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
 from syncswim_lib.errors import ConfigError
-from syncswim_lib.state.codec import decode, encode
+from syncswim_lib.values import TableInfo
+from syncswim_lib.values.codec import decode, encode
 
 REF = "__ref"
 SET = "__set"

@@ -35,13 +35,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncswim_lib.connectors.base import Connector
-from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.errors import ConfigError, RecordError
 from syncswim_lib.pipeline.engine import build_batch
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
 from syncswim_lib.pipeline.plan import Write
-from syncswim_lib.state import codec
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values import codec
+from syncswim_lib.values.codec import key_text
+from syncswim_lib.values.coerce import coerce
 
 READ_ROWS = 5000
 EXAMPLES = 3  # ambiguous values named in the error

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from syncswim_lib.connectors.base import Connector
-from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
 from syncswim_lib.pipeline.plan import ChunkContext, link_key
 from syncswim_lib.state.base import JournalEntry, Link, StateStore
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values.codec import key_text
+from syncswim_lib.values.coerce import coerce
 
 LETTERS: tuple[Letter, Letter] = ("a", "b")
 

@@ -21,11 +21,11 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.envelope import WatermarkPosition
 from syncswim_lib.errors import FatalError
 from syncswim_lib.pipeline.mapping import Letter
 from syncswim_lib.pipeline.truncate import TruncateRefused, check_truncated
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     from syncswim_lib.pipeline.report import EntityReport

@@ -22,8 +22,6 @@ from typing import Any
 from syncswim_lib import failpoints
 from syncswim_lib.config.retry import RetrySettings
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Connector
-from syncswim_lib.connectors.coerce import coerce
-from syncswim_lib.pipeline.arrow import REF, rows_to_table
 from syncswim_lib.pipeline.backoff import cap
 from syncswim_lib.pipeline.context import load_context
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
@@ -45,7 +43,9 @@ from syncswim_lib.state.base import (
     Link,
     StateStore,
 )
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values.arrow import REF, rows_to_table
+from syncswim_lib.values.codec import key_text
+from syncswim_lib.values.coerce import coerce
 
 SET = "__set"
 CHECK = "__check"

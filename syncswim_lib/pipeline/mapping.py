@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
-from syncswim_lib.connectors.coerce import coerce, same_value
 from syncswim_lib.errors import ConfigError, RecordError
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.coerce import coerce, same_value
 
 if TYPE_CHECKING:
     from syncswim_lib.config import Entity

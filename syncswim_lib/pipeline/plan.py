@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
-from syncswim_lib.values.coerce import coerce, same_value
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, RefView, other
 from syncswim_lib.pipeline.resolve import Clock, Decision, FieldConflict, decide
 from syncswim_lib.state.base import ConflictRecord, EntryUpdate, JournalEntry, Link, Status
 from syncswim_lib.values.codec import key_text
+from syncswim_lib.values.coerce import coerce, same_value
 
 Action = Literal["insert", "update", "delete"]
 RECORD_FIELD = "__record__"

@@ -8,7 +8,7 @@ from typing import Any
 
 from syncswim_lib.pipeline.plan import Plan, RecordPlan, Write
 from syncswim_lib.state.base import ConflictRecord, EntryUpdate, Link
-from syncswim_lib.state.codec import dumps, loads
+from syncswim_lib.values.codec import dumps, loads
 
 
 def _link(data: dict[str, Any] | None) -> Link | None:

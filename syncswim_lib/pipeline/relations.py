@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from syncswim_lib.connectors.coerce import coerce, same_value
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
 from syncswim_lib.pipeline.plan import Plan, Write, key_words, link_key, tracked_of
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.state.base import BatchRecord, EntryUpdate, Link
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values.codec import key_text
+from syncswim_lib.values.coerce import coerce, same_value
 
 if TYPE_CHECKING:
     from syncswim_lib.pipeline.engine import EntityEngine

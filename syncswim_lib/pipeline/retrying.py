@@ -15,15 +15,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import (
-    ApplyBatch,
-    ApplyResult,
-    CaptureBatch,
-    Connector,
-    TableInfo,
-)
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, CaptureBatch, Connector
 from syncswim_lib.envelope import Position
 from syncswim_lib.pipeline.backoff import Retrier
+from syncswim_lib.values import TableInfo
 
 
 class RetryingConnector:

@@ -21,7 +21,7 @@ from syncswim_lib.pipeline.plan import Node
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.seed import Reconciler, unfinished
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values.codec import key_text
 
 # passes after the first; a chain of new rows of one entity takes one pass per level
 MAX_PASSES = 100

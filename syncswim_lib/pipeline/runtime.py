@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from syncswim_lib.connectors.base import Connector, TableInfo
+from syncswim_lib.connectors.base import Connector
 from syncswim_lib.connectors.ownership import OwnedStream, StreamOwner
 from syncswim_lib.connectors.registry import open_connector
 from syncswim_lib.pipeline.backoff import Retrier
@@ -14,6 +14,7 @@ from syncswim_lib.pipeline.retrying import RetryingConnector
 from syncswim_lib.pipeline.statehome import announce, state_url_for
 from syncswim_lib.state import open_store
 from syncswim_lib.state.base import StateStore
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     from syncswim_lib.config import Project

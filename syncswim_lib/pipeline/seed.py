@@ -40,8 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncswim_lib import failpoints
-from syncswim_lib.connectors.base import ColumnInfo, Connector
-from syncswim_lib.connectors.coerce import coerce
+from syncswim_lib.connectors.base import Connector
 from syncswim_lib.envelope import Change, Op, Position, WatermarkPosition
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.adopt import Adopter, Adoption
@@ -50,7 +49,9 @@ from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
 from syncswim_lib.pipeline.plan import Write
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.state.base import BatchRecord, Link, StateStore
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values import ColumnInfo
+from syncswim_lib.values.codec import key_text
+from syncswim_lib.values.coerce import coerce
 
 LETTERS: tuple[Letter, Letter] = ("a", "b")
 READ_ROWS = 5000  # rows per snapshot batch of the keys, and per fetch of rows by key

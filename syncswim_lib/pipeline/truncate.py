@@ -27,7 +27,7 @@ from syncswim_lib.envelope import Change, Op, Position, WatermarkPosition
 from syncswim_lib.errors import FatalError
 from syncswim_lib.pipeline.mapping import Letter
 from syncswim_lib.state.base import StateStore
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values.codec import key_text
 
 log = logging.getLogger(__name__)
 

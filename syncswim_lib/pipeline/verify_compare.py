@@ -30,9 +30,9 @@ from syncswim_lib.pipeline.context import _parents
 from syncswim_lib.pipeline.mapping import EntityMap, Letter, other
 from syncswim_lib.pipeline.plan import ChunkContext, Planner
 from syncswim_lib.pipeline.seed import LETTERS, PAIR_CHUNK, Reconciler, _flat
-from syncswim_lib.state import codec
 from syncswim_lib.state.base import JournalEntry, StateStore
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values import codec
+from syncswim_lib.values.codec import key_text
 
 Kind = Literal["fields", "only", "gone"]
 # journal statuses of changes captured and not applied yet; only `pending` ones are applied

@@ -4,7 +4,7 @@ Two implementations share one schema: SQLite (default, embedded under the Dagste
 and PostgreSQL. Everything that must be atomic is one method = one transaction.
 
 Values (keys, before/after rows, shadows) are stored as JSON produced by
-`syncswim_lib.state.codec.dumps` which round-trips the canonical value types of
+`syncswim_lib.values.codec.dumps` which round-trips the canonical value types of
 `syncswim_lib.envelope` (Decimal, date, datetime, bytes keep their type).
 """
 

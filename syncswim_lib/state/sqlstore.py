@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 from syncswim_lib import failpoints
 from syncswim_lib.envelope import Change, Position, position_from_json
 from syncswim_lib.errors import FatalError
-from syncswim_lib.state import codec, schema
+from syncswim_lib.state import rowcodec, schema
 from syncswim_lib.state.base import (
     Backlog,
     BatchRecord,
@@ -21,6 +21,7 @@ from syncswim_lib.state.base import (
     Link,
     Status,
 )
+from syncswim_lib.values import codec
 
 STATUSES: frozenset[str] = frozenset(
     ("pending", "waiting", "applied", "skipped", "conflict", "failed", "parked")
@@ -131,7 +132,7 @@ class SqlStateStore:
             # encoded while inserting, so memory stays flat; an entry that cannot be
             # encoded raises inside the transaction and takes the position with it
             for entity, change in entries:
-                r = codec.change_to_row(change)
+                r = rowcodec.change_to_row(change)
                 yield (
                     sync, entity, side, r.op, r.table_name, r.key_text, r.key, r.before,
                     r.after, r.changed_fields, r.position, r.position, self._ts_in(r.commit_ts),
@@ -380,7 +381,7 @@ class SqlStateStore:
         self, cur: Cursor, sync: str, side: str, position: Position, now: Any
     ) -> None:
         cur.execute(
-            self._q(schema.UPSERT_POSITION), (sync, side, codec.position_text(position), now)
+            self._q(schema.UPSERT_POSITION), (sync, side, rowcodec.position_text(position), now)
         )
 
     def _update_entries(self, cur: Cursor, batch: BatchRecord, now: datetime) -> None:
@@ -627,13 +628,13 @@ class SqlStateStore:
         return None if row is None else self._link(row)
 
     def _link(self, row: Sequence[Any]) -> Link:
-        return codec.link_from_row(row)
+        return rowcodec.link_from_row(row)
 
     def _entry(self, row: Sequence[Any]) -> JournalEntry:
-        return codec.entry_from_row(row, self._ts_out)
+        return rowcodec.entry_from_row(row, self._ts_out)
 
     def _conflict(self, row: Sequence[Any]) -> ConflictRecord:
-        return codec.conflict_from_row(row, self._ts_out)
+        return rowcodec.conflict_from_row(row, self._ts_out)
 
 
 def _check_conflicts(batch: BatchRecord) -> None:

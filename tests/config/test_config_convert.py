@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from syncswim_lib.config.convert import check_conversion, check_key_storage, int_digits
-from syncswim_lib.connectors.base import ColumnInfo, TypeFamily
+from syncswim_lib.values import ColumnInfo, TypeFamily
 
 
 def col(

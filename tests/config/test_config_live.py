@@ -10,10 +10,11 @@ import pytest
 
 from syncswim_lib.config import Project, parse_project
 from syncswim_lib.config.live import Describe, validate_live
-from syncswim_lib.connectors.base import Connector, TableInfo
+from syncswim_lib.connectors.base import Connector
 from syncswim_lib.connectors.mysql import MySQLConnector
 from syncswim_lib.connectors.postgres import PostgresConnector
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import TableInfo
 
 pytestmark = pytest.mark.integration
 

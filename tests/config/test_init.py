@@ -24,7 +24,7 @@ from syncswim_lib.config.init_cmd import run_init
 from syncswim_lib.config.introspect import Database, ForeignKey
 from syncswim_lib.config.scaffold import Side, propose
 from syncswim_lib.config.scaffold_render import render
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 SYNCSWIM = str(Path(sys.executable).with_name("syncswim"))
 PASSWORD = "pw-Xq7s3cret"

@@ -18,7 +18,7 @@ import pytest
 from syncswim_lib.connectors.base import ApplyBatch, Connector
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import ConfigError
-from syncswim_lib.pipeline.arrow import REF
+from syncswim_lib.values.arrow import REF
 from tests.connectors.conformance_backends import Backend
 from tests.connectors.conformance_support import (
     INSERT,

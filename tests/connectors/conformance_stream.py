@@ -12,7 +12,7 @@ import pytest
 
 from syncswim_lib.connectors.base import CaptureBatch, Connector
 from syncswim_lib.envelope import Op, Position
-from syncswim_lib.pipeline.arrow import REF
+from syncswim_lib.values.arrow import REF
 from tests.connectors.conformance_backends import Backend
 from tests.connectors.conformance_support import (
     INSERT,

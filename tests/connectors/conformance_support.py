@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from syncswim_lib.connectors.base import ApplyBatch, CaptureBatch, Connector
 from syncswim_lib.envelope import Change, Op, Position
-from syncswim_lib.pipeline.arrow import REF
+from syncswim_lib.values.arrow import REF
 from tests.connectors.conformance_backends import Backend, Statement
 
 SYNC = "conf"

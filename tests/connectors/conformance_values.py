@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from syncswim_lib.connectors.base import ApplyBatch, Connector
-from syncswim_lib.pipeline.arrow import REF, rows_to_table
+from syncswim_lib.values.arrow import REF, rows_to_table
 from tests.connectors.conformance_backends import Backend, MySQLBackend, PostgresBackend
 from tests.connectors.conformance_support import (
     SYNC,

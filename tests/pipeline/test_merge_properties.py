@@ -53,7 +53,7 @@ from hypothesis.stateful import (
 )
 
 from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
-from syncswim_lib.connectors.base import ApplyBatch, ColumnInfo, TableInfo
+from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.memory import (
     MICROSECOND,
     SECOND,
@@ -68,6 +68,7 @@ from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.seed import Reconciler
 from syncswim_lib.state.base import ConflictRecord
 from syncswim_lib.state.sqlite import SqliteStateStore
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 EXAMPLES = int(os.environ.get("SYNCSWIM_PROPERTY_EXAMPLES", "150"))
 STEPS = int(os.environ.get("SYNCSWIM_PROPERTY_STEPS", "50"))

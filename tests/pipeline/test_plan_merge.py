@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.envelope import BinlogPosition, Change, Op, PgPosition
 from syncswim_lib.pipeline.mapping import EntityMap, SideView
 from syncswim_lib.pipeline.plan import ChunkContext, Plan, Planner
 from syncswim_lib.pipeline.resolve import SECOND, Clock, FieldConflict, decide, newer
 from syncswim_lib.state.base import ConflictRecord, JournalEntry, Link
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.codec import key_text
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.envelope import Op
 from syncswim_lib.pipeline.mapping import EntityMap, RefView, SideView
 from syncswim_lib.pipeline.plan import ChunkContext, Plan, Planner
 from syncswim_lib.pipeline.run import _cycles
 from syncswim_lib.state.base import Link
-from syncswim_lib.state.codec import key_text
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.codec import key_text
 from tests.pipeline.test_plan_merge import entry
 
 A_COLS = (

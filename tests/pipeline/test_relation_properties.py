@@ -60,7 +60,7 @@ from hypothesis.stateful import (
 )
 
 from syncswim_lib.config import Project, parse_project
-from syncswim_lib.connectors.base import ColumnInfo, Connector, TableInfo
+from syncswim_lib.connectors.base import Connector
 from syncswim_lib.connectors.memory import ManualClock, MemoryDatabase
 from syncswim_lib.pipeline.backoff import Retrier
 from syncswim_lib.pipeline.capture import ensure_setup
@@ -70,6 +70,7 @@ from syncswim_lib.pipeline.run import run_entities
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.state.base import StateStore
 from syncswim_lib.state.sqlite import SqliteStateStore
+from syncswim_lib.values import ColumnInfo, TableInfo
 from tests.pipeline.relation_model import (
     CHILDREN,
     LETTERS,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncswim_lib.state import codec
+from syncswim_lib.values import codec
 
 SCALARS = st.one_of(
     st.none(),

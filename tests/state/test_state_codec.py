@@ -16,8 +16,9 @@ from syncswim_lib.envelope import (
     ReplayPosition,
     WatermarkPosition,
 )
-from syncswim_lib.state import codec
+from syncswim_lib.state import rowcodec
 from syncswim_lib.state.sqlstore import SqlStateStore
+from syncswim_lib.values import codec
 
 PLUS2 = timezone(timedelta(hours=2))
 
@@ -144,9 +145,9 @@ def test_change_round_trips_through_its_row(position: Any) -> None:
         origin="app_shop",
         changed_fields=("limit",),
     )
-    row = codec.change_to_row(ch)
+    row = rowcodec.change_to_row(ch)
     assert row.key_text == codec.key_text(ch.key)
-    back = codec.change_from_row(row)
+    back = rowcodec.change_from_row(row)
     assert back == ch
     assert _same(back.after, ch.after) and _same(back.before, ch.before)
 
@@ -176,7 +177,7 @@ def test_every_value_type_round_trips_through_the_store(store: SqlStateStore) ->
 
 
 def test_key_text_fast_path_writes_what_the_encoder_writes() -> None:
-    from syncswim_lib.state.codec import _SORTED_ENCODER, encode
+    from syncswim_lib.values.codec import _SORTED_ENCODER, encode
 
     keys: list[dict[str, Any]] = [
         {"id": 5},

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from syncswim_lib.state import codec, schema
+from syncswim_lib.state import schema
 from syncswim_lib.state.base import BatchRecord, Link
 from syncswim_lib.state.sqlstore import Cursor, SqlStateStore
+from syncswim_lib.values import codec
 
 
 class Counting:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from syncswim_lib.envelope import Change, PgPosition
-from syncswim_lib.state import codec, schema
+from syncswim_lib.state import schema
 from syncswim_lib.state.base import BatchRecord, ConflictRecord, Link
 from syncswim_lib.state.sqlstore import SqlStateStore
+from syncswim_lib.values import codec
 
 MakeChange = Callable[..., Change]
 

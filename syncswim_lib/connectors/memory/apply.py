@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
-from syncswim_lib.connectors.coerce import holds
 from syncswim_lib.connectors.memory.batch import check_batch
 from syncswim_lib.connectors.memory.database import Key, MemoryDatabase, Transaction, _Table
 from syncswim_lib.connectors.memory.values import IntegrityError, copy_row, stored
@@ -29,6 +28,7 @@ from syncswim_lib.connectors.results import (
     value_columns,
 )
 from syncswim_lib.errors import FatalError
+from syncswim_lib.values.coerce import holds
 
 _Item = tuple[str, dict[str, Any], dict[str, Any]]  # (__ref, key, values to set)
 

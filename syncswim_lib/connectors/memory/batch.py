@@ -5,9 +5,10 @@ keys) is shared with the SQL connectors: `connectors/results.py`."""
 
 from __future__ import annotations
 
-from syncswim_lib.connectors.base import ApplyBatch, TableInfo
+from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.results import BATCH_META, REF, missing_keys
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import TableInfo
 
 
 def check_batch(batch: ApplyBatch, info: TableInfo) -> None:

@@ -22,7 +22,6 @@ from syncswim_lib.connectors.base import (
     ApplyResult,
     Capabilities,
     CaptureBatch,
-    TableInfo,
     without_origin,
 )
 from syncswim_lib.connectors.memory import markers
@@ -43,6 +42,7 @@ from syncswim_lib.connectors.memory.values import (
 )
 from syncswim_lib.envelope import Change, Op, Position
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError
+from syncswim_lib.values import TableInfo
 
 
 class MemoryConnector:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo, TableInfo
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
 from syncswim_lib.connectors.memory.values import (
     IntegrityError,
     check_table,
@@ -54,6 +54,7 @@ from syncswim_lib.connectors.memory.values import (
 )
 from syncswim_lib.envelope import BinlogPosition, Op, PgPosition, Position
 from syncswim_lib.errors import ConfigError, RetriableError
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 if TYPE_CHECKING:
     from syncswim_lib.connectors.memory.connector import MemoryConnector

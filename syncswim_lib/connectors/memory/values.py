@@ -13,10 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
-from syncswim_lib.connectors.coerce import coerce
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.arrow import arrow_type, decimal_is_bounded
+from syncswim_lib.values.coerce import coerce
 
-MAX_ARROW_DECIMAL_PRECISION = 38
 # families a snapshot carries as text (like the SQL connectors' `::text` casts)
 TEXT_FAMILIES = frozenset({"uuid", "time", "other", "text"})
 
@@ -69,36 +69,6 @@ def sort_key(value: Any, column: ColumnInfo) -> tuple[int, Any]:
     if isinstance(value, bool):
         return (1, int(value))
     return (1, value)
-
-
-def decimal_is_bounded(column: ColumnInfo) -> bool:
-    return (
-        column.precision is not None
-        and column.scale is not None
-        and 0 <= column.scale <= column.precision <= MAX_ARROW_DECIMAL_PRECISION
-    )
-
-
-def arrow_type(column: ColumnInfo) -> pa.DataType:
-    family = column.family
-    if family == "int":
-        return pa.int64()
-    if family == "float":
-        return pa.float64()
-    if family == "decimal":
-        if decimal_is_bounded(column):
-            assert column.precision is not None and column.scale is not None
-            return pa.decimal128(column.precision, column.scale)
-        return pa.string()
-    if family == "bool":
-        return pa.bool_()
-    if family == "date":
-        return pa.date32()
-    if family in ("timestamp", "timestamptz"):
-        return pa.timestamp("us", tz="UTC")
-    if family == "bytes":
-        return pa.binary()
-    return pa.string()
 
 
 def arrow_value(value: Any, column: ColumnInfo) -> Any:

@@ -48,8 +48,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo, TableInfo
-from syncswim_lib.connectors.coerce import coerce, holds
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
 from syncswim_lib.connectors.mysql import bulk
 from syncswim_lib.connectors.mysql.bulk import CHUNK_ROWS, ServerTraits
 from syncswim_lib.connectors.mysql.connection import (
@@ -76,6 +75,8 @@ from syncswim_lib.connectors.results import (
     value_columns,
 )
 from syncswim_lib.errors import FatalError, RetriableError
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.coerce import coerce, holds
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from syncswim_lib.connectors.base import ColumnInfo
 from syncswim_lib.connectors.mysql.types import to_driver
+from syncswim_lib.values import ColumnInfo
 
 if TYPE_CHECKING:
     import pymysql

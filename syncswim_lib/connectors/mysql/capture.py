@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from syncswim_lib.connectors.base import CaptureBatch, ColumnInfo, TableInfo
+from syncswim_lib.connectors.base import CaptureBatch
 from syncswim_lib.connectors.mysql.connection import (
     BINLOG_READ_ERROR,
     MySQLDsn,
@@ -29,6 +29,7 @@ from syncswim_lib.connectors.mysql.connection import (
 from syncswim_lib.connectors.mysql.types import ZERO_DATE, ZERO_DATETIME, to_canonical
 from syncswim_lib.envelope import BinlogPosition, Change, Op, Position
 from syncswim_lib.errors import PositionLost
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 # mysql-replication reads an invalid (zero) date or datetime as None, and says why in the
 # row's `none_sources` (pymysqlreplication.constants.NONE_SOURCE): such a value is no

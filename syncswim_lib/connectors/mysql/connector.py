@@ -21,10 +21,8 @@ from syncswim_lib.connectors.base import (
     Capabilities,
     CaptureBatch,
     StreamLag,
-    TableInfo,
 )
 from syncswim_lib.connectors.checks import Finding, refuse_on_errors
-from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.connectors.mysql import apply as apply_mod
 from syncswim_lib.connectors.mysql import markers
 from syncswim_lib.connectors.mysql.capture import TransactionAssembler, read_binlog
@@ -49,6 +47,8 @@ from syncswim_lib.connectors.mysql.types import to_canonical, to_driver
 from syncswim_lib.connectors.ownership import StreamOwner
 from syncswim_lib.envelope import BinlogPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError, SyncSwimError
+from syncswim_lib.values import TableInfo
+from syncswim_lib.values.coerce import coerce
 
 if TYPE_CHECKING:
     import pymysql

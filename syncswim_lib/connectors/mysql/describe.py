@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.connectors.mysql.types import family_for
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 if TYPE_CHECKING:
     import pymysql

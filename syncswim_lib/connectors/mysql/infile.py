@@ -32,8 +32,8 @@ from pymysql.connections import Connection, MySQLResult
 from pymysql.constants import ER
 from pymysql.protocol import LoadLocalPacketWrapper
 
-from syncswim_lib.connectors.base import ColumnInfo
-from syncswim_lib.connectors.coerce import coerce
+from syncswim_lib.values import ColumnInfo
+from syncswim_lib.values.coerce import coerce
 
 NULL = "\\N"
 # the characters LOAD DATA's default format gives a meaning (terminators, the escape) and

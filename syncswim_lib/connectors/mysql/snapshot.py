@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.connectors.mysql.connection import map_error, qident, qtable
 from syncswim_lib.connectors.mysql.types import arrow_type, to_arrow_value, to_canonical
 from syncswim_lib.errors import ConfigError, FatalError
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 if TYPE_CHECKING:
     import pymysql

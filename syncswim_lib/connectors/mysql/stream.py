@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from syncswim_lib.connectors.base import CaptureBatch, TableInfo
+from syncswim_lib.connectors.base import CaptureBatch
 from syncswim_lib.connectors.mysql.capture import TransactionAssembler
 from syncswim_lib.connectors.mysql.connection import (
     BINLOG_READ_ERROR,
@@ -37,6 +37,7 @@ from syncswim_lib.connectors.mysql.describe import describe_table
 from syncswim_lib.connectors.streambuf import StreamBuffer, Txn
 from syncswim_lib.envelope import BinlogPosition, Op, Position
 from syncswim_lib.errors import FatalError
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     import pymysql

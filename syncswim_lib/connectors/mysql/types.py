@@ -23,7 +23,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ColumnInfo, TypeFamily
+from syncswim_lib.values import ColumnInfo, TypeFamily
+from syncswim_lib.values.arrow import arrow_type as value_arrow_type
 
 _INT_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bit"}
 _TEXT_TYPES = {
@@ -216,29 +217,22 @@ def to_driver(value: Any, column: ColumnInfo) -> Any:
 
 
 def arrow_type(column: ColumnInfo) -> pa.DataType:
+    """The Arrow type of a snapshot column: the value model's map
+    (`syncswim_lib.values.arrow`) but for the types only MySQL has: an unsigned BIGINT
+    (uint64), DECIMAL up to 65 digits (decimal256 above 38) and TIME (a time of day)."""
     family = column.family
     if family == "int":
         unsigned_big = column.db_type.lower().startswith("bigint") and "unsigned" in column.db_type
         return pa.uint64() if unsigned_big else pa.int64()
-    if family == "float":
-        return pa.float64()
     if family == "decimal":
         precision = column.precision or 38
         scale = column.scale or 0
         if precision <= 38:
             return pa.decimal128(precision, scale)
         return pa.decimal256(precision, scale)
-    if family == "bool":
-        return pa.bool_()
-    if family == "date":
-        return pa.date32()
-    if family in ("timestamp", "timestamptz"):
-        return pa.timestamp("us", tz="UTC")
     if family == "time":
         return pa.time64("us")
-    if family == "bytes":
-        return pa.binary()
-    return pa.string()  # text, uuid, json (as JSON text), other
+    return value_arrow_type(column)  # json as JSON text
 
 
 def to_arrow_value(value: Any, column: ColumnInfo) -> Any:

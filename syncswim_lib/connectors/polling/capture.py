@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from syncswim_lib.config.polling import PollSpec, find_poll
-from syncswim_lib.connectors.base import CaptureBatch, TableInfo, without_origin
+from syncswim_lib.connectors.base import CaptureBatch, without_origin
 from syncswim_lib.connectors.polling.cursor import CursorState, Read, TableCursor, digest, step
 from syncswim_lib.envelope import Change, Op, Position, WatermarkPosition
 from syncswim_lib.errors import ConfigError
-from syncswim_lib.state.codec import encode, key_text
+from syncswim_lib.values import TableInfo
+from syncswim_lib.values.codec import encode, key_text
 
 # rows per query: a page is ordered by (modification value, key) and the next one starts
 # after the last row of the previous, so a run of rows sharing one value is paged too

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from syncswim_lib.config.polling import PollSpec, poll_key
-from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.connectors.checks import Finding
+from syncswim_lib.values import TableInfo
 
 MOD_FAMILIES = ("timestamp", "timestamptz", "int")
 

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from syncswim_lib.envelope import WatermarkPosition
-from syncswim_lib.state.codec import decode, dumps, encode, key_text
+from syncswim_lib.values.codec import decode, dumps, encode, key_text
 
 FORMAT = 1
 

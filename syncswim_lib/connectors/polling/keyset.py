@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.envelope import Change, Op, WatermarkPosition
 from syncswim_lib.state.base import StateStore
-from syncswim_lib.state.codec import key_text, loads
+from syncswim_lib.values import TableInfo
+from syncswim_lib.values.codec import key_text, loads
 
 KEYSET_BATCH = 5000
 

@@ -15,15 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.config.polling import PollSpec
-from syncswim_lib.connectors.base import (
-    ApplyBatch,
-    ApplyResult,
-    Capabilities,
-    CaptureBatch,
-    TableInfo,
-)
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Capabilities, CaptureBatch
 from syncswim_lib.connectors.checks import Finding
-from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.connectors.polling.capture import After, Poller
 from syncswim_lib.connectors.polling.checks import poll_findings
 from syncswim_lib.connectors.polling.rows import (
@@ -34,6 +27,8 @@ from syncswim_lib.connectors.polling.rows import (
 )
 from syncswim_lib.envelope import Position
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import TableInfo
+from syncswim_lib.values.coerce import coerce
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -16,19 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.config.polling import PollSpec
-from syncswim_lib.connectors.base import (
-    ApplyBatch,
-    ApplyResult,
-    Capabilities,
-    CaptureBatch,
-    TableInfo,
-)
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Capabilities, CaptureBatch
 from syncswim_lib.connectors.checks import Finding
 from syncswim_lib.connectors.polling.capture import After, Poller
 from syncswim_lib.connectors.polling.checks import poll_findings
 from syncswim_lib.connectors.polling.rows import filter_batches, hide_soft_deleted, with_writer
 from syncswim_lib.envelope import Position
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -292,8 +287,8 @@ class PolledPostgres:
 
     @staticmethod
     def _param(value: Any, info: TableInfo, name: str) -> Any:
-        from syncswim_lib.connectors.coerce import coerce
         from syncswim_lib.connectors.postgres.types import db_param
+        from syncswim_lib.values.coerce import coerce
 
         column = info.column(name)
         assert column is not None

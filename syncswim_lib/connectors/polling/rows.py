@@ -10,26 +10,10 @@ from typing import Any
 import pyarrow as pa
 
 from syncswim_lib.config.polling import PollSpec, find_poll
-from syncswim_lib.connectors.base import ApplyBatch, ColumnInfo
+from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.results import SET
-
-_ARROW: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "bytes": pa.binary(),
-}
-
-
-def arrow_type(column: ColumnInfo) -> pa.DataType:
-    if column.family == "decimal":
-        if column.precision and column.precision <= 38 and column.scale is not None:
-            return pa.decimal128(column.precision, column.scale)
-        return pa.string()
-    return _ARROW.get(column.family, pa.string())
+from syncswim_lib.values import ColumnInfo
+from syncswim_lib.values.arrow import arrow_type
 
 
 def _cell(value: Any, column: ColumnInfo, typ: pa.DataType) -> Any:

@@ -39,8 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo, TableInfo
-from syncswim_lib.connectors.coerce import holds
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
 from syncswim_lib.connectors.postgres.connection import (
     error_text,
     is_record_error,
@@ -75,6 +74,8 @@ from syncswim_lib.connectors.results import (
 )
 from syncswim_lib.connectors.results import REF as BATCH_REF
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.coerce import holds
 
 if TYPE_CHECKING:
     import psycopg

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from syncswim_lib.connectors.base import CaptureBatch, TableInfo, TypeFamily
+from syncswim_lib.connectors.base import CaptureBatch
 from syncswim_lib.connectors.postgres import pgoutput
 from syncswim_lib.connectors.postgres.connection import (
     MARKER_QUALIFIED,
@@ -42,6 +42,7 @@ from syncswim_lib.connectors.postgres.connection import (
 from syncswim_lib.connectors.postgres.types import OID_FAMILY, text_converter
 from syncswim_lib.envelope import Change, Op, PgPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError, PositionLost
+from syncswim_lib.values import TableInfo, TypeFamily
 
 if TYPE_CHECKING:
     import psycopg

@@ -32,7 +32,6 @@ from syncswim_lib.connectors.base import (
     Capabilities,
     CaptureBatch,
     StreamLag,
-    TableInfo,
     without_origin,
 )
 from syncswim_lib.connectors.checks import Finding, refuse_on_errors
@@ -54,6 +53,7 @@ from syncswim_lib.connectors.postgres.describe import describe_table
 from syncswim_lib.connectors.postgres.snapshot import fetch_rows, snapshot_rows
 from syncswim_lib.envelope import PgPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     import psycopg

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.connectors.postgres.connection import split_table
 from syncswim_lib.connectors.postgres.types import family_of
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 if TYPE_CHECKING:
     import psycopg

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from syncswim_lib.connectors.base import CaptureBatch, TableInfo
+from syncswim_lib.connectors.base import CaptureBatch
 from syncswim_lib.connectors.postgres import pgoutput
 from syncswim_lib.connectors.postgres.capture import (
     RelationPlan,
@@ -36,6 +36,7 @@ from syncswim_lib.connectors.postgres.describe import describe_table
 from syncswim_lib.connectors.streambuf import StreamBuffer, Txn
 from syncswim_lib.envelope import PgPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     import psycopg

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.connectors.postgres.connection import connect, raise_translated, split_table
 from syncswim_lib.connectors.postgres.types import (
     TEXT_CAST_FAMILIES,
-    arrow_type,
     arrow_value,
     from_db,
 )
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.arrow import arrow_type
 
 if TYPE_CHECKING:
     import psycopg
@@ -130,8 +130,8 @@ def fetch_rows(
     import psycopg
     from psycopg import sql
 
-    from syncswim_lib.connectors.coerce import coerce
     from syncswim_lib.connectors.postgres.types import db_param
+    from syncswim_lib.values.coerce import coerce
 
     (target,) = _columns(info, [column])
     params = []

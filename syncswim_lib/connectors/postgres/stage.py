@@ -34,14 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from syncswim_lib.connectors.base import ColumnInfo
-from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.connectors.postgres.connection import (
     error_text,
     is_record_error,
     raise_translated,
 )
 from syncswim_lib.connectors.postgres.types import db_param
+from syncswim_lib.values import ColumnInfo
+from syncswim_lib.values.coerce import coerce
 
 if TYPE_CHECKING:
     import psycopg

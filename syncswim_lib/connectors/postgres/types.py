@@ -15,9 +15,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import pyarrow as pa
-
-from syncswim_lib.connectors.base import ColumnInfo, TypeFamily
+from syncswim_lib.values import ColumnInfo, TypeFamily
+from syncswim_lib.values.arrow import decimal_is_bounded
 
 # Built-in type OIDs (pg_type.dat) -> family; capture falls back to `describe` for others.
 OID_FAMILY: dict[int, TypeFamily] = {
@@ -54,8 +53,6 @@ NAME_FAMILY: dict[str, TypeFamily] = {
 
 # Families read as the server's text output (cast to text in snapshot and fetch queries).
 TEXT_CAST_FAMILIES = frozenset({"uuid", "time", "other"})
-# Arrow's decimal128 holds at most 38 digits; wider or unbounded numerics travel as text.
-MAX_ARROW_DECIMAL_PRECISION = 38
 
 
 def family_of(type_name: str, type_type: str) -> TypeFamily:
@@ -135,43 +132,9 @@ def json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def decimal_is_bounded(column: ColumnInfo) -> bool:
-    return (
-        column.precision is not None
-        and column.scale is not None
-        and 0 <= column.scale <= column.precision <= MAX_ARROW_DECIMAL_PRECISION
-    )
-
-
-def arrow_type(column: ColumnInfo) -> pa.DataType:
-    """The Arrow type a snapshot column has.
-
-    Unbounded (or wider than 38 digits) numeric is text (`format(d, 'f')`), so no digit is
-    lost; JSON is its `json_text`; uuid, time and other types are the server's text.
-    """
-    family = column.family
-    if family == "int":
-        return pa.int64()
-    if family == "float":
-        return pa.float64()
-    if family == "decimal":
-        if decimal_is_bounded(column):
-            assert column.precision is not None and column.scale is not None
-            return pa.decimal128(column.precision, column.scale)
-        return pa.string()
-    if family == "bool":
-        return pa.bool_()
-    if family == "date":
-        return pa.date32()
-    if family in ("timestamp", "timestamptz"):
-        return pa.timestamp("us", tz="UTC")
-    if family == "bytes":
-        return pa.binary()
-    return pa.string()
-
-
 def arrow_value(value: Any, column: ColumnInfo) -> Any:
-    """A canonical value in the form `pa.array(..., type=arrow_type(column))` accepts."""
+    """A canonical value in the form `pa.array(..., type=arrow_type(column))` accepts
+    (`syncswim_lib.values.arrow`)."""
     if value is None:
         return None
     if column.family == "json":

@@ -35,8 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo
-from syncswim_lib.connectors.coerce import holds
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
 from syncswim_lib.connectors.results import (
     BATCH_META,
     REF,
@@ -59,6 +58,8 @@ from syncswim_lib.connectors.salesforce.describe import ObjectInfo
 from syncswim_lib.connectors.salesforce.snapshot import fetch_rows
 from syncswim_lib.connectors.salesforce.types import ID_RE, to_salesforce
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo
+from syncswim_lib.values.coerce import holds
 
 COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
 # the most records a full run gives one apply (Capabilities.max_batch_rows): one Bulk API

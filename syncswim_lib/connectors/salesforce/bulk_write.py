@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from syncswim_lib.connectors.base import ColumnInfo
 from syncswim_lib.connectors.salesforce.client import CALL_OPTIONS, Api, SalesforceApiError
 from syncswim_lib.connectors.salesforce.types import to_salesforce
 from syncswim_lib.errors import RetriableError
+from syncswim_lib.values import ColumnInfo
 
 WriteOp = Literal["upsert", "update", "delete"]
 NULL_CELL = "#N/A"

@@ -21,13 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from syncswim_lib.connectors.base import (
-    ApplyBatch,
-    ApplyResult,
-    Capabilities,
-    CaptureBatch,
-    TableInfo,
-)
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Capabilities, CaptureBatch
 from syncswim_lib.connectors.checks import Finding, refuse_on_errors
 from syncswim_lib.connectors.salesforce.apply import BULK_BATCH_ROWS, Progress, apply_batch
 from syncswim_lib.connectors.salesforce.auth import open_client
@@ -38,6 +32,7 @@ from syncswim_lib.connectors.salesforce.settings import SalesforceSettings
 from syncswim_lib.connectors.salesforce.snapshot import fetch_rows, snapshot_rows
 from syncswim_lib.envelope import Position
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from syncswim_lib.connectors.base import TableInfo
 from syncswim_lib.connectors.salesforce.types import SKIPPED_TYPES, column_info
+from syncswim_lib.values import TableInfo
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,6 @@ from urllib.parse import quote_plus
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ColumnInfo
-from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.connectors.salesforce.client import Api
 from syncswim_lib.connectors.salesforce.describe import ObjectInfo
 from syncswim_lib.connectors.salesforce.types import (
@@ -27,6 +25,8 @@ from syncswim_lib.connectors.salesforce.types import (
     to_canonical,
 )
 from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo
+from syncswim_lib.values.coerce import coerce
 
 # A query travels in the URL of a GET: real orgs refuse URLs past about 16,000
 # characters (414), so one fetch's query stays well below that once URL-encoded.

@@ -24,7 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ColumnInfo, TypeFamily
+from syncswim_lib.values import ColumnInfo, TypeFamily
+from syncswim_lib.values.arrow import arrow_type
 
 TEXT_TYPES = frozenset(
     {
@@ -200,26 +201,6 @@ def soql_literal(value: Any, column: ColumnInfo) -> str:
         dt = value if isinstance(value, datetime) else parse_datetime(str(value))
         return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in str(value)) + "'"
-
-
-def arrow_type(column: ColumnInfo) -> pa.DataType:
-    """The Arrow type of a snapshot column (the pipeline's map, pipeline/arrow.py)."""
-    family = column.family
-    if family == "int":
-        return pa.int64()
-    if family == "float":
-        return pa.float64()
-    if family == "decimal":
-        if column.precision and column.precision <= 38 and column.scale is not None:
-            return pa.decimal128(column.precision, column.scale)
-        return pa.string()
-    if family == "bool":
-        return pa.bool_()
-    if family == "date":
-        return pa.date32()
-    if family == "timestamptz":
-        return pa.timestamp("us", tz="UTC")
-    return pa.string()
 
 
 def record_batch(rows: list[dict[str, Any]], columns: list[ColumnInfo]) -> pa.RecordBatch:

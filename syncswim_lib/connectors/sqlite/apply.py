@@ -20,8 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, TableInfo
-from syncswim_lib.connectors.coerce import coerce, holds
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
 from syncswim_lib.connectors.memory.batch import check_batch
 from syncswim_lib.connectors.results import (
     REF,
@@ -35,6 +34,8 @@ from syncswim_lib.connectors.results import (
 )
 from syncswim_lib.connectors.sqlite.types import from_db, to_db
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError
+from syncswim_lib.values import TableInfo
+from syncswim_lib.values.coerce import coerce, holds
 
 MARKER_TABLE = "_syncswim_applied"
 MARKER_DDL = f"""

@@ -21,16 +21,8 @@ from typing import Any
 import pyarrow as pa
 
 from syncswim_lib.config.polling import PollSpec
-from syncswim_lib.connectors.base import (
-    ApplyBatch,
-    ApplyResult,
-    Capabilities,
-    CaptureBatch,
-    ColumnInfo,
-    TableInfo,
-)
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Capabilities, CaptureBatch
 from syncswim_lib.connectors.checks import Finding
-from syncswim_lib.connectors.coerce import coerce
 from syncswim_lib.connectors.polling.capture import After, Poller
 from syncswim_lib.connectors.polling.checks import poll_findings
 from syncswim_lib.connectors.polling.rows import arrow_batch, soft_deleted_filter, with_writer
@@ -39,6 +31,8 @@ from syncswim_lib.connectors.sqlite.apply import MARKER_DDL, MARKER_TABLE, quote
 from syncswim_lib.connectors.sqlite.types import family_of, from_db, to_db
 from syncswim_lib.envelope import Position
 from syncswim_lib.errors import ConfigError, RetriableError
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.coerce import coerce
 
 # how long a statement waits for another writer's lock before it is a retriable error
 BUSY_TIMEOUT_S = 10.0

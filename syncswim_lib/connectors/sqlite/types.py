@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from syncswim_lib.connectors.base import ColumnInfo, TypeFamily
+from syncswim_lib.values import ColumnInfo, TypeFamily
 
 _PARAMS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo, TypeFamily
 from syncswim_lib.connectors.memory import MemoryDatabase, Transaction
+from syncswim_lib.values import ColumnInfo, TableInfo, TypeFamily
 
 _TOKEN = re.compile(r"\s*(?:(%s)|('(?:[^']|'')*')|(-?\d+(?:\.\d+)?)|(\w+)|(\S))")
 

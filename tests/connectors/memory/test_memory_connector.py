@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from syncswim_lib.connectors.base import ApplyBatch, ColumnInfo, TableInfo
+from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.memory import (
     SECOND,
     IntegrityError,
@@ -22,7 +22,8 @@ from syncswim_lib.connectors.memory import (
 )
 from syncswim_lib.envelope import BinlogPosition, Change, Op, PgPosition
 from syncswim_lib.errors import ConfigError, FatalError
-from syncswim_lib.pipeline.arrow import REF, rows_to_table
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.arrow import REF, rows_to_table
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 SYNC = "s"

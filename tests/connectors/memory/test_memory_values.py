@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.memory import MemoryDatabase
-from syncswim_lib.pipeline.arrow import REF, rows_to_table
+from syncswim_lib.values.arrow import REF, rows_to_table
 from tests.connectors.conformance_backends import MemoryBackend
 from tests.connectors.conformance_support import SYNC
 from tests.connectors.conformance_values import TYPED_COLUMNS, TYPED_ROWS, _typed_values

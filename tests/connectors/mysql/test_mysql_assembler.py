@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
 from syncswim_lib.connectors.mysql.capture import TransactionAssembler
 from syncswim_lib.envelope import BinlogPosition, Op
+from syncswim_lib.values import ColumnInfo, TableInfo
 
 INFO = TableInfo("db.t", (ColumnInfo("id", "int", "int(11)", False),), ("id",))
 MARKER = ("db", "_syncswim_applied")

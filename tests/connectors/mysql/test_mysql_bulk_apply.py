@@ -17,9 +17,10 @@ import pymysql
 import pymysql.cursors
 import pytest
 
-from syncswim_lib.connectors.base import ApplyBatch, ColumnInfo
+from syncswim_lib.connectors.base import ApplyBatch
 from syncswim_lib.connectors.mysql import MySQLConnector, bulk
 from syncswim_lib.connectors.mysql.types import to_driver
+from syncswim_lib.values import ColumnInfo
 
 if TYPE_CHECKING:
     from conftest import Db

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from syncswim_lib.connectors.base import ColumnInfo
 from syncswim_lib.connectors.mysql import MySQLConnector
 from syncswim_lib.connectors.mysql.connection import parse_dsn, server_id_for
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError
 from syncswim_lib.sandbox.servers import MariaDBServer, free_port
+from syncswim_lib.values import ColumnInfo
 
 if TYPE_CHECKING:
     from conftest import Db

@@ -379,7 +379,7 @@ def test_a_user_without_create_temporary_tables_gets_statements(
 
 
 def test_a_value_without_an_exact_spelling_sends_the_batch_as_statements() -> None:
-    from syncswim_lib.connectors.base import ColumnInfo
+    from syncswim_lib.values import ColumnInfo
 
     other = ColumnInfo("shape", "other", "point", nullable=True)
     with pytest.raises(NotLoadable):

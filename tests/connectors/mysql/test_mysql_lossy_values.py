@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pytest
 
-from syncswim_lib.connectors.base import ColumnInfo, TableInfo
-from syncswim_lib.connectors.coerce import coerce, holds
 from syncswim_lib.connectors.mysql import MySQLConnector
 from syncswim_lib.envelope import Op
 from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.mapping import EntityMap, SideView
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.coerce import coerce, holds
 
 if TYPE_CHECKING:
     from conftest import Db

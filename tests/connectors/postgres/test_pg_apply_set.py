@@ -18,13 +18,14 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, ColumnInfo, TableInfo
-from syncswim_lib.connectors.coerce import coerce
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
 from syncswim_lib.connectors.postgres import PostgresConnector
 from syncswim_lib.connectors.postgres import apply as apply_mod
 from syncswim_lib.connectors.postgres.stage import TINY
 from syncswim_lib.connectors.postgres.types import db_param
-from syncswim_lib.pipeline.arrow import REF, rows_to_table
+from syncswim_lib.values import ColumnInfo, TableInfo
+from syncswim_lib.values.arrow import REF, rows_to_table
+from syncswim_lib.values.coerce import coerce
 
 pytestmark = pytest.mark.integration
 

@@ -143,7 +143,7 @@ def test_text_values_become_canonical() -> None:
 
 
 def _plan(rel: pgoutput.Relation) -> RelationPlan:
-    from syncswim_lib.connectors.base import ColumnInfo, TableInfo
+    from syncswim_lib.values import ColumnInfo, TableInfo
 
     info = TableInfo("public.t", (ColumnInfo("id", "int", "integer"),), ("id",))
     return plan_for(rel, info)
@@ -191,7 +191,7 @@ def test_assemble_keeps_only_identity_columns_of_a_key_only_old_row() -> None:
     messages = [BEGIN_1, RELATION_K, UPDATE_KEY_ONLY, COMMIT_1, BEGIN_2, DELETE_KEY_ONLY, COMMIT_2]
 
     def plan(rel: pgoutput.Relation) -> RelationPlan:
-        from syncswim_lib.connectors.base import ColumnInfo, TableInfo
+        from syncswim_lib.values import ColumnInfo, TableInfo
 
         return plan_for(rel, TableInfo("public.k", (ColumnInfo("id", "int", "integer"),), ("id",)))
 

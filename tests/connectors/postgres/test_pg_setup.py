@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from syncswim_lib.connectors.base import ColumnInfo
 from syncswim_lib.connectors.postgres import PostgresConnector
 from syncswim_lib.connectors.postgres import connector as connector_mod
 from syncswim_lib.envelope import PgPosition
 from syncswim_lib.errors import ConfigError
 from syncswim_lib.sandbox.servers import PostgresServer
+from syncswim_lib.values import ColumnInfo
 
 pytestmark = pytest.mark.integration
 

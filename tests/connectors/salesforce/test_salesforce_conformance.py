@@ -27,8 +27,8 @@ from syncswim_lib.connectors.base import ApplyBatch, CaptureBatch
 from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 from syncswim_lib.envelope import Change, Op, Position, ReplayPosition
 from syncswim_lib.errors import ConfigError
-from syncswim_lib.pipeline.arrow import REF, rows_to_table
 from syncswim_lib.sandbox.salesforce.emulator import Emulator
+from syncswim_lib.values.arrow import REF, rows_to_table
 from tests.connectors.salesforce.conftest import connector_for
 from tests.connectors.salesforce.test_salesforce_connector import batch
 from tests.connectors.test_conformance import __all__ as SUITE

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
-from syncswim_lib.connectors.base import ColumnInfo
+from syncswim_lib.values.columns import ColumnInfo
 
 _TRUE = {"true", "t", "yes", "y", "1", "on"}
 _FALSE = {"false", "f", "no", "n", "0", "off"}

@@ -6,8 +6,8 @@ name starts with "$" (`{"$decimal": "1.10"}`). A JSON-document value that happen
 that shape itself is escaped as `{"$dict": {...}}`, so a document can never be mistaken
 for a tag, whatever its content.
 
-Also here: the canonical key text used for lookups and uniqueness, and the mapping of a
-`Change` to and from the journal's columns (and of a `ConflictRecord` from its row).
+Also here: the canonical key text used for lookups and uniqueness. The journal's columns
+are mapped to and from `Change`s in `state/rowcodec.py`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-
-from syncswim_lib.envelope import Change, Op, Position, position_from_json
-from syncswim_lib.state.base import ConflictRecord, JournalEntry, Link
 
 _DECIMAL = "$decimal"
 _DATE = "$date"
@@ -221,150 +217,3 @@ def key_text(key: dict[str, Any]) -> str:
         if type(value) is int and type(name) is str and name.isidentifier():
             return f'{{"{name}":{value}}}'
     return _SORTED_ENCODER.encode(encode(key))
-
-
-def position_text(position: Position) -> str:
-    """Canonical text of a position: stored, and the dedup key of a journaled change."""
-    return _SORTED_ENCODER.encode(position.to_json())
-
-
-@dataclass(frozen=True)
-class ChangeRow:
-    """The journal columns that hold one `Change` (timestamps still as datetimes)."""
-
-    op: str
-    table_name: str
-    key_text: str
-    key: str
-    before: str | None
-    after: str | None
-    changed_fields: str | None
-    position: str
-    commit_ts: datetime | None
-    detected_at: datetime
-    origin: str | None
-
-
-def change_to_row(change: Change) -> ChangeRow:
-    pos = position_text(change.position)
-    key = key_text(change.key)  # also the stored key: a JSON object like any other
-    return ChangeRow(
-        op=Op(change.op).value,
-        table_name=change.table,
-        key_text=key,
-        key=key,
-        before=dumps_opt(change.before),
-        after=dumps_opt(change.after),
-        changed_fields=(
-            None if change.changed_fields is None else _ENCODER.encode(list(change.changed_fields))
-        ),
-        position=pos,
-        commit_ts=change.commit_ts,
-        detected_at=change.detected_at,
-        origin=change.origin,
-    )
-
-
-def change_from_row(row: ChangeRow) -> Change:
-    position = position_from_json(row.position)
-    assert position is not None
-    fields = None if row.changed_fields is None else tuple(json.loads(row.changed_fields))
-    return Change(
-        op=Op(row.op),
-        table=row.table_name,
-        key=loads(row.key),
-        after=loads_opt(row.after),
-        before=loads_opt(row.before),
-        position=position,
-        commit_ts=row.commit_ts,
-        detected_at=row.detected_at,
-        origin=row.origin,
-        changed_fields=fields,
-    )
-
-
-def link_from_row(row: Sequence[Any]) -> Link:
-    """A `Link` from the columns of `schema.LINK_COLUMNS`."""
-    _id, sync, entity, key_a, key_b, shadow, ext_id = row
-    return Link(
-        sync=sync,
-        entity=entity,
-        key_a=loads_opt(key_a),
-        key_b=loads_opt(key_b),
-        shadow=loads_opt(shadow),
-        ext_id=ext_id,
-    )
-
-
-def entry_from_row(row: Sequence[Any], ts_out: Callable[[Any], datetime | None]) -> JournalEntry:
-    """A `JournalEntry` from the columns of `schema.JOURNAL_COLUMNS`; `ts_out` reads a
-    timestamp column of the backend."""
-    (
-        id_, sync, entity, side, op, table_name, key, before, after, changed_fields,
-        position, commit_ts, detected_at, origin, status, batch_id, detail, applied_at,
-        attempts,
-    ) = row  # fmt: skip
-    detected = ts_out(detected_at)
-    assert detected is not None, "detected_at is NOT NULL"
-    change = change_from_row(
-        ChangeRow(
-            op=op,
-            table_name=table_name,
-            key_text="",  # not read back: it is derived from the key
-            key=key,
-            before=before,
-            after=after,
-            changed_fields=changed_fields,
-            position=position,
-            commit_ts=ts_out(commit_ts),
-            detected_at=detected,
-            origin=origin,
-        )
-    )
-    return JournalEntry(
-        id=int(id_),
-        sync=sync,
-        entity=entity,
-        side=side,
-        change=change,
-        status=status,
-        batch_id=batch_id,
-        detail=loads_opt(detail),
-        applied_at=ts_out(applied_at),
-        attempts=int(attempts),
-    )
-
-
-def conflict_from_row(
-    row: Sequence[Any], ts_out: Callable[[Any], datetime | None]
-) -> ConflictRecord:
-    """A `ConflictRecord` from the columns of `schema.CONFLICT_COLUMNS`."""
-    (
-        id_, sync, entity, key_a, key_b, ext_id, field, base_a, base_b, value_a, value_b,
-        ts_a, ts_b, rule, outcome, value, tie, status, entry_ids, created_at, resolved_at,
-        note,
-    ) = row  # fmt: skip
-    return ConflictRecord(
-        sync=sync,
-        entity=entity,
-        key_a=loads_opt(key_a),
-        key_b=loads_opt(key_b),
-        ext_id=ext_id,
-        field=field,
-        base_a=loads(base_a),
-        base_b=loads(base_b),
-        value_a=loads(value_a),
-        value_b=loads(value_b),
-        ts_a=ts_out(ts_a),
-        ts_b=ts_out(ts_b),
-        rule=rule,
-        outcome=outcome,
-        value=loads(value),
-        tie=bool(tie),
-        status=status,
-        id=int(id_),
-        entry_ids=tuple(int(i) for i in json.loads(entry_ids)),
-        created_at=ts_out(created_at),
-        resolved_at=ts_out(resolved_at),
-        note=note,
-    )
