@@ -63,9 +63,7 @@ class Endpoint:
     # connection settings; a Secret for anything read from the environment or secret-like
     settings: FrozenDict[str, Secret | str]
     # polled endpoints (docs/polling.md): "sync/table" -> how that table is polled
-    polls: FrozenDict[str, PollSpec] = field(
-        default_factory=lambda: FrozenDict[str, PollSpec]()
-    )
+    polls: FrozenDict[str, PollSpec] = field(default_factory=lambda: FrozenDict[str, PollSpec]())
 
     def resolve_setting(self, name: str) -> str:
         """The setting's text; an unset environment variable is a ConfigError."""
