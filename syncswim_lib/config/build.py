@@ -55,6 +55,8 @@ def _kind_settings(kind: str) -> tuple[tuple[str, ...], tuple[str, ...], frozens
 
         return sf.REQUIRED, sf.OPTIONAL, sf.SECRET
     return SETTINGS[kind]
+
+
 # an endpoint named like an entity key, or like a side letter, would be ambiguous
 RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, *NOT_SUPPORTED, "a", "b"})
 
