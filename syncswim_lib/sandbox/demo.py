@@ -1,6 +1,7 @@
-"""`syncswim demo`: sandbox servers, a seeded schema on both sides, the initial sync, and
-the Dagster UI with the streaming sensor on (it keeps the sync's long-lived streaming run up).
-Ctrl-C stops everything it started."""
+"""`syncswim demo`: sandbox servers and the Salesforce emulator, a seeded schema on each
+side, the initial sync, and the Dagster UI with the sensors on: the streaming one keeps the
+PostgreSQL ⇄ MariaDB sync's long-lived run up, the capture one starts the PostgreSQL ⇄
+Salesforce sync's runs. Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
@@ -19,9 +20,18 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pymysql
 
-from syncswim_lib.errors import ConfigError
+from syncswim_lib.errors import ConfigError, FatalError
 from syncswim_lib.pipeline.statehome import redact_url
-from syncswim_lib.sandbox.demo_schema import DEMO_YAML, MYSQL_SCHEMA, MYSQL_SEED, PG_SCHEMA, PG_SEED
+from syncswim_lib.sandbox.demo_crm import human_edit_command, prepare_org
+from syncswim_lib.sandbox.demo_schema import (
+    DEMO_YAML,
+    MYSQL_SCHEMA,
+    MYSQL_SEED,
+    PG_CRM_SCHEMA,
+    PG_CRM_SEED,
+    PG_SCHEMA,
+    PG_SEED,
+)
 from syncswim_lib.sandbox.envfile import write_env
 from syncswim_lib.sandbox.manager import sandbox_down, sandbox_up
 
@@ -52,6 +62,11 @@ def seed(pg_dsn: str, mysql_dsn: str) -> None:
         pg.execute(PG_SCHEMA)
         if fresh and fresh[0]:
             pg.execute(PG_SEED)
+        # on their own: a demo folder made before the CRM side has customers and not these
+        fresh = pg.execute("SELECT to_regclass('public.contacts') IS NULL").fetchone()
+        pg.execute(PG_CRM_SCHEMA)
+        if fresh and fresh[0]:
+            pg.execute(PG_CRM_SEED)
     conn = _mysql_conn(mysql_dsn)
     try:
         with conn.cursor() as cur:
@@ -148,34 +163,59 @@ def _port_free(port: int) -> bool:
 
 def _initial_sync(project_file: Path) -> list[tuple[str, str]]:
     """Materialise every asset with `full` in the instance of $DAGSTER_HOME (the UI's), so
-    the initial sync shows in each asset's history with its metadata."""
+    the initial sync shows in each asset's history with its metadata.
+
+    One run per sync, in the declaration's order: `customers` is in both, and the shop's
+    customer reaches PostgreSQL in the first run, so the second brings it to the CRM too
+    (in one run, the two unrelated assets would go in an order of Dagster's choosing)."""
     # the Dagster wiring, imported only here: the demo is the one part of the library
     # that drives Dagster itself
     from dagster import DagsterInstance, materialize
 
     from syncswim_defs.factory import build_definitions
+    from syncswim_lib.config import load_project
 
     defs = build_definitions(project_file)
-    keys = sorted(defs.resolve_asset_graph().get_all_asset_keys())
-    assets = [defs.resolve_assets_def(k) for k in keys]
-    nodes = {"__".join(k.path): k for k in keys}
-    config = {"ops": {n: {"config": {"full": True}} for n in nodes}}
-    with DagsterInstance.get() as instance:
-        result = materialize(
-            assets, instance=instance, run_config=config, tags={"syncswim/run": "initial"}
-        )
-    if not result.success:
-        raise ConfigError("the demo's initial sync failed: see its run in the Dagster UI")
+    all_keys = sorted(defs.resolve_asset_graph().get_all_asset_keys())
     lines = []
-    for node, key in nodes.items():
-        for mat in result.asset_materializations_for_node(node):
-            meta: dict[str, Any] = {k: v.value for k, v in mat.metadata.items()}
-            writes = sum(
-                int(v) for k, v in meta.items() if k.endswith(("/inserted", "/updated", "/deleted"))
+    for sync in load_project(project_file).syncs:
+        keys = [k for k in all_keys if k.path[0] == sync]
+        assets = [defs.resolve_assets_def(k) for k in keys]
+        nodes = {"__".join(k.path): k for k in keys}
+        config = {"ops": {n: {"config": {"full": True}} for n in nodes}}
+        with DagsterInstance.get() as instance:
+            result = materialize(
+                assets, instance=instance, run_config=config, tags={"syncswim/run": "initial"}
             )
-            waiting = meta.get("waiting_for_external_id", 0)
-            lines.append((key.path[-1], f"{writes} writes, {waiting} waiting for an external id"))
+        if not result.success:
+            raise ConfigError(f"the demo's initial sync of {sync} failed: see its run in the UI")
+        for node, key in nodes.items():
+            for mat in result.asset_materializations_for_node(node):
+                meta: dict[str, Any] = {k: v.value for k, v in mat.metadata.items()}
+                writes = sum(
+                    int(v)
+                    for k, v in meta.items()
+                    if k.endswith(("/inserted", "/updated", "/deleted"))
+                )
+                waiting = meta.get("waiting_for_external_id", 0)
+                lines.append(
+                    ("/".join(key.path), f"{writes} writes, {waiting} waiting for an external id")
+                )
     return lines
+
+
+CRM_EDIT = {"Name": "Grace B. Hopper", "Credit_Limit__c": 15000}
+
+
+def _crm_edit(pg_dsn: str, env_file: Path) -> str:
+    """The banner's edit in the CRM, of Grace's Account (any customer's, if she is gone)."""
+    with psycopg.connect(pg_dsn) as pg:
+        row = pg.execute(
+            "SELECT id FROM customers ORDER BY email = 'grace@example.com' DESC, id LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return "(no customer left to edit: insert one in PostgreSQL first)"
+    return human_edit_command(env_file, int(row[0]), CRM_EDIT)
 
 
 def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
@@ -186,46 +226,52 @@ def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
     if not _port_free(port):
         raise ConfigError(f"port {port} on 127.0.0.1 is in use: pick the UI's port with --port")
     base = Path(dir).resolve()
-    info = sandbox_up(base, salesforce=False)
+    info = sandbox_up(base, salesforce=True)
     proc: subprocess.Popen[bytes] | None = None
     try:
+        emu = info.salesforce
+        if emu is None:
+            raise FatalError(
+                f"the demo needs the Salesforce emulator, which is {info.salesforce_note}"
+            )
+        human_token = prepare_org(emu)
         pg_dsn = info.postgres.url
         mysql_dsn = _create_demo_db(info.mysql.url)
         project_file = base / "demo.yaml"
         home = base / "dagster_home"
+        demo_env = {
+            "SYNCSWIM_PG_DSN": pg_dsn,
+            "SYNCSWIM_MYSQL_DSN": mysql_dsn,
+            "SF_URL": emu.url,
+            "SF_TOKEN": emu.token,
+            "SF_CA_BUNDLE": emu.ca_path,
+            "DAGSTER_HOME": str(home),
+            "SYNCSWIM_PROJECT": str(project_file),
+        }
         # the env file the banner points to names what the demo uses: its database (as
         # demo.yaml does), its Dagster home and declaration, so `syncswim audit` and
-        # `dagster dev` in that shell see the demo's runs and state
+        # `dagster dev` in that shell see the demo's runs and state; and the human user's
+        # token, for the banner's edit in the CRM
         write_env(
             info.env_file,
-            {
-                **info.env(),
-                "SYNCSWIM_MYSQL_DSN": mysql_dsn,
-                "DAGSTER_HOME": str(home),
-                "SYNCSWIM_PROJECT": str(project_file),
-            },
+            {**info.env(), **demo_env, "SF_HUMAN_TOKEN": human_token},
             header=f"Sync or Swim demo in {base}\nload with: . {info.env_file}",
         )
         seed(pg_dsn, mysql_dsn)
         project_file.write_text(DEMO_YAML)
         home.mkdir(exist_ok=True)
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-        env = {
-            **os.environ,
-            "SYNCSWIM_PG_DSN": pg_dsn,
-            "SYNCSWIM_MYSQL_DSN": mysql_dsn,
-            "DAGSTER_HOME": str(home),
-            "SYNCSWIM_PROJECT": str(project_file),
-        }
-        os.environ.update({k: v for k, v in env.items() if k.startswith(("SYNCSWIM", "DAGSTER"))})
+        env = {**os.environ, **demo_env}
+        os.environ.update(demo_env)  # the initial sync runs in this process
 
         with Runtime(load_project(project_file)) as rt:
             state_url = rt.state_url
         # created here, before `dagster dev`: its processes would race on a fresh SQLite
         # instance; the initial sync is then the first run in its history
         say("initial sync (a `full` materialisation of every asset, in Dagster's history)...")
-        for entity, line in _initial_sync(project_file):
-            say(f"  {entity}: {line}")
+        for asset, line in _initial_sync(project_file):
+            say(f"  {asset}: {line}")
+        crm_edit = _crm_edit(pg_dsn, info.env_file)
         stop = False
 
         def _on_signal(signum: int, frame: object) -> None:
@@ -256,8 +302,12 @@ def run_demo(dir: Path | str = ".sandbox", port: int = 3000) -> int:
         say(
             f"""
 Sync or Swim demo is running.
-  Dagster UI:   http://127.0.0.1:{port}   (assets app_shop/customers, app_shop/products;
-                sensor app_shop__streaming_sensor keeps the streaming run up)
+  Dagster UI:   http://127.0.0.1:{port}
+    group app_shop (PostgreSQL <-> MariaDB): customers, orders, products;
+      sensor app_shop__streaming_sensor keeps the streaming run up
+    group app_crm (PostgreSQL <-> Salesforce emulator): customers, contacts, deals
+      (Account, Contact, Opportunity); sensor app_crm__capture starts runs for what changed
+  Salesforce:   {emu.url}   (the emulator; CA {emu.ca_path})
   Declaration:  {project_file}
   State store:  {redact_url(state_url)}
   Env file:     {info.env_file}   (sets DAGSTER_HOME and SYNCSWIM_PROJECT too)
@@ -268,7 +318,12 @@ Try a change on each side:
       "INSERT INTO customers (email, name, active) VALUES ('new@example.org', 'New Person', 1)"
 The streaming run applies each within a second: query the other side, or watch the
 asset's materialisations. `syncswim stop {project_file} app_shop` (or turning the
-sensor off) stops it at a batch boundary.
+sensor off) stops it at a batch boundary. The psql update reaches the CRM's Account too,
+a few seconds later (the capture sensor's tick, then a run).
+
+Edit an Account in the CRM as a person would (its human user, no client origin):
+  {crm_edit}
+The next app_crm run brings it to PostgreSQL, and the streaming run on to MariaDB.
 Press Ctrl-C to stop everything.
 """
         )

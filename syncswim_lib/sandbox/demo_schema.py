@@ -1,6 +1,9 @@
-"""The demo's small, realistic schema and seed data on both sides."""
+"""The demo's small, realistic schema and seed data: the app's PostgreSQL, the shop's
+MariaDB and the CRM (the Salesforce emulator)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 PG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS public.customers (
@@ -43,6 +46,74 @@ INSERT INTO public.products (sku, name, price, in_stock) VALUES
  ('SKU-002', 'Dry bag 20 L', 24.50, true);
 """
 
+# The CRM's side of the app: people at a customer and the deals with it, each pointing at
+# its customer (Contact.AccountId and Opportunity.AccountId in Salesforce).
+PG_CRM_SCHEMA = """
+CREATE TABLE IF NOT EXISTS public.contacts (
+    id          serial PRIMARY KEY,
+    customer_id int REFERENCES public.customers (id) ON DELETE CASCADE,
+    first_name  varchar(40),
+    last_name   varchar(80) NOT NULL,
+    email       varchar(80)
+);
+CREATE TABLE IF NOT EXISTS public.deals (
+    id          serial PRIMARY KEY,
+    customer_id int REFERENCES public.customers (id) ON DELETE CASCADE,
+    name        varchar(120) NOT NULL,
+    stage       text NOT NULL,
+    amount      numeric(12,2),
+    close_date  date NOT NULL
+);
+"""
+
+# by email, not by id: seeded on their own when the tables are new to an older demo folder
+PG_CRM_SEED = """
+INSERT INTO public.contacts (customer_id, first_name, last_name, email)
+SELECT id, 'Charles', 'Babbage', 'charles@example.com' FROM public.customers
+ WHERE email = 'ada@example.com';
+INSERT INTO public.contacts (customer_id, first_name, last_name, email)
+SELECT id, 'Jean', 'Sammet', 'jean@example.com' FROM public.customers
+ WHERE email = 'grace@example.com';
+INSERT INTO public.deals (customer_id, name, stage, amount, close_date)
+SELECT id, 'Ten touring kayaks', 'Negotiation/Review', 8400.00, '2027-03-31'
+  FROM public.customers WHERE email = 'ada@example.com';
+INSERT INTO public.deals (customer_id, name, stage, amount, close_date)
+SELECT id, 'Club paddles', 'Prospecting', 1250.50, '2027-05-15'
+  FROM public.customers WHERE email = 'grace@example.com';
+"""
+
+# What an admin would add in Setup for the sync: an External ID field per object for the
+# app's key (the sync upserts on it), and the Account fields the app has and Salesforce
+# lacks. Added through the emulator's control plane, which merges fields by name, so a
+# second start adds nothing.
+SF_CUSTOM_FIELDS: list[dict[str, Any]] = [
+    {
+        "name": obj,
+        "fields": [
+            {
+                "name": "App_Id__c",
+                "type": "string",
+                "length": 20,
+                "externalId": True,
+                "unique": True,
+            },
+            *extra,
+        ],
+    }
+    for obj, extra in (
+        (
+            "Account",
+            [
+                {"name": "Email__c", "type": "email", "length": 255},
+                {"name": "Credit_Limit__c", "type": "currency", "precision": 12, "scale": 2},
+                {"name": "Active__c", "type": "boolean", "defaultValue": True},
+            ],
+        ),
+        ("Contact", []),
+        ("Opportunity", []),
+    )
+]
+
 MYSQL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
     id              int AUTO_INCREMENT PRIMARY KEY,
@@ -84,10 +155,17 @@ INSERT INTO products (sku, title, price, in_stock) VALUES
 """
 
 DEMO_YAML = """\
-# Sync or Swim demo: the app's PostgreSQL and the shop's MariaDB kept in step.
+# Sync or Swim demo: the app's PostgreSQL kept in step with the shop's MariaDB and with
+# the CRM (the Salesforce emulator). public.customers is in both syncs: a change one sync
+# writes into it is a real change for the other, which carries it on.
 endpoints:
   app_db:  {kind: postgres, dsn: {env: SYNCSWIM_PG_DSN}}
   shop_db: {kind: mysql,    dsn: {env: SYNCSWIM_MYSQL_DSN}}
+  crm:
+    kind: salesforce
+    instance_url: {env: SF_URL}
+    token: {env: SF_TOKEN}
+    ca_bundle: {env: SF_CA_BUNDLE}
 
 syncs:
   app_shop:
@@ -128,4 +206,43 @@ syncs:
           name: title
           price: price
           in_stock: in_stock
+  app_crm:
+    between: [app_db, crm]
+    # Salesforce has no streaming reader yet: the capture sensor reads both change streams
+    # at its tick and starts a run for what changed
+    run: micro_batch
+    entities:
+      customers:
+        app_db: {table: public.customers, key: [id]}
+        crm:    {object: Account, key: Id}
+        # the app owns identity: its key goes into App_Id__c; an Account made in the CRM
+        # is created in the app, and the app's new key written back into App_Id__c
+        mode: {system_of_record: app_db, external_id: {crm: App_Id__c}}
+        fields:
+          full_name: Name
+          email: Email__c
+          credit_limit: Credit_Limit__c
+          is_active: Active__c
+      contacts:
+        app_db: {table: public.contacts, key: [id]}
+        crm:    {object: Contact, key: Id}
+        mode: {system_of_record: app_db, external_id: {crm: App_Id__c}}
+        fields:
+          first_name: FirstName
+          last_name: LastName
+          email: Email
+          customer_id: AccountId
+        # the foreign key is the Contact's Account lookup: translated, parents first
+        references: {customer_id: customers}
+      deals:
+        app_db: {table: public.deals, key: [id]}
+        crm:    {object: Opportunity, key: Id}
+        mode: {system_of_record: app_db, external_id: {crm: App_Id__c}}
+        fields:
+          name: Name
+          stage: StageName
+          amount: Amount
+          close_date: CloseDate
+          customer_id: AccountId
+        references: {customer_id: customers}
 """

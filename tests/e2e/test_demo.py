@@ -1,5 +1,6 @@
-"""`syncswim demo` as a user runs it: servers, initial sync, Dagster UI, live two-way changes
-through the sensor and the daemon, and Ctrl-C leaving nothing running."""
+"""`syncswim demo` as a user runs it: servers and the Salesforce emulator, initial sync,
+Dagster UI, live two-way changes through the sensors and the daemon (PostgreSQL ⇄ MariaDB
+streaming, PostgreSQL ⇄ Salesforce micro-batch), and Ctrl-C leaving nothing running."""
 
 from __future__ import annotations
 
@@ -28,8 +29,12 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pymysql
 import pytest
+import requests
 from psycopg.rows import dict_row
+from simple_salesforce.api import Salesforce
 
+from syncswim_lib.sandbox.demo import CRM_EDIT
+from syncswim_lib.sandbox.demo_crm import human_edit_command
 from syncswim_lib.sandbox.envfile import read_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.integration]
@@ -38,6 +43,7 @@ SYNCSWIM = str(Path(sys.executable).with_name("syncswim"))
 BANNER = "Sync or Swim demo is running."
 START_TIMEOUT = 180.0  # servers, initial sync, then `dagster dev` on a loaded 2-core machine
 SYNC_TIMEOUT = 90.0  # sensor tick (>= 5 s) + run launch + run, with slack for load
+SERVERS = ("postgres", "mysql", "salesforce")
 EXIT_TIMEOUT = 120.0  # the demo's own bounds: dagster 30 + group 15 + two servers
 
 
@@ -140,6 +146,7 @@ def _http_ok(url: str) -> bool:
 
 class Sides:
     def __init__(self, env_file: Path) -> None:
+        self.env_file = env_file
         env = read_env(env_file)
         self.pg = psycopg.connect(env["SYNCSWIM_PG_DSN"], autocommit=True, row_factory=dict_row)
         u = urlsplit(env["SYNCSWIM_MYSQL_DSN"])
@@ -152,6 +159,13 @@ class Sides:
             autocommit=True,
             cursorclass=pymysql.cursors.DictCursor,
         )
+        # the integration user's token, for reading only: a query makes no change event
+        session = requests.Session()
+        session.verify = env["SF_CA_BUNDLE"]
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+        self.sf = Salesforce(
+            instance_url=env["SF_URL"], session_id=env["SF_TOKEN"], version="62.0", session=session
+        )
 
     def pg_rows(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
         return list(self.pg.execute(sql, args).fetchall())
@@ -161,9 +175,18 @@ class Sides:
             cur.execute(sql, args)
             return list(cur.fetchall())
 
+    def sf_rows(self, soql: str) -> list[dict[str, Any]]:
+        return list(self.sf.query_all(soql)["records"])
+
     def close(self) -> None:
         self.pg.close()
         self.my.close()
+        self.sf.session.close()
+
+
+def _money(value: Any) -> Decimal | None:
+    """A currency as simple-salesforce reads it (a float) or PostgreSQL (a Decimal)."""
+    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
 
 
 def _customer_pairs(s: Sides) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -210,6 +233,68 @@ def _assert_in_step(s: Sides) -> None:
             p["price"],
             p["in_stock"],
         )
+
+
+def _accounts(s: Sides) -> dict[int, dict[str, Any]]:
+    rows = s.sf_rows(
+        "SELECT Id, App_Id__c, Name, Email__c, Credit_Limit__c, Active__c FROM Account"
+    )
+    assert all(r["App_Id__c"] for r in rows), rows  # each carries the app's key
+    return {int(r["App_Id__c"]): r for r in rows}
+
+
+def _crm_in_step(s: Sides) -> bool:
+    """Every customer, contact and deal of the app is its Account, Contact and Opportunity
+    with the same values, each lookup naming the Account of the row's customer."""
+    accounts = _accounts(s)
+    customers = {r["id"]: r for r in s.pg_rows("SELECT * FROM customers")}
+    if set(accounts) != set(customers):
+        return False
+    for cid, c in customers.items():
+        a = accounts[cid]
+        seen = (a["Name"], a["Email__c"], _money(a["Credit_Limit__c"]), a["Active__c"])
+        if seen != (c["full_name"], c["email"], c["credit_limit"], c["is_active"]):
+            return False
+    account_of = {cid: a["Id"] for cid, a in accounts.items()}
+    contacts = s.sf_rows("SELECT App_Id__c, FirstName, LastName, Email, AccountId FROM Contact")
+    contacts_match = sorted(
+        (
+            str(r["id"]),
+            r["first_name"],
+            r["last_name"],
+            r["email"],
+            account_of.get(r["customer_id"]),
+        )
+        for r in s.pg_rows("SELECT * FROM contacts")
+    ) == sorted(
+        (c["App_Id__c"], c["FirstName"], c["LastName"], c["Email"], c["AccountId"])
+        for c in contacts
+    )
+    deals = s.sf_rows(
+        "SELECT App_Id__c, Name, StageName, Amount, CloseDate, AccountId FROM Opportunity"
+    )
+    deals_match = sorted(
+        (
+            str(r["id"]),
+            r["name"],
+            r["stage"],
+            r["amount"],
+            str(r["close_date"]),
+            account_of.get(r["customer_id"]),
+        )
+        for r in s.pg_rows("SELECT * FROM deals")
+    ) == sorted(
+        (
+            d["App_Id__c"],
+            d["Name"],
+            d["StageName"],
+            _money(d["Amount"]),
+            d["CloseDate"],
+            d["AccountId"],
+        )
+        for d in deals
+    )
+    return contacts_match and deals_match
 
 
 # --- the demo process -------------------------------------------------------------------
@@ -324,6 +409,8 @@ def _change_both_sides(demo: Demo) -> None:
     """A user's change on each side while the demo runs; the running sensor carries them."""
     with contextlib.closing(Sides(demo.dir / "sandbox.env")) as sides:
         _assert_in_step(sides)  # the initial sync ran before the UI came up
+        assert _crm_in_step(sides)  # its second run, of app_crm, too
+        assert len(_accounts(sides)) == 4  # the shop's customer reached the CRM in it
 
         limit = Decimal(f"{uuid.uuid4().int % 10**6}.25")
         ada = sides.pg_rows("SELECT id FROM customers WHERE email = 'ada@example.com'")[0]["id"]
@@ -347,6 +434,9 @@ def _change_both_sides(demo: Demo) -> None:
             shop = sides.my_rows("SELECT app_customer_id FROM customers WHERE email = %s", (email,))
             return len(app) == 1 and shop[0]["app_customer_id"] == app[0]["id"]
 
+        def ada_in_crm() -> bool:
+            return _money(_accounts(sides)[ada]["Credit_Limit__c"]) == limit
+
         demo.wait(ada_in_shop, SYNC_TIMEOUT, "the app's update to reach the shop")
         demo.wait(new_in_app_with_key_written_back, SYNC_TIMEOUT, "the shop's insert in the app")
         assert len(_customer_pairs(sides)) == 5  # one row per customer on each side
@@ -356,23 +446,71 @@ def _change_both_sides(demo: Demo) -> None:
             Decimal("12.50"),
             True,
         )
+        demo.wait(ada_in_crm, SYNC_TIMEOUT, "the app's update to reach the CRM's Account")
+        # the shop's customer, written into the app by app_shop, is a change for app_crm
+        demo.wait(lambda: len(_accounts(sides)) == 5, SYNC_TIMEOUT, "the shop's insert in the CRM")
+        demo.wait(lambda: _crm_in_step(sides), SYNC_TIMEOUT, "the CRM to match the app")
+
+
+def _edit_in_the_crm(demo: Demo) -> None:
+    """The banner's edit of an Account "as a human", pasted into a shell: it reaches the
+    app through app_crm and the shop through the streaming run."""
+    with contextlib.closing(Sides(demo.dir / "sandbox.env")) as sides:
+        grace = sides.pg_rows("SELECT id FROM customers WHERE email = 'grace@example.com'")[0]
+        command = human_edit_command(sides.env_file, grace["id"], CRM_EDIT)
+        assert command in demo.output()
+        done = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert json.loads(done.stdout)["success"] is True
+        want = (
+            CRM_EDIT["Name"],
+            Decimal(str(CRM_EDIT["Credit_Limit__c"])).quantize(Decimal("0.01")),
+        )
+
+        def in_app() -> bool:
+            rows = sides.pg_rows(
+                "SELECT full_name, credit_limit FROM customers WHERE id = %s", (grace["id"],)
+            )
+            return (rows[0]["full_name"], rows[0]["credit_limit"]) == want
+
+        def in_shop() -> bool:
+            rows = sides.my_rows(
+                "SELECT name, credit_limit FROM customers WHERE app_customer_id = %s",
+                (grace["id"],),
+            )
+            return bool(rows) and (rows[0]["name"], rows[0]["credit_limit"]) == want
+
+        demo.wait(in_app, SYNC_TIMEOUT, "the CRM edit to reach the app")
+        demo.wait(in_shop, SYNC_TIMEOUT, "the CRM edit to go on to the shop")
+        assert _crm_in_step(sides)
 
 
 def _assert_initial_sync_in_dagster(demo_dir: Path) -> None:
-    """The initial sync is a run in the UI's instance that materialised every asset, with
-    the `full` run's metadata."""
+    """The initial sync is a run per sync (a group in the UI) in the UI's instance that
+    materialised each of its assets, with the `full` run's metadata."""
     from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
     with DagsterInstance.from_config(str(demo_dir / "dagster_home")) as instance:
-        (run,) = instance.get_runs(filters=RunsFilter(tags={"syncswim/run": "initial"}))
-        assert run.status == DagsterRunStatus.SUCCESS, run.status
-        seen = {}
-        for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
-            mat = entry.asset_materialization
-            assert mat is not None
-            seen[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
-        assert sorted(seen) == ["customers", "orders", "products"], sorted(seen)
-        assert all(int(m["snapshot_rows"]) > 0 for m in seen.values()), seen
+        runs = instance.get_runs(filters=RunsFilter(tags={"syncswim/run": "initial"}))
+        assert len(runs) == 2, runs
+        groups = []
+        for run in runs:
+            assert run.status == DagsterRunStatus.SUCCESS, run.status
+            seen = {}
+            for entry in instance.all_logs(
+                run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+            ):
+                mat = entry.asset_materialization
+                assert mat is not None
+                seen["/".join(mat.asset_key.path)] = {k: v.value for k, v in mat.metadata.items()}
+            assert all(int(str(m["snapshot_rows"])) > 0 for m in seen.values()), seen
+            groups.append(sorted(seen))
+        assert sorted(groups) == [
+            ["app_crm/contacts", "app_crm/customers", "app_crm/deals"],
+            ["app_shop/customers", "app_shop/orders", "app_shop/products"],
+        ], groups
 
 
 def _assert_nothing_left(demo: Demo, servers: dict[str, Any]) -> None:
@@ -407,9 +545,10 @@ def test_demo_syncs_both_ways_and_stops_cleanly(demo_dir: Path) -> None:
             "the Dagster UI to answer",
         )
         record = json.loads((demo_dir / "sandbox.json").read_text())["components"]
-        servers = {kind: record[kind] for kind in ("postgres", "mysql")}
+        servers = {kind: record[kind] for kind in SERVERS}
         _assert_initial_sync_in_dagster(demo_dir)
         _change_both_sides(demo)
+        _edit_in_the_crm(demo)
 
         # Ctrl-C: the leader gets SIGINT and must take everything down before it exits
         demo.watch()
@@ -447,7 +586,7 @@ def test_demo_with_piped_output_stops_cleanly_when_the_pipe_is_gone(demo_dir: Pa
         assert env["DAGSTER_HOME"] == str(demo_dir / "dagster_home")
         assert env["SYNCSWIM_PROJECT"] == str(demo_dir / "demo.yaml")
         record = json.loads((demo_dir / "sandbox.json").read_text())["components"]
-        servers = {kind: record[kind] for kind in ("postgres", "mysql")}
+        servers = {kind: record[kind] for kind in SERVERS}
         demo.watch()
         demo.hang_up()
         os.kill(demo.proc.pid, signal.SIGINT)
