@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -66,3 +67,25 @@ def mysql_dsn(mysql_server: MariaDBServer) -> Iterator[str]:
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_dagster_instance_left_current() -> Iterator[None]:
+    """Fail when a Dagster instance is left current after a test (an instance entered
+    and not exited, or a schedule context opened from an instance ref and never closed):
+    Dagster keeps it in a context variable, and every later definitions load in this
+    process fails on the dead instance, far from the cause. An unclosed context resets
+    the variable only when the garbage collector finalises it, so the failure may name
+    the test after the one that left it open (a gc.collect() per test would cost a
+    minute of suite time)."""
+    yield
+    if "dagster" not in sys.modules:  # not imported yet: nothing can be left
+        return
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    if _current_storage.get() is not None:
+        _current_storage.set(None)  # so the tests after this one are not hit too
+        pytest.fail(
+            "a Dagster instance was left current by this test or the one before it: "
+            "close every instance and schedule/sensor context a test opens"
+        )

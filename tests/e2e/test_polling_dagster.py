@@ -85,19 +85,24 @@ def test_a_cron_poll_is_a_schedule_that_starts_runs(pg_dsn: str, tmp_path: Path)
     pair.lite("INSERT INTO customers (name) VALUES ('via the schedule')")
     # a schedule's context needs an instance it can refer to (not an ephemeral one)
     with instance_for_test() as instance:
-        ctx = build_schedule_context(instance=instance, resources={"syncswim": resource})
-        (req,) = schedule_def.evaluate_tick(ctx).run_requests or []
+
+        def tick() -> list[RunRequest]:
+            # a schedule context opens an instance of its own from the ref and sets it as
+            # Dagster's current one until it is closed: left open, it outlives that
+            # instance and breaks every later definitions load in this process
+            with build_schedule_context(instance=instance, resources={"syncswim": resource}) as ctx:
+                return list(schedule_def.evaluate_tick(ctx).run_requests or [])
+
+        (req,) = tick()
         assert isinstance(req, RunRequest) and req.asset_selection == [KEY]
         assets = [a for a in defs.assets if KEY in a.keys]
         assert materialize(assets, instance=instance, resources={"syncswim": resource}).success
         # the next tick reads our key write-back into app_id: one more run, which finds
         # it agreed and writes nothing; after it nothing is pending
-        ctx = build_schedule_context(instance=instance, resources={"syncswim": resource})
-        assert len(schedule_def.evaluate_tick(ctx).run_requests or []) == 1
+        assert len(tick()) == 1
         echo = materialize(assets, instance=instance, resources={"syncswim": resource})
         meta = echo.asset_materializations_for_node("app_legacy__customers")[0].metadata
         written = [k for k in meta if k.endswith(("/inserted", "/updated", "/deleted"))]
         assert sum(meta[k].value for k in written) == 0  # type: ignore[misc]
-        ctx = build_schedule_context(instance=instance, resources={"syncswim": resource})
-        assert not schedule_def.evaluate_tick(ctx).run_requests
+        assert not tick()
     assert [r["name"] for r in pair.pg_rows()] == ["via the schedule"]
