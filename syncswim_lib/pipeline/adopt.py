@@ -232,7 +232,9 @@ class Adopter:
             return Adoption(total, 0, 0, no_identity, different, tuple(paired))
         written = refused = 0
         for target, todo in writes.items():
-            for chunk in _chunks(todo, self.batch_rows):
+            # no more than the target takes in one apply (Capabilities.max_batch_rows)
+            limit = min(self.batch_rows, self.connectors[target].capabilities.max_batch_rows)
+            for chunk in _chunks(todo, limit):
                 batch_id = f"{m.sync}.{m.entity}.adopt.{uuid.uuid4().hex[:16]}.{target}"
                 result = self.connectors[target].apply(build_batch(m, target, batch_id, chunk))
                 bad = len(result.rejected) + len(result.stale) + len(result.missing)

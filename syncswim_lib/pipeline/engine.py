@@ -97,6 +97,43 @@ def build_batch(
     )
 
 
+def split_writes(
+    batch_id: str, writes: Sequence[Write], max_rows: int
+) -> list[tuple[str, list[Write]]]:
+    """One side's writes as (batch id, writes) parts of at most `max_rows` rows each
+    (`Capabilities.max_batch_rows`), deletes first, then updates, then inserts: the order
+    in which a target writes one batch, so splitting never has a row written before a
+    delete or update that frees its unique values. The first part keeps `batch_id` and
+    the others add `.2`, `.3`, ...: the same writes give the same ids, so a replayed plan
+    finds each part's marker (and a plan saved before splitting, its one batch)."""
+    if max_rows < 1:
+        raise ValueError(f"max_batch_rows must be at least 1, got {max_rows}")
+    ordered = [w for action in ("delete", "update", "insert") for w in writes if w.action == action]
+    return [
+        (batch_id if n == 0 else f"{batch_id}.{n + 1}", ordered[start : start + max_rows])
+        for n, start in enumerate(range(0, len(ordered), max_rows))
+    ]
+
+
+def merge_results(batch_id: str, parts: Sequence[ApplyResult]) -> ApplyResult:
+    """The results of one side's parts as one, as if it had been one batch."""
+    keys: dict[str, dict[str, Any]] = {}
+    rejected: dict[str, str] = {}
+    for r in parts:
+        keys.update(r.keys)
+        rejected.update(r.rejected)
+    return ApplyResult(
+        batch_id=batch_id,
+        keys=keys,
+        inserted=sum(r.inserted for r in parts),
+        updated=sum(r.updated for r in parts),
+        deleted=sum(r.deleted for r in parts),
+        missing=tuple(ref for r in parts for ref in r.missing),
+        rejected=rejected,
+        stale=tuple(ref for r in parts for ref in r.stale),
+    )
+
+
 def _set_of(w: Write, key: Sequence[str]) -> list[str]:
     return [c for c in w.values if c not in key]
 
@@ -316,10 +353,19 @@ class EntityEngine:
             if not writes:
                 results[t] = ApplyResult(batch_id=f"{batch_id}.{t}")
                 continue
-            batch = build_batch(self.m, t, f"{batch_id}.{t}", writes)
-            results[t] = self.connectors[t].apply(batch)
+            results[t] = self._apply(t, f"{batch_id}.{t}", writes)
             failpoints.hit(failpoints.BETWEEN_SIDES)
         return results
+
+    def _apply(self, target: Letter, batch_id: str, writes: Sequence[Write]) -> ApplyResult:
+        """One side's writes for the entity's table, in batches the target takes."""
+        conn = self.connectors[target]
+        limit = conn.capabilities.max_batch_rows
+        parts = [
+            conn.apply(build_batch(self.m, target, part_id, part))
+            for part_id, part in split_writes(batch_id, writes, limit)
+        ]
+        return merge_results(batch_id, parts)
 
     def _settle(
         self,
@@ -457,7 +503,7 @@ class EntityEngine:
             value = coerce(m.sor_key_value(sor_key), ext_col)
             writes.append(Write.update(rec.ref, back, back_key, {ext_col.name: value}, None))
         by_ref = {w.ref: w for w in writes}
-        res = self.connectors[back].apply(build_batch(m, back, f"{batch_id}.wb", writes))
+        res = self._apply(back, f"{batch_id}.wb", writes)
         failpoints.hit(failpoints.AFTER_WRITE_BACK)
         report.write_backs += res.updated
         for ref, err in res.rejected.items():

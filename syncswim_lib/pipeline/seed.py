@@ -327,8 +327,9 @@ class Reconciler:
         self, letter: Letter, seed: pa.Array, report: EntityReport, out: SeedOutcome
     ) -> None:
         # creates go in the target's largest batches: a batch costs a transaction, a
-        # marker and a state commit, whatever the sync's batch_size says for merges
-        size = max(self.chunk, self.connectors[other(letter)].capabilities.max_batch_rows)
+        # marker and a state commit, whatever the sync's batch_size says for merges (and
+        # never larger than the target takes: Capabilities.max_batch_rows)
+        size = self.connectors[other(letter)].capabilities.max_batch_rows
         for kts in _slices(seed, size):
             rows = self._fetch(letter, kts)  # a row deleted meanwhile: its delete is captured
             if rows:

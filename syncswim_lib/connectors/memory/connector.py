@@ -54,9 +54,16 @@ class MemoryConnector:
         max_batch_rows=5000,
     )
 
-    def __init__(self, database: MemoryDatabase, endpoint: str = "memory") -> None:
+    def __init__(
+        self,
+        database: MemoryDatabase,
+        endpoint: str = "memory",
+        capabilities: Capabilities | None = None,
+    ) -> None:
         self.db = database
         self.endpoint = endpoint
+        if capabilities is not None:  # a test's target with other limits (max_batch_rows)
+            self.capabilities = capabilities
         self._session: int | None = None
 
     def _connected(self) -> MemoryDatabase:
