@@ -34,7 +34,7 @@ from dagster import (
     sensor,
 )
 
-from syncswim_defs.health import all_health_checks
+from syncswim_defs.health import all_health_checks, health_sensors
 from syncswim_defs.metadata import check_results, check_specs, log_events, report_metadata
 from syncswim_defs.naming import SYNC_TAG, entity_key, group_name, pool_name, sensor_name
 from syncswim_defs.polling import is_polled_sync, polling_parts
@@ -224,7 +224,7 @@ def build_definitions(project_path: str | Path, state_url: str | None = None) ->
         assets=assets,
         asset_checks=all_health_checks(project),  # syncswim_defs/health.py
         jobs=jobs,
-        sensors=[*sensors, *keepers, *pollers],
+        sensors=[*sensors, *keepers, *pollers, *health_sensors(project)],
         schedules=schedules,
         resources={
             "syncswim": SyncSwimResource(

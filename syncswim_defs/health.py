@@ -12,6 +12,12 @@ so the figures are read once:
 A check fails with severity WARN when a figure reaches its `warn` level and ERROR when it
 reaches `error`; the figures are the check's metadata either way. Selected with their
 assets (a materialisation also runs them) or on their own.
+
+The sync's health sensor, `<sync>__health_sensor`, takes the same figures every
+`health.check_every` (60 s by default) and records them as the same checks' results,
+without a run: in streaming mode no asset is materialised, and between two micro-batch
+runs a growing backlog or a slot filling the disk would otherwise go unseen. It is on by
+default (it only reads); `check_every: null` leaves it out.
 """
 
 # no `from __future__ import annotations`: Dagster reads the context parameter's
@@ -20,21 +26,34 @@ from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
+    DefaultSensorStatus,
     MetadataValue,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
     multi_asset_check,
+    sensor,
 )
 
 from syncswim_defs.naming import entity_key
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_lib.config import Project
 from syncswim_lib.config.health import Level
-from syncswim_lib.pipeline.health import EndpointHealth, EntityHealth, sync_health, worst
+from syncswim_lib.errors import SyncSwimError
+from syncswim_lib.pipeline.health import (
+    EndpointHealth,
+    EntityHealth,
+    SyncHealth,
+    sync_health,
+    worst,
+)
 
 BACKLOG_CHECK = "journal_backlog"
 LAG_CHECK = "change_stream_lag"
@@ -90,6 +109,71 @@ def health_checks(project: Project, sync: str) -> list[AssetChecksDefinition]:
 def all_health_checks(project: Project) -> list[AssetChecksDefinition]:
     """The health checks of every sync: what `build_definitions` hands to Dagster."""
     return [check for sync in project.syncs for check in health_checks(project, sync)]
+
+
+def health_sensor_name(sync: str) -> str:
+    return f"{sync}__health_sensor"
+
+
+def health_sensors(project: Project) -> list[SensorDefinition]:
+    """A health sensor per sync whose `health.check_every` is set."""
+    return [
+        _health_sensor(project, sync)
+        for sync, decl in project.syncs.items()
+        if decl.health.check_every is not None
+    ]
+
+
+def _health_sensor(project: Project, sync: str) -> SensorDefinition:
+    decl = project.syncs[sync]
+    every = decl.health.check_every
+    assert every is not None  # health_sensors leaves the others out
+
+    @sensor(
+        name=health_sensor_name(sync),
+        minimum_interval_seconds=max(1, round(every)),
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            f"Takes {sync}'s health figures (journal backlog, change stream lag) every "
+            f"{every:g} s and records them as its entities' health checks, without a run."
+        ),
+    )
+    def _sensor(context: SensorEvaluationContext, syncswim: SyncSwimResource) -> SensorResult:
+        try:
+            with syncswim.runtime() as rt:
+                health = sync_health(rt, sync)
+        except SyncSwimError as exc:
+            # the state store itself cannot be read: say so on the tick (a failed tick
+            # shows in the UI), there is no figure to record
+            raise SyncSwimError(f"{sync}: health figures not taken: {exc}") from exc
+        events = list(_evaluations(decl.entities, sync, health))
+        context.log.info(f"{sync}: {_summary(health)}")
+        return SensorResult(asset_events=events)
+
+    return _sensor
+
+
+def _evaluations(entities: Any, sync: str, health: SyncHealth) -> Iterator[AssetCheckEvaluation]:
+    for entity in entities:
+        key = entity_key(sync, entity)
+        for result in (
+            _backlog_result(health.entity(entity), key),
+            _lag_result(health.endpoints, key),
+        ):
+            yield AssetCheckEvaluation(
+                asset_key=key,
+                check_name=result.check_name or "",
+                passed=result.passed,
+                metadata=result.metadata,
+                severity=result.severity,
+                description=result.description,
+            )
+
+
+def _summary(health: SyncHealth) -> str:
+    parts = [ep.text() for ep in health.endpoints]
+    parts += [f"{e.entity}: {e.text()}" for e in health.entities]
+    return "; ".join(parts) or "nothing to measure"
 
 
 _SEVERITY = {"warn": AssetCheckSeverity.WARN, "error": AssetCheckSeverity.ERROR}

@@ -14,6 +14,10 @@ The figures (computed by `pipeline/health.py`):
 - `binlog_lag_bytes`: binlog written on a MariaDB/MySQL endpoint after the stored position;
 - `backlog`: changes journaled and not applied yet, per entity;
 - `oldest_pending_s`: seconds since the oldest of those was detected, per entity.
+
+`check_every` (a duration, default 60 s, at least 5 s; `null` for never) is how often the
+sync's health sensor takes the figures and records them as the checks' results, so they
+stay current between runs (a streaming run materialises no asset, so nothing else would).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from syncswim_lib.config.keypath import At, describe
+from syncswim_lib.config.polling import duration
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
@@ -46,6 +51,12 @@ class Threshold:
         return "ok"
 
 
+DEFAULT_CHECK_EVERY_S = 60.0
+# the sensor daemon evaluates a sensor at most about every 5 s: a shorter period would
+# read as a promise it cannot keep
+MIN_CHECK_EVERY_S = 5.0
+
+
 # The defaults: a slot holding a few GiB of WAL is worth a look long before it fills a
 # disk or meets max_slot_wal_keep_size; a change waiting 15 minutes is far beyond what
 # either run mode should take, an hour means changes are not being applied.
@@ -56,6 +67,8 @@ class HealthSettings:
     binlog_lag_bytes: Threshold = field(default_factory=lambda: Threshold(1 * GIB, 16 * GIB))
     backlog: Threshold = field(default_factory=lambda: Threshold(10_000, 100_000))
     oldest_pending_s: Threshold = field(default_factory=lambda: Threshold(900, 3600))
+    # seconds between two evaluations by the health sensor; None: no sensor
+    check_every: float | None = DEFAULT_CHECK_EVERY_S
 
 
 _BYTES = ("slot_lag_bytes", "retained_wal_bytes", "binlog_lag_bytes")
@@ -84,12 +97,27 @@ def build_health(raw: Any, at: At) -> HealthSettings:
     if raw is None:
         return defaults
     block = at.mapping(raw, "a mapping like {backlog: {warn: 10000, error: 100000}}")
-    at.keys(block, KEYS, (), "health")
+    at.keys(block, (*KEYS, "check_every"), (), "health")
     given: dict[str, Threshold] = {}
     for key in KEYS:
         if key in block:
             given[key] = _threshold(block[key], at.key(key, block), key, getattr(defaults, key))
-    return HealthSettings(**given)
+    every = defaults.check_every
+    if "check_every" in block:
+        every = _check_every(block["check_every"], at.key("check_every", block))
+    return HealthSettings(**given, check_every=every)
+
+
+def _check_every(raw: Any, at: At) -> float | None:
+    if raw is None:  # no health sensor: the checks run with a run or when asked
+        return None
+    seconds = duration(raw, at)
+    if seconds < MIN_CHECK_EVERY_S:
+        raise at.error(
+            f"expected at least {MIN_CHECK_EVERY_S:g}s (the sensor daemon evaluates a "
+            f"sensor about every 5 s), got {raw!r}"
+        )
+    return seconds
 
 
 def _threshold(raw: Any, at: At, key: str, default: Threshold) -> Threshold:

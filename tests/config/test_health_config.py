@@ -45,6 +45,16 @@ def test_given(tmp_path: Path) -> None:
     assert got.retained_wal_bytes == HealthSettings().retained_wal_bytes
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("{}", 60.0), ("{check_every: 5m}", 300.0), ("{check_every: 5}", 5.0),
+                           ("{check_every: null}", None)]
+)  # fmt: skip
+def test_check_every(tmp_path: Path, value: str, seconds: float | None) -> None:
+    path = tmp_path / "sync.yaml"
+    path.write_text(with_health(value))
+    assert load_project(path).syncs["app_shop"].health.check_every == seconds
+
+
 def test_levels() -> None:
     t = Threshold(10, 20)
     assert [t.level(v) for v in (None, 0, 9.9, 10, 19, 20, 1e9)] == [
@@ -78,6 +88,9 @@ def test_levels() -> None:
         ),
         # the default error level (100000) is below the given warn level
         ("{backlog: {warn: 200000}}", f"{AT}.backlog.warn", "must be at least warn"),
+        ("{check_every: 2s}", f"{AT}.check_every", "at least 5s (the sensor daemon"),
+        ("{check_every: soon}", f"{AT}.check_every", "a duration like 5s, 10m or 500ms"),
+        ("{check_every: true}", f"{AT}.check_every", "a duration like 5s"),
         (
             "{retained_wal_bytes: {warn: 3GiB, error: 1GiB}}",
             f"{AT}.retained_wal_bytes.error",

@@ -2,7 +2,8 @@
 `dagster-daemon` as two processes, the sync state on PostgreSQL, every secret from the
 environment. A change made in PostgreSQL reaches MariaDB through the daemon's capture
 sensor and a run; the run is recorded in the PostgreSQL instance and the webserver serves
-it; stopping leaves no process behind."""
+it; the health sensor's checks are recorded there without a run; stopping leaves no
+process behind."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ syncs:
   app_shop:
     between: [app, shop]
     run: {run}
+    health: {{check_every: 5s}}
     entities:
       customers:
         app: {{table: public.customers, key: [id]}}
@@ -309,6 +311,19 @@ def test_postgres_backed_deployment_syncs_a_change_through_webserver_and_daemon(
             (1, "Ada"),
             (2, "Bob"),
         ]
+
+        # the daemon's health sensor records the entity's health checks in the instance,
+        # without a run of its own (streaming mode materialises no asset)
+        def health_recorded() -> list[tuple[Any, ...]]:
+            return dagster_db.execute(
+                "SELECT check_name, execution_status FROM asset_check_executions "
+                "WHERE check_name IN ('journal_backlog', 'change_stream_lag') AND run_id = ''"
+            ).fetchall()
+
+        recorded_checks = wait_for(
+            health_recorded, SYNC_TIMEOUT, "the health sensor's checks", logs
+        )
+        assert {name for name, _ in recorded_checks} == {"journal_backlog", "change_stream_lag"}
         # the sync state is in PostgreSQL too: both changes journaled and applied there
         journal = dagster_db.execute(
             "SELECT side, op, status FROM syncswim_state.journal WHERE sync = 'app_shop' "

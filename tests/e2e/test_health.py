@@ -1,7 +1,8 @@
 """Health asset checks through the Dagster definitions, against the private PostgreSQL and
 MariaDB: a backlog over its threshold fails `journal_backlog` with the configured severity
 and passes once applied; `change_stream_lag` carries the slot's and the binlog's real
-figures, which grow with WAL and binlog that capture has not read and fall once it has."""
+figures, which grow with WAL and binlog that capture has not read and fall once it has;
+the health sensor records the same checks between runs, without one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    SensorResult,
+    build_sensor_context,
+)
 
 from tests.e2e.merge_harness import ENV, MergeDbs
 
@@ -183,3 +192,64 @@ def test_checks_before_setup_and_with_the_defaults(m: MergeDbs) -> None:
     assert lag.meta["app/status"] == "missing" and lag.meta["shop/status"] == "not started"
     assert "replication slot syncswim_app_shop missing" in lag.description
     assert got["journal_backlog"].passed
+
+
+def test_the_health_sensor_records_the_checks_without_a_run(m: MergeDbs) -> None:
+    from syncswim_defs.factory import build_definitions
+    from syncswim_defs.health import health_sensor_name
+    from syncswim_defs.resources import SyncSwimResource
+
+    m.run()
+    add_app(m, 3)
+    capture(m)  # three changes pending: backlog over warn 2
+    defs = build_definitions(m.yaml_path, state_url=m.state_url)
+    sensor_def = defs.resolve_sensor_def(health_sensor_name(SYNC))
+    assert sensor_def.minimum_interval_seconds == 60  # check_every's default
+    resource = SyncSwimResource(project_path=str(m.yaml_path), state_url=m.state_url)
+    with DagsterInstance.ephemeral() as instance:
+        result = sensor_def(
+            build_sensor_context(instance=instance, resources={"syncswim": resource})
+        )
+        assert isinstance(result, SensorResult) and not result.run_requests
+        got = {e.check_name: e for e in result.asset_events if isinstance(e, AssetCheckEvaluation)}
+        assert sorted(got) == ["change_stream_lag", "journal_backlog"]
+        assert all(e.asset_key == KEY for e in got.values())
+        backlog = Check(got["journal_backlog"])
+        assert (backlog.passed, backlog.severity) == (False, AssetCheckSeverity.WARN)
+        assert backlog.meta["backlog"] == 3 and "backlog 3 ≥ warn 2" in backlog.description
+        lag = Check(got["change_stream_lag"])
+        assert lag.meta["app/status"] == "ok" and lag.meta["shop/status"] == "ok"
+        # recorded as the daemon records a sensor's events: the asset's check shows it
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)  # type: ignore[arg-type]
+        record = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(KEY, "journal_backlog"), limit=1
+        )[0]
+        assert record.event is not None and record.event.asset_check_evaluation is not None
+        assert record.event.asset_check_evaluation.passed is False
+
+    m.run()  # applies them: the next tick passes
+    with DagsterInstance.ephemeral() as instance:
+        result = sensor_def(
+            build_sensor_context(instance=instance, resources={"syncswim": resource})
+        )
+        assert isinstance(result, SensorResult)
+        after = [e for e in result.asset_events if isinstance(e, AssetCheckEvaluation)]
+        assert {(e.check_name, e.passed) for e in after} == {
+            ("journal_backlog", True),
+            ("change_stream_lag", True),
+        }
+
+
+def test_check_every_null_leaves_the_health_sensor_out(m: MergeDbs) -> None:
+    from syncswim_defs.factory import build_definitions
+    from syncswim_defs.health import health_sensor_name
+
+    text = m.yaml_path.read_text().replace(
+        "    health:\n", "    health:\n      check_every: null\n"
+    )
+    m.yaml_path.write_text(text)
+    defs = build_definitions(m.yaml_path, state_url=m.state_url)
+    names = {s.name for s in defs.sensors or []}
+    assert health_sensor_name(SYNC) not in names
+    assert names  # the capture sensor is still there
