@@ -1,7 +1,22 @@
-"""The connector Protocol: what the pipeline needs from one system.
+"""The roles a connector plays for the pipeline, and what it declares about itself.
 
-One package per system (`postgres/`, `mysql/`, `salesforce/`, `polling/`) implements it.
-Generic code branches on `Capabilities`, never on the connector's class.
+Every endpoint of a two-way sync is read and written, so a connector plays both roles:
+a change source (`ChangeSource`: describe, position, capture, confirm, snapshot) and a
+change target (`ChangeTarget`: describe, apply, fetch). What only some systems have is
+declared in `Capabilities`, and the pipeline uses it only where it is declared:
+
+- batch markers (`batch_markers`, the methods of `BatchMarkers`): a SQL target records
+  each batch's result in the batch's own transaction, so a replayed batch is answered
+  from it and old markers are pruned; Salesforce has no transactions, its apply is
+  idempotent by external-id upserts instead, and nobody asks it for markers;
+- origin tagging (`origin_tagging`): our own writes come back marked with
+  `Change.origin` (replication origin, session marker, `Sforce-Call-Options`);
+- the most rows one `apply` takes (`max_batch_rows`): the engine splits a side's
+  writes into batches of at most that many.
+
+One package per system implements the roles and describes its kind in its `kind.py`
+(`connectors.kinds`: settings, table word, positions, these capabilities, how to open
+it). Generic code branches on `Capabilities`, never on a class.
 """
 
 from __future__ import annotations
@@ -13,17 +28,24 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from syncswim_lib.connectors.kinds import Capabilities
 from syncswim_lib.envelope import Change, Position
 from syncswim_lib.values import TableInfo
 
-
-@dataclass(frozen=True)
-class Capabilities:
-    change_stream: bool  # CDC (slot/binlog/CometD) rather than polling
-    hard_deletes: bool  # deletes are captured
-    upsert_by_external_id: bool
-    origin_tagging: bool  # our own writes come back marked with `Change.origin`
-    max_batch_rows: int = 5000
+__all__ = [
+    "ApplyBatch",
+    "ApplyResult",
+    "BatchMarkers",
+    "Capabilities",
+    "CaptureBatch",
+    "ChangeSource",
+    "ChangeTarget",
+    "Connector",
+    "LagReporter",
+    "StreamLag",
+    "markers_of",
+    "without_origin",
+]
 
 
 @dataclass(frozen=True)
@@ -133,7 +155,9 @@ class LagReporter(Protocol):
         ...
 
 
-class Connector(Protocol):
+class _Endpoint(Protocol):
+    """What both roles share: the declaration, the tables, the lifetime."""
+
     capabilities: Capabilities
 
     def describe(self, table: str) -> TableInfo:
@@ -148,6 +172,12 @@ class Connector(Protocol):
         """Drop what `setup` created for `sync`. Idempotent."""
         ...
 
+    def close(self) -> None: ...
+
+
+class ChangeSource(_Endpoint, Protocol):
+    """Where changes are read: the stream (or poll) and the rows as they are now."""
+
     def current_position(self, sync: str) -> Position:
         """The position capture would start from now (before a snapshot is taken)."""
         ...
@@ -161,8 +191,10 @@ class Connector(Protocol):
         skip_origin: str | None = None,
     ) -> CaptureBatch:
         """Changes after `since` on `tables`, oldest first, whole transactions only.
-        `skip_origin`: the changes of transactions tagged with that origin are left out
-        and counted in `echoes` (our own writes: not worth decoding)."""
+        `skip_origin`: the changes this source can tell that origin wrote (origin
+        tagging, or a polled table's written_by column) are left out and counted in
+        `echoes` (our own writes: not worth decoding); a source that cannot tell
+        returns them with no origin."""
         ...
 
     def confirm(self, sync: str, position: Position) -> None:
@@ -175,13 +207,28 @@ class Connector(Protocol):
         """All rows, ordered by `order_by` (NULLs first), streamed in record batches."""
         ...
 
+
+class ChangeTarget(_Endpoint, Protocol):
+    """Where the merge's writes go, and the rows it reads to plan them."""
+
     def fetch(self, table: str, column: str, values: Sequence[Any]) -> list[dict[str, Any]]:
         """Rows whose `column` is one of `values` (canonical values)."""
         ...
 
     def apply(self, batch: ApplyBatch) -> ApplyResult:
-        """Write the batch in one transaction, with the batch marker; idempotent."""
+        """Write the batch (at most `capabilities.max_batch_rows` rows); idempotent. With
+        batch markers: in one transaction with the marker, a replayed id answered from it."""
         ...
+
+
+class Connector(ChangeSource, ChangeTarget, Protocol):
+    """Both roles: what one endpoint of a two-way sync is."""
+
+
+@runtime_checkable
+class BatchMarkers(Protocol):
+    """The optional capability `Capabilities.batch_markers`: the results of committed
+    batches, kept in the target beside the rows they wrote."""
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
         """The recorded result of `batch_id` if its transaction committed, else None."""
@@ -195,4 +242,16 @@ class Connector(Protocol):
         `older_than` is negative; 0 when there is no marker store yet."""
         ...
 
-    def close(self) -> None: ...
+
+def markers_of(target: ChangeTarget) -> BatchMarkers | None:
+    """The target's batch markers when it declares them (`Capabilities.batch_markers`),
+    else None. A declaration without the methods is a programming error, said here
+    rather than as an AttributeError in the middle of a run."""
+    if not target.capabilities.batch_markers:
+        return None
+    if not isinstance(target, BatchMarkers):
+        raise TypeError(
+            f"{type(target).__name__} declares batch_markers but has no applied_result "
+            "and prune_markers"
+        )
+    return target

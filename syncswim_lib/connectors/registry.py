@@ -1,22 +1,53 @@
-"""Which connector class serves which endpoint kind."""
+"""Which endpoint kinds this build has: kind -> the module describing it.
+
+The modules are imported when a kind is first asked for, and each imports only light
+modules (see `connectors.kinds`), so the config loader can read a kind's settings
+without loading a driver. Adding a kind is one line here and a `kind.py` in its package.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
-from syncswim_lib.config.secrets import Secret
-from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
+from syncswim_lib.connectors.kinds import KindDescription
 from syncswim_lib.errors import ConfigError
 
 if TYPE_CHECKING:
-    from syncswim_lib.config import Endpoint
+    from syncswim_lib.config.models import Endpoint
     from syncswim_lib.connectors.base import Connector
+
+# each module exposes KIND, a KindDescription named like the key
+KINDS: dict[str, str] = {
+    "postgres": "syncswim_lib.connectors.postgres.kind",
+    "mysql": "syncswim_lib.connectors.mysql.kind",
+    "salesforce": "syncswim_lib.connectors.salesforce.kind",
+    "sqlite": "syncswim_lib.connectors.sqlite.kind",
+}
+
+_loaded: dict[str, KindDescription] = {}
+
+
+def kind_of(name: str) -> KindDescription:
+    """The description of kind `name`; KeyError for a kind this build does not have."""
+    if name not in _loaded:
+        module = importlib.import_module(KINDS[name])
+        kind = module.KIND
+        if not isinstance(kind, KindDescription) or kind.name != name:
+            raise TypeError(f"{KINDS[name]}.KIND does not describe kind {name}")
+        _loaded[name] = kind
+    return _loaded[name]
 
 
 def open_connector(endpoint: Endpoint) -> Connector:
     """A live connector for `endpoint`; secrets are resolved here, at connect time."""
+    if endpoint.kind not in KINDS:
+        raise ConfigError(
+            f"endpoint kind {endpoint.kind!r} has no connector in this build yet",
+            path=f"endpoints.{endpoint.name}.kind",
+        )
     try:
-        return _open(endpoint)
+        return kind_of(endpoint.kind).open(endpoint)
     except ConfigError as exc:
         file = _declared_in(endpoint)
         if exc.file is not None or exc.path is None or file is None:
@@ -27,44 +58,6 @@ def open_connector(endpoint: Endpoint) -> Connector:
 
 
 def _declared_in(endpoint: Endpoint) -> str | None:
+    from syncswim_lib.config.secrets import Secret
+
     return next((v.file for v in endpoint.settings.values() if isinstance(v, Secret)), None)
-
-
-def _open(endpoint: Endpoint) -> Connector:
-    if endpoint.kind == "postgres":
-        from syncswim_lib.connectors.postgres import PostgresConnector
-
-        pg = PostgresConnector(endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint))
-        if endpoint.polled:  # capture: poll (docs/polling.md)
-            from syncswim_lib.connectors.polling.postgres import PolledPostgres
-
-            return PolledPostgres(pg, endpoint.polls)
-        return pg
-    if endpoint.kind == "mysql":
-        from syncswim_lib.connectors.mysql import MySQLConnector
-
-        my = MySQLConnector(endpoint.resolve_setting("dsn"), endpoint.name, _timeouts(endpoint))
-        if endpoint.polled:  # capture: poll (docs/polling.md)
-            from syncswim_lib.connectors.polling.mysql import PolledMySQL
-
-            return PolledMySQL(my, endpoint.polls)
-        return my
-    if endpoint.kind == "salesforce":
-        from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
-
-        # every declared setting, secrets read now; the connector logs in at first use
-        values = {k: endpoint.resolve_setting(k) for k in endpoint.settings}
-        return SalesforceConnector.from_settings(endpoint.name, values)
-    if endpoint.kind == "sqlite":
-        from syncswim_lib.connectors.sqlite import SqliteConnector
-
-        return SqliteConnector(endpoint.resolve_setting("path"), endpoint.name, endpoint.polls)
-    raise ConfigError(
-        f"endpoint kind {endpoint.kind!r} has no connector in this build yet",
-        path=f"endpoints.{endpoint.name}.kind",
-    )
-
-
-def _timeouts(endpoint: Endpoint) -> dict[str, str]:
-    """The timeout keys the endpoint declares, resolved (see `config.timeouts`)."""
-    return {k: endpoint.resolve_setting(k) for k in TIMEOUT_KEYS if k in endpoint.settings}

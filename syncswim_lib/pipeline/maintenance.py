@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from syncswim_lib.connectors.base import markers_of
 from syncswim_lib.pipeline.runtime import Runtime
 
 # a batch marker is needed only until its batch is recorded in the state; a week leaves
@@ -19,4 +20,9 @@ def prune_markers(rt: Runtime, sync: str, retention: timedelta = MARKER_RETENTIO
     decl = rt.project.syncs[sync]
     if any(rt.store.in_flight_batches(sync, e) for e in decl.entities):
         return 0
-    return sum(rt.connector(endpoint).prune_markers(retention) for endpoint in (decl.a, decl.b))
+    total = 0
+    for endpoint in (decl.a, decl.b):
+        markers = markers_of(rt.connector(endpoint))
+        if markers is not None:  # a target without markers (Salesforce) has none to prune
+            total += markers.prune_markers(retention)
+    return total

@@ -1,8 +1,10 @@
 """A connector whose writes and lookups are retried with backoff (`retry:` of the sync).
 
-Only calls that are safe to repeat are retried: `apply` (each batch commits with its
-marker, so a batch that committed before the connection dropped is answered from the
-marker, not written twice), `fetch` and `applied_result` (reads). A snapshot is a stream
+Only calls that are safe to repeat are retried: `apply` (idempotent: with batch markers
+each batch commits with its marker, so a batch that committed before the connection
+dropped is answered from the marker, not written twice; without, by external-id
+upserts), `fetch` and `applied_result` (reads; only for a connector that declares batch
+markers, whose `capabilities` the wrapper carries on). A snapshot is a stream
 consumed as it comes: a failure in the middle fails the step, and Dagster's retry runs it
 again. Everything else is passed through unchanged.
 """
@@ -15,7 +17,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, CaptureBatch, Connector
+from syncswim_lib.connectors.base import (
+    ApplyBatch,
+    ApplyResult,
+    BatchMarkers,
+    CaptureBatch,
+    Connector,
+    markers_of,
+)
 from syncswim_lib.envelope import Position
 from syncswim_lib.pipeline.backoff import Retrier
 from syncswim_lib.values import TableInfo
@@ -39,10 +48,19 @@ class RetryingConnector:
         )
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
+        markers = self._markers()
         return self.retrier.call(
-            lambda: self.inner.applied_result(sync, batch_id),
+            lambda: markers.applied_result(sync, batch_id),
             f"marker read of {batch_id} on {self.endpoint}",
         )
+
+    def _markers(self) -> BatchMarkers:
+        """The inner connector's markers; asked for only when it declares them (the
+        wrapper has the methods either way, its `capabilities` say whether to call)."""
+        markers = markers_of(self.inner)
+        if markers is None:
+            raise TypeError(f"endpoint {self.endpoint} keeps no batch markers")
+        return markers
 
     def describe(self, table: str) -> TableInfo:
         return self.inner.describe(table)
@@ -75,7 +93,7 @@ class RetryingConnector:
         return self.inner.snapshot(table, columns, order_by, batch_rows)
 
     def prune_markers(self, older_than: timedelta) -> int:
-        return self.inner.prune_markers(older_than)
+        return self._markers().prune_markers(older_than)
 
     def close(self) -> None:
         self.inner.close()

@@ -51,6 +51,7 @@ class MemoryConnector:
         hard_deletes=True,
         upsert_by_external_id=True,
         origin_tagging=True,
+        batch_markers=True,
         max_batch_rows=5000,
     )
 

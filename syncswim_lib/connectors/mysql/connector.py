@@ -18,7 +18,6 @@ import pyarrow as pa
 from syncswim_lib.connectors.base import (
     ApplyBatch,
     ApplyResult,
-    Capabilities,
     CaptureBatch,
     StreamLag,
 )
@@ -42,6 +41,7 @@ from syncswim_lib.connectors.mysql.connection import (
     split_table,
 )
 from syncswim_lib.connectors.mysql.describe import describe_table
+from syncswim_lib.connectors.mysql.kind import CAPABILITIES
 from syncswim_lib.connectors.mysql.snapshot import snapshot_batches
 from syncswim_lib.connectors.mysql.types import to_canonical, to_driver
 from syncswim_lib.connectors.ownership import StreamOwner
@@ -58,13 +58,7 @@ OWNERS_TABLE = "_syncswim_owners"
 
 
 class MySQLConnector:
-    capabilities = Capabilities(
-        change_stream=True,
-        hard_deletes=True,
-        upsert_by_external_id=True,
-        origin_tagging=True,
-        max_batch_rows=5000,
-    )
+    capabilities = CAPABILITIES  # declared with the kind (kind.py)
 
     def __init__(self, dsn: str, endpoint: str, timeouts: Mapping[str, str] | None = None) -> None:
         self.endpoint = endpoint

@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from syncswim_lib.config.polling import PollSpec
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Capabilities, CaptureBatch
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, CaptureBatch
 from syncswim_lib.connectors.checks import Finding
 from syncswim_lib.connectors.polling.capture import After, Poller
 from syncswim_lib.connectors.polling.checks import poll_findings
+from syncswim_lib.connectors.polling.kind import CAPABILITIES
 from syncswim_lib.connectors.polling.rows import (
     filter_batches,
     hide_soft_deleted,
@@ -38,13 +39,7 @@ if TYPE_CHECKING:
 
 
 class PolledMySQL:
-    capabilities = Capabilities(
-        change_stream=False,
-        hard_deletes=True,  # by a soft-delete column or the key-set comparison
-        upsert_by_external_id=True,
-        origin_tagging=False,  # only through a declared written_by column
-        max_batch_rows=5000,
-    )
+    capabilities = CAPABILITIES  # declared with the kind (kind.py)
 
     def __init__(
         self,

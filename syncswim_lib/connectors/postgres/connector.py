@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from syncswim_lib.connectors.base import (
     ApplyBatch,
     ApplyResult,
-    Capabilities,
     CaptureBatch,
     StreamLag,
     without_origin,
@@ -50,6 +49,7 @@ from syncswim_lib.connectors.postgres.connection import (
     split_table,
 )
 from syncswim_lib.connectors.postgres.describe import describe_table
+from syncswim_lib.connectors.postgres.kind import CAPABILITIES
 from syncswim_lib.connectors.postgres.snapshot import fetch_rows, snapshot_rows
 from syncswim_lib.envelope import PgPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError, RetriableError
@@ -85,13 +85,7 @@ FROM pg_replication_slots WHERE slot_name = %s
 
 
 class PostgresConnector:
-    capabilities = Capabilities(
-        change_stream=True,
-        hard_deletes=True,
-        upsert_by_external_id=True,
-        origin_tagging=True,
-        max_batch_rows=5000,
-    )
+    capabilities = CAPABILITIES  # declared with the kind (kind.py)
 
     def __init__(self, dsn: str, endpoint: str, timeouts: Mapping[str, str] | None = None) -> None:
         # checked now: a malformed DSN is a ConfigError naming the key, without the password

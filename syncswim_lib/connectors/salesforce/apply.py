@@ -62,9 +62,6 @@ from syncswim_lib.values import ColumnInfo
 from syncswim_lib.values.coerce import holds
 
 COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
-# the most records a full run gives one apply (Capabilities.max_batch_rows): one Bulk API
-# 2.0 job of them costs about 6 calls; a job may hold 150 MB of CSV, far more
-BULK_BATCH_ROWS = 10_000
 # per-record errors that mean the record is not there (deleted, purged, never existed)
 GONE = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND"})
 GONE_ON_DELETE = GONE | {"INVALID_CROSS_REFERENCE_KEY"}

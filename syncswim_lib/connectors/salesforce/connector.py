@@ -8,8 +8,9 @@ replay-id position).
 
 What Salesforce does not have, and what stands in for it:
 
-- no transactions and no marker table: `applied_result` is always None and
-  `prune_markers` 0; apply is idempotent by external-id upserts (apply.py);
+- no transactions and no marker table: it does not declare batch markers
+  (`Capabilities.batch_markers`), so the pipeline never asks it for a batch's recorded
+  result nor prunes anything; apply is idempotent by external-id upserts (apply.py);
 - no slot to create: `setup` checks that Change Data Capture is enabled for each object
   and changes nothing in the org, `teardown` has nothing to drop, `confirm` nothing to
   release (the org keeps events for 72 hours whatever a subscriber has read).
@@ -18,16 +19,16 @@ What Salesforce does not have, and what stands in for it:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Capabilities, CaptureBatch
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, CaptureBatch
 from syncswim_lib.connectors.checks import Finding, refuse_on_errors
-from syncswim_lib.connectors.salesforce.apply import BULK_BATCH_ROWS, Progress, apply_batch
+from syncswim_lib.connectors.salesforce.apply import Progress, apply_batch
 from syncswim_lib.connectors.salesforce.auth import open_client
 from syncswim_lib.connectors.salesforce.capture import CdcReader, check_position
 from syncswim_lib.connectors.salesforce.client import Api, ApiUsage, NotFound
 from syncswim_lib.connectors.salesforce.describe import ObjectInfo, object_info
+from syncswim_lib.connectors.salesforce.kind import CAPABILITIES
 from syncswim_lib.connectors.salesforce.settings import SalesforceSettings
 from syncswim_lib.connectors.salesforce.snapshot import fetch_rows, snapshot_rows
 from syncswim_lib.envelope import Position
@@ -39,16 +40,7 @@ if TYPE_CHECKING:
 
 
 class SalesforceConnector:
-    capabilities = Capabilities(
-        change_stream=True,
-        hard_deletes=True,  # DELETE change events (a purge from the recycle bin has none)
-        upsert_by_external_id=True,
-        origin_tagging=True,
-        # what a full run hands one apply: apply itself sends collections of 200, or one
-        # Bulk API 2.0 job above bulk_write_threshold, so a bigger batch means fewer jobs
-        # (and fewer calls) for an initial load
-        max_batch_rows=BULK_BATCH_ROWS,
-    )
+    capabilities = CAPABILITIES  # declared with the kind (kind.py)
 
     def __init__(self, settings: SalesforceSettings) -> None:
         self.settings = settings
@@ -186,13 +178,3 @@ class SalesforceConnector:
             self._progress,
             self.settings.bulk_write_threshold,
         )
-
-    def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
-        """Salesforce keeps no batch markers: a replayed batch is written again, which
-        apply makes harmless (see apply.py)."""
-        return None
-
-    def prune_markers(self, older_than: timedelta) -> int:
-        if older_than < timedelta(0):
-            raise ConfigError(f"older_than must not be negative, got {older_than}")
-        return 0

@@ -21,10 +21,11 @@ from typing import Any
 import pyarrow as pa
 
 from syncswim_lib.config.polling import PollSpec
-from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Capabilities, CaptureBatch
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, CaptureBatch
 from syncswim_lib.connectors.checks import Finding
 from syncswim_lib.connectors.polling.capture import After, Poller
 from syncswim_lib.connectors.polling.checks import poll_findings
+from syncswim_lib.connectors.polling.kind import CAPABILITIES
 from syncswim_lib.connectors.polling.rows import arrow_batch, soft_deleted_filter, with_writer
 from syncswim_lib.connectors.sqlite import apply as apply_mod
 from syncswim_lib.connectors.sqlite.apply import MARKER_DDL, MARKER_TABLE, quote, table_ref
@@ -39,13 +40,7 @@ BUSY_TIMEOUT_S = 10.0
 
 
 class SqliteConnector:
-    capabilities = Capabilities(
-        change_stream=False,
-        hard_deletes=True,  # by a soft-delete column or the key-set comparison
-        upsert_by_external_id=True,
-        origin_tagging=False,  # only through a declared written_by column
-        max_batch_rows=5000,
-    )
+    capabilities = CAPABILITIES  # declared with the kind (kind.py)
 
     def __init__(
         self,

@@ -23,10 +23,9 @@ import pyarrow as pa
 import pytest
 from simple_salesforce.api import Salesforce
 
-from syncswim_lib.connectors.base import ApplyBatch, CaptureBatch
+from syncswim_lib.connectors.base import ApplyBatch, BatchMarkers, CaptureBatch, markers_of
 from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 from syncswim_lib.envelope import Change, Op, Position, ReplayPosition
-from syncswim_lib.errors import ConfigError
 from syncswim_lib.sandbox.salesforce.emulator import Emulator
 from syncswim_lib.values.arrow import REF, rows_to_table
 from tests.connectors.salesforce.conftest import connector_for
@@ -54,6 +53,9 @@ SKIPPED = {
     "test_prune_markers_deletes_old_markers_only": "no marker table: nothing is pruned",
     "test_prune_markers_in_several_transactions": "no marker table: nothing is pruned",
     "test_prune_markers_on_a_lost_connection_is_retriable": "no marker table: nothing is pruned",
+    "test_prune_markers_before_setup_and_with_a_negative_age": (
+        "no batch markers declared: nothing to prune (test_declares_no_batch_markers)"
+    ),
     "test_snapshot_json_text_is_the_same_everywhere": "Salesforce has no JSON field type",
 }
 
@@ -552,11 +554,11 @@ def test_describe_lists_the_unique_column_sets(sfc: SalesforceConnector) -> None
     assert sfc.describe("Contact").unique == (("Id",), ("App_Id__c",))
 
 
-def test_prune_markers_before_setup_and_with_a_negative_age(sfc: SalesforceConnector) -> None:
-    assert sfc.prune_markers(timedelta(0)) == 0
-    assert sfc.applied_result(SYNC, "never") is None
-    with pytest.raises(ConfigError):
-        sfc.prune_markers(timedelta(seconds=-1))
+def test_declares_no_batch_markers(sfc: SalesforceConnector) -> None:
+    """No transactions to hold a marker: the pipeline never asks for one."""
+    assert not sfc.capabilities.batch_markers
+    assert markers_of(sfc) is None
+    assert not isinstance(sfc, BatchMarkers)
 
 
 # --- values -----------------------------------------------------------------------------------
