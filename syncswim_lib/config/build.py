@@ -18,9 +18,7 @@ from syncswim_lib.config.keypath import At, describe, suggest
 from syncswim_lib.config.models import (
     ENDPOINT_KINDS,
     RUN_MODES,
-    STREAM_KINDS,
     Endpoint,
-    EndpointKind,
     Entity,
     FrozenDict,
     Project,
@@ -31,8 +29,7 @@ from syncswim_lib.config.models import (
 from syncswim_lib.config.polling import build_sync_poll, check_capture_setting, finish_polling
 from syncswim_lib.config.retry import build_retry
 from syncswim_lib.config.secrets import Secret
-from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
-from syncswim_lib.config.timeouts import Timeouts
+from syncswim_lib.connectors.registry import KINDS, kind_of
 from syncswim_lib.errors import ConfigError
 
 TOP_KEYS = ("version", "state", "endpoints", "syncs")
@@ -40,22 +37,6 @@ ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 STATE_RE = re.compile(r"(sqlite|postgres|postgresql)(\+\w+)?://.*")
 # sync names end up in replication slot names, which PostgreSQL limits to 63 characters
 MAX_SYNC_NAME = 40
-
-# per kind: (required settings, optional settings, settings that are secret even when literal)
-SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {
-    "postgres": (("dsn",), (*TIMEOUT_KEYS, "capture"), frozenset({"dsn"})),
-    "mysql": (("dsn",), (*TIMEOUT_KEYS, "capture"), frozenset({"dsn"})),
-    "sqlite": (("path",), (), frozenset()),  # a polled file (docs/polling.md)
-}
-
-
-def _kind_settings(kind: str) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
-    if kind == "salesforce":  # read when one is declared: config imports no connector
-        from syncswim_lib.connectors.salesforce import settings as sf
-
-        return sf.REQUIRED, sf.OPTIONAL, sf.SECRET
-    return SETTINGS[kind]
-
 
 # an endpoint named like an entity key, or like a side letter, would be ambiguous
 RESERVED_ENDPOINT_NAMES = frozenset({*ENTITY_KEYS, *NOT_SUPPORTED, "a", "b"})
@@ -83,33 +64,22 @@ def _endpoint(name: Any, raw: Any, at: At) -> Endpoint:
     block = at.mapping(raw, "an endpoint, e.g. {kind: postgres, dsn: {env: APP_DB_DSN}}")
     if "kind" not in block:
         raise at.error(f"missing key 'kind' (one of: {', '.join(ENDPOINT_KINDS)})")
-    kind: EndpointKind = at.key("kind", block).one_of(  # type: ignore[assignment]
-        block["kind"], ENDPOINT_KINDS, "endpoint kind"
-    )
-    required, optional, secret = _kind_settings(kind)
-    at.keys(block, ("kind", *required, *optional), required, f"a {kind} endpoint")
+    kind = at.key("kind", block).one_of(block["kind"], ENDPOINT_KINDS, "endpoint kind")
+    # the kind's own description (connectors/<kind>/kind.py) says what it takes
+    described = kind_of(kind).settings
+    at.keys(block, ("kind", *described.keys), described.required, f"a {kind} endpoint")
     settings = {
-        key: _setting(value, key in secret, at.key(key, block))
+        key: _setting(value, key in described.secret, at.key(key, block))
         for key, value in block.items()
         if key != "kind"
     }
-    if kind == "salesforce":
-        from syncswim_lib.connectors.salesforce import settings as sf
-
-        if sf.auth_form(settings) is None:
-            raise at.error(sf.form_problem(settings))  # token, or one of the login forms
-        try:  # thresholds and the budget share refused at load, not at the first call
-            sf.check_numbers(settings, at.dotted)
-        except ConfigError as e:
-            raise ConfigError(str(e), file=at.file) from None
+    try:  # bad literal values refused at load, not at the first connect
+        kind_of(kind).check(settings, at.dotted)
+    except ConfigError as e:
+        if e.path == at.dotted:  # about the block as a whole: name its line
+            raise at.error(str(e).removeprefix(f"{e.path}: ")) from None
+        raise ConfigError(str(e), file=at.file) from None
     check_capture_setting(kind, settings, at)  # capture: stream | poll
-    if kind in ("postgres", "mysql"):
-        # refused at load, not at the first connect; {env: ...} ones are read at connect
-        literal = {k: v for k, v in settings.items() if isinstance(v, str)}
-        try:
-            Timeouts.from_settings(literal, at.dotted)
-        except ConfigError as e:
-            raise ConfigError(str(e), file=at.file) from None
     return Endpoint(name, kind, FrozenDict(settings))
 
 
@@ -150,7 +120,7 @@ def _check_tables(entities: dict[str, Entity], at: At) -> None:
         for side in (entity.side_a, entity.side_b):
             owner = seen.setdefault((side.endpoint, side.table), entity.name)
             if owner != entity.name:
-                place = "object" if side.kind == "salesforce" else "table"
+                place = kind_of(side.kind).table_word
                 where = at.key(entity.name).key(side.endpoint).key(place)
                 raise where.error(
                     f"{side.endpoint} {side.table} is already used by entity {owner} in this sync"
@@ -175,9 +145,7 @@ def _sync(
         f"sync {name}",
     )
     a, b = _between(block["between"], project_endpoints, at.key("between", block))
-    # a polled endpoint has no continuous reader, whatever its kind
-    kinds = tuple("polled" if e.polled else e.kind for e in (a, b))
-    run, streaming = _run_mode(block, kinds, at)  # type: ignore[arg-type]
+    run, streaming = _run_mode(block, (a, b), at)
     batch_size = block.get("batch_size")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -213,20 +181,23 @@ _STREAMING_KEYS = {"batch_changes": 1, "idle_gap_ms": 0, "max_batch_ms": 1, "rot
 
 
 def _run_mode(
-    block: Any, kinds: tuple[EndpointKind, EndpointKind], at: At
+    block: Any, ends: tuple[Endpoint, Endpoint], at: At
 ) -> tuple[RunMode, StreamingSettings]:
     """`run:` (streaming by default when both endpoints have a continuous reader) and the
     `streaming:` settings."""
-    streamable = all(k in STREAM_KINDS for k in kinds)
+    # a polled endpoint has no continuous reader, whatever its kind
+    streamable = all(e.reading.continuous for e in ends)
     run: RunMode = "streaming" if streamable else "micro_batch"
     if block.get("run") is not None:
         run_at = at.key("run", block)
         given = run_at.one_of(block["run"], RUN_MODES, "run mode")
         if given == "streaming" and not streamable:
-            other = next(k for k in kinds if k not in STREAM_KINDS)
+            other = next(e for e in ends if not e.reading.continuous)
+            readers = ", ".join(k for k in KINDS if kind_of(k).readings[0].continuous)
             raise run_at.error(
-                f"run mode 'streaming' is not supported yet for {other} endpoints (it needs "
-                "a continuous reader on both sides: postgres, mysql); use micro_batch"
+                f"run mode 'streaming' is not supported yet for "
+                f"{'polled' if other.polled else other.kind} endpoints (it needs "
+                f"a continuous reader on both sides: {readers}); use micro_batch"
             )
         run = "streaming" if given == "streaming" else "micro_batch"
     raw = block.get("streaming")

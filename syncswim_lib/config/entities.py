@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +59,6 @@ REFERENCE_KEYS = ("entity", "on_delete")
 REF_ON_DELETE: tuple[RefOnDelete, ...] = ("propagate", "set_null", "refuse")
 # rules that order values: on a reference they would compare ids of different parent rows
 ORDERING_RULES = ("max", "min")
-TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
-OBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -104,15 +101,14 @@ def _column(value: Any, at: At) -> str:
 
 def _side(raw: Any, endpoint: Endpoint, at: At) -> SideSpec:
     block = at.mapping(raw, f"the entity's {endpoint.kind} side, e.g. {{table: ..., key: [id]}}")
-    place = "object" if endpoint.kind == "salesforce" else "table"
+    kind = endpoint.description
+    place = kind.table_word
     what = f"a {endpoint.kind} side"
     at.keys(block, (place, "key"), (place, "key"), what)
     name_at = at.key(place, block)
     table = name_at.text(block[place], f"a {place} name")
-    pattern = OBJECT_RE if place == "object" else TABLE_RE
-    if not pattern.fullmatch(table):
-        example = "'Account'" if place == "object" else "'customers' or 'public.customers'"
-        raise name_at.error(f"expected a {place} name like {example}, got {table!r}")
+    if not kind.table_pattern.fullmatch(table):
+        raise name_at.error(f"expected a {place} name like {kind.table_example}, got {table!r}")
     key_at = at.key("key", block)
     raw_key = block["key"]
     items = [raw_key] if isinstance(raw_key, str) else raw_key

@@ -18,6 +18,7 @@ from syncswim_lib.config.convert import (
     int_range,
 )
 from syncswim_lib.config.models import Entity, Letter, Project, Reference, Sync
+from syncswim_lib.connectors.registry import kind_of
 from syncswim_lib.errors import ConfigError
 from syncswim_lib.values import ColumnInfo, TableInfo
 
@@ -94,7 +95,7 @@ class _Checker:
         side = entity.side(letter)
         cache_key = (side.endpoint, side.table)
         if cache_key not in self.tables:
-            place = "object" if side.kind == "salesforce" else "table"
+            place = kind_of(side.kind).table_word
             try:
                 self.tables[cache_key] = self.describe(side.endpoint, side.table)
             except ConfigError as exc:

@@ -17,23 +17,21 @@ from syncswim_lib.config.polling import PollCadence, PollSpec, is_polled
 from syncswim_lib.config.retry import RetrySettings
 from syncswim_lib.config.secrets import Secret, resolve
 from syncswim_lib.config.transforms import Transform
+from syncswim_lib.connectors.kinds import KindDescription, Reading
+from syncswim_lib.connectors.registry import KINDS, kind_of
 from syncswim_lib.errors import ConfigError
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-EndpointKind = Literal["postgres", "mysql", "salesforce", "sqlite"]
-ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("postgres", "mysql", "salesforce", "sqlite")
-# kinds with a change stream (slot, binlog, CDC)
-CDC_KINDS: frozenset[str] = frozenset({"postgres", "mysql", "salesforce"})
+# a kind this build has: each describes itself in its package (connectors/registry.py)
+EndpointKind = str
+ENDPOINT_KINDS: tuple[EndpointKind, ...] = tuple(KINDS)
 # micro_batch: a sensor captures at its tick and starts a run for the entities with pending
 # changes. streaming: one long-lived run per sync reads both change streams continuously
 # and applies as soon as work is pending (docs/streaming.md).
 RunMode = Literal["micro_batch", "streaming"]
 RUN_MODES: tuple[RunMode, ...] = ("micro_batch", "streaming")
-# kinds the streaming run has a continuous reader for (replication protocol, blocking
-# binlog); a sync between two of them runs streaming unless it says otherwise
-STREAM_KINDS: frozenset[str] = frozenset({"postgres", "mysql"})
 Letter = Literal["a", "b"]
 
 
@@ -75,8 +73,18 @@ class Endpoint:
         return resolve(self.settings[name], f"endpoints.{self.name}.{name}")
 
     @property
+    def description(self) -> KindDescription:
+        return kind_of(self.kind)
+
+    @property
+    def reading(self) -> Reading:
+        """How its changes are read: the kind's default, or what `capture:` chose."""
+        chosen = self.settings.get("capture")
+        return self.description.reading(chosen if isinstance(chosen, str) else None)
+
+    @property
     def change_stream(self) -> bool:
-        return self.kind in CDC_KINDS and not self.polled
+        return self.reading.capabilities.change_stream
 
     @property
     def polled(self) -> bool:
@@ -87,7 +95,8 @@ class Endpoint:
 @dataclass(frozen=True)
 class SideSpec:
     endpoint: str
-    table: str  # a table ("public.customers") or, for Salesforce, the object ("Account")
+    # a table ("public.customers") or what the kind calls one (a Salesforce "Account")
+    table: str
     key: tuple[str, ...]
     kind: EndpointKind = "postgres"
 

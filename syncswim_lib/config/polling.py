@@ -21,14 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from syncswim_lib.config.keypath import At, describe
+from syncswim_lib.connectors.registry import kind_of
 
 if TYPE_CHECKING:
     from syncswim_lib.config.models import Endpoint, FrozenDict, Sync
-
-# kinds that are polled whatever they declare, and kinds that may be polled
-ALWAYS_POLLED = frozenset({"sqlite"})
-MAY_POLL = frozenset({"postgres", "mysql"})
-CAPTURE_VALUES = ("stream", "poll")
 
 ENTITY_POLL_KEYS = ("column", "safety_lag", "deleted", "written_by")
 DELETED_KEYS = ("column", "keyset_every")
@@ -101,13 +97,17 @@ def duration(value: Any, at: At) -> float:
 
 
 def is_polled(endpoint: Endpoint) -> bool:
-    if endpoint.kind in ALWAYS_POLLED:
-        return True
-    return endpoint.kind in MAY_POLL and endpoint.settings.get("capture") == "poll"
+    """Read by polling: the kind's default reading (sqlite), or `capture: poll`."""
+    return endpoint.reading.method == "poll"
+
+
+def always_polled(kind: str) -> bool:
+    return kind_of(kind).capture_methods == ("poll",)
 
 
 def check_capture_setting(kind: str, settings: Mapping[str, Any], at: At) -> None:
-    """`capture:` of a postgres/mysql endpoint: stream (the default) or poll, as text."""
+    """`capture:` of an endpoint whose kind offers more than one way (postgres, mysql:
+    stream, the default, or poll), as text."""
     if "capture" not in settings:
         return
     c_at = at.key("capture", settings)
@@ -116,7 +116,7 @@ def check_capture_setting(kind: str, settings: Mapping[str, Any], at: At) -> Non
         raise c_at.error(
             "capture is written as text (stream or poll), not read from the environment"
         )
-    c_at.one_of(value, CAPTURE_VALUES, "capture")
+    c_at.one_of(value, kind_of(kind).capture_methods, "capture")
 
 
 def _deleted(raw: Any, at: At) -> DeleteDetection:
@@ -256,7 +256,9 @@ def finish_polling(
                 endpoint = endpoints[side.endpoint]
                 spec = entity.poll.get(letter)
                 if spec is None and is_polled(endpoint):
-                    why = "kind sqlite" if endpoint.kind in ALWAYS_POLLED else "capture: poll"
+                    why = (
+                        f"kind {endpoint.kind}" if always_polled(endpoint.kind) else "capture: poll"
+                    )
                     raise ent_at.error(
                         f"{side.endpoint} is polled ({why}): the entity needs "
                         f"poll: {{{side.endpoint}: {{column: <modification column>, "
@@ -273,9 +275,10 @@ def finish_polling(
     out: dict[str, Endpoint] = {}
     for name, endpoint in endpoints.items():
         settings = dict(endpoint.settings)
-        path = settings.get("path")
-        relative = isinstance(path, str) and not Path(path).is_absolute()
-        if endpoint.kind == "sqlite" and relative and search_dir is not None:
-            settings["path"] = str(search_dir / str(path))
+        for key in kind_of(endpoint.kind).settings.paths:
+            path = settings.get(key)
+            relative = isinstance(path, str) and not Path(path).is_absolute()
+            if relative and search_dir is not None:
+                settings[key] = str(search_dir / str(path))
         out[name] = replace(endpoint, settings=FrozenDict(settings), polls=FrozenDict(specs[name]))
     return FrozenDict(out)

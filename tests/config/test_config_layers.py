@@ -32,11 +32,18 @@ def _loaded_after(statement: str) -> list[str]:
     return out.split()
 
 
+# what config may import of connectors/: the registry and the kind descriptions, which
+# import only light modules (connectors/kinds.py)
+DESCRIPTIONS = {"syncswim_lib.connectors", "syncswim_lib.connectors.registry"}
+DESCRIPTIONS |= {"syncswim_lib.connectors.kinds"}
+
+
 @pytest.mark.parametrize("module", CONFIG_MODULES)
 def test_config_imports_no_connector(module: str) -> None:
     loaded = _loaded_after(f"import {module}")
     assert module in loaded
-    assert [m for m in loaded if m.startswith("syncswim_lib.connectors")] == []
+    connectors = [m for m in loaded if m.startswith("syncswim_lib.connectors")]
+    assert set(connectors) <= DESCRIPTIONS, connectors
 
 
 def test_value_model_imports_nothing_above_it() -> None:
@@ -50,7 +57,7 @@ def test_value_model_imports_nothing_above_it() -> None:
 
 def test_a_project_loads_without_a_connector() -> None:
     """Loading a project (PostgreSQL, MySQL and Salesforce endpoints) reads each kind's
-    settings, not its connector: no driver, no client library, no Arrow."""
+    description, not its connector: no driver, no client library, no Arrow."""
     fixture = Path(__file__).parent / "fixtures" / "full_external_id.yaml"
     loaded = _loaded_after(
         "from pathlib import Path\n"
@@ -59,9 +66,26 @@ def test_a_project_loads_without_a_connector() -> None:
         "for lib in ('psycopg', 'pymysql', 'simple_salesforce', 'pyarrow'):\n"
         "    assert lib not in sys.modules, lib"
     )
-    pure = {
-        "syncswim_lib.connectors",
-        "syncswim_lib.connectors.salesforce",
-        "syncswim_lib.connectors.salesforce.settings",
+    pure = DESCRIPTIONS | {
+        f"syncswim_lib.connectors.{package}{module}"
+        for package in ("postgres", "mysql", "salesforce", "polling")
+        for module in ("", ".kind")
     }
-    assert [m for m in loaded if m.startswith("syncswim_lib.connectors") and m not in pure] == []
+    pure.add("syncswim_lib.connectors.salesforce.settings")
+    connectors = [m for m in loaded if m.startswith("syncswim_lib.connectors")]
+    assert "syncswim_lib.connectors.salesforce.kind" in connectors
+    assert [m for m in connectors if m not in pure] == []
+
+
+def test_each_kind_description_imports_no_connector() -> None:
+    """A kind's description is read by the loader: it must not pull its connector in."""
+    from syncswim_lib.connectors.registry import KINDS
+
+    for name, module in KINDS.items():
+        loaded = _loaded_after(
+            f"import {module}\n"
+            "for lib in ('psycopg', 'pymysql', 'simple_salesforce', 'pyarrow'):\n"
+            "    assert lib not in sys.modules, lib"
+        )
+        assert f"syncswim_lib.connectors.{name}.connector" not in loaded
+        assert "syncswim_lib.connectors.base" not in loaded
