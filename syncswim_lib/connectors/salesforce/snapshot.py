@@ -29,8 +29,9 @@ from syncswim_lib.values import ColumnInfo
 from syncswim_lib.values.coerce import coerce
 
 # A query travels in the URL of a GET: real orgs refuse URLs past about 16,000
-# characters (414), so one fetch's query stays well below that once URL-encoded.
-MAX_QUERY_URL_CHARS = 12_000
+# characters (414), so one fetch's query stays below that once URL-encoded, with room
+# for the path and the client's other parameters.
+MAX_QUERY_URL_CHARS = 15_000
 BULK_PAGE_ROWS = 50_000
 
 
@@ -94,12 +95,24 @@ def fetch_rows(
             f"field {column} of {info.name} ({col.db_type}) cannot be filtered on in SOQL: "
             "records cannot be looked up by it"
         )
-    literals: list[str] = []
-    for value in dict.fromkeys(_wanted(values, col)):
-        literals.append(soql_literal(value, col))
-    if not literals:
+    wanted = list(dict.fromkeys(_wanted(values, col)))
+    if not wanted:
         return []
     everything = list(info.table.columns)
+    if column == "Id":
+        # by sObject Collections retrieve: the Ids in a POST body, 2,000 a call, where an
+        # IN list in a GET's URL holds about 500 (the compare-and-set reads of apply and
+        # the pipeline's lookups of linked records are all by Id)
+        ids = [str(v) for v in wanted]
+        found = api.retrieve(
+            info.name, ids, [c.name for c in everything], f"reading {info.name} by Id"
+        )
+        # a record asked for by its 15- and its 18-character Id comes back once
+        unique = {str(r["Id"]): r for r in found}
+        return [
+            {c.name: to_canonical(r.get(c.name), c) for c in everything} for r in unique.values()
+        ]
+    literals = [soql_literal(value, col) for value in wanted]
     head = f"SELECT {', '.join(c.name for c in everything)} FROM {info.name} WHERE {column} IN ("
     budget = MAX_QUERY_URL_CHARS - len(quote_plus(head)) - len(quote_plus(")"))
     if budget < 200:

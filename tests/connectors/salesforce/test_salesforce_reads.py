@@ -1,0 +1,61 @@
+"""How many calls the connector's lookups cost (counted from the emulator's request log):
+records by Id through sObject Collections retrieve, 2,000 a call, for the pipeline's
+lookups of linked records and apply's compare-and-set reads; by another field through
+SOQL `IN` lists as long as a GET's URL allows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from simple_salesforce.api import Salesforce
+
+from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
+from syncswim_lib.sandbox.salesforce.emulator import Emulator
+from tests.connectors.salesforce.test_salesforce_connector import _seed, batch
+
+pytestmark = pytest.mark.integration
+
+
+def _data_calls(emu: Emulator) -> list[dict[str, Any]]:
+    return [r for r in emu.control.requests() if r["path"].startswith("/services/data/v")]
+
+
+def test_records_by_id_cost_one_call_per_2000(
+    emu: Emulator, sfc: SalesforceConnector, human: Salesforce
+) -> None:
+    ids = _seed(emu, 2500)
+    sfc.describe("Account")
+    human.Account.delete(ids[0])
+    before = len(_data_calls(emu))
+    # 15- and 18-character forms of one Id, a deleted record, an Id of nobody
+    wanted = [*ids, ids[1][:15], "001000000000000AAA"]
+    rows = sfc.fetch("Account", "Id", wanted)
+    calls = _data_calls(emu)[before:]
+    assert sorted(r["Id"] for r in rows) == sorted(ids[1:])
+    assert {r["Seats__c"] for r in rows} == set(range(1, 2500))
+    assert [(c["method"], c["path"].rsplit("/", 1)[-1]) for c in calls] == [
+        ("POST", "Account"),
+        ("POST", "Account"),
+    ]
+
+
+def test_compare_and_set_reads_1500_records_in_one_call(
+    emu: Emulator, sfc: SalesforceConnector, human: Salesforce
+) -> None:
+    ids = _seed(emu, 1500)
+    human.Account.update(ids[7], {"Name": "changed by a person"})
+    updates = [
+        {"__ref": f"u{i}", "Id": x, "Name": "ours", "__set": ["Name"]} for i, x in enumerate(ids)
+    ]
+    expected = [
+        {"__ref": f"u{i}", "__check": ["Name"], "Name": f"acct {i:04d}"} for i in range(1500)
+    ]
+    sfc.describe("Account")
+    before = len(_data_calls(emu))
+    res = sfc.apply(batch("b-cas-1500", updates=updates, expected=expected))
+    calls = _data_calls(emu)[before:]
+    assert res.stale == ("u7",) and res.updated == 1499
+    reads = [c for c in calls if c["method"] in ("GET", "POST")]
+    assert len(reads) == 1, reads  # then eight collections of 200 (PATCH)
+    assert len(calls) == 9
