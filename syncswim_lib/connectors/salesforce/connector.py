@@ -108,14 +108,17 @@ class SalesforceConnector:
 
     def check_server(self, syncs: Mapping[str, Sequence[str]]) -> list[Finding]:
         """What `syncswim doctor` and live `validate` report: objects whose changes the
-        org does not publish (capture would never see them)."""
+        org does not publish (capture would never see them). An endpoint is streamed or
+        polled for all of a sync's objects (one position per endpoint), so this is an
+        error, not a per-object switch to polling."""
         objects = sorted({name for tables in syncs.values() for name in tables})
         return [
             Finding(
                 "error",
                 self.endpoint,
                 f"Change Data Capture is not enabled for {name}",
-                f"in Setup → Change Data Capture, select {name}",
+                f"in Setup → Change Data Capture, select {name}; or poll the endpoint's "
+                "objects by SystemModstamp instead (capture: poll, docs/salesforce.md)",
             )
             for name in self._reader().disabled(objects)
         ]

@@ -1,5 +1,6 @@
-"""The `salesforce` kind: an org, read by Change Data Capture over CometD and written by
-sObject Collections or Bulk API 2.0 jobs (docs/salesforce.md). It names its tables
+"""The `salesforce` kind: an org, read by Change Data Capture over CometD (or, with
+`capture: poll`, by polling SystemModstamp) and written by sObject Collections or Bulk
+API 2.0 jobs (docs/salesforce.md). It names its tables
 objects, keeps no batch markers (no transactions: apply is idempotent by external-id
 upserts instead) and tags its writes with `Sforce-Call-Options: client=<sync>`."""
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from syncswim_lib.connectors.kinds import Capabilities, KindDescription, Reading, Settings
 from syncswim_lib.connectors.salesforce import settings as sf
-from syncswim_lib.envelope import ReplayPosition
+from syncswim_lib.envelope import ReplayPosition, WatermarkPosition
 from syncswim_lib.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,12 +37,28 @@ CAPABILITIES = Capabilities(
 )
 
 
+# `capture: poll`: objects read by SystemModstamp (poll.py), written as above
+POLLED_CAPABILITIES = Capabilities(
+    change_stream=False,
+    hard_deletes=True,  # from the recycle bin (IsDeleted), or by the key-set comparison
+    upsert_by_external_id=True,
+    origin_tagging=False,  # a record keeps no trace of the call that wrote it
+    batch_markers=False,
+    max_batch_rows=MAX_BATCH_ROWS,
+)
+
+
 def _open(endpoint: Endpoint) -> Connector:
     from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 
     # every declared setting, secrets read now; the connector logs in at first use
     values = {k: endpoint.resolve_setting(k) for k in endpoint.settings}
-    return SalesforceConnector.from_settings(endpoint.name, values)
+    conn = SalesforceConnector.from_settings(endpoint.name, values)
+    if endpoint.polled:  # capture: poll
+        from syncswim_lib.connectors.salesforce.poll import PolledSalesforce
+
+        return PolledSalesforce(conn, endpoint.polls)
+    return conn
 
 
 def _check(settings: Mapping[str, Secret | str], path: str) -> None:
@@ -57,7 +74,10 @@ KIND = KindDescription(
     table_word="object",
     table_pattern=re.compile(r"[A-Za-z][A-Za-z0-9_]*"),
     table_example="'Account'",
-    readings=(Reading("stream", ReplayPosition, CAPABILITIES),),
+    readings=(
+        Reading("stream", ReplayPosition, CAPABILITIES),
+        Reading("poll", WatermarkPosition, POLLED_CAPABILITIES),
+    ),
     open=_open,
     check=_check,
 )

@@ -44,6 +44,9 @@ OPTIONAL = (
     "bulk_write_threshold",
     "api_budget_share",
     "timeout",
+    # stream (Change Data Capture, the default) or poll (SystemModstamp): the kind's
+    # readings (kind.py), checked by the config loader
+    "capture",
 )
 # secret even when written literally: never shown in a repr or an error
 SECRET = frozenset({"token", "password", "security_token", "consumer_secret"})
