@@ -93,12 +93,17 @@ def _api_calls(emu: Emulator) -> list[dict[str, Any]]:
     return [r for r in emu.control.requests() if r["path"].startswith("/services/data/")]
 
 
+def _is_write(call: dict[str, Any]) -> bool:
+    path = call["path"].split("/v62.0/")[-1]
+    if path.startswith("jobs/ingest"):
+        return True
+    # a POST to composite/sobjects/<Object> is a retrieve (records by Id): a read
+    retrieve = call["method"] == "POST" and path.count("/") == 2
+    return path.startswith("composite/sobjects") and not retrieve
+
+
 def _writes(calls: list[dict[str, Any]]) -> list[str]:
-    return [
-        f"{c['method']} {c['path'].split('/v62.0/')[-1]}"
-        for c in calls
-        if "/jobs/ingest" in c["path"] or "/composite/" in c["path"]
-    ]
+    return [f"{c['method']} {c['path'].split('/v62.0/')[-1]}" for c in calls if _is_write(c)]
 
 
 def environment(pg_dsn: str, emu: Emulator, workdir: Path) -> dict[str, str]:
