@@ -1,8 +1,10 @@
-"""PostgreSQL ⇄ a polled Salesforce endpoint (`capture: poll`: SystemModstamp instead of
-Change Data Capture, which the org does not publish for these objects) end to end
-through the library path (`run_sync`), the emulator reached through the unmodified
-simple-salesforce client. The same entities as tests/e2e/test_salesforce_sync.py:
-customers ⇄ Account in external-id mode, contacts ⇄ Contact in SOR mode with the lookup.
+"""PostgreSQL ⇄ Salesforce objects polled by SystemModstamp instead of Change Data
+Capture, which the org does not publish for them: a whole endpoint declared
+`capture: poll`, and a streamed endpoint with one object without change events (polled
+by itself), end to end through the library path (`run_sync`), the emulator reached
+through the unmodified simple-salesforce client. The same entities as
+tests/e2e/test_salesforce_sync.py: customers ⇄ Account in external-id mode, contacts ⇄
+Contact in SOR mode with the lookup.
 
 Each run opens a new runtime, as separate processes would: the polling cursor comes from
 the state store."""
@@ -10,7 +12,8 @@ the state store."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,52 @@ def test_the_polling_sensor_serves_the_sync(s: Polled) -> None:
 
     sensors, schedules = polling_parts(load_project(s.yaml))
     assert [x.name for x in sensors] == [f"{SYNC}__poll"] and schedules == []
+
+
+def _until(check: Callable[[], bool], run: Callable[[], object], timeout: float = 60.0) -> None:
+    """Run the sync until `check` holds: a polled object is read when its interval is
+    due (5 s after a poll that found changes), not at every run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run()
+        if check():
+            return
+        assert time.monotonic() < deadline, "the polled change did not arrive in time"
+
+
+def test_an_object_without_change_events_on_a_streamed_endpoint_is_polled(
+    pg_dsn: str, _emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _emulator.control.reset()
+    s = Sides(pg_dsn, _emulator, tmp_path)  # capture: stream, the default
+    for k, v in s.env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        _emulator.bus.disable("Contact")  # Account publishes its changes, Contact does not
+        out, err = io.StringIO(), io.StringIO()
+        assert run_validate(str(s.yaml), live=True, out=out, err=err) == 0, err.getvalue()
+        assert "Change Data Capture is not enabled for Contact" in err.getvalue()
+        s.run()
+        s.pg.execute("INSERT INTO customers (code, name) VALUES ('C1', 'Acme')")
+        [cust] = s.pg_rows("customers")
+        s.pg.execute(
+            "INSERT INTO contacts (last_name, customer_id) VALUES ('Ada', %s)", (cust["id"],)
+        )
+        s.run()
+        [ada] = s.contacts()
+        assert ada["AccountId"] == s.accounts()["C1"]["Id"]
+        # a person's edits: the Account's arrives by its change event at once, the
+        # Contact's when the next poll is due
+        s.human.Contact.update(ada["Id"], {"LastName": "Lovelace"})
+        s.human.Account.update(ada["AccountId"], {"Name": "Acme Corp"})
+        s.run()
+        assert s.pg_rows("customers")[0]["name"] == "Acme Corp"
+        _until(lambda: s.pg_rows("contacts")[0]["last_name"] == "Lovelace", s.run)
+        with Runtime(load_project(s.yaml)) as rt:
+            stored = rt.store.get_position(SYNC, "crm")
+        assert isinstance(stored, WatermarkPosition) and '"replay"' in stored.watermark
+        s.human.Contact.delete(ada["Id"])
+        _until(lambda: s.pg_rows("contacts") == [], s.run)
+        s.settled()
+    finally:
+        s.close()

@@ -44,7 +44,7 @@ from syncswim_lib.connectors.salesforce.cometd_client import (
 from syncswim_lib.connectors.salesforce.describe import ObjectInfo
 from syncswim_lib.connectors.salesforce.types import to_canonical
 from syncswim_lib.envelope import Change, Op, Position, ReplayPosition
-from syncswim_lib.errors import ConfigError, FatalError, PositionLost
+from syncswim_lib.errors import ConfigError, PositionLost
 
 ALL_CHANNEL = "/data/ChangeEvents"
 OPS = {"CREATE": Op.INSERT, "UNDELETE": Op.INSERT, "UPDATE": Op.UPDATE, "DELETE": Op.DELETE}
@@ -262,9 +262,3 @@ class CdcReader:
         if end is None:
             return CaptureBatch((), since if since is not None else None)
         return CaptureBatch(tuple(changes), ReplayPosition(end), echoes)
-
-
-def check_position(position: Position) -> ReplayPosition:
-    if not isinstance(position, ReplayPosition):
-        raise FatalError(f"a Salesforce change stream has no {position.kind} position")
-    return position

@@ -25,9 +25,10 @@ from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, CaptureBatch
 from syncswim_lib.connectors.checks import Finding, refuse_on_errors
 from syncswim_lib.connectors.salesforce.apply import Progress, apply_batch
 from syncswim_lib.connectors.salesforce.auth import open_client
-from syncswim_lib.connectors.salesforce.capture import CdcReader, check_position
+from syncswim_lib.connectors.salesforce.capture import CdcReader
 from syncswim_lib.connectors.salesforce.client import Api, ApiUsage, NotFound
 from syncswim_lib.connectors.salesforce.describe import ObjectInfo, object_info
+from syncswim_lib.connectors.salesforce.fallback import Fallback, Mixed
 from syncswim_lib.connectors.salesforce.kind import CAPABILITIES
 from syncswim_lib.connectors.salesforce.settings import SalesforceSettings
 from syncswim_lib.connectors.salesforce.snapshot import fetch_rows, snapshot_rows
@@ -49,6 +50,8 @@ class SalesforceConnector:
         self._objects: dict[str, ObjectInfo] = {}
         self._progress = Progress()
         self._calls_before = 0
+        # objects without Change Data Capture, polled by SystemModstamp (fallback.py)
+        self.fallback = Fallback(self, self._reader)
 
     @staticmethod
     def from_settings(endpoint: str, values: Mapping[str, str]) -> SalesforceConnector:
@@ -108,26 +111,26 @@ class SalesforceConnector:
 
     def check_server(self, syncs: Mapping[str, Sequence[str]]) -> list[Finding]:
         """What `syncswim doctor` and live `validate` report: objects whose changes the
-        org does not publish (capture would never see them). An endpoint is streamed or
-        polled for all of a sync's objects (one position per endpoint), so this is an
-        error, not a per-object switch to polling."""
+        org does not publish, which capture polls by SystemModstamp instead (a warning:
+        they cost API calls and are seen seconds to minutes later)."""
         objects = sorted({name for tables in syncs.values() for name in tables})
         return [
             Finding(
-                "error",
+                "warning",
                 self.endpoint,
-                f"Change Data Capture is not enabled for {name}",
-                f"in Setup → Change Data Capture, select {name}; or poll the endpoint's "
-                "objects by SystemModstamp instead (capture: poll, docs/salesforce.md)",
+                f"Change Data Capture is not enabled for {name}: it is polled by "
+                "SystemModstamp instead (every 5 s to 5 min, one API call a poll)",
+                f"in Setup → Change Data Capture, select {name}",
             )
-            for name in self._reader().disabled(objects)
+            for name in self.fallback.disabled(objects)
         ]
 
     def setup(self, sync: str, tables: Sequence[str]) -> None:
-        """Changes nothing in the org: checks that the objects exist and that their
-        change events are published (the same check as doctor's)."""
+        """Changes nothing in the org: checks that the objects exist and notes those whose
+        change events are not published (polled instead, fallback.py)."""
         for name in tables:
             self.describe_object(name)
+        self.fallback.note(sync, list(tables))
         refuse_on_errors(
             self.check_server({sync: list(tables)}),
             f"setup of sync {sync} in endpoint {self.endpoint}",
@@ -139,7 +142,8 @@ class SalesforceConnector:
     # -- change stream ---------------------------------------------------------------
 
     def current_position(self, sync: str) -> Position:
-        return self._reader().latest()
+        """The newest replay id; with polled objects, their cursors as well."""
+        return self.fallback.start(sync, self._reader().latest().replay_id)
 
     def reset_position(self, sync: str) -> Position:
         """After PositionLost: capture goes on from the newest retained event."""
@@ -154,11 +158,11 @@ class SalesforceConnector:
         skip_origin: str | None = None,
     ) -> CaptureBatch:
         objects = {name: self.describe_object(name) for name in tables}
-        return self._reader().read(since, objects, max(max_changes, 1), skip_origin)
+        return self.fallback.capture(sync, objects, since, max(max_changes, 1), skip_origin)
 
     def confirm(self, sync: str, position: Position) -> None:
         """Nothing to release: the org keeps events for its retention window anyway."""
-        check_position(position)
+        Mixed.decode(position)  # a replay id, with polled objects' cursors or without
 
     # -- reading and writing records -------------------------------------------------
 

@@ -19,7 +19,7 @@ from syncswim_lib.connectors.base import ApplyBatch, markers_of
 from syncswim_lib.connectors.registry import open_connector
 from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 from syncswim_lib.envelope import Op, ReplayPosition
-from syncswim_lib.errors import ConfigError, FatalError, PositionLost, RetriableError
+from syncswim_lib.errors import ConfigError, PositionLost, RetriableError
 from syncswim_lib.sandbox.salesforce.emulator import Emulator
 from tests.connectors.salesforce.conftest import connector_for
 
@@ -420,16 +420,17 @@ def test_a_gap_event_and_an_expired_replay_id_are_lost_positions(
         sfc.capture(SYNC, ["Account"], after, 100)
 
 
-def test_setup_refuses_an_object_without_change_data_capture(
+def test_an_object_without_change_data_capture_is_a_warning_not_a_refusal(
     emu: Emulator, sfc: SalesforceConnector
 ) -> None:
+    """It is polled instead (test_salesforce_fallback.py)."""
     emu.bus.disable("Contact")
-    with pytest.raises(FatalError, match="Change Data Capture is not enabled for Contact"):
-        sfc.setup(SYNC, ["Account", "Contact"])
+    sfc.setup(SYNC, ["Account", "Contact"])
     [finding] = sfc.check_server({SYNC: ["Account", "Contact"], "other": ["Account"]})
-    assert (finding.severity, finding.endpoint) == ("error", "crm")
+    assert (finding.severity, finding.endpoint) == ("warning", "crm")
+    assert "Change Data Capture is not enabled for Contact" in finding.problem
+    assert "polled by SystemModstamp" in finding.problem
     assert "select Contact" in finding.fix
-    sfc.setup(SYNC, ["Account"])
     sfc.teardown(SYNC)
 
 
