@@ -21,6 +21,8 @@ class Txn:
     changes: tuple[Change, ...]
     end: Position
     echoes: dict[str, int]
+    # (table, position) of each TRUNCATE in it: the rows it removed are not in `changes`
+    truncates: tuple[tuple[str, Position], ...] = ()
 
 
 class StreamBuffer:
@@ -65,6 +67,7 @@ class StreamBuffer:
         transaction); an empty batch ending at `since` when there is none."""
         changes: list[Change] = []
         echoes: dict[str, int] = {}
+        truncates: list[tuple[str, Position]] = []
         end = since
         with self._cond:
             if self.error is not None:
@@ -80,8 +83,14 @@ class StreamBuffer:
                 )
                 for table, n in txn.echoes.items():
                     echoes[table] = echoes.get(table, 0) + n
+                truncates.extend(
+                    (table, pos)
+                    for table, pos in txn.truncates
+                    if table in tables and (since is None or _after(pos, since))
+                )
                 end = txn.end
-        return without_origin(CaptureBatch(tuple(changes), end, echoes), skip_origin)
+        batch = CaptureBatch(tuple(changes), end, echoes, tuple(truncates))
+        return without_origin(batch, skip_origin)
 
 
 def _after(position: Position, since: Position) -> bool:

@@ -116,3 +116,38 @@ def test_propagate_deletes_the_other_sides_rows_and_keeps_later_writes(
     assert len(deletes) == 2 and {e.status for e in deletes} == {"applied"}
     assert run(m).errors == {}
     assert titles(m, "app") == titles(m, "shop") == ["Paper"]
+
+
+@pytest.mark.parametrize("side", ["app", "shop"])
+def test_a_streaming_run_answers_truncates_as_declared(m: MergeDbs, side: str) -> None:
+    """The streaming readers (replication protocol, binlog stream) hand TRUNCATEs on like
+    the polled capture: `propagate` empties the other side and keeps later writes,
+    `refuse` stops that entity only, and the run keeps going."""
+    from tests.e2e.harness import wait_for
+    from tests.e2e.test_streaming import Streamer
+
+    m.yaml_path.write_text(m.yaml_path.read_text().replace("run: micro_batch", "run: streaming"))
+    s = Streamer(m).start()  # type: ignore[arg-type]  # the same yaml_path and state_url
+    other = "shop" if side == "app" else "app"
+    try:
+        exec_on(m, side, "TRUNCATE TABLE products")
+        exec_on(m, side, "INSERT INTO products (title) VALUES ('Paper')")
+        wait_for(
+            lambda: titles(m, "app") == titles(m, "shop") == ["Paper"],
+            30,
+            f"the TRUNCATE on {side} propagated by the streaming run",
+        )
+        exec_on(m, side, "TRUNCATE TABLE customers")
+        exec_on(m, side, "UPDATE products SET title = 'Card' WHERE title = 'Paper'")
+        wait_for(
+            lambda: titles(m, "app") == titles(m, "shop") == ["Card"],
+            30,
+            "a later product change after the refused TRUNCATE",
+        )
+        assert names(m, other) == ["Ann", "Bo"]  # refused: not emptied
+        assert s.thread.is_alive() and s.error is None
+    finally:
+        s.close()
+    with m.store() as store:
+        marks = store.get_position("app_shop", "truncated:customers")
+    assert marks is not None  # the refusal is kept until a full run

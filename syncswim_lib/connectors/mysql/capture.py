@@ -334,7 +334,7 @@ def read_binlog(
                 assembler.begin()
             elif kind is QueryEvent:
                 assembler.statement(
-                    event.query, event.packet.log_pos, event.timestamp, _schema(event)
+                    event.query, event.packet.log_pos, event.timestamp, query_schema(event)
                 )
                 if assembler.txn is None and len(assembler.changes) >= max_changes:
                     break
@@ -355,7 +355,7 @@ def read_binlog(
     return assembler.result()
 
 
-def _schema(event: Any) -> str:
+def query_schema(event: Any) -> str:
     """A QueryEvent's default database (the library gives bytes)."""
     raw = getattr(event, "schema", b"")
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syncswim_lib.connectors.base import CaptureBatch
-from syncswim_lib.connectors.mysql.capture import TransactionAssembler
+from syncswim_lib.connectors.mysql.capture import TransactionAssembler, query_schema
 from syncswim_lib.connectors.mysql.connection import (
     BINLOG_READ_ERROR,
     MARKER_TABLE,
@@ -204,7 +204,10 @@ class BinlogStream:
                 elif kind is MariadbGtidEvent:
                     asm.begin()
                 elif kind is QueryEvent:
-                    asm.statement(event.query, event.packet.log_pos, event.timestamp)
+                    # the statement's default database names an unqualified TRUNCATE's table
+                    asm.statement(
+                        event.query, event.packet.log_pos, event.timestamp, query_schema(event)
+                    )
                     if asm.txn is None:
                         self._hand_over(asm)
                 elif kind is RotateEvent:
@@ -234,6 +237,6 @@ class BinlogStream:
             return
         self._cursor = cursor
         asm.since = cursor
-        changes, echoes = tuple(asm.changes), dict(asm.echoes)
-        asm.changes, asm.echoes = [], {}
-        self.buffer.put(Txn(changes, cursor, echoes))
+        changes, echoes, truncates = tuple(asm.changes), dict(asm.echoes), tuple(asm.truncates)
+        asm.changes, asm.echoes, asm.truncates = [], {}, []
+        self.buffer.put(Txn(changes, cursor, echoes, truncates))

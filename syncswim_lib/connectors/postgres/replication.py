@@ -211,13 +211,14 @@ class ReplicationStream:
         asm.since = self._last
         asm.detected_at = datetime.now(UTC)
         asm.changes = []
+        asm.truncates = []
         asm.feed(messages)
         end = asm.end
         if end is None or (self._last is not None and end <= self._last):
             return  # a transaction the journal already has
         assert isinstance(end, PgPosition)
         self._last = end
-        self.buffer.put(Txn(tuple(asm.changes), end, {}))
+        self.buffer.put(Txn(tuple(asm.changes), end, {}, tuple(asm.truncates)))
 
     def _feedback(self, pg: psycopg.pq.abc.PGconn, lsn: int) -> None:
         """A standby status update: written, flushed and applied up to `lsn`."""
