@@ -41,6 +41,7 @@ __all__ = [
     "ChangeSource",
     "ChangeTarget",
     "Connector",
+    "ContinuousReader",
     "LagReporter",
     "StreamLag",
     "markers_of",
@@ -142,6 +143,28 @@ class StreamLag:
     files_behind: int | None = None  # binlog files after the stored one (MySQL)
     current: str | None = None  # the source's position now, as the source writes it
     confirmed: str | None = None  # the position the sync has (slot confirmed / stored)
+
+
+class ContinuousReader(Protocol):
+    """A change stream the server pushes to, read by a thread of the streaming run
+    (`run: streaming`): it captures from its buffer instead of asking the server."""
+
+    buffer: Any
+
+    def start(self) -> None: ...
+
+    def capture(
+        self,
+        sync: str,
+        tables: Sequence[str],
+        since: Position | None,
+        max_changes: int,
+        skip_origin: str | None = None,
+    ) -> CaptureBatch: ...
+
+    def confirm(self, sync: str, position: Position) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ when an endpoint is opened. `Capabilities` lives here for the same reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -19,7 +19,7 @@ from syncswim_lib.envelope import Position
 if TYPE_CHECKING:
     from syncswim_lib.config.models import Endpoint
     from syncswim_lib.config.secrets import Secret
-    from syncswim_lib.connectors.base import Connector
+    from syncswim_lib.connectors.base import Connector, ContinuousReader
 
 CaptureMethod = Literal["stream", "poll"]
 
@@ -58,16 +58,26 @@ class Settings:
         return (*self.required, *self.optional)
 
 
+# (the endpoint's connector, sync, tables, the stored position, of the reading's type):
+# the continuous reader of the sync's stream; imports the reader when called
+StreamOpener = Callable[["Connector", str, Sequence[str], "Position | None"], "ContinuousReader"]
+
+
 @dataclass(frozen=True)
 class Reading:
     """One way a kind's changes are read, and what the connector it opens then is."""
 
     method: CaptureMethod
-    position: type[Position]  # the positions capture stores (decoding checks it)
+    # the positions capture stores: a stored position of another type is refused
+    position: type[Position]
     capabilities: Capabilities
-    # `run: streaming` has a continuous reader for it (the replication protocol, a
-    # blocking binlog read); without one a sync runs micro_batch
-    continuous: bool = False
+    # the reader `run: streaming` uses (the replication protocol, a blocking binlog
+    # read); without one a sync runs micro_batch
+    stream: StreamOpener | None = None
+
+    @property
+    def continuous(self) -> bool:
+        return self.stream is not None
 
 
 # the literal settings of an endpoint block (`{env: ...}` ones are Secrets, read later)

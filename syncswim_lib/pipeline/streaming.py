@@ -28,13 +28,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from syncswim_lib.config.models import StreamingSettings
-from syncswim_lib.connectors.base import CaptureBatch
-from syncswim_lib.envelope import BinlogPosition, PgPosition, Position
+from syncswim_lib.connectors.base import ContinuousReader
 from syncswim_lib.errors import ConfigError
 from syncswim_lib.pipeline.capture import (
     capture_endpoint,
@@ -55,25 +53,6 @@ STOP_CHECK_S = 0.5  # how often the state store is asked for a stop request
 DUE_CHECK_S = 5.0  # how often pending work that no change announces is looked for
 
 
-class ChangeStream(Protocol):
-    buffer: Any
-
-    def start(self) -> None: ...
-
-    def capture(
-        self,
-        sync: str,
-        tables: Sequence[str],
-        since: Position | None,
-        max_changes: int,
-        skip_origin: str | None = None,
-    ) -> CaptureBatch: ...
-
-    def confirm(self, sync: str, position: Position) -> None: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass
 class Batch:
     """One applied micro-batch: the reports of the entities that ran."""
@@ -89,32 +68,22 @@ BatchHook = Callable[[Batch], None]
 StopCheck = Callable[[], str | None]
 
 
-def open_stream(rt: Runtime, sync: str, endpoint: str) -> ChangeStream:
+def open_stream(rt: Runtime, sync: str, endpoint: str) -> ContinuousReader:
     """The continuous reader of `sync`'s change stream on `endpoint`, from the stored
-    position (set up first: `ensure_setup`)."""
-    kind = rt.project.endpoints[endpoint].kind
+    position (set up first: `ensure_setup`); the endpoint's kind provides it."""
+    declared = rt.project.endpoints[endpoint]
+    reading = declared.reading
+    if reading.stream is None:
+        raise ConfigError(
+            f"run mode 'streaming' has no continuous reader for {declared.kind} endpoints"
+        )
     decl = rt.project.syncs[sync]
     emaps = [rt.entity_map(sync, name) for name in decl.entities]
     tables = sorted(entity_tables(emaps, endpoint))
     since = rt.store.get_position(sync, endpoint)
-    conn = rt.connector(endpoint)
-    if kind == "postgres":
-        from syncswim_lib.connectors.postgres.connector import PostgresConnector
-        from syncswim_lib.connectors.postgres.replication import ReplicationStream
-
-        assert isinstance(conn, PostgresConnector)
-        if since is not None and not isinstance(since, PgPosition):
-            raise ConfigError(f"sync {sync} stored a {since.kind} position for {endpoint}")
-        return ReplicationStream(conn.dsn, endpoint, sync, tables, since)
-    if kind == "mysql":
-        from syncswim_lib.connectors.mysql.connector import MySQLConnector
-        from syncswim_lib.connectors.mysql.stream import BinlogStream
-
-        assert isinstance(conn, MySQLConnector)
-        if not isinstance(since, BinlogPosition):
-            raise ConfigError(f"sync {sync} has no binlog position for {endpoint}")
-        return BinlogStream(conn, sync, tables, since)
-    raise ConfigError(f"run mode 'streaming' has no continuous reader for {kind} endpoints")
+    if since is not None and not isinstance(since, reading.position):
+        raise ConfigError(f"sync {sync} stored a {since.kind} position for {endpoint}")
+    return reading.stream(rt.connector(endpoint), sync, tables, since)
 
 
 class StreamingRun:
@@ -143,7 +112,7 @@ class StreamingRun:
         self.lease_ttl_s = lease_ttl_s
         # long enough for a dead holder's lease to run out
         self.lease_wait_s = lease_ttl_s + 5 if lease_wait_s is None else lease_wait_s
-        self.streams: dict[str, ChangeStream] = {}
+        self.streams: dict[str, ContinuousReader] = {}
         self.batches = 0
         self.stop_reason: str | None = None
 
@@ -275,7 +244,7 @@ class StreamingRun:
 
     # -- the connectors read from the streams --------------------------------------------
 
-    def _attach(self, endpoint: str, stream: ChangeStream) -> None:
+    def _attach(self, endpoint: str, stream: ContinuousReader) -> None:
         conn = self.rt.connector(endpoint)
         # the run's connector captures and confirms through the stream; everything else
         # (apply, describe, fetch, snapshot) is the connector's own

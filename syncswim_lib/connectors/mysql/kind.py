@@ -3,6 +3,7 @@ with `capture: poll`, docs/polling.md) and written in transactions with a batch 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
@@ -17,11 +18,12 @@ from syncswim_lib.connectors.kinds import (
 )
 from syncswim_lib.connectors.polling.kind import POLLED
 from syncswim_lib.connectors.postgres.kind import check_timeouts
-from syncswim_lib.envelope import BinlogPosition
+from syncswim_lib.envelope import BinlogPosition, Position
+from syncswim_lib.errors import ConfigError
 
 if TYPE_CHECKING:
     from syncswim_lib.config.models import Endpoint
-    from syncswim_lib.connectors.base import Connector
+    from syncswim_lib.connectors.base import Connector, ContinuousReader
 
 CAPABILITIES = Capabilities(
     change_stream=True,
@@ -46,6 +48,18 @@ def _open(endpoint: Endpoint) -> Connector:
     return my
 
 
+def _stream(
+    conn: Connector, sync: str, tables: Sequence[str], since: Position | None
+) -> ContinuousReader:
+    from syncswim_lib.connectors.mysql.connector import MySQLConnector
+    from syncswim_lib.connectors.mysql.stream import BinlogStream
+
+    assert isinstance(conn, MySQLConnector)  # the stream reading opens no other
+    if not isinstance(since, BinlogPosition):  # setup stores one before any capture
+        raise ConfigError(f"sync {sync} has no binlog position for {conn.endpoint}")
+    return BinlogStream(conn, sync, tables, since)
+
+
 KIND = KindDescription(
     name="mysql",
     settings=Settings(
@@ -54,7 +68,7 @@ KIND = KindDescription(
     table_word="table",
     table_pattern=TABLE_RE,
     table_example=TABLE_EXAMPLE,
-    readings=(Reading("stream", BinlogPosition, CAPABILITIES, continuous=True), POLLED),
+    readings=(Reading("stream", BinlogPosition, CAPABILITIES, stream=_stream), POLLED),
     open=_open,
     check=check_timeouts,
 )

@@ -3,7 +3,7 @@ with `capture: poll`, docs/polling.md) and written in transactions with a batch 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from syncswim_lib.config.timeouts import KEYS as TIMEOUT_KEYS
@@ -18,12 +18,12 @@ from syncswim_lib.connectors.kinds import (
     resolved,
 )
 from syncswim_lib.connectors.polling.kind import POLLED
-from syncswim_lib.envelope import PgPosition
+from syncswim_lib.envelope import PgPosition, Position
 
 if TYPE_CHECKING:
     from syncswim_lib.config.models import Endpoint
     from syncswim_lib.config.secrets import Secret
-    from syncswim_lib.connectors.base import Connector
+    from syncswim_lib.connectors.base import Connector, ContinuousReader
 
 CAPABILITIES = Capabilities(
     change_stream=True,
@@ -48,6 +48,17 @@ def _open(endpoint: Endpoint) -> Connector:
     return pg
 
 
+def _stream(
+    conn: Connector, sync: str, tables: Sequence[str], since: Position | None
+) -> ContinuousReader:
+    from syncswim_lib.connectors.postgres.connector import PostgresConnector
+    from syncswim_lib.connectors.postgres.replication import ReplicationStream
+
+    assert isinstance(conn, PostgresConnector)  # the stream reading opens no other
+    assert since is None or isinstance(since, PgPosition)
+    return ReplicationStream(conn.dsn, conn.endpoint, sync, tables, since)
+
+
 def check_timeouts(settings: Mapping[str, Secret | str], path: str) -> None:
     """The timeout keys written literally, refused at load rather than at the first
     connect; `{env: ...}` ones are read (and checked) at connect."""
@@ -62,7 +73,7 @@ KIND = KindDescription(
     table_word="table",
     table_pattern=TABLE_RE,
     table_example=TABLE_EXAMPLE,
-    readings=(Reading("stream", PgPosition, CAPABILITIES, continuous=True), POLLED),
+    readings=(Reading("stream", PgPosition, CAPABILITIES, stream=_stream), POLLED),
     open=_open,
     check=check_timeouts,
 )
