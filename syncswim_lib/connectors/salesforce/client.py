@@ -22,6 +22,7 @@ import io
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CALL_OPTIONS = "Sforce-Call-Options"
-# how often a Bulk API 2.0 job's state is asked while it runs
-BULK_POLL_S = 0.05
+# a Bulk API 2.0 query job's state is asked after this, then at doubling intervals
+QUERY_FIRST_POLL_S = 0.2
+QUERY_MAX_POLL_S = 10.0
+QUERY_TIMEOUT_S = 3600.0
 RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
 # the most Ids one sObject Collections retrieve call takes (in a POST body)
 RETRIEVE_IDS = 2000
@@ -285,13 +288,44 @@ class Api:
         self, sobject: str, soql: str, page_rows: int, what: str
     ) -> Iterator[list[dict[str, str]]]:
         """A Bulk API 2.0 query job's result pages as CSV rows (text cells, empty for
-        null), in the job's (the query's) order."""
-        handler = getattr(self.sf.bulk2, sobject)
-        pages = self.call(
-            what, lambda: iter(handler.query(soql, max_records=page_rows, wait=BULK_POLL_S))
-        )
+        null), in the job's (the query's) order. The job's state is asked after
+        QUERY_FIRST_POLL_S, then at doubling intervals: two or three polls for a job of
+        seconds, where the client's one-call helper polls about every 50 ms (each poll
+        is a call the org counts)."""
+        from simple_salesforce.bulk2 import Operation, SFBulk2Handler, _Bulk2Client
+
+        handler = self.sf.bulk2
+        assert isinstance(handler, SFBulk2Handler)
+        client = _Bulk2Client(sobject, handler.bulk2_url, handler.headers, handler.session)
+        job = self.call(what, lambda: client.create_job(Operation.query, soql))
+        job_id = str(job["id"])
+        delay = QUERY_FIRST_POLL_S
+        waited = 0.0
         while True:
-            text = self.call(what, lambda: next(pages, None))
-            if text is None:
+            time.sleep(delay)
+            waited += delay
+            info = self.call(what, lambda: client.get_job(job_id, True))
+            state = info.get("state")
+            if state == "JobComplete":
+                break
+            if state in ("Failed", "Aborted"):
+                raise SalesforceApiError(
+                    f"{what} on Salesforce endpoint {self.endpoint}: query job {job_id} "
+                    f"{state}: {info.get('errorMessage')}",
+                    "BULK_JOB_FAILED",
+                    0,
+                )
+            if waited > QUERY_TIMEOUT_S:
+                raise RetriableError(
+                    f"{what} on Salesforce endpoint {self.endpoint}: query job {job_id} still "
+                    f"{state} after {waited:.0f} s (tried again with backoff)"
+                )
+            delay = min(QUERY_MAX_POLL_S, delay * 2)
+        locator = ""
+        while True:
+            fetch = partial(client.get_query_results, job_id, locator, max_records=page_rows)
+            page = self.call(what, fetch)
+            yield list(csv.DictReader(io.StringIO(str(page.get("records") or ""))))
+            locator = str(page.get("locator") or "")
+            if not locator:
                 return
-            yield list(csv.DictReader(io.StringIO(str(text))))

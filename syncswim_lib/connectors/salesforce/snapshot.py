@@ -10,7 +10,7 @@ protocol says; text sorts the way the org sorts it (case-insensitively).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -32,6 +32,11 @@ from syncswim_lib.values.coerce import coerce
 # characters (414), so one fetch's query stays below that once URL-encoded, with room
 # for the path and the client's other parameters.
 MAX_QUERY_URL_CHARS = 15_000
+# A Bulk API 2.0 query job carries its SOQL in a POST body, up to the 100,000 characters a
+# SOQL statement may have: a lookup by more values than about five GET calls hold goes
+# through one (a job costs three to five calls: create, a state poll or two, results)
+MAX_BULK_SOQL_CHARS = 90_000
+BULK_LOOKUP_CALLS = 5
 BULK_PAGE_ROWS = 50_000
 
 
@@ -117,10 +122,21 @@ def fetch_rows(
     budget = MAX_QUERY_URL_CHARS - len(quote_plus(head)) - len(quote_plus(")"))
     if budget < 200:
         raise ConfigError(f"{info.name} has too many fields to look records up by {column}")
+    what = f"reading {info.name} by {column}"
     rows: list[dict[str, Any]] = []
-    for chunk in _chunks(literals, budget):
+    chunks = list(_chunks(literals, budget, _url_cost))
+    if len(chunks) > BULK_LOOKUP_CALLS:
+        # CSV cells (text; empty for null), converted as a bulk snapshot's are
+        for chunk in _chunks(literals, MAX_BULK_SOQL_CHARS - len(head) - 1, _text_cost):
+            soql = head + ", ".join(chunk) + ")"
+            for csv_page in api.bulk_query(info.name, soql, BULK_PAGE_ROWS, what):
+                rows.extend(
+                    {c.name: to_canonical(r.get(c.name), c) for c in everything} for r in csv_page
+                )
+        return rows
+    for chunk in chunks:
         soql = head + ", ".join(chunk) + ")"
-        for page in api.query_pages(soql, f"reading {info.name} by {column}"):
+        for page in api.query_pages(soql, what):
             for record in page:
                 rows.append({c.name: to_canonical(record.get(c.name), c) for c in everything})
     return rows
@@ -139,11 +155,19 @@ def _wanted(values: Sequence[Any], col: ColumnInfo) -> Iterator[Any]:
         yield v
 
 
-def _chunks(literals: list[str], budget: int) -> Iterator[list[str]]:
+def _url_cost(literal: str) -> int:
+    return len(quote_plus(literal)) + len(quote_plus(", "))
+
+
+def _text_cost(literal: str) -> int:
+    return len(literal) + 2
+
+
+def _chunks(literals: list[str], budget: int, cost_of: Callable[[str], int]) -> Iterator[list[str]]:
     chunk: list[str] = []
     used = 0
     for lit in literals:
-        cost = len(quote_plus(lit)) + len(quote_plus(", "))
+        cost = cost_of(lit)
         if chunk and used + cost > budget:
             yield chunk
             chunk, used = [], 0

@@ -59,3 +59,24 @@ def test_compare_and_set_reads_1500_records_in_one_call(
     reads = [c for c in calls if c["method"] in ("GET", "POST")]
     assert len(reads) == 1, reads  # then eight collections of 200 (PATCH)
     assert len(calls) == 9
+
+
+def test_a_long_lookup_by_another_field_goes_through_one_bulk_query(
+    emu: Emulator, sfc: SalesforceConnector, human: Salesforce
+) -> None:
+    ids = _seed(emu, 6000)
+    human.Account.update(ids[3], {"Tier__c": "Gold", "Active__c": True})
+    codes = [f"C{i:04d}" for i in range(6000)]
+    sfc.describe("Account")
+    before = len(_data_calls(emu))
+    rows = sfc.fetch("Account", "Code__c", [*codes, "nobody"])
+    calls = _data_calls(emu)[before:]
+    assert len(rows) == 6000 and {r["Code__c"] for r in rows} == set(codes)
+    assert calls[0]["path"].endswith("/jobs/query")
+    assert len(calls) <= 5, [c["path"] for c in calls]  # six or more GETs by SOQL
+    # the same values as the SOQL path gives for a short list (CSV cells converted)
+    few = codes[:5]
+    by_soql = {r["Code__c"]: r for r in sfc.fetch("Account", "Code__c", few)}
+    by_bulk = {r["Code__c"]: r for r in rows if r["Code__c"] in few}
+    assert by_bulk == by_soql
+    assert by_bulk["C0003"]["Tier__c"] == "Gold" and by_bulk["C0000"]["Tier__c"] is None
