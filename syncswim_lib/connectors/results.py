@@ -117,11 +117,16 @@ def expected_rows(expected: pa.Table | None, info: TableInfo, batch_id: str) -> 
         if needed not in names:
             raise ConfigError(f"apply batch {batch_id}: expected has no {needed} column")
     out: dict[str, Expected] = {}
+    checked: set[tuple[str, ...]] = set()  # the column lists found valid (a few per batch)
     for row in expected.to_pylist():
         ref = str(row[REF])
         if ref in out:
             raise ConfigError(f"apply batch {batch_id}: expected holds {ref} twice")
         check = tuple(dict.fromkeys(row[CHECK] or ()))
+        if check in checked:
+            out[ref] = Expected(check, {n: row[n] for n in check})
+            continue
+        checked.add(check)
         for name in check:
             if info.column(name) is None:
                 raise ConfigError(

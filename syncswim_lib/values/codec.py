@@ -195,8 +195,38 @@ def _dumps_dict(value: dict[Any, Any]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
+def _tag(d: dict[str, Any]) -> Any:
+    """`decode` of one object whose members are decoded already (json's object_hook)."""
+    if len(d) != 1:
+        return d
+    ((tag, body),) = d.items()
+    if type(tag) is not str or not tag.startswith("$"):
+        return d
+    if tag == _DECIMAL:
+        return Decimal(body)
+    if tag == _DATETIME:
+        return datetime.fromisoformat(body)
+    if tag == _DATE:
+        return date.fromisoformat(body)
+    if tag == _BYTES:
+        return base64.b64decode(body)
+    if tag == _FLOAT:
+        return _NONFINITE[body]
+    raise ValueError(f"unknown tag {tag!r} in stored JSON")
+
+
+# the tags turned into values by the C parser, object by object, inside out: every row the
+# journal and the links hold is read through here. Inside out is only right when no
+# document was escaped (its members must not be read as tags): those go through `decode`.
+_DECODER = json.JSONDecoder(object_hook=_tag)
+
+
 def loads(text: str | bytes) -> Any:
-    return decode(json.loads(text))
+    if not isinstance(text, str) or _DICT in text:
+        # bytes (json detects their encoding), or an escaped document (or a value that
+        # mentions the word)
+        return decode(json.loads(text))
+    return _DECODER.decode(text)
 
 
 def dumps_opt(value: Any) -> str | None:

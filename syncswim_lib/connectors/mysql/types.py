@@ -182,7 +182,9 @@ def to_canonical(value: Any, column: ColumnInfo | None) -> Any:
     if family in ("text", "uuid"):
         return _as_text(value, column)
     if family == "json":
-        return _normalise_json(json.loads(value) if isinstance(value, str | bytes) else value)
+        if isinstance(value, str | bytes):
+            return json.loads(value)  # parsed text holds no bytes: nothing to normalise
+        return _normalise_json(value)
     if family == "bytes":
         return _as_bytes(value, column)
     if family in ("timestamp", "timestamptz"):
