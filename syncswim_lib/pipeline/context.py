@@ -124,11 +124,17 @@ def load_context(
         links_by_key[sor] = {**more, **links_by_key[sor]}
         rows.fetch(sor, [*sor_keys, *_keys(more.values(), sor)])
         rows.fetch(non, _keys(more.values(), non))
+        # the other side's rows carrying a SOR key are read for the SOR's records not
+        # linked yet (the planner pairs such a row, or refuses two): a linked record's
+        # rows are read by its link's keys above, and reading them again by the external
+        # id cost as much as that read
         wanted = sorted(
             {
                 m.ext_text(m.sor_key_value(k))
-                for k in [*touched[sor], *sor_keys, *_keys(links_by_key[sor].values(), sor)]
-                if k is not None and all(v is not None for v in k.values())
+                for k in touched[sor]
+                if k is not None
+                and all(v is not None for v in k.values())
+                and key_text(k) not in links_by_key[sor]
             }
         )
         _by_ext(m, rows, non, wanted, rows_by_ext)

@@ -407,7 +407,10 @@ class EntityEngine:
                 counts.deleted += 1
             outcomes.append((w, "applied" if w.ref not in res.missing else "already gone"))
         for w, outcome in outcomes:
-            report.note_change(change_row(m, w, outcome, keys))
+            if report.keeps_change():
+                report.note_change(change_row(m, w, outcome, keys))
+            else:
+                report.changes_total += 1  # counted; its row would not be kept
         # both sides' keys: a key alone names a row of one side only
         detail["record"] = {m.a.endpoint: keys["a"], m.b.endpoint: keys["b"]}
         if self.run_id is not None:

@@ -32,6 +32,9 @@ RECORD_FIELD = "__record__"
 # tries (its delete, or its new key, is normally captured by the next run)
 ABSENCE_TRIES = 3
 
+# a value not computed (None is a value)
+UNSET: Any = object()
+
 # one record in a graph of waits: (entity, letter, key text on that side)
 Node = tuple[str, str, str]
 
@@ -717,15 +720,24 @@ class Planner:
     def _agreed(self, pair: FieldPair, va: Any, vb: Any) -> bool:
         """Both sides hold the same value, seen from either side (a lossy mapping rounds
         one way only)."""
+        return self._agreement(pair, va, vb)[0]
+
+    def _agreement(self, pair: FieldPair, va: Any, vb: Any) -> tuple[bool, Any, Any]:
+        """`_agreed`, with a's value as b stores it and b's as a stores it (UNSET where
+        not converted, or not convertible): the flow that follows writes one of them."""
+        a_as_b: Any = UNSET
+        b_as_a: Any = UNSET
         try:
-            if same_value(self._conv("a", pair, va), vb):
-                return True
+            a_as_b = self._conv("a", pair, va)
+            if same_value(a_as_b, vb):
+                return True, a_as_b, b_as_a
         except RecordError:
             pass
         try:
-            return same_value(self._conv("b", pair, vb), va)
+            b_as_a = self._conv("b", pair, vb)
+            return same_value(b_as_a, va), a_as_b, b_as_a
         except RecordError:
-            return False
+            return False, a_as_b, b_as_a
 
     def _merge_both(
         self,
@@ -770,7 +782,8 @@ class Planner:
                 continue
             if not a_changed and not b_changed:
                 continue
-            if self._agreed(pair, va, vb):
+            same, a_as_b, b_as_a = self._agreement(pair, va, vb)
+            if same:
                 agreed["a"][ca], agreed["b"][cb] = va, vb
                 if pending is not None:  # the sides agree now: nothing waits any more
                     conflicts.append(replace(pending, status="applied", note="sides agreed"))
@@ -789,12 +802,13 @@ class Planner:
             else:
                 flow = None
             if flow is not None:
-                self._flow(out, agreed, pair, flow, va, vb)
+                self._flow(out, agreed, pair, flow, va, vb, a_as_b if flow == "a" else b_as_a)
                 continue
             if pending is not None:
                 continue  # parked for a person: the field stays as each side has it
             rule = self.rules.rule_for(ca)
-            b_as_a = self._conv("b", pair, vb)
+            if b_as_a is UNSET:
+                b_as_a = self._conv("b", pair, vb)
             fc = FieldConflict(ca, va, b_as_a, base_a.get(ca), clocks["a"], clocks["b"])
             decision = decide(rule, fc, self.rules.tie_break)
             conflicts.append(self._conflict(rec, fc, va, vb, base_b.get(cb), decision))
@@ -804,7 +818,8 @@ class Planner:
             if decision.outcome in ("a", "b"):
                 winner: Letter = decision.outcome
                 lost.add(other(winner))
-                self._flow(out, agreed, pair, winner, va, vb)
+                converted = a_as_b if winner == "a" else b_as_a
+                self._flow(out, agreed, pair, winner, va, vb, converted)
                 continue
             value_a = self._coerce_a(pair, decision.value)
             value_b = self._conv("a", pair, value_a)
@@ -893,11 +908,15 @@ class Planner:
         source: Letter,
         va: Any,
         vb: Any,
+        converted: Any = None,
     ) -> None:
+        """`converted`: the source's value as the target stores it, when already made
+        (UNSET or None: made here; a conversion that failed fails again here)."""
         target = other(source)
         src_value = va if source == "a" else vb
         dst_value = vb if source == "a" else va
-        converted = self._conv(source, pair, src_value)
+        if converted is None or converted is UNSET:
+            converted = self._conv(source, pair, src_value)
         dst_col = pair[1] if source == "a" else pair[0]
         src_col = pair[0] if source == "a" else pair[1]
         if not same_value(converted, dst_value):

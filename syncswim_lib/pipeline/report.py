@@ -58,6 +58,11 @@ class EntityReport:
     # its last answer gave}, for endpoints that meter their calls (Salesforce)
     api_usage: dict[str, dict[str, int | None]] = field(default_factory=dict)
 
+    def keeps_change(self) -> bool:
+        """Whether the next change row would be kept (a row costs a few value texts, and
+        a batch of thousands of writes keeps only the first MAX_CHANGE_ROWS)."""
+        return len(self.changes) < MAX_CHANGE_ROWS
+
     def note_change(self, row: dict[str, str]) -> None:
         self.changes_total += 1
         if len(self.changes) < MAX_CHANGE_ROWS:
