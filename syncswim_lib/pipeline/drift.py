@@ -7,6 +7,9 @@ they had when the sync first ran it (its baseline, kept in the state store).
   or whose type differs from the baseline's, stops the entity before anything is applied:
   a change captured without the column would write NULL to the other side, and one with
   another type may not mean the same. Its changes stay pending. Other entities go on.
+- a mapped column widened within its family (pipeline/widening.py: a longer varchar, a
+  bigger integer, a wider decimal, finer seconds) holds every value it held before: it is
+  reported once as a warning and taken as the new baseline, and the entity goes on.
 
 A `full` run (`syncswim sync --full`, or a materialisation with `full: true`) takes the
 tables as they are now as the new baseline, after checking that every mapped column still
@@ -25,6 +28,7 @@ from syncswim_lib.envelope import WatermarkPosition
 from syncswim_lib.errors import FatalError
 from syncswim_lib.pipeline.mapping import Letter
 from syncswim_lib.pipeline.truncate import TruncateRefused, check_truncated
+from syncswim_lib.pipeline.widening import widens
 from syncswim_lib.values import TableInfo
 
 if TYPE_CHECKING:
@@ -67,6 +71,7 @@ def check_entity(rt: Runtime, sync: str, entity: str, *, accept: bool = False) -
     emap = rt.entity_map(sync, entity)
     notes: list[str] = []
     stops: list[str] = []
+    widened: set[Letter] = set()
     fresh: list[tuple[Letter, TableInfo, dict[str, str] | None]] = []
     for letter in ("a", "b"):
         side = emap.side(letter)
@@ -77,13 +82,25 @@ def check_entity(rt: Runtime, sync: str, entity: str, *, accept: bool = False) -
         baseline = _read(rt, sync, baseline_side(entity, letter))
         where = f"table {side.table} in endpoint {side.endpoint}"
         mapped = mapped_columns(rt, sync, entity, letter)
+        mysql = rt.project.endpoints[side.endpoint].kind == "mysql"
         for col in mapped:
             if col not in current:
                 stops.append(f"column {col} of {where} is gone (dropped or renamed)")
             elif not accept and baseline and col in baseline and baseline[col] != current[col]:
-                stops.append(
-                    f"column {col} of {where} changed type from {baseline[col]} to {current[col]}"
-                )
+                if widens(baseline[col], current[col], mysql=mysql):
+                    notes.append(
+                        f"{sync}.{entity}: column {col} of {where} widened from "
+                        f"{baseline[col]} to {current[col]}: every value it held still fits, "
+                        "taken as the column's type (a value the other side cannot hold is "
+                        "refused there record by record)"
+                    )
+                    baseline = {**baseline, col: current[col]}
+                    widened.add(letter)
+                else:
+                    stops.append(
+                        f"column {col} of {where} changed type from {baseline[col]} to "
+                        f"{current[col]}"
+                    )
         if baseline is not None and not accept:
             for col in current:
                 if col not in baseline and col not in mapped:
@@ -104,6 +121,9 @@ def check_entity(rt: Runtime, sync: str, entity: str, *, accept: bool = False) -
         current = {c.name: c.db_type for c in now.columns}
         if baseline is None or (accept and baseline != current):
             _write(rt, sync, baseline_side(entity, letter), current)
+        elif letter in widened:
+            # only the widened columns move: a new unmapped column keeps being reported
+            _write(rt, sync, baseline_side(entity, letter), baseline)
         side = emap.side(letter)
         if rt.describe(side.endpoint, side.table) != now:
             # the cached description is stale (a new column, an accepted type): the next

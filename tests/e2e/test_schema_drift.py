@@ -221,3 +221,37 @@ def test_a_retyped_mapped_column_stops_its_entity_until_a_full_run(m: MergeDbs, 
     assert run(m, full=True).errors == {}
     assert names(m, "app") == names(m, "shop") == ["Ann R"]
     assert run(m).errors == {}
+
+
+@pytest.mark.parametrize("side", ["app", "shop"])
+def test_a_widened_mapped_column_is_taken_with_a_warning(
+    m: MergeDbs, side: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if side == "app":
+        # text has nothing wider: narrow it first and let a full run take that
+        m.pg.execute("ALTER TABLE customers ALTER COLUMN name TYPE varchar(20)")
+        assert run(m, full=True).errors == {}
+        m.pg.execute("ALTER TABLE customers ALTER COLUMN name TYPE varchar(200)")
+        m.pg.execute("UPDATE customers SET name = 'Ann Wide'")
+        was, now = "character varying(20)", "character varying(200)"
+    else:
+        m.my_exec("ALTER TABLE customers MODIFY name varchar(300)")
+        m.my_exec("UPDATE customers SET name = 'Ann Wide'")
+        was, now = "varchar(100)", "varchar(300)"
+    with caplog.at_level(logging.WARNING):
+        got = run(m)
+    assert got.errors == {}, got.errors
+    assert names(m, "app") == names(m, "shop") == ["Ann Wide"]
+    warned = [r.getMessage() for r in caplog.records if "widened" in r.getMessage()]
+    assert len(warned) == 1 and "column name of table " in warned[0]
+    assert f"widened from {was} to {now}" in warned[0]
+    # the new type is the baseline now: no warning, and narrowing it again stops
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert run(m).errors == {}
+    assert not [r for r in caplog.records if "widened" in r.getMessage()]
+    if side == "app":
+        m.pg.execute("ALTER TABLE customers ALTER COLUMN name TYPE varchar(30)")
+    else:
+        m.my_exec("ALTER TABLE customers MODIFY name varchar(30)")
+    assert f"changed type from {now} to" in run(m).errors["customers"]
