@@ -18,10 +18,11 @@ Idempotence without transactions or markers (Salesforce has neither):
   the replay. Give such objects an external-id field in `insert_match` to close this.
 
 Compare-and-set (`expected`): Salesforce has no conditional write. The records a batch
-checks are read first (one SOQL call per 200) and compared with what the plan saw: a
-record that differs is `stale` and not written, one that is gone is `missing`. A change
-made between that read and the write (a window of one call) is overwritten: the last
-writer wins there, and its change event still reaches the journal.
+checks are read first (by sObject Collections retrieve, 2,000 a call) and compared with
+what the plan saw: a record that differs is `stale` and not written, one that is gone is
+`missing`. A change made between that read and the write (a window of one call) is
+overwritten: the last writer wins there, and its change event (or the next poll) still
+reaches the journal.
 
 Every call carries `Sforce-Call-Options: client=<origin>` (the sync's name), which the
 org copies into the change events' `changeOrigin`: capture recognises our own writes by

@@ -4,20 +4,26 @@ through the unmodified simple-salesforce client: the polling cursor's rules over
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from simple_salesforce.api import Salesforce
 
+from syncswim_lib.config import load_project
 from syncswim_lib.config.polling import DeleteDetection, PollSpec
+from syncswim_lib.connectors.salesforce.kind import POLLED_CAPABILITIES
 from syncswim_lib.connectors.salesforce.poll import PolledSalesforce
 from syncswim_lib.envelope import Op, WatermarkPosition, position_from_json
-from syncswim_lib.errors import FatalError
+from syncswim_lib.errors import ConfigError, FatalError
 from syncswim_lib.sandbox.salesforce.emulator import Emulator
 from tests.connectors.salesforce.conftest import connector_for
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
 
 SYNC = "app_crm"
 # what docs/salesforce.md declares: the org keeps SystemModstamp, deletes in the recycle bin
@@ -172,3 +178,27 @@ def test_validate_finds_no_cdc_problem_and_checks_the_modification_field(
             odd.setup(SYNC, ["Account"])
     finally:
         odd.close()
+
+
+def test_the_documented_declaration_loads(tmp_path: Path) -> None:
+    text = (ROOT / "docs/salesforce.md").read_text()
+    [example] = [
+        b for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if "capture: poll}" in b
+    ]
+    path = tmp_path / "sync.yaml"
+    path.write_text(example)
+    project = load_project(path)
+    crm = project.endpoints["crm"]
+    assert crm.polled and crm.reading.capabilities is POLLED_CAPABILITIES
+    spec = crm.polls[f"{SYNC}/Account"]
+    assert (spec.column, spec.deleted.column, spec.safety_lag_s) == (
+        "SystemModstamp",
+        "IsDeleted",
+        60,
+    )
+    # a Salesforce side of a polled endpoint says how it is read, as every polled side does
+    block = "poll: {crm: {column: SystemModstamp, deleted: {column: IsDeleted}, safety_lag: 1m}}"
+    assert block in example
+    path.write_text(example.replace(block, ""))
+    with pytest.raises(ConfigError, match="the entity needs poll:"):
+        load_project(path)
