@@ -58,3 +58,6 @@ def test_both_ways_with_each_delete_method(pair: PolledMariaDB) -> None:
     assert pair.run().side("shop").deleted == 1
     live = [r["name"] for r in pair.my_rows() if r["deleted_at"] is None]
     assert live == []
+    # with a soft-delete column our delete sets it and the row stays; without, it goes
+    assert [r["name"] for r in pair.my_rows()] == (["Mia", "Pio"] if soft else [])
+    assert pair.run().writes == 0

@@ -71,7 +71,8 @@ def test_postgres_changes_reach_sqlite_and_do_not_come_back(pair: PolledPair) ->
 
     pair.pg("DELETE FROM customers")
     assert pair.run().side("legacy").deleted == 1
-    assert pair.lite_rows() == []
+    assert pair.live_lite() == []  # marked deleted by its soft-delete column
+    assert len(pair.lite_rows()) == 1
     assert pair.run().writes == 0
 
 
@@ -155,7 +156,7 @@ def test_polled_postgres_without_a_slot_both_ways(pg_dsn: str, tmp_path: Path) -
     pair.pg("DELETE FROM customers WHERE name = 'Pat'")
     assert _tick(pair).keyset_deletes == {"customers": 1}
     assert pair.run().side("legacy").deleted == 1
-    assert [r["name"] for r in pair.lite_rows()] == ["Leo"]
+    assert [r["name"] for r in pair.live_lite()] == ["Leo"]
 
 
 def test_written_by_marks_our_writes_and_a_change_between_two_polls_still_flows(
@@ -252,3 +253,63 @@ def test_random_edits_on_both_sides_converge(pg_dsn: str, tmp_path: Path, seed: 
         }
         assert lite_side == pg_side
         assert pair.run().writes == 0
+
+
+def test_a_delete_reaches_a_soft_delete_side_as_its_column_set(pair: PolledPair) -> None:
+    """A record deleted in PostgreSQL: the SQLite row that declares a soft-delete column
+    is marked deleted (UPDATE), not removed, and the poll that reads the mark back
+    writes nothing."""
+    pair.pg("INSERT INTO customers (name, amount) VALUES ('Gus', 1), ('Ida', 2)")
+    assert pair.run().side("legacy").inserted == 2
+    pair.pg("DELETE FROM customers WHERE name = 'Gus'")
+    report = pair.run()
+    assert report.side("legacy").deleted == 1
+    rows = {r["name"]: r for r in pair.lite_rows()}
+    assert set(rows) == {"Gus", "Ida"}  # the row stays, for the application's own history
+    assert rows["Gus"]["deleted_at"] is not None and rows["Ida"]["deleted_at"] is None
+    assert [r["name"] for r in pair.live_lite()] == ["Ida"]
+    assert pair.run().writes == 0  # our mark read back: the record is gone on both sides
+    assert [r["name"] for r in pair.pg_rows()] == ["Ida"]
+
+
+def test_a_record_kept_against_a_soft_delete_is_live_again(pair: PolledPair) -> None:
+    """Update (PostgreSQL, the SOR) against a soft delete (SQLite) in one round: the
+    update survives and the record is created again on SQLite, where the row that holds
+    its key is the soft-deleted one: it is live again, with the update."""
+    pair.pg("INSERT INTO customers (name, amount) VALUES ('Hal', 1)")
+    pair.run()
+    pair.lite(f"UPDATE customers SET deleted_at = {NOW_MS} WHERE name = 'Hal'")
+    pair.pg("UPDATE customers SET amount = 4 WHERE name = 'Hal'")
+    pair.run()
+    live = pair.live_lite()
+    assert [(r["name"], Decimal(str(r["amount"]))) for r in live] == [("Hal", Decimal("4"))]
+    assert len(pair.lite_rows()) == 1  # the same row, not a second one
+    assert pair.run().writes == 0
+    assert [(r["name"], r["amount"]) for r in pair.pg_rows()] == [("Hal", Decimal("4.00"))]
+
+
+def test_a_polled_postgres_soft_delete_side_both_ways(pg_dsn: str, tmp_path: Path) -> None:
+    """Both sides polled with a soft-delete column: each side's soft delete reaches the
+    other as its column set, and neither row is removed."""
+    pair = PolledPair(
+        pg_dsn,
+        tmp_path,
+        pg_capture=", capture: poll",
+        pg_poll="{column: updated_at, deleted: {column: deleted_at}}",
+    )
+    pair.run(full=True)
+    pair.pg("INSERT INTO customers (name) VALUES ('Jo'), ('Kim')")
+    assert pair.run().side("legacy").inserted == 2
+    pair.lite(f"UPDATE customers SET deleted_at = {NOW_MS} WHERE name = 'Jo'")
+    pair.pg("UPDATE customers SET deleted_at = now() WHERE name = 'Kim'")
+    report = pair.run()
+    assert report.side("app").deleted == 1 and report.side("legacy").deleted == 1
+    assert {r["name"]: r["deleted_at"] is not None for r in pair.pg_rows()} == {
+        "Jo": True,
+        "Kim": True,
+    }
+    assert {r["name"]: r["deleted_at"] is not None for r in pair.lite_rows()} == {
+        "Jo": True,
+        "Kim": True,
+    }
+    assert pair.run().writes == 0

@@ -2,7 +2,8 @@
 exists and holds a timestamp or a version (an error otherwise), leads an index (a
 warning otherwise: every poll would read the whole table), and something keeps it
 current on every write (a trigger or an ON UPDATE default; a warning when none is found,
-since an application may still set it, which no database can tell us)."""
+since an application may still set it, which no database can tell us). A soft-delete
+column must be of a type our deletes can set (rows.MARKABLE)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Protocol
 
 from syncswim_lib.config.polling import PollSpec, poll_key
 from syncswim_lib.connectors.checks import Finding
+from syncswim_lib.connectors.polling.rows import MARKABLE
 from syncswim_lib.values import TableInfo
 
 MOD_FAMILIES = ("timestamp", "timestamptz", "int")
@@ -74,6 +76,17 @@ def poll_findings(
                             "name an existing column",
                         )
                     )
+            soft = None if spec.deleted.column is None else info.column(spec.deleted.column)
+            if soft is not None and soft.family not in MARKABLE:
+                out.append(
+                    Finding(
+                        "error",
+                        ep,
+                        f"the soft-delete column {table}.{soft.name} is {soft.db_type}: the "
+                        "sync cannot mark a row deleted in it",
+                        "use a timestamp, date, boolean, integer or text column",
+                    )
+                )
             if not any(ix and ix[0] == spec.column for ix in conn.index_columns(table)):
                 out.append(
                     Finding(

@@ -21,7 +21,13 @@ from syncswim_lib.connectors.checks import Finding
 from syncswim_lib.connectors.polling.capture import After, Poller
 from syncswim_lib.connectors.polling.checks import poll_findings
 from syncswim_lib.connectors.polling.kind import CAPABILITIES
-from syncswim_lib.connectors.polling.rows import filter_batches, hide_soft_deleted, with_writer
+from syncswim_lib.connectors.polling.rows import (
+    count_soft_deletes,
+    filter_batches,
+    hide_soft_deleted,
+    soft_deletes,
+    with_writer,
+)
 from syncswim_lib.envelope import Position
 from syncswim_lib.errors import ConfigError
 from syncswim_lib.values import TableInfo
@@ -90,7 +96,8 @@ class PolledPostgres:
         return filter_batches(inner, self.polls, table, columns)  # type: ignore[no-any-return]
 
     def apply(self, batch: ApplyBatch) -> ApplyResult:
-        return self.inner.apply(with_writer(batch, self.polls))
+        batch, soft = soft_deletes(batch, self.polls, self.describe(batch.table), self.clock)
+        return count_soft_deletes(self.inner.apply(with_writer(batch, self.polls)), soft)
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
         return self.inner.applied_result(sync, batch_id)

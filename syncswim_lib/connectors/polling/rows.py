@@ -1,18 +1,21 @@
 """What a polled side's reads and writes add to a plain connector's: soft-deleted rows
-hidden from the merge, and the `written_by` column set on our own writes."""
+hidden from the merge, a delete written as the soft-delete column set, and the
+`written_by` column set on our own writes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
 from syncswim_lib.config.polling import PollSpec, find_poll
-from syncswim_lib.connectors.base import ApplyBatch
-from syncswim_lib.connectors.results import SET
-from syncswim_lib.values import ColumnInfo
+from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
+from syncswim_lib.connectors.results import REF, SET
+from syncswim_lib.errors import ConfigError
+from syncswim_lib.values import ColumnInfo, TableInfo
 from syncswim_lib.values.arrow import arrow_type
 
 
@@ -99,3 +102,79 @@ def with_writer(batch: ApplyBatch, polls: Mapping[str, PollSpec]) -> ApplyBatch:
             index = updates.column_names.index(SET)
             updates = updates.set_column(index, SET, pa.array(lists, pa.list_(pa.string())))
     return replace(batch, inserts=inserts, updates=updates)
+
+
+# the families a soft-delete column may have: the sync knows what to write to mark a row
+# deleted (validate refuses another)
+MARKABLE = ("timestamp", "timestamptz", "date", "bool", "int", "text")
+
+
+def deleted_mark(column: ColumnInfo, now: Callable[[], datetime], origin: str) -> Any:
+    """What a delete of ours writes to the soft-delete column: the time for a time, true,
+    1, or the sync's name for text (the column only has to be set)."""
+    family = column.family
+    if family in ("timestamp", "timestamptz"):
+        return now()
+    if family == "date":
+        return now().date()
+    if family == "bool":
+        return True
+    if family == "int":
+        return 1
+    if family == "text":
+        return origin
+    raise ConfigError(
+        f"the soft-delete column {column.name} is {column.db_type}: the sync cannot mark a "
+        "row deleted in it (a timestamp, date, boolean, integer or text column can)"
+    )
+
+
+def soft_deletes(
+    batch: ApplyBatch,
+    polls: Mapping[str, PollSpec],
+    info: TableInfo,
+    now: Callable[[], datetime],
+) -> tuple[ApplyBatch, frozenset[str]]:
+    """With a soft-delete column declared for the table: each delete as an update that
+    sets that column (the application keeps its row and reads it as deleted, as it does
+    its own deletes), and each insert with the column cleared (an insert that finds its
+    record's row by the external id finds the soft-deleted row of a record created
+    again: it is live again). Also the refs of the deletes made updates."""
+    found = find_poll(polls, batch.origin, batch.table)
+    column_name = None if found is None else found[1].deleted.column
+    if column_name is None:
+        return batch, frozenset()
+    column = info.column(column_name)
+    if column is None:
+        raise ConfigError(f"the soft-delete column {column_name} does not exist in {info.name}")
+    typ = arrow_type(column)
+    inserts = batch.inserts
+    if inserts.num_rows and column_name not in inserts.column_names:
+        inserts = inserts.append_column(column_name, pa.nulls(inserts.num_rows, typ))
+    deletes = batch.deletes
+    if not deletes.num_rows:
+        return replace(batch, inserts=inserts), frozenset()
+    n = deletes.num_rows
+    marked = deletes.select([*batch.key_columns, REF])
+    marked = marked.append_column(
+        column_name, pa.array([deleted_mark(column, now, batch.origin)] * n, typ)
+    )
+    marked = marked.append_column(SET, pa.array([[column_name]] * n, pa.list_(pa.string())))
+    updates = batch.updates
+    if updates.num_rows:
+        if SET not in updates.column_names:  # their rows set every value column
+            updates = updates.append_column(SET, pa.nulls(updates.num_rows, pa.list_(pa.string())))
+        updates = pa.concat_tables([updates, marked], promote_options="permissive")
+    else:
+        updates = marked
+    refs = frozenset(str(r) for r in marked.column(REF).to_pylist())
+    return replace(batch, inserts=inserts, updates=updates, deletes=deletes.slice(0, 0)), refs
+
+
+def count_soft_deletes(result: ApplyResult, refs: Collection[str]) -> ApplyResult:
+    """`result` with the deletes written as updates counted as deletes."""
+    if not refs:
+        return result
+    undone = set(result.missing) | set(result.stale) | set(result.rejected)
+    done = sum(1 for r in refs if r not in undone)
+    return replace(result, updated=result.updated - done, deleted=result.deleted + done)

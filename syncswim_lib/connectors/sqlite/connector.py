@@ -26,7 +26,13 @@ from syncswim_lib.connectors.checks import Finding
 from syncswim_lib.connectors.polling.capture import After, Poller
 from syncswim_lib.connectors.polling.checks import poll_findings
 from syncswim_lib.connectors.polling.kind import CAPABILITIES
-from syncswim_lib.connectors.polling.rows import arrow_batch, soft_deleted_filter, with_writer
+from syncswim_lib.connectors.polling.rows import (
+    arrow_batch,
+    count_soft_deletes,
+    soft_deleted_filter,
+    soft_deletes,
+    with_writer,
+)
 from syncswim_lib.connectors.sqlite import apply as apply_mod
 from syncswim_lib.connectors.sqlite.apply import MARKER_DDL, MARKER_TABLE, quote, table_ref
 from syncswim_lib.connectors.sqlite.types import family_of, from_db, to_db
@@ -310,7 +316,9 @@ class SqliteConnector:
 
     def apply(self, batch: ApplyBatch) -> ApplyResult:
         info = self.describe(batch.table)
-        return apply_mod.apply_batch(self._connection(), info, with_writer(batch, self.polls))
+        batch, soft = soft_deletes(batch, self.polls, info, self._clock)
+        result = apply_mod.apply_batch(self._connection(), info, with_writer(batch, self.polls))
+        return count_soft_deletes(result, soft)
 
     def applied_result(self, sync: str, batch_id: str) -> ApplyResult | None:
         return apply_mod.applied_result(self._connection(), sync, batch_id)

@@ -44,7 +44,8 @@ CREATE TABLE customers (
     name text,
     amount numeric(12,2),
     active boolean,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    deleted_at timestamptz
 );
 CREATE INDEX customers_updated ON customers (updated_at);
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS

@@ -73,3 +73,15 @@ def test_polled_postgres_without_a_trigger_warns(pg_dsn: str, tmp_path: Path) ->
     assert code == 0, err
     assert "keep public.customers.updated_at current on UPDATE" in err
     assert "no index starts with" not in err
+
+
+def test_a_soft_delete_column_our_deletes_cannot_set_is_an_error(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    pair = PolledPair(pg_dsn, tmp_path, deleted="{column: amount}")  # NUMERIC(12,2)
+    code, err = validate(pair.yaml_path)
+    assert code == 2
+    assert (
+        "error: endpoints.legacy: the soft-delete column customers.amount is NUMERIC(12,2): "
+        "the sync cannot mark a row deleted in it" in err
+    )

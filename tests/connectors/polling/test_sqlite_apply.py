@@ -202,3 +202,78 @@ def test_markers_before_setup_and_pruned(tmp_path: Path, conn: SqliteConnector) 
     assert conn.prune_markers(timedelta(hours=1)) == 0
     assert conn.prune_markers(timedelta(0)) == 1
     assert conn.applied_result("s", "b1") is None
+
+
+SOFT_DDL = """
+CREATE TABLE people (
+    id INTEGER PRIMARY KEY, ext TEXT UNIQUE, name TEXT, gone TIMESTAMP, flag BOOLEAN,
+    tag TEXT, n INTEGER, ver INTEGER, doc JSON
+);
+INSERT INTO people (id, ext, name) VALUES (1, 'A', 'ann'), (2, 'B', 'bob'), (3, 'C', 'cy');
+"""
+
+
+def soft_connector(tmp_path: Path, column: str) -> SqliteConnector:
+    from syncswim_lib.config.polling import DeleteDetection, PollSpec
+
+    path = tmp_path / "soft.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SOFT_DDL)
+    spec = PollSpec("ver", DeleteDetection(column=column))
+    c = SqliteConnector(
+        str(path),
+        "app",
+        {"s/people": spec},
+        clock=lambda: datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC),
+    )
+    c.setup("s", ["people"])
+    return c
+
+
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [("gone", "2026-05-04 03:02:01"), ("flag", 1), ("tag", "s"), ("n", 1)],
+)
+def test_a_delete_on_a_soft_delete_table_sets_the_column(
+    tmp_path: Path, column: str, stored: Any
+) -> None:
+    """Deletes become updates of the declared soft-delete column (what it is set to
+    follows its type), beside an ordinary update, with compare-and-set; counted as
+    deletes; the rows stay."""
+    c = soft_connector(tmp_path, column)
+    deletes = table([{"id": 1, "__ref": "d1"}, {"id": 3, "__ref": "d3"}], id=pa.int64(), __ref=S)
+    updates = table([{"id": 2, "__ref": "u2", "name": "bo"}], id=pa.int64(), __ref=S, name=S)
+    expected = pa.table(
+        {
+            "__ref": ["d1", "d3"],
+            "__check": [["name"], ["name"]],
+            "name": ["ann", "someone else"],  # row 3 changed underneath: stale
+        }
+    )
+    none = table([], __ref=S)
+    result = c.apply(batch("b1", inserts=none, deletes=deletes, updates=updates, expected=expected))
+    assert (result.deleted, result.updated, result.stale) == (1, 1, ("d3",))
+    rows = sqlite3.connect(c.path).execute(f"SELECT id, name, {column} FROM people").fetchall()
+    assert rows == [(1, "ann", stored), (2, "bo", None), (3, "cy", None)]
+    assert [r["id"] for r in c.fetch("people", "id", [1, 2, 3])] == [2, 3]  # 1 is deleted
+
+
+def test_an_insert_matching_a_soft_deleted_row_makes_it_live(tmp_path: Path) -> None:
+    c = soft_connector(tmp_path, "gone")
+    sqlite3.connect(c.path, isolation_level=None).execute(
+        "UPDATE people SET gone = '2026-01-01 00:00:00' WHERE id = 1"
+    )
+    ins = table([{"__ref": "i", "ext": "A", "name": "ann2"}], __ref=S, ext=S, name=S)
+    result = c.apply(batch("b1", inserts=ins, insert_match=("ext",)))
+    assert (result.inserted, result.updated) == (0, 1)
+    rows = sqlite3.connect(c.path).execute("SELECT id, name, gone FROM people WHERE id = 1")
+    assert rows.fetchall() == [(1, "ann2", None)]
+
+
+def test_a_soft_delete_column_that_cannot_be_marked_is_refused(tmp_path: Path) -> None:
+    from syncswim_lib.errors import ConfigError
+
+    c = soft_connector(tmp_path, "doc")
+    deletes = table([{"id": 1, "__ref": "d1"}], id=pa.int64(), __ref=S)
+    with pytest.raises(ConfigError, match="cannot mark a row deleted in it"):
+        c.apply(batch("b1", inserts=table([], __ref=S), deletes=deletes))
