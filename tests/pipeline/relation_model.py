@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Letter = Literal["a", "b"]
+Key = int | str  # a database's integer key, an org's Id
 LETTERS: tuple[Letter, Letter] = ("a", "b")
 
 
@@ -65,7 +66,7 @@ class Record:
     rid: int
     kind: Kind
     rows: dict[Letter, Values | None]  # None: no row on that side
-    keys: dict[Letter, int | None]  # None: not known (yet)
+    keys: dict[Letter, Key | None]  # None: not known (yet)
     code: str | None = None  # external-id mode: the shared id, given at birth
     base: Values | None = None  # the last agreed values; None: never synced
 
@@ -80,9 +81,9 @@ class Model:
         return copy.deepcopy(self)
 
     # -- edits -------------------------------------------------------------------------------
-    def add(self, kind: Kind, letter: Letter, values: Values, key: int, code: str | None) -> Record:
+    def add(self, kind: Kind, letter: Letter, values: Values, key: Key, code: str | None) -> Record:
         rows: dict[Letter, Values | None] = {letter: dict(values), other(letter): None}
-        keys: dict[Letter, int | None] = {letter: key, other(letter): None}
+        keys: dict[Letter, Key | None] = {letter: key, other(letter): None}
         rec = Record(next(self.ids), kind, rows, keys, code)
         self.records[rec.rid] = rec
         return rec

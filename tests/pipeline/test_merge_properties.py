@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -53,12 +53,11 @@ from hypothesis.stateful import (
 )
 
 from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
-from syncswim_lib.connectors.base import ApplyBatch
+from syncswim_lib.connectors.base import ApplyBatch, Connector
 from syncswim_lib.connectors.memory import (
     MICROSECOND,
     SECOND,
     ManualClock,
-    MemoryConnector,
     MemoryDatabase,
 )
 from syncswim_lib.pipeline.capture import capture_side
@@ -69,6 +68,7 @@ from syncswim_lib.pipeline.seed import Reconciler
 from syncswim_lib.state.base import ConflictRecord
 from syncswim_lib.state.sqlite import SqliteStateStore
 from syncswim_lib.values import ColumnInfo, TableInfo
+from tests.pipeline.sides import Side
 
 EXAMPLES = int(os.environ.get("SYNCSWIM_PROPERTY_EXAMPLES", "150"))
 STEPS = int(os.environ.get("SYNCSWIM_PROPERTY_STEPS", "50"))
@@ -127,7 +127,8 @@ class Scenario:
     mode: Literal["external_id", "system_of_record"]
     default: ConflictRule
     fields: dict[str, ConflictRule]
-    precision_b: timedelta  # side a keeps microseconds
+    precision_b: timedelta
+    precision_a: timedelta = MICROSECOND  # a memory database's; a Salesforce org's: ms
 
     @property
     def sor(self) -> Letter | None:
@@ -151,7 +152,7 @@ class Scenario:
         )
 
     def precision(self, letter: Letter) -> timedelta:
-        return MICROSECOND if letter == "a" else self.precision_b
+        return self.precision_a if letter == "a" else self.precision_b
 
 
 PREFER_A = ConflictRule("prefer", prefer="a")
@@ -185,6 +186,7 @@ def newer(
 
 # --- the model ------------------------------------------------------------------------------
 
+Key = int | str  # a database's integer key, an org's Id
 ExpectedConflict = tuple[str, str, str, str]  # (field, repr value_a, repr value_b, outcome)
 NOT_AGREED = object()  # the base of a field both sides never agreed on: equal to nothing
 
@@ -193,7 +195,7 @@ NOT_AGREED = object()  # the base of a field both sides never agreed on: equal t
 class Record:
     rid: int
     rows: dict[Letter, dict[str, Any] | None]  # merge fields per side; None: no row
-    keys: dict[Letter, int | None]  # each side's primary key (None: not known yet)
+    keys: dict[Letter, Key | None]  # each side's primary key (None: not known yet)
     # the last agreed values (a field may have none yet); None: never synced
     base: dict[str, Any] | None = None
     clocks: dict[Letter, datetime | None] = field(default_factory=lambda: {"a": None, "b": None})
@@ -213,13 +215,13 @@ class Model:
         self.records: dict[int, Record] = {}
         self.ids = itertools.count(1)
         # edits made during a run after its merge: (side, key, values, time)
-        self.after_merge: list[tuple[Letter, int, dict[str, Any], datetime]] = []
+        self.after_merge: list[tuple[Letter, Key, dict[str, Any], datetime]] = []
         # conflicts decided and applied during the run already (see `half_applied`)
         self.decided: Counter[ExpectedConflict] = Counter()
 
-    def add(self, letter: Letter, values: dict[str, Any], key: int, at: datetime) -> Record:
+    def add(self, letter: Letter, values: dict[str, Any], key: Key, at: datetime) -> Record:
         rows: dict[Letter, dict[str, Any] | None] = {letter: dict(values), other(letter): None}
-        keys: dict[Letter, int | None] = {letter: key, other(letter): None}
+        keys: dict[Letter, Key | None] = {letter: key, other(letter): None}
         rec = Record(next(self.ids), rows, keys)
         rec.clocks[letter] = at
         self.records[rec.rid] = rec
@@ -349,25 +351,24 @@ class Model:
 
 
 class MergeMachine(RuleBasedStateMachine):
+    """Over two memory databases; test_merge_properties_salesforce.py puts a Salesforce
+    org on one side through the hooks `open_sides`, `_entity_map`, `values`, `ids_change`,
+    `edits_during_runs`, `model_field` and `garbled_sor_key`."""
+
     scenario: Scenario
+    values: dict[str, st.SearchStrategy[Any]] = VALUES
 
     def __init__(self) -> None:
         super().__init__()
         s = self.scenario
         self.clock = ManualClock(T0)
-        self.dbs: dict[Letter, MemoryDatabase] = {
-            "a": MemoryDatabase("app", clock=self.clock),
-            "b": MemoryDatabase("shop", clock=self.clock, precision=s.precision_b),
-        }
-        self.dbs["a"].create_table(INFO_A)
-        self.dbs["b"].create_table(INFO_B)
-        self.conns: dict[Letter, MemoryConnector] = {}
+        self.dbs, self.conns = self.open_sides()
         self.store = SqliteStateStore(":memory:")
-        for letter in LETTERS:
-            conn = self.conns[letter] = self.dbs[letter].connector(ENDPOINTS[letter])
-            conn.setup(SYNC, [TABLES[letter]])
-            self.store.set_position(SYNC, ENDPOINTS[letter], conn.current_position(SYNC))
         self.emap = self._entity_map()
+        for letter in LETTERS:
+            conn = self.conns[letter]
+            conn.setup(SYNC, [self.emap.side(letter).table])
+            self.store.set_position(SYNC, ENDPOINTS[letter], conn.current_position(SYNC))
         self.engine = EntityEngine(
             self.emap, self.store, {"a": self.conns["a"], "b": self.conns["b"]}
         )
@@ -375,6 +376,34 @@ class MergeMachine(RuleBasedStateMachine):
         self.codes = itertools.count(1)
         self.high: dict[Letter, int] = {"a": 0, "b": 0}  # the highest key each side used
         self.seen_conflicts: set[int] = set()
+
+    def open_sides(self) -> tuple[dict[Letter, Side], dict[Letter, Connector]]:
+        """Each side's database (as the machine edits it) and connector."""
+        dbs: dict[Letter, MemoryDatabase] = {
+            "a": MemoryDatabase("app", clock=self.clock),
+            "b": MemoryDatabase("shop", clock=self.clock, precision=self.scenario.precision_b),
+        }
+        dbs["a"].create_table(INFO_A)
+        dbs["b"].create_table(INFO_B)
+        sides: dict[Letter, Side] = {L: dbs[L] for L in LETTERS}
+        return sides, {L: dbs[L].connector(ENDPOINTS[L]) for L in LETTERS}
+
+    def ids_change(self, letter: Letter) -> bool:
+        """Whether a person can change a row's key on `letter` (an org's Id: never)."""
+        return True
+
+    def edits_during_runs(self, letter: Letter) -> bool:
+        """Whether the machine can edit a row of `letter` inside a run's apply there (the
+        memory database's apply hook)."""
+        return True
+
+    def model_field(self, column_a: str) -> str:
+        """The model's name of a field a conflict record names (by its column on side a)."""
+        return column_a
+
+    def garbled_sor_key(self, rec: Record) -> Any:
+        """A value of side b's SOR-key column that is no record's key."""
+        return -1 - rec.rid
 
     def _entity_map(self) -> EntityMap:
         s = self.scenario
@@ -398,13 +427,13 @@ class MergeMachine(RuleBasedStateMachine):
     def tick(self, seconds: float) -> None:
         self.clock.advance(timedelta(seconds=seconds))
 
-    def key_of(self, rec: Record, letter: Letter) -> int:
+    def key_of(self, rec: Record, letter: Letter) -> Key:
         key = rec.keys[letter]
         assert key is not None, f"record {rec.rid} has no known key on {letter}"
         return key
 
-    def note_key(self, letter: Letter, key: int | None) -> None:
-        if key is not None:
+    def note_key(self, letter: Letter, key: Any) -> None:
+        if isinstance(key, int):  # an org's Id is no number, and never changes
             self.high[letter] = max(self.high[letter], key)
 
     def do_insert(
@@ -495,14 +524,14 @@ class MergeMachine(RuleBasedStateMachine):
 
     def some_values(self, data: st.DataObject) -> dict[str, Any]:
         names = data.draw(st.sets(st.sampled_from(FIELDS), min_size=1), label="fields")
-        return {n: data.draw(VALUES[n], label=n) for n in sorted(names)}
+        return {n: data.draw(self.values[n], label=n) for n in sorted(names)}
 
     def has(self, letter: Letter) -> bool:
         return bool(self.model.present(letter))
 
     @rule(letter=SIDES, dt=STEPS_S, data=st.data())
     def insert(self, letter: Letter, dt: float, data: st.DataObject) -> None:
-        values = {n: data.draw(VALUES[n], label=n) for n in FIELDS}
+        values = {n: data.draw(self.values[n], label=n) for n in FIELDS}
         if self.scenario.mode == "external_id":
             with_id = data.draw(st.booleans(), label="with an external id")
             values["code"] = self.new_code() if with_id else None
@@ -516,7 +545,7 @@ class MergeMachine(RuleBasedStateMachine):
         code = self.new_code()
         rec: Record | None = None
         for letter in LETTERS:
-            values = {n: data.draw(VALUES[n], label=f"{letter}.{n}") for n in FIELDS}
+            values = {n: data.draw(self.values[n], label=f"{letter}.{n}") for n in FIELDS}
             values["code"] = code
             self.tick(dt)
             rec = self.do_insert(letter, values, rec)
@@ -551,7 +580,7 @@ class MergeMachine(RuleBasedStateMachine):
 
     @rule(letter=SIDES, dt=STEPS_S, data=st.data())
     def change_key(self, letter: Letter, dt: float, data: st.DataObject) -> None:
-        if not self.has(letter):
+        if not self.has(letter) or not self.ids_change(letter):
             return
         rec = self.pick(data, letter)
         self.tick(dt)
@@ -573,14 +602,14 @@ class MergeMachine(RuleBasedStateMachine):
         if not any(self.model.records[r].base is not None for r in self.model.present("b")):
             return
         rec = self.pick(data, "b", synced=True)
-        value = data.draw(st.sampled_from([None, -1 - rec.rid]), label="app_id")
+        value = data.draw(st.sampled_from([None, self.garbled_sor_key(rec)]), label="app_id")
         self.tick(dt)
         self.do_update(rec, "b", {"app_id": value})
 
     @rule(during=st.booleans(), letter=SIDES, dt=STEPS_S, data=st.data())
     def sync(self, during: bool, letter: Letter, dt: float, data: st.DataObject) -> None:
         """A sync; `during`: a user edits a row of `letter` while the run applies."""
-        if during and self.has(letter):
+        if during and self.has(letter) and self.edits_during_runs(letter):
             rec = self.pick(data, letter)
             values = self.some_values(data)
             self.tick(dt)
@@ -599,7 +628,7 @@ class MergeMachine(RuleBasedStateMachine):
         step left alone; a second `full` run then has nothing to write."""
         self.run_sync()
         for _ in range(n):
-            values = {f: data.draw(VALUES[f], label=f) for f in FIELDS}
+            values = {f: data.draw(self.values[f], label=f) for f in FIELDS}
             if self.scenario.mode == "external_id":
                 values["code"] = self.new_code()
             self.tick(1.0)
@@ -686,7 +715,7 @@ class MergeMachine(RuleBasedStateMachine):
         self.check_rows()
         self.check_conflicts(expected)
 
-    def rows(self, letter: Letter) -> dict[int, dict[str, Any]]:
+    def rows(self, letter: Letter) -> dict[Key, dict[str, Any]]:
         return {r["id"]: r for r in self.dbs[letter].rows(TABLES[letter])}
 
     def learn_keys(self) -> None:
@@ -711,7 +740,7 @@ class MergeMachine(RuleBasedStateMachine):
     def check_rows(self) -> None:
         for L in LETTERS:
             rows = self.rows(L)
-            want: dict[int, tuple[int, dict[str, Any]]] = {}
+            want: dict[Key, tuple[int, dict[str, Any]]] = {}
             for rec in self.model.records.values():
                 values = rec.rows[L]
                 if values is not None:
@@ -730,7 +759,11 @@ class MergeMachine(RuleBasedStateMachine):
 
     def check_conflicts(self, expected: Counter[ExpectedConflict]) -> None:
         every = self.store.conflicts(SYNC, ENTITY, limit=1_000_000)
-        new = [c for c in every if c.id not in self.seen_conflicts]
+        new = [
+            replace(c, field=self.model_field(c.field))
+            for c in every
+            if c.id not in self.seen_conflicts
+        ]
         self.seen_conflicts.update(c.id for c in new if c.id is not None)
         got: Counter[ExpectedConflict] = Counter()
         for c in new:

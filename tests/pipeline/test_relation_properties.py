@@ -76,6 +76,7 @@ from tests.pipeline.relation_model import (
     LETTERS,
     NODES,
     PARENTS,
+    Key,
     Kind,
     Letter,
     Model,
@@ -83,6 +84,7 @@ from tests.pipeline.relation_model import (
     Values,
     other,
 )
+from tests.pipeline.sides import Side
 
 EXAMPLES = int(os.environ.get("SYNCSWIM_PROPERTY_EXAMPLES", "60"))
 STEPS = int(os.environ.get("SYNCSWIM_PROPERTY_STEPS", "20"))
@@ -133,16 +135,28 @@ class Scenario:
         cols.append(ColumnInfo(kind.data, "text", "text"))
         return TableInfo(self.table(kind, letter), tuple(cols), ("id",), tuple(unique))
 
+    # how side b is declared and names its columns (test_relation_properties_salesforce.py
+    # puts a Salesforce org there)
+    def endpoint_b(self) -> str:
+        return "{kind: postgres, dsn: {env: RELATION_TEST_SHOP_DSN}}"
+
+    def side_b(self, kind: Kind) -> str:
+        return f"{{table: {self.table(kind, 'b')}, key: [id]}}"
+
+    def column_b(self, kind: Kind, column: str) -> str:
+        return column
+
     def yaml(self) -> str:
         if self.sor:
-            mode = "{system_of_record: app, external_id: {shop: app_id}}"
+            ident = self.column_b(self.kinds[0], "app_id")
+            mode = f"{{system_of_record: app, external_id: {{shop: {ident}}}}}"
         else:
-            mode = "{external_id: {app: code, shop: code}}"
+            mode = f"{{external_id: {{app: code, shop: {self.column_b(self.kinds[0], 'code')}}}}}"
         lines = [
             "endpoints:",
             # nothing connects: the Runtime below hands out memory connectors
             "  app: {kind: postgres, dsn: {env: RELATION_TEST_APP_DSN}}",
-            "  shop: {kind: postgres, dsn: {env: RELATION_TEST_SHOP_DSN}}",
+            f"  shop: {self.endpoint_b()}",
             "syncs:",
             f"  {SYNC}:",
             "    between: [app, shop]",
@@ -153,9 +167,11 @@ class Scenario:
             lines += [
                 f"      {kind.name}:",
                 f"        app: {{table: {self.table(kind, 'a')}, key: [id]}}",
-                f"        shop: {{table: {self.table(kind, 'b')}, key: [id]}}",
+                f"        shop: {self.side_b(kind)}",
                 f"        mode: {mode}",
-                "        fields: {" + ", ".join(f"{c}: {c}" for c in fields) + "}",
+                "        fields: {"
+                + ", ".join(f"{c}: {self.column_b(kind, c)}" for c in fields)
+                + "}",
                 "        conflicts: {default: {prefer: app}}",
             ]
             if kind.ref is not None:
@@ -172,16 +188,21 @@ SCENARIOS = [
 
 
 class MemoryRuntime(Runtime):
-    """A Runtime over memory databases (by endpoint) and a given state store."""
+    """A Runtime over memory databases (by endpoint) and a given state store; endpoints in
+    `connectors` get those instead."""
 
     def __init__(
-        self, project: Project, store: StateStore, dbs: Mapping[str, MemoryDatabase]
+        self,
+        project: Project,
+        store: StateStore,
+        dbs: Mapping[str, MemoryDatabase],
+        connectors: Mapping[str, Connector] | None = None,
     ) -> None:
         # not Runtime.__init__: it opens the project's own store and connectors
         self.project = project
         self.store = store
         self.dbs = dict(dbs)
-        self._connectors: dict[str, Connector] = {}
+        self._connectors: dict[str, Connector] = dict(connectors or {})
         self._tables: dict[tuple[str, str], TableInfo] = {}
         self._maps: dict[tuple[str, str], EntityMap] = {}
         self._retriers: dict[str, Retrier] = {}
@@ -196,33 +217,47 @@ class MemoryRuntime(Runtime):
 
 
 class RelationMachine(RuleBasedStateMachine):
+    """Over two memory databases; test_relation_properties_salesforce.py puts a Salesforce
+    org on side b through the hooks `open_sides`, `delete_rows` and `key_column`."""
+
     scenario: Scenario
 
     def __init__(self) -> None:
         super().__init__()
         s = self.scenario
         self.clock = ManualClock(T0)
-        self.dbs: dict[Letter, MemoryDatabase] = {
-            "a": MemoryDatabase("app", clock=self.clock),
-            "b": MemoryDatabase("shop", clock=self.clock),
-        }
-        for kind in s.kinds:
-            for letter in LETTERS:
-                self.dbs[letter].create_table(s.info(kind, letter))
-            # side b numbers from FIRST_KEY_B: a row there and gone before capture starts
-            table_b = s.table(kind, "b")
-            self.dbs["b"].insert(table_b, {"id": FIRST_KEY_B - 1})
-            self.dbs["b"].delete(table_b, FIRST_KEY_B - 1)
         self.project = parse_project(s.yaml(), "relations.yaml")
         self.store = SqliteStateStore(":memory:")
-        dbs = {ENDPOINTS[L]: self.dbs[L] for L in LETTERS}
-        self.rt = MemoryRuntime(self.project, self.store, dbs)
+        self.dbs, conns = self.open_sides()
+        memory = {ENDPOINTS[L]: db for L, db in self.dbs.items() if isinstance(db, MemoryDatabase)}
+        self.rt = MemoryRuntime(self.project, self.store, memory, conns)
         ensure_setup(self.rt, SYNC)  # capture starts here: every edit below is seen
         self.order = list(self.project.syncs[SYNC].apply_order())
         self.model = Model(s.kinds)
         self.codes = itertools.count(1)
         self.fk: dict[Letter, Fk] = {"a": "cascade", "b": "cascade"}
         self.dirty = False  # edited since the last sync
+
+    def open_sides(self) -> tuple[dict[Letter, Side], dict[str, Connector]]:
+        """Each side's database (as the machine edits it), and the connectors of the
+        endpoints that are not memory databases."""
+        s = self.scenario
+        dbs: dict[Letter, MemoryDatabase] = {
+            "a": MemoryDatabase("app", clock=self.clock),
+            "b": MemoryDatabase("shop", clock=self.clock),
+        }
+        for kind in s.kinds:
+            for letter in LETTERS:
+                dbs[letter].create_table(s.info(kind, letter))
+            # side b numbers from FIRST_KEY_B: a row there and gone before capture starts
+            table_b = s.table(kind, "b")
+            dbs["b"].insert(table_b, {"id": FIRST_KEY_B - 1})
+            dbs["b"].delete(table_b, FIRST_KEY_B - 1)
+        return {L: dbs[L] for L in LETTERS}, {}
+
+    def key_column(self, letter: Letter) -> str:
+        """The primary key column of `letter`'s tables, as the links hold it."""
+        return "id"
 
     def teardown(self) -> None:
         self.rt.close()
@@ -251,12 +286,12 @@ class RelationMachine(RuleBasedStateMachine):
     def table(self, kind: Kind, letter: Letter) -> str:
         return self.scenario.table(kind, letter)
 
-    def key_of(self, rec: Record, letter: Letter) -> int:
+    def key_of(self, rec: Record, letter: Letter) -> Key:
         key = rec.keys[letter]
         assert key is not None, f"record {rec.rid} has no known key on {letter}"
         return key
 
-    def ref_key(self, kind: Kind, letter: Letter, parent: int | None) -> int | None:
+    def ref_key(self, kind: Kind, letter: Letter, parent: int | None) -> Key | None:
         """The key on `letter` of the parent record `parent` (None: no parent)."""
         if parent is None:
             return None
@@ -291,25 +326,31 @@ class RelationMachine(RuleBasedStateMachine):
 
     def do_delete(self, rec: Record, letter: Letter) -> None:
         """`rec` and what that side's foreign key does to the rows that refer to it."""
-        db = self.dbs[letter]
         gone = [*self.model.descendants_on(letter, rec), rec]
         how = self.fk[letter]
-        if how == "children_first":
-            for r in gone:
-                assert db.delete(self.table(r.kind, letter), self.key_of(r, letter)) is not None
-        else:
-            with db.transaction() as txn:
-                assert txn.delete(self.table(rec.kind, letter), self.key_of(rec, letter))
-                logged = len(txn.events)
-                for r in gone[:-1]:
-                    assert txn.delete(self.table(r.kind, letter), self.key_of(r, letter))
-                if how == "cascade_unlogged":
-                    del txn.events[logged:]  # the binlog has the parent's row only
+        self.delete_rows(letter, gone, how)
         for r in gone:
             r.rows[letter] = None
             r.keys[letter] = None
         self.dirty = True
         count(f"delete: {how} of {len(gone) - 1} rows")
+
+    def delete_rows(self, letter: Letter, gone: list[Record], how: Fk) -> None:
+        """Delete `gone` (a record, last, and its descendants) on `letter` as `how` says."""
+        db = self.dbs[letter]
+        assert isinstance(db, MemoryDatabase)
+        rec = gone[-1]
+        if how == "children_first":
+            for r in gone:
+                assert db.delete(self.table(r.kind, letter), self.key_of(r, letter)) is not None
+            return
+        with db.transaction() as txn:
+            assert txn.delete(self.table(rec.kind, letter), self.key_of(rec, letter))
+            logged = len(txn.events)
+            for r in gone[:-1]:
+                assert txn.delete(self.table(r.kind, letter), self.key_of(r, letter))
+            if how == "cascade_unlogged":
+                del txn.events[logged:]  # the binlog has the parent's row only
 
     def safe(self, edit: Callable[[Model], None]) -> bool:
         """Whether the model after `edit` stays out of the case the contract leaves open
@@ -488,6 +529,7 @@ class RelationMachine(RuleBasedStateMachine):
         """New nodes referring to each other in a circle (one referring to itself when
         alone), created in one transaction."""
         db, table = self.dbs[letter], self.table(NODES, letter)
+        assert isinstance(db, MemoryDatabase)
         recs: list[Record] = []
         with db.transaction() as txn:
             for label in labels:
@@ -547,7 +589,7 @@ class RelationMachine(RuleBasedStateMachine):
         writes = sum(r.writes + r.cascaded + r.write_backs for r in reports)
         return writes, sum(r.deferred for r in reports)
 
-    def rows(self, kind: Kind, letter: Letter) -> dict[int, dict[str, Any]]:
+    def rows(self, kind: Kind, letter: Letter) -> dict[Key, dict[str, Any]]:
         return {r["id"]: r for r in self.dbs[letter].rows(self.table(kind, letter))}
 
     def learn_keys(self) -> None:
@@ -610,8 +652,9 @@ class RelationMachine(RuleBasedStateMachine):
                     )
         pairs: dict[str, dict[Any, Any]] = {}
         for kind in kinds.values():
+            col_a, col_b = self.key_column("a"), self.key_column("b")
             links = [
-                (x.key_a["id"] if x.key_a else None, x.key_b["id"] if x.key_b else None)
+                (x.key_a[col_a] if x.key_a else None, x.key_b[col_b] if x.key_b else None)
                 for x in self.store.links(SYNC, kind.name)
             ]
             mine = rows[kind.name]
