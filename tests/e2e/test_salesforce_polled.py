@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,22 @@ def test_a_change_is_captured_once_and_a_new_process_resumes_from_the_cursor(
     s.human.Account.create({"Name": "Hooli", "Code__c": "H1"})
     assert s.captured()["customers"] == 1
     assert sorted(r["code"] for r in s.pg_rows("customers")) == ["H1", "I1"]
+    s.settled()
+
+
+def test_records_sharing_one_stamp_across_runs_are_captured_once(s: Polled) -> None:
+    """The org's clock stopped: every record it writes carries the same SystemModstamp,
+    as records written within one second do on a real org."""
+    s.emu.control.clock_set(datetime.now(UTC).replace(microsecond=0), frozen=True)
+    s.run()
+    s.human.Account.create({"Name": "First", "Code__c": "S1"})
+    assert s.captured()["customers"] == 1
+    s.human.Account.create({"Name": "Second", "Code__c": "S2"})  # the same stamp
+    assert s.captured()["customers"] == 1
+    assert s.captured()["customers"] == 0
+    stamps = {r["SystemModstamp"] for r in s.sf_rows("SELECT SystemModstamp FROM Account")}
+    assert len(stamps) == 1
+    assert sorted(r["code"] for r in s.pg_rows("customers")) == ["S1", "S2"]
     s.settled()
 
 
