@@ -48,7 +48,7 @@ from syncswim_lib.pipeline.engine import build_batch
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
 from syncswim_lib.pipeline.plan import Write
 from syncswim_lib.pipeline.report import EntityReport
-from syncswim_lib.state.base import BatchRecord, Link, StateStore
+from syncswim_lib.state.base import BatchRecord, JournalEntry, Link, StateStore
 from syncswim_lib.values import ColumnInfo
 from syncswim_lib.values.codec import key_text
 from syncswim_lib.values.coerce import coerce
@@ -56,6 +56,7 @@ from syncswim_lib.values.coerce import coerce
 LETTERS: tuple[Letter, Letter] = ("a", "b")
 READ_ROWS = 5000  # rows per snapshot batch of the keys, and per fetch of rows by key
 PAIR_CHUNK = 2000  # linked pairs compared with their shadows per round trip
+PENDING_PAGE = 10_000  # journal entries read per query
 
 # the state's positions table keeps one mark per entity while its bulk part is unfinished
 MARK_PREFIX = "reconcile:"
@@ -179,6 +180,17 @@ class Reconciler:
         flush()
         return _concat(parts, ("a", "b", "i", "l"), {"l": pa.bool_()})
 
+    def _all_pending(self) -> Iterator[JournalEntry]:
+        """Every pending entry of the entity, page by page (the journal hands out 10,000
+        at a time; a record left out would only be compared in bulk, at a cost)."""
+        after = 0
+        while True:
+            page = self.store.pending(self.m.sync, self.m.entity, PENDING_PAGE, after)
+            yield from page
+            if len(page) < PENDING_PAGE:
+                return
+            after = page[-1].id
+
     def _busy(self) -> tuple[dict[Letter, pa.Array], pa.Array]:
         """Key texts per side, and identities, of records with pending changes or open
         conflicts: the planner's."""
@@ -186,7 +198,7 @@ class Reconciler:
         keys: dict[Letter, set[str]] = {"a": set(), "b": set()}
         idents: set[str] = set()
         letter_of: dict[str, Letter] = {m.a.endpoint: "a", m.b.endpoint: "b"}
-        for e in self.store.pending(m.sync, m.entity):
+        for e in self._all_pending():
             if e.side not in letter_of:
                 continue
             letter = letter_of[e.side]

@@ -516,3 +516,47 @@ def test_a_run_after_everything_settled_writes_nothing(m: MergeDbs, mode: str) -
     assert m.values("app") == m.values("shop")
     assert len(m.rows("app")) == 2
     _settled(m)
+
+
+# a full run with more pending changes than the journal hands out at once ---------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_full_run_merges_every_pending_record_beyond_the_first_page(
+    m: MergeDbs, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk part of a `full` run leaves records with pending changes to the planner,
+    which merges field by field. It must know all of them, not the first page of the
+    journal (10,000 entries; two here, so three records of two edits each span pages)."""
+    from syncswim_lib.state.sqlstore import SqlStateStore
+
+    m.create(customers(mode))
+    m.run()
+    for i in range(3):
+        m.insert("app", code=f"C-{i}", name=f"n{i}", notes=f"t{i}")
+    m.run()
+    assert len(m.rows("shop")) == 3
+    for row in m.rows("app"):
+        m.exec(
+            "app", "UPDATE customers SET name = %s WHERE id = %s", (f"app {row['id']}", row["id"])
+        )
+    for row in m.rows("shop"):
+        m.my_exec("UPDATE customers SET notes = %s WHERE id = %s", (f"shop {row['id']}", row["id"]))
+    for i in range(3, 6):  # new records on each side, not linked yet: their inserts pend
+        m.insert("app", code=f"C-{i}", name=f"n{i}", notes=f"t{i}")
+        m.insert("shop", code=f"S-{i}", name=f"s{i}", notes=f"u{i}")
+    page = SqlStateStore.pending
+
+    def small_pages(
+        self: Any, sync: str, entity: str, limit: int = 10_000, after_id: int = 0
+    ) -> Any:
+        return page(self, sync, entity, min(limit, 2), after_id)
+
+    monkeypatch.setattr(SqlStateStore, "pending", small_pages)
+    m.run(full=True)
+    # every record once on each side, and the edited ones keep both edits
+    assert len(m.rows("app")) == len(m.rows("shop")) == 9
+    assert m.values("app") == m.values("shop")
+    edited = [r for r in m.rows("app") if r["name"].startswith("app ")]
+    assert len(edited) == 3 and all(r["notes"].startswith("shop ") for r in edited), edited
+    _settled(m)
