@@ -75,6 +75,10 @@ KIND = KindDescription(
     table_pattern=re.compile(r"[A-Za-z][A-Za-z0-9_]*"),
     table_example="'Account'",
     readings=(
+        # a ReplayPosition; while some objects are polled because the org publishes no
+        # change events for them, a WatermarkPosition carrying the replay id and their
+        # cursors (fallback.py): nothing reads this type for Salesforce yet (no
+        # continuous reader), a check of it must accept both
         Reading("stream", ReplayPosition, CAPABILITIES),
         Reading("poll", WatermarkPosition, POLLED_CAPABILITIES),
     ),
