@@ -7,8 +7,9 @@ the due key-set comparisons, and requests a run of the entities with pending cha
 and their descendants: the same assets, journal, merge and audit as a streamed sync.
 
 The sensor keeps its interval decisions in its cursor (JSON: per polled endpoint the
-interval, the reason, when the next poll is due); each run it requests carries the
-current interval and reason as tags, and each skip says them.
+interval, the reason, when the next poll is due, how long the poll took); each run it
+requests carries the current interval, reason and poll time as tags, and each skip says
+the interval and reason.
 """
 
 # no `from __future__ import annotations`: Dagster reads the functions' annotations
@@ -45,6 +46,7 @@ from syncswim_lib.pipeline.seed import unfinished
 
 INTERVAL_TAG = "syncswim/poll_interval_s"
 REASON_TAG = "syncswim/poll_reason"
+TOOK_TAG = "syncswim/poll_took_s"  # how long the poll behind the decision took
 PRUNE_EVERY_S = 24 * 3600
 
 _ACTIVE = [
@@ -111,8 +113,8 @@ def _poll_sensor(project: Project, sync: str) -> SensorDefinition:
         asset_selection=keys,
         description=(
             f"Polls {sync}'s polled side every {low:g} to {high:g} s (faster while changes "
-            "arrive, slower while idle or failing), captures its other side, and runs the "
-            "entities with pending changes and their descendants."
+            "arrive, slower while idle, failing or slow to answer), captures its other side, "
+            "and runs the entities with pending changes and their descendants."
         ),
     )
     def _sensor(
@@ -147,6 +149,7 @@ def _poll_sensor(project: Project, sync: str) -> SensorDefinition:
         for endpoint, d in sorted(result.decisions.items()):
             tags[f"{INTERVAL_TAG}/{endpoint}"] = f"{d.interval_s:g}"
             tags[f"{REASON_TAG}/{endpoint}"] = d.reason[:200]
+            tags[f"{TOOK_TAG}/{endpoint}"] = f"{d.took_s:.3g}"
         return RunRequest(asset_selection=_selection(decl, pending), tags=tags)
 
     return _sensor

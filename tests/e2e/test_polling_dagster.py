@@ -20,7 +20,13 @@ from dagster import (
 
 from syncswim_defs.factory import build_definitions
 from syncswim_defs.naming import sensor_name
-from syncswim_defs.polling import INTERVAL_TAG, REASON_TAG, poll_schedule_name, poll_sensor_name
+from syncswim_defs.polling import (
+    INTERVAL_TAG,
+    REASON_TAG,
+    TOOK_TAG,
+    poll_schedule_name,
+    poll_sensor_name,
+)
 from syncswim_defs.resources import SyncSwimResource
 from tests.connectors.polling.harness import PolledPair
 
@@ -60,6 +66,7 @@ def test_the_polling_sensor_replaces_the_capture_sensor_and_starts_runs(
         assert req.asset_selection == [KEY]
         assert req.tags[f"{INTERVAL_TAG}/legacy"] == "1"
         assert req.tags[f"{REASON_TAG}/legacy"] == "1 changes: polling faster"
+        assert float(req.tags[f"{TOOK_TAG}/legacy"]) >= 0  # the poll's own time
 
         assets = [a for a in defs.assets if KEY in a.keys]
         result = materialize(assets, instance=instance, resources={"syncswim": resource})

@@ -1,6 +1,7 @@
 """One tick of a sync with a polled side, as the polling sensor and schedule run it: the
 streamed endpoints captured as the capture sensor does, each polled endpoint polled when
-its interval is due, then the key-set comparisons that are due.
+its interval is due, then the key-set comparisons that are due. Each poll is timed: the
+interval backs off for a source slow to answer (interval.py).
 
 It drives the pipeline's own capture (`pipeline/capture.py`), so the journal, positions
 and echo counting are the streamed sources' ones; this module only decides when.
@@ -8,13 +9,18 @@ and echo counting are the streamed sources' ones; this module only decides when.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from syncswim_lib.config.polling import PollCadence
 from syncswim_lib.connectors.polling.interval import Decision, decide, first
-from syncswim_lib.connectors.polling.keyset import KeySource, compare_keys, last_compared
+from syncswim_lib.connectors.polling.keyset import (
+    KeysetResult,
+    KeySource,
+    compare_keys,
+    last_compared,
+)
 from syncswim_lib.errors import ConfigError, RetriableError
 from syncswim_lib.pipeline.capture import capture_endpoint, ensure_setup, entity_tables
 from syncswim_lib.pipeline.runtime import Runtime
@@ -73,24 +79,33 @@ def tick(
         read.append(endpoint)
         try:
             n = capture_endpoint(rt.store, rt.connector(endpoint), sync, endpoint, tables)
-            keyset.update(_keysets(rt, sync, endpoint))
+            found = compare_due_keysets(rt, sync, endpoint)
         except RetriableError as exc:  # the source struggles: ask it less often
             errors[endpoint] = str(exc)
             base = prev or first(cadence(rt, sync), at)
             out[endpoint] = decide(cadence(rt, sync), base, 0, at, str(exc))
             continue
+        # how long the source took to answer: the load it reports without saying so
+        took = max(0.0, now() - at)
+        keyset.update((entity, r.gone) for entity, r in found.items())
         captured[endpoint] = n
-        n += sum(keyset.values())
-        out[endpoint] = decide(cadence(rt, sync), prev, n, at)
+        n += sum(r.gone for r in found.values())
+        out[endpoint] = decide(cadence(rt, sync), prev, n, at, took_s=took)
     return TickResult(captured, out, tuple(read), keyset, errors)
 
 
-def _keysets(rt: Runtime, sync: str, endpoint: str) -> dict[str, int]:
-    """The due key-set comparisons of `endpoint`'s entities: entity -> deletes found."""
+def compare_due_keysets(
+    rt: Runtime, sync: str, endpoint: str, entities: Collection[str] | None = None
+) -> dict[str, KeysetResult]:
+    """The due key-set comparisons of `endpoint`'s entities (of `entities` when given):
+    those whose last comparison is `keyset_every` ago or more, each journaling the
+    deletes it finds; entity -> its result."""
     decl = rt.project.syncs[sync]
-    found: dict[str, int] = {}
+    found: dict[str, KeysetResult] = {}
     conn = rt.connector(endpoint)
     for entity in decl.entities.values():
+        if entities is not None and entity.name not in entities:
+            continue
         for letter in ("a", "b"):
             side = entity.side(letter)
             spec = entity.poll.get(letter)
@@ -102,8 +117,7 @@ def _keysets(rt: Runtime, sync: str, endpoint: str) -> dict[str, int]:
                 continue
             if not isinstance(conn, KeySource):
                 raise ConfigError(f"endpoint {endpoint} cannot compare key sets")
-            result = compare_keys(
+            found[entity.name] = compare_keys(
                 rt.store, conn, sync, entity.name, letter, endpoint, side.table, side.key, when
             )
-            found[entity.name] = result.gone
     return found

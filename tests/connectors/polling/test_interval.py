@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from syncswim_lib.config.polling import PollCadence
-from syncswim_lib.connectors.polling.interval import BUSY_CHANGES, Decision, decide, first
+from syncswim_lib.connectors.polling.interval import (
+    BUSY_CHANGES,
+    LOAD_SHARE,
+    Decision,
+    decide,
+    first,
+)
 from syncswim_lib.connectors.polling.runner import tick
 from tests.connectors.polling.harness import PolledPair
 
@@ -49,6 +55,31 @@ def test_a_full_page_goes_to_the_minimum_at_once_and_errors_back_off_harder() ->
     assert [d.interval_s for d in errors] == [3.0, 12.0, 48.0]
     assert errors[1].changes == -1 and errors[1].reason.startswith("error, backing off")
     assert decide(CADENCE, errors[-1], 0, 0.0, error="again").interval_s == 60.0  # capped
+
+
+def test_a_poll_that_takes_a_large_share_of_the_interval_backs_off_for_load() -> None:
+    """A source that answers slowly is loaded: however many changes the poll found, the
+    next poll waits until the poll's own time is LOAD_SHARE of the interval; the reason
+    says so."""
+    prev = decide(CADENCE, None, 5, 0.0)  # 2 s
+    fast = decide(CADENCE, prev, 5, 10.0, took_s=0.9)  # 45%: not load
+    assert fast.interval_s == 2.0 and fast.reason == "5 changes: polling faster"
+    slow = decide(CADENCE, prev, 5, 10.0, took_s=1.5)  # 75% of 2 s
+    assert slow.interval_s == 1.5 / LOAD_SHARE == 3.0
+    assert slow.reason == "load: the poll took 1.5 s, 75% of the 2 s interval: backing off"
+    assert slow.took_s == 1.5 and slow.changes == 5
+    # a full page is no reason to press a slow source harder
+    busy = decide(CADENCE, prev, BUSY_CHANGES, 10.0, took_s=1.5)
+    assert busy.interval_s == 3.0 and busy.reason.startswith("load:")
+    assert decide(CADENCE, prev, 0, 10.0, took_s=100.0).interval_s == CADENCE.max_s
+    # an error's backoff stays the error's
+    failed = decide(CADENCE, prev, 0, 10.0, error="timeout", took_s=1.5)
+    assert failed.interval_s == 8.0 and failed.reason.startswith("error")
+
+
+def test_a_decision_read_from_an_older_cursor_has_no_poll_time() -> None:
+    old = {"interval_s": 3.0, "reason": "idle", "due_at": 1.0, "changes": 0, "decided_at": 0.0}
+    assert Decision.from_json(old).took_s == 0.0
 
 
 def test_the_first_decision_is_due_at_once() -> None:
@@ -115,3 +146,26 @@ def test_a_failing_poll_backs_off_harder_and_says_why(pg_dsn: str, tmp_path: Pat
     d = failed.decisions["app"]
     assert d.interval_s == 6.0 and d.changes == -1
     assert d.reason.startswith("error, backing off:")
+
+
+@pytest.mark.integration
+def test_a_slow_poll_backs_off_for_load_on_a_fake_clock(pg_dsn: str, tmp_path: Path) -> None:
+    """The tick times the poll by its clock: a clock that moves 1 s while SQLite is read
+    (a loaded source) makes a poll take two thirds of its 1.5 s interval."""
+    pair = PolledPair(pg_dsn, tmp_path)  # interval: {min: 1s, max: 30s}
+    pair.run(full=True)
+    clock = {"t": 0.0}
+
+    def slow() -> float:
+        clock["t"] += 1.0  # at every reading: before the poll and after it
+        return clock["t"]
+
+    with pair.runtime() as rt:
+        first_poll = tick(rt, "app_legacy", {}, lambda: clock["t"]).decisions
+        assert first_poll["legacy"].reason == "idle: backing off"  # took no time
+        pair.lite("INSERT INTO customers (name) VALUES ('slow')")
+        clock["t"] = first_poll["legacy"].due_at
+        loaded = tick(rt, "app_legacy", first_poll, slow).decisions["legacy"]
+    assert loaded.took_s == 1.0 and loaded.changes == 1
+    assert loaded.interval_s == 2.0  # the poll's time is half the interval again
+    assert loaded.reason == "load: the poll took 1 s, 67% of the 1.5 s interval: backing off"
