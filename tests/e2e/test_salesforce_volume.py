@@ -192,3 +192,9 @@ def test_a_large_sync_stays_within_the_call_budget(
         assert not [w for w in writes if "/composite/" in w], writes
         assert sum(w == "POST jobs/ingest" for w in writes) == 2, writes
         assert len(writes) <= 2 * 9, writes
+    # every lookup by Id a retrieve of up to 2,000 Ids (no SOQL `Id IN` list, about 430
+    # a call): the changes' reads are 2 describes, one SOQL lookup by Code__c and 5
+    # retrieves (linked records, parents, compare-and-set), where SOQL took 21
+    soql = [str((c.get("query") or {}).get("q")) for c in _api_calls(_emulator)]
+    assert not [q for q in soql if " Id IN (" in q], [q[:80] for q in soql if " Id IN (" in q]
+    assert got.change_calls - len(got.change_writes) <= 10, got
