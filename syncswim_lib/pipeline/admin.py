@@ -44,6 +44,19 @@ def _endpoints(rt: Runtime, sync: str) -> list[str]:
     return [f"{e} ({len(sync_tables(rt, sync, e))} tables)" for e in (decl.a, decl.b)]
 
 
+def _compare_keysets(rt: Runtime, sync: str, entities: list[str] | None) -> None:
+    """The due key-set comparisons of the sync's polled sides (docs/polling.md), whose
+    deletes the run then applies."""
+    from syncswim_lib.connectors.polling.runner import compare_due_keysets, polled_endpoints
+
+    for endpoint in polled_endpoints(rt, sync):
+        for name, found in compare_due_keysets(rt, sync, endpoint, entities).items():
+            print(
+                f"{sync}.{name}: key-set comparison on {endpoint}: {found.compared} linked "
+                f"rows looked up, {found.gone} gone"
+            )
+
+
 def run_once(path: str | Path, entity: str | None = None, full: bool = False) -> int:
     """One micro-batch run outside Dagster (the same library code the assets call), every
     sync's entities in apply order; `entity`: that entity, after its ancestors."""
@@ -68,6 +81,9 @@ def run_once(path: str | Path, entity: str | None = None, full: bool = False) ->
                     "syncswim sync",  # the pid and host are in the lease itself
                     wait_s=SYNC_WAIT_S,
                 ):
+                    # what a polling tick does besides polling, which the run does
+                    names = None if entity is None else [*decl.ancestors(entity), entity]
+                    _compare_keysets(rt, sync, names)
                     if entity is None:
                         reports = run_sync(rt, sync, full=full)
                     else:

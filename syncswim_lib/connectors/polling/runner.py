@@ -1,7 +1,8 @@
 """One tick of a sync with a polled side, as the polling sensor and schedule run it: the
 streamed endpoints captured as the capture sensor does, each polled endpoint polled when
 its interval is due, then the key-set comparisons that are due. Each poll is timed: the
-interval backs off for a source slow to answer (interval.py).
+interval backs off for a source slow to answer (interval.py). `syncswim sync` runs the
+due comparisons too (`compare_due_keysets`) before its run, which polls every side.
 
 It drives the pipeline's own capture (`pipeline/capture.py`), so the journal, positions
 and echo counting are the streamed sources' ones; this module only decides when.
