@@ -64,6 +64,9 @@ class SqliteConnector:
         # test's fake clock); the application writing the file runs on it too
         self._clock = clock or (lambda: datetime.now(UTC))
         self._conn: sqlite3.Connection | None = None
+        # the last row of the last page polled: (table, modification value, key) as read,
+        # and its modification value as the file holds it (see changed_rows)
+        self._page_end: tuple[tuple[str, Any, tuple[Any, ...]], Any] | None = None
         self.poller = Poller(self, self.polls, now)
 
     def _connection(self) -> sqlite3.Connection:
@@ -228,7 +231,13 @@ class SqliteConnector:
             where.append(
                 f"({', '.join(quote(c) for c in order)}) > ({', '.join('?' for _ in order)})"
             )
-            args.append(self._param(after[0], col))
+            # the page goes on after the previous page's last row as the file stores it:
+            # a timestamp spelt with more digits than ours ('...01.500' for '...01.5')
+            # sorts after our spelling, so compared with ours that row and every row of
+            # its instant would be read again, without end for a full page of one instant
+            end = self._page_end
+            same = end is not None and end[0] == (info.name, after[0], tuple(after[1]))
+            args.append(end[1] if end is not None and same else self._param(after[0], col))
             args.extend(
                 self._param(v, self._col(info, k)) for k, v in zip(key, after[1], strict=True)
             )
@@ -237,7 +246,13 @@ class SqliteConnector:
             f"SELECT {names} FROM {table_ref(info.name)} WHERE {' AND '.join(where)} "
             f"ORDER BY {', '.join(quote(c) for c in order)} LIMIT {int(limit)}"
         )
-        return [self._canonical(info, r) for r in self._execute(sql, args)]
+        raw = self._execute(sql, args)
+        rows = [self._canonical(info, r) for r in raw]
+        if rows:
+            at = [c.name for c in info.columns].index(column)
+            last = rows[-1]
+            self._page_end = ((info.name, last[column], tuple(last[k] for k in key)), raw[-1][at])
+        return rows
 
     def existing_keys(
         self, info: TableInfo, key: Sequence[str], keys: Sequence[dict[str, Any]]

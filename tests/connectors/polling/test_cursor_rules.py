@@ -77,11 +77,15 @@ def test_rows_sharing_the_cursor_timestamp_across_two_polls(lite: sqlite3.Connec
     assert polls.poll() == []
 
 
+# SQLite's own strftime('%f') writes milliseconds with their trailing zeros: the
+# connector's shortest spelling of that instant ('...01.5') sorts before the stored text
+@pytest.mark.parametrize(
+    "stamp", ["2026-01-01 00:00:01", "2026-01-01 00:00:01.500", "2026-01-01 00:00:01.000"]
+)
 def test_a_long_run_of_one_timestamp_is_paged_without_loss_or_repeat(
-    lite: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+    lite: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, stamp: str
 ) -> None:
     monkeypatch.setattr(capture_mod, "PAGE_ROWS", 100)
-    stamp = "2026-01-01 00:00:01"
     lite.executemany(
         "INSERT INTO items (v, mod) VALUES (?, ?)", [(f"r{i:04}", stamp) for i in range(1050)]
     )
