@@ -68,8 +68,9 @@ class Reading:
     """One way a kind's changes are read, and what the connector it opens then is."""
 
     method: CaptureMethod
-    # the positions capture stores: a stored position of another type is refused
-    position: type[Position]
+    # the positions capture stores (a type, or several when one reading stores more
+    # than one kind of position): a stored position of another type is refused
+    position: type[Position] | tuple[type[Position], ...]
     capabilities: Capabilities
     # the reader `run: streaming` uses (the replication protocol, a blocking binlog
     # read); without one a sync runs micro_batch
