@@ -65,6 +65,7 @@ class MySQLConnector:
         self.dsn = parse_dsn(dsn, endpoint, timeouts)
         self.db = self.dsn.database
         self._conn: pymysql.Connection | None = None
+        self._held: dict[str, TableInfo] | None = None  # see hold_descriptions
 
     def __repr__(self) -> str:
         return f"MySQLConnector({self.dsn.safe()!r}, endpoint={self.endpoint!r})"
@@ -98,9 +99,24 @@ class MySQLConnector:
 
         db, name = split_table(table, self.db)
         try:
-            return describe_table(self._connection(), db, name, name=table, endpoint=self.endpoint)
+            info = describe_table(self._connection(), db, name, name=table, endpoint=self.endpoint)
         except pymysql.err.MySQLError as exc:
             raise self._failed(exc, f"describing {table}") from exc
+        if self._held is not None:
+            self._held[table] = info
+        return info
+
+    def hold_descriptions(self, on: bool) -> None:
+        """While on, fetch and apply take a table as describe() last read it instead of
+        reading the catalog again: four information_schema queries a call, most of a small
+        batch's round trips. A run turns it on, its drift check reads every table, and it is
+        off again at the run's end; off (the default) every call reads the table now."""
+        self._held = {} if on else None
+
+    def _described(self, table: str) -> TableInfo:
+        held = self._held
+        info = None if held is None else held.get(table)
+        return self.describe(table) if info is None else info
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._connection().cursor() as cur:
@@ -324,7 +340,7 @@ class MySQLConnector:
     def fetch(self, table: str, column: str, values: Sequence[Any]) -> list[dict[str, Any]]:
         import pymysql
 
-        info = self.describe(table)
+        info = self._described(table)
         col = info.column(column)
         if col is None:
             raise ConfigError(
@@ -357,7 +373,7 @@ class MySQLConnector:
     # --- writes ----------------------------------------------------------------------------
 
     def apply(self, batch: ApplyBatch) -> ApplyResult:
-        info = self.describe(batch.table)
+        info = self._described(batch.table)
         try:
             return apply_mod.apply_batch(self._connection(), info, self.db, batch, self.endpoint)
         except SyncSwimError:

@@ -93,6 +93,7 @@ class PostgresConnector:
         self.endpoint = endpoint
         self._conn: psycopg.Connection | None = None
         self._plans: PlanCache = {}
+        self._held: dict[str, TableInfo] | None = None  # see hold_descriptions
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -110,9 +111,24 @@ class PostgresConnector:
         import psycopg
 
         try:
-            return describe_table(self._connection(), table, self.endpoint)
+            info = describe_table(self._connection(), table, self.endpoint)
         except psycopg.Error as exc:
             raise_translated(exc, f"describing {table} in endpoint {self.endpoint}")
+        if self._held is not None:
+            self._held[table] = info
+        return info
+
+    def hold_descriptions(self, on: bool) -> None:
+        """While on, fetch and apply take a table as describe() last read it instead of
+        reading the catalog again: four queries a call, most of a small batch's round
+        trips. A run turns it on, its drift check reads every table, and it is off again at
+        the run's end; off (the default) every call reads the table as it is now."""
+        self._held = {} if on else None
+
+    def _described(self, table: str) -> TableInfo:
+        held = self._held
+        info = None if held is None else held.get(table)
+        return self.describe(table) if info is None else info
 
     # -- setup -----------------------------------------------------------------------
 
@@ -403,11 +419,11 @@ class PostgresConnector:
         return snapshot_rows(self.dsn, info, columns, order_by, batch_rows, self.endpoint)
 
     def fetch(self, table: str, column: str, values: Sequence[Any]) -> list[dict[str, Any]]:
-        return fetch_rows(self._connection(), self.describe(table), column, values, self.endpoint)
+        return fetch_rows(self._connection(), self._described(table), column, values, self.endpoint)
 
     def apply(self, batch: ApplyBatch) -> ApplyResult:
         try:
-            return apply_mod.apply_batch(self._connection(), batch, self.describe(batch.table))
+            return apply_mod.apply_batch(self._connection(), batch, self._described(batch.table))
         except RetriableError:
             # a session in doubt (timed out, cut) is not reused: the retry opens a new one
             self.close()
