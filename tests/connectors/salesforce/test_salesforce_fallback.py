@@ -148,3 +148,22 @@ def test_with_every_object_published_the_position_is_the_replay_id(
         assert not emu.control.requests(path="/queryAll")
     finally:
         c.close()
+
+
+def test_a_failing_poll_backs_off_and_the_stream_still_counts(
+    emu: Emulator, sfc: SalesforceConnector, human: Salesforce, clock: Clock
+) -> None:
+    sfc.setup(SYNC, BOTH)
+    start = sfc.current_position(SYNC)
+    acc = human.Account.create({"Name": "Streamed"})["id"]
+    kid = human.Contact.create({"LastName": "Polled"})["id"]
+    emu.control.add_fault("limit", path="/queryAll", times=None)  # REQUEST_LIMIT_EXCEEDED
+    first = sfc.capture(SYNC, BOTH, start, 100)
+    assert _ops(first.changes) == [("Account", Op.INSERT, acc, "ReplayPosition")]
+    decision = Mixed.decode(first.end_position).decision
+    assert decision is not None and decision.changes == -1
+    assert decision.reason.startswith("error, backing off") and decision.interval_s == 20.0
+    emu.control.clear_faults()
+    clock.t = decision.due_at
+    second = sfc.capture(SYNC, BOTH, first.end_position, 100)
+    assert _ops(second.changes) == [("Contact", Op.UPDATE, kid, "WatermarkPosition")]
