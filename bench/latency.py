@@ -18,13 +18,26 @@ carrying a unique stamp is committed on one side, and a reader polling the other
   at a random point of the sensor's 5 s loop. `--micro-n` changes per direction.
 - library: `run_entity` in this process right after the commit, with a fresh `Runtime` as
   each run opens one, and with one kept open (`--only library`).
+- salesforce (`--only salesforce`, on its own): PostgreSQL ⇄ the Salesforce emulator, the
+  demo's `customers` ⇄ Account mapping (system of record PostgreSQL, its key in
+  `App_Id__c`) in `run: micro_batch`, the only mode a Salesforce sync has: the capture
+  sensor reads both change streams (logical replication, Change Data Capture over
+  CometD) at its tick and requests a run. As for micro_batch, each change on a settled
+  sync at a random point of the sensor's loop; an UPDATE of the customer's name in
+  PostgreSQL until the Account shows it, and a person's edit of an Account's Name
+  through the REST API (no client origin, as in the org's UI) until PostgreSQL shows it.
+  The org is read every 50 ms: each look is an API call, counted in its daily allowance.
+  `--sf-n` changes per direction.
 
 Everything started is stopped on exit, Ctrl-C and errors. `--quick` (the suite's smoke
 test): streaming through Dagster, a few changes per direction, every one must arrive and
-have a detection time; exit 1 otherwise; nothing is timed against a target.
+have a detection time; with `--only salesforce`, two changes per direction through the
+Salesforce micro-batch path, every one must arrive; exit 1 otherwise; nothing is timed
+against a target.
 
     .venv/bin/python bench/latency.py [--n 200] [--micro-n 20] [--load-rate 1000]
-        [--only streaming|load|micro_batch|library] [--max-seconds 3600] [--json out.json]
+        [--only streaming|load|micro_batch|library|salesforce] [--sf-n 20]
+        [--max-seconds 3600] [--json out.json]
         [--quick] [--instance-yaml other-dagster.yaml]
 """
 
@@ -198,7 +211,7 @@ def library(b: Bench, project: Path, n: int) -> None:
 # --- the Dagster path ----------------------------------------------------------------------
 
 
-def _settled(instance: Any) -> bool:
+def _settled(instance: Any, sensor: str = SENSOR) -> bool:
     """No active run, and the sensor's last tick skipped after the last run ended (so it has
     captured the echo of that run's writes and found nothing pending)."""
     from dagster import DagsterRunStatus, RunsFilter
@@ -215,7 +228,7 @@ def _settled(instance: Any) -> bool:
     last = instance.get_run_records(limit=1)
     ended = (last[0].end_time or time.time()) if last else 0.0
     for state in instance.all_instigator_state():
-        if state.instigator_name == SENSOR:
+        if state.instigator_name == sensor:
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
             return (
                 bool(ticks)
@@ -471,6 +484,223 @@ def start_dagster(base: Path, instance_yaml: Path, name: str) -> subprocess.Pope
         )
 
 
+# --- PostgreSQL ⇄ Salesforce, micro-batch through Dagster ---------------------------------
+
+SF_SYNC, SF_SENSOR = "app_crm", "app_crm__capture"
+SF_DIRECTIONS = ("app→crm", "crm→app")
+SF_PATH = "micro-batch, Salesforce"
+SF_POLL = 0.05  # each look at the org is an API call, counted in its daily allowance
+SF_QUICK_N = 2
+
+
+def _crm_yaml() -> str:
+    """The demo's declaration cut to its app_crm sync's customers (Account) entity: the
+    MariaDB sync would add its streaming run to the machine's load, and the other entities
+    only lengthen each run."""
+    import yaml
+
+    doc = yaml.safe_load(DEMO_YAML)
+    sync = doc["syncs"][SF_SYNC]
+    sync["entities"] = {ENTITY: sync["entities"][ENTITY]}
+    doc["syncs"] = {SF_SYNC: sync}
+    doc["endpoints"] = {e: doc["endpoints"][e] for e in sync["between"]}
+    return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+@dataclass
+class Crm:
+    """The Salesforce rows' two sides: PostgreSQL, and the org as a person reaches it
+    (the human user's token, no Sforce-Call-Options: the change events carry no client
+    origin, as an edit in the org's UI)."""
+
+    b: Bench
+    sf: Any  # simple_salesforce.Salesforce
+    accounts: dict[int, str] = field(default_factory=dict)  # app id -> Account Id
+
+    def app_id(self, email: str) -> int:
+        row = self.b.pg.execute("SELECT id FROM customers WHERE email = %s", (email,)).fetchone()
+        assert row is not None, email
+        return int(row[0])
+
+    def name_in_org(self, app_id: int) -> str | None:
+        q = f"SELECT Id, Name FROM Account WHERE App_Id__c = '{app_id}'"
+        found = self.sf.query(q)["records"]
+        if not found:
+            return None
+        self.accounts[app_id] = found[0]["Id"]
+        return str(found[0]["Name"])
+
+    def change(
+        self, direction: str, after_commit: Callable[[], object], timeout: float = CHANGE_TIMEOUT
+    ) -> tuple[float, float]:
+        """A stamped name written on one side; (wall time it was sent, seconds from then
+        until the other side shows it)."""
+        stamp = f"bench {uuid.uuid4().hex[:12]}"
+        if direction == SF_DIRECTIONS[0]:
+            app_id = self.app_id("ada@example.com")
+            t0, wall = time.monotonic(), time.time()
+            self.b.pg.execute("UPDATE customers SET full_name = %s WHERE id = %s", (stamp, app_id))
+
+            def seen() -> bool:
+                return self.name_in_org(app_id) == stamp
+        else:
+            app_id = self.app_id("grace@example.com")
+            if app_id not in self.accounts:
+                self.name_in_org(app_id)
+            account = self.accounts[app_id]
+            t0, wall = time.monotonic(), time.time()
+            self.sf.Account.update(account, {"Name": stamp})
+
+            def seen() -> bool:
+                q = "SELECT full_name FROM customers WHERE id = %s"
+                row = self.b.pg.execute(q, (app_id,)).fetchone()
+                return row is not None and row[0] == stamp
+
+        after_commit()
+        limit = t0 + min(timeout, self.b.remaining())
+        while not seen():
+            if time.monotonic() > limit:
+                raise OutOfTime(f"{direction}: {stamp} not visible after {timeout:.0f}s")
+            time.sleep(SF_POLL)
+        return wall, time.monotonic() - t0
+
+
+def salesforce_dagster(crm: Crm, n: int, proc: subprocess.Popen[bytes], loads: list[float]) -> None:
+    """`n` changes per direction through the capture sensor and a run each, as `dagster`
+    measures the database micro-batch path; the 1-minute load average at each sample
+    goes into `loads`."""
+    from dagster import DagsterInstance, RunsFilter
+
+    b = crm.b
+
+    def alive() -> None:
+        if proc.poll() is not None:
+            raise OutOfTime(f"dagster dev exited with code {proc.returncode}")
+
+    instance = DagsterInstance.get()
+    print("  (warm-up change, not counted: dagster dev starting, first tick and run)")
+    crm.change(SF_DIRECTIONS[0], alive, WARM_UP_TIMEOUT)
+    for _ in range(n):
+        for direction in SF_DIRECTIONS:
+            while not _settled(instance, SF_SENSOR):
+                alive()
+                if b.remaining() < 1:
+                    raise OutOfTime("gave up waiting for the sync to settle")
+                time.sleep(0.2)
+            time.sleep(random.uniform(0, SENSOR_LOOP))  # a random phase of the sensor loop
+            loads.append(os.getloadavg()[0])
+            try:
+                wall, took = crm.change(direction, alive)
+            except OutOfTime as e:
+                b.missing.append(str(e))
+                if b.remaining() < 1:
+                    raise
+                continue
+            b.record(SF_PATH, direction, took)
+            after = datetime.fromtimestamp(wall, UTC)
+            runs = instance.get_run_records(RunsFilter(created_after=after), ascending=True)
+            if runs and runs[0].start_time:
+                created = runs[0].create_timestamp.timestamp()
+                b.phases.append((created - wall, runs[0].start_time - created, took))
+
+
+def prepare_salesforce(base: Path) -> tuple[str, str, Any, str, Path]:
+    """Servers and the emulator, the demo's PostgreSQL schema and seed and the org's
+    custom fields, the declaration, the initial sync; returns the DSNs, the emulator, the
+    human user's token and the declaration's path."""
+    from syncswim_lib.sandbox.demo_crm import prepare_org
+    from syncswim_lib.sandbox.demo_schema import PG_SCHEMA, PG_SEED
+
+    info = sandbox_up(base, salesforce=True)
+    emu = info.salesforce
+    if emu is None:
+        raise OutOfTime(f"no Salesforce emulator: it is {info.salesforce_note}")
+    human_token = prepare_org(emu)
+    pg_dsn = info.postgres.url
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        pg.execute(PG_SCHEMA)
+        pg.execute(PG_SEED)
+    project = base / "latency_crm.yaml"
+    project.write_text(_crm_yaml())
+    os.environ.update(
+        {
+            "SYNCSWIM_PG_DSN": pg_dsn,
+            "SF_URL": emu.url,
+            "SF_TOKEN": emu.token,
+            "SF_CA_BUNDLE": emu.ca_path,
+            "SYNCSWIM_PROJECT": str(project),
+        }
+    )
+    with Runtime(load_project(project)) as rt:
+        run_sync(rt, SF_SYNC, full=True)
+    return pg_dsn, info.mysql.url, emu, human_token, project
+
+
+def salesforce_main(a: argparse.Namespace) -> int:
+    """`--only salesforce`: the Salesforce rows, with servers and an emulator of their own."""
+    import requests
+    from simple_salesforce.api import Salesforce
+
+    n = SF_QUICK_N if a.quick else a.sf_n
+    max_seconds = min(a.max_seconds, 300) if a.quick else a.max_seconds
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    load_at_start = os.getloadavg()
+    base = Path(tempfile.mkdtemp(prefix="syncswim-latency-sf-"))
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        pg_dsn, my_dsn, emu, human_token, _ = prepare_salesforce(base)
+        pg = psycopg.connect(pg_dsn, autocommit=True)
+        my = _my_connect(my_dsn, None)
+        session = requests.Session()
+        session.verify, session.trust_env = emu.ca_path, False
+        sf = Salesforce(instance_url=emu.url, session_id=human_token, session=session)
+        b = Bench(pg, my, time.monotonic() + max_seconds, poll=SF_POLL)
+        crm = Crm(b, sf)
+        machine = _machine(pg, my, load_at_start)
+        machine.append(f"Dagster instance settings: {a.instance_yaml}")
+        machine.append("Salesforce: the project's emulator on this machine (HTTPS, CometD)")
+        loads: list[float] = []
+        try:
+            proc = start_dagster(base, a.instance_yaml.resolve(), "salesforce")
+            print(f"Salesforce micro-batch, {n} changes per direction:", flush=True)
+            salesforce_dagster(crm, n, proc, loads)
+            stop_dagster(proc)
+            proc = None
+        except OutOfTime as e:
+            print(f"stopped early: {e or 'out of time'}", file=sys.stderr)
+            b.missing.append(f"stopped early: {e or 'out of time'}")
+        finally:
+            pg.close()
+            my.close()
+            session.close()
+        extra = []
+        if loads:
+            extra.append(
+                f"load average (1 min) at the samples: {min(loads):.2f}-{max(loads):.2f}, "
+                f"median {statistics.median(loads):.2f}"
+            )
+        figures = report(b, machine, extra)
+        if a.json is not None:
+            a.json.write_text(json.dumps(figures, indent=2))
+        if a.quick:
+            seen = {d: len(b.samples.get((SF_PATH, d), [])) for d in SF_DIRECTIONS}
+            if b.missing or any(v < n for v in seen.values()):
+                print(f"quick: FAILED ({seen}, missing {b.missing})", file=sys.stderr)
+                return 1
+            print("quick: every change arrived")
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        if proc is not None:
+            stop_dagster(proc)
+        sandbox_down(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="streaming changes per direction")
@@ -481,10 +711,12 @@ def main() -> int:
     ap.add_argument("--max-seconds", type=float, default=3600, help="bound on the whole run")
     ap.add_argument(
         "--only",
-        choices=["streaming", "load", "micro_batch", "library", "dagster"],
+        choices=["streaming", "load", "micro_batch", "library", "dagster", "salesforce"],
         action="append",
-        help="measure these paths only (repeatable; dagster = streaming, load, micro_batch)",
+        help="measure these paths only (repeatable; dagster = streaming, load, micro_batch;"
+        " salesforce only on its own)",
     )
+    ap.add_argument("--sf-n", type=int, default=20, help="Salesforce changes per direction")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--quick", action="store_true", help="smoke run: streaming, 5 changes each")
     ap.add_argument(
@@ -494,6 +726,10 @@ def main() -> int:
         help="the Dagster instance settings to measure (default: the project's dagster.yaml)",
     )
     a = ap.parse_args()
+    if a.only and "salesforce" in a.only:
+        if len(set(a.only)) > 1:
+            ap.error("--only salesforce runs on its own (its own servers and emulator)")
+        return salesforce_main(a)
     only = set(a.only or ["streaming", "load", "micro_batch"])
     if "dagster" in only:
         only |= {"streaming", "load", "micro_batch"}

@@ -1,6 +1,8 @@
 """`bench/latency.py --quick` in the suite: the streaming run through `dagster dev` carries
-every change of each direction and journals it with a detection time (correctness, not
-speed: nothing is compared with a target)."""
+every change of each direction and journals it with a detection time; with `--only
+salesforce`, the micro-batch path between PostgreSQL and the Salesforce emulator carries
+every change of each direction (correctness, not speed: nothing is compared with a
+target)."""
 
 from __future__ import annotations
 
@@ -34,3 +36,32 @@ def test_latency_quick_every_change_arrives(tmp_path: Path) -> None:
     for direction in ("app→shop", "shop→app"):
         for what in ("end to end", "detection"):
             assert got[(f"streaming, {what}", direction)] == 5
+
+
+# servers and the emulator, `dagster dev`, a warm-up and four samples of up to 15 s each
+@pytest.mark.timeout(480)
+def test_latency_quick_salesforce_every_change_arrives(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "latency.py"),
+            "--quick",
+            "--only",
+            "salesforce",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-4000:])
+    assert "quick: every change arrived" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["missing"] == []
+    got = {(r["path"], r["direction"]): r["n"] for r in data["rows"]}
+    path = "micro-batch, Salesforce"
+    assert got == {(path, "app→crm"): 2, (path, "crm→app"): 2}
