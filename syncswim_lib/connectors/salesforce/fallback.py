@@ -18,7 +18,8 @@ Capture").
   (`replay`) and the interval's last decision (`poll`), so a new process resumes both
   and keeps the interval. An object whose change events stop being published while a
   sync runs has no cursor yet and is read whole at its first poll (nothing it changed
-  in between is lost; the merge writes only what differs).
+  in between is lost; the merge writes only what differs); one whose events are
+  published again is polled once more, then left to the stream.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 FALLBACK_SPEC = PollSpec("SystemModstamp", DeleteDetection(column=DELETED))
 CADENCE = PollCadence(min_s=5.0, max_s=300.0)
 REPLAY_ALL = -2  # "everything retained": where a replay id is not known yet
+UNBOUNDED = 1 << 60  # a last poll reads to the end of its range, whatever it finds
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,24 @@ class Fallback:
         replay = end.replay_id if isinstance(end, ReplayPosition) else old.replay
         if not off and old.cursors is None:
             return cdc  # every object streamed: the replay id alone, as ever
-        if not off:
-            # every object's events published again: the plain replay id from now on
-            return CaptureBatch(cdc.changes, Mixed(replay).encode(), cdc.echoes)
         changes = list(cdc.changes)
         echoes = dict(cdc.echoes)
         cursors = old.cursors or CursorState().to_position()
+        state = CursorState.from_position(cursors)
+        leaving = sorted(t for t in state.tables if t in objects and t not in off)
+        if leaving:
+            # their events are published now, but what changed between their last poll
+            # and then is only in the records: read once more, then the stream takes over
+            # (a change both read and published is journaled twice, written once)
+            last = self._poller(sync, leaving).capture(
+                sync, leaving, cursors, UNBOUNDED, skip_origin
+            )
+            changes.extend(last.changes)
+            kept = {t: c for t, c in state.tables.items() if t not in leaving}
+            cursors = CursorState(kept).to_position()
+        if not off:
+            # every object's events published again: the plain replay id from now on
+            return CaptureBatch(tuple(changes), Mixed(replay).encode(), echoes)
         decision = old.decision
         at = self.now()
         due = decision is None or at >= decision.due_at

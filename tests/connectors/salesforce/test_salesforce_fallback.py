@@ -167,3 +167,28 @@ def test_a_failing_poll_backs_off_and_the_stream_still_counts(
     clock.t = decision.due_at
     second = sfc.capture(SYNC, BOTH, first.end_position, 100)
     assert _ops(second.changes) == [("Contact", Op.UPDATE, kid, "WatermarkPosition")]
+
+
+def test_an_object_whose_events_are_published_again_is_polled_once_more(
+    emu: Emulator, sfc: SalesforceConnector, human: Salesforce, clock: Clock
+) -> None:
+    sfc.setup(SYNC, BOTH)
+    start = sfc.current_position(SYNC)
+    kid = human.Contact.create({"LastName": "Polled"})["id"]
+    first = sfc.capture(SYNC, BOTH, start, 100)
+    assert len(first.changes) == 1
+    # changed before the admin selects Contact for Change Data Capture: no event has it
+    human.Contact.update(kid, {"LastName": "Before the events"})
+    emu.bus.enable("Contact")
+    later = _connector(emu, clock)  # a new process asks the org again
+    try:
+        moved = later.capture(SYNC, BOTH, first.end_position, 100)
+        assert [(c.key["Id"], c.after and c.after["LastName"]) for c in moved.changes] == [
+            (kid, "Before the events")
+        ]
+        assert isinstance(moved.end_position, ReplayPosition)
+        human.Contact.update(kid, {"LastName": "By its event"})
+        streamed = later.capture(SYNC, BOTH, moved.end_position, 100)
+        assert _ops(streamed.changes) == [("Contact", Op.UPDATE, kid, "ReplayPosition")]
+    finally:
+        later.close()
