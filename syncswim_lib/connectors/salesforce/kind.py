@@ -77,9 +77,8 @@ KIND = KindDescription(
     readings=(
         # a ReplayPosition; while some objects are polled because the org publishes no
         # change events for them, a WatermarkPosition carrying the replay id and their
-        # cursors (fallback.py): nothing reads this type for Salesforce yet (no
-        # continuous reader), a check of it must accept both
-        Reading("stream", ReplayPosition, CAPABILITIES),
+        # cursors (fallback.py)
+        Reading("stream", (ReplayPosition, WatermarkPosition), CAPABILITIES),
         Reading("poll", WatermarkPosition, POLLED_CAPABILITIES),
     ),
     open=_open,
