@@ -2,7 +2,9 @@
 exists and holds a timestamp or a version (an error otherwise), leads an index (a
 warning otherwise: every poll would read the whole table), and something keeps it
 current on every write (a trigger or an ON UPDATE default; a warning when none is found,
-since an application may still set it, which no database can tell us). A soft-delete
+since an application may still set it, which no database can tell us). Also warned: a
+modification column that may be NULL (such rows are never polled), and a timestamp
+without time zone in a PostgreSQL database whose TimeZone is not UTC. A soft-delete
 column must be of a type our deletes can set (rows.MARKABLE)."""
 
 from __future__ import annotations
@@ -87,6 +89,29 @@ def poll_findings(
                         "use a timestamp, date, boolean, integer or text column",
                     )
                 )
+            if column.nullable:
+                out.append(
+                    Finding(
+                        "warning",
+                        ep,
+                        f"{where} may be NULL: a row where it is NULL is never polled",
+                        f"make {spec.column} NOT NULL (with a default), or let every writer set it",
+                    )
+                )
+            zone = _local_zone(conn) if column.family == "timestamp" else None
+            if zone is not None:
+                out.append(
+                    Finding(
+                        "warning",
+                        ep,
+                        f"{where} is a timestamp without time zone and the database's "
+                        f"TimeZone is {zone}: writers stamp it in their zone, the sync reads "
+                        "it as UTC, and a row stamped behind UTC looks older than the poll's "
+                        "cursor and is never polled",
+                        f"ALTER TABLE {table} ALTER {spec.column} TYPE timestamptz, or set "
+                        "the database's TimeZone to UTC",
+                    )
+                )
             if not any(ix and ix[0] == spec.column for ix in conn.index_columns(table)):
                 out.append(
                     Finding(
@@ -109,3 +134,11 @@ def poll_findings(
                     )
                 )
     return out
+
+
+def _local_zone(conn: PollChecked) -> str | None:
+    """The zone the database's sessions stamp local times in, when it is not UTC (a
+    connector that can tell has `local_time_zone`)."""
+    ask = getattr(conn, "local_time_zone", None)
+    zone = ask() if callable(ask) else None
+    return zone if isinstance(zone, str) else None

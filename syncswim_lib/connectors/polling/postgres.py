@@ -170,6 +170,18 @@ class PolledPostgres:
         )
         return True if any(column.lower() in (r[0] or "").lower() for r in rows) else None
 
+    def local_time_zone(self) -> str | None:
+        """The TimeZone the database's sessions start with (their `now()` into a timestamp
+        without time zone is that zone's local time), when it is not UTC now; our own
+        session's is set to UTC, so the setting it would reset to is read."""
+        ((zone, utc),) = self._rows(
+            "SELECT reset_val, (now() AT TIME ZONE reset_val) = (now() AT TIME ZONE 'UTC') "
+            "FROM pg_settings WHERE name = 'TimeZone'",
+            (),
+            "reading the database's TimeZone",
+        )
+        return None if utc else str(zone)
+
     @staticmethod
     def _regclass(table: str) -> str:
         from syncswim_lib.connectors.postgres.connection import split_table
