@@ -313,3 +313,8 @@ def test_a_polled_postgres_soft_delete_side_both_ways(pg_dsn: str, tmp_path: Pat
         "Kim": True,
     }
     assert pair.run().writes == 0
+    # an insert into the polled PostgreSQL table sets the soft-delete column to NULL
+    pair.lite("INSERT INTO customers (name) VALUES ('Lu')")
+    assert pair.run().side("app").inserted == 1
+    assert [r["name"] for r in pair.pg_rows() if r["deleted_at"] is None] == ["Lu"]
+    assert pair.run().writes == 0
