@@ -48,6 +48,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -456,10 +457,12 @@ def prepare(base: Path) -> tuple[str, str, Path]:
 
 
 def set_mode(project: Path, mode: str) -> None:
+    """The measured sync's run mode; the demo's other sync (with Salesforce, which has no
+    streaming reader) keeps its own, or the declaration would not load."""
     text = project.read_text()
-    for other in ("run: streaming", "run: micro_batch"):
-        text = text.replace(other, f"run: {mode}")
-    project.write_text(text)
+    start = text.index(f"\n  {SYNC}:\n")
+    rest = re.sub(r"run: (streaming|micro_batch)", f"run: {mode}", text[start:], count=1)
+    project.write_text(text[:start] + rest)
 
 
 def start_dagster(base: Path, instance_yaml: Path, name: str) -> subprocess.Popen[bytes]:
