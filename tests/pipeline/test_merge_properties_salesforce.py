@@ -273,3 +273,26 @@ def test_the_org_side_is_the_org(emulator: Emulator) -> None:
         assert [r["score"] for r in m.dbs["a"].rows(TABLES["a"])] == [Decimal("12345678.91")]
     finally:
         m.teardown()
+
+
+@pytest.mark.parametrize(("after_ms", "tie"), [(0.5, True), (1.0, False)])
+def test_newest_orders_the_orgs_changes_at_the_millisecond(
+    emulator: Emulator, after_ms: float, tie: bool
+) -> None:
+    """The org's change event gives its commit time in milliseconds: a database change
+    half a millisecond later cannot be ordered against it (a tie, settled by the
+    tie-break, side a, and recorded as one); a whole millisecond later it is newer."""
+    scenario = next(s for s in SCENARIOS if s.name == "external_id-newest")
+    m = machine_for(scenario, emulator)()
+    try:
+        rec = m.do_insert("a", {"name": "ann", "email": None, "score": None, "code": "C1"})
+        m.run_sync()
+        m.tick(1.0)
+        m.do_update(rec, "b", {"score": Decimal("2.50")})
+        m.tick(after_ms / 1000)
+        m.do_update(rec, "a", {"score": Decimal("0.10")})
+        m.run_sync()  # the model's decision, and every check of the machine
+        [c] = [c for c in m.store.conflicts(SYNC, "customers") if c.field == "score"]
+        assert (c.outcome, c.tie, c.value) == ("a", tie, Decimal("0.10")), c
+    finally:
+        m.teardown()
