@@ -135,28 +135,31 @@ class Scenario:
         cols.append(ColumnInfo(kind.data, "text", "text"))
         return TableInfo(self.table(kind, letter), tuple(cols), ("id",), tuple(unique))
 
-    # how side b is declared and names its columns (test_relation_properties_salesforce.py
-    # puts a Salesforce org there)
-    def endpoint_b(self) -> str:
-        return "{kind: postgres, dsn: {env: RELATION_TEST_SHOP_DSN}}"
+    # how a side is declared and names its columns (test_relation_properties_salesforce.py
+    # puts a Salesforce org on one side)
+    def endpoint(self, letter: Letter) -> str:
+        env = "RELATION_TEST_APP_DSN" if letter == "a" else "RELATION_TEST_SHOP_DSN"
+        return f"{{kind: postgres, dsn: {{env: {env}}}}}"
 
-    def side_b(self, kind: Kind) -> str:
-        return f"{{table: {self.table(kind, 'b')}, key: [id]}}"
+    def side(self, kind: Kind, letter: Letter) -> str:
+        return f"{{table: {self.table(kind, letter)}, key: [id]}}"
 
-    def column_b(self, kind: Kind, column: str) -> str:
+    def column(self, kind: Kind, letter: Letter, column: str) -> str:
         return column
 
     def yaml(self) -> str:
+        first = self.kinds[0]
         if self.sor:
-            ident = self.column_b(self.kinds[0], "app_id")
+            ident = self.column(first, "b", "app_id")
             mode = f"{{system_of_record: app, external_id: {{shop: {ident}}}}}"
         else:
-            mode = f"{{external_id: {{app: code, shop: {self.column_b(self.kinds[0], 'code')}}}}}"
+            codes = [self.column(first, L, "code") for L in LETTERS]
+            mode = f"{{external_id: {{app: {codes[0]}, shop: {codes[1]}}}}}"
         lines = [
             "endpoints:",
             # nothing connects: the Runtime below hands out memory connectors
-            "  app: {kind: postgres, dsn: {env: RELATION_TEST_APP_DSN}}",
-            f"  shop: {self.endpoint_b()}",
+            f"  app: {self.endpoint('a')}",
+            f"  shop: {self.endpoint('b')}",
             "syncs:",
             f"  {SYNC}:",
             "    between: [app, shop]",
@@ -164,18 +167,18 @@ class Scenario:
         ]
         for kind in self.kinds:
             fields = [kind.data] if kind.ref is None else [kind.ref, kind.data]
+            pairs = [f"{self.column(kind, 'a', c)}: {self.column(kind, 'b', c)}" for c in fields]
             lines += [
                 f"      {kind.name}:",
-                f"        app: {{table: {self.table(kind, 'a')}, key: [id]}}",
-                f"        shop: {self.side_b(kind)}",
+                f"        app: {self.side(kind, 'a')}",
+                f"        shop: {self.side(kind, 'b')}",
                 f"        mode: {mode}",
-                "        fields: {"
-                + ", ".join(f"{c}: {self.column_b(kind, c)}" for c in fields)
-                + "}",
+                "        fields: {" + ", ".join(pairs) + "}",
                 "        conflicts: {default: {prefer: app}}",
             ]
             if kind.ref is not None:
-                lines.append(f"        references: {{{kind.ref}: {kind.parent}}}")
+                ref = self.column(kind, "a", kind.ref)
+                lines.append(f"        references: {{{ref}: {kind.parent}}}")
         return "\n".join(lines) + "\n"
 
 
@@ -218,7 +221,7 @@ class MemoryRuntime(Runtime):
 
 class RelationMachine(RuleBasedStateMachine):
     """Over two memory databases; test_relation_properties_salesforce.py puts a Salesforce
-    org on side b through the hooks `open_sides`, `delete_rows` and `key_column`."""
+    org on one side through the hooks `open_sides`, `delete_rows` and `key_column`."""
 
     scenario: Scenario
 

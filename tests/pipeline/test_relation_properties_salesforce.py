@@ -1,12 +1,14 @@
-"""The reference property test (test_relation_properties.py) with a Salesforce org as side
-b: the same state machine and model (relation_model.py), with the real
+"""The reference property test (test_relation_properties.py) with a Salesforce org as one
+side: the same state machine and model (relation_model.py), with the real
 SalesforceConnector against the emulator (the unmodified simple-salesforce client, CometD
-for the change events) over `run_entities`, a memory database as side a.
+for the change events) over `run_entities`, a memory database as the other side.
 
 `parents` are Accounts and `children` Contacts, the child's `parent_id` the Contact's
 `AccountId` lookup (`references: {parent_id: parents}`): translated through the parents'
-links, parents first. In system-of-record mode side a's key goes into `App_Id__c`; in
-external-id mode both sides share `code` ⇄ `Code__c`. On the org's side a parent is
+links, parents first. Three scenarios: system of record the database (its key in
+`App_Id__c`); external-id mode (`code` ⇄ `Code__c`); system of record the org (the org
+on side a, its Ids written back into the database's `app_id`, the database's foreign key
+holding its own keys). On the org's side a parent is
 deleted the way the org does it: deleting an Account deletes its Contacts in the same
 transaction (a DELETE event each), or a person deletes the Contacts first; the sync must
 take the cascade without a failed or waiting record. The self-reference scenarios are
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import pytest
@@ -38,7 +40,8 @@ from syncswim_lib.connectors.base import Connector
 from syncswim_lib.connectors.memory import MemoryDatabase
 from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 from syncswim_lib.sandbox.salesforce.emulator import Emulator, start_emulator
-from tests.pipeline.relation_model import CHILDREN, PARENTS, Kind, Letter, Record
+from syncswim_lib.values import ColumnInfo, TableInfo
+from tests.pipeline.relation_model import CHILDREN, PARENTS, Kind, Letter, Record, other
 from tests.pipeline.sides import Field, ObjectMap, SalesforceSide, Side, int_key
 from tests.pipeline.test_relation_properties import (
     ENDPOINTS,
@@ -73,27 +76,47 @@ IDENTITY_FIELDS = {"code": Field("Code__c"), "app_id": int_key("App_Id__c")}
 
 @dataclass(frozen=True)
 class SalesforceScenario(Scenario):
-    def table(self, kind: Kind, letter: Letter) -> str:
-        return OBJECTS[kind.name] if letter == "b" else super().table(kind, letter)
+    salesforce: Letter = "b"  # the org's side (side a is the system of record)
 
-    def endpoint_b(self) -> str:
+    def table(self, kind: Kind, letter: Letter) -> str:
+        return OBJECTS[kind.name] if letter == self.salesforce else super().table(kind, letter)
+
+    def info(self, kind: Kind, letter: Letter) -> TableInfo:
+        info = super().info(kind, letter)
+        if letter == "a" or self.salesforce == "b":
+            return info
+        # the org's Id, written back into the database's app_id: text
+        cols = tuple(SF_KEY if c.name == "app_id" else c for c in info.columns)
+        return replace(info, columns=cols)
+
+    def endpoint(self, letter: Letter) -> str:
+        if letter != self.salesforce:
+            return super().endpoint(letter)
         # nothing is read from these: the machine hands the runtime its connector
         return (
             "{kind: salesforce, instance_url: {env: RELATION_TEST_SF_URL},"
             " token: {env: RELATION_TEST_SF_TOKEN}}"
         )
 
-    def side_b(self, kind: Kind) -> str:
+    def side(self, kind: Kind, letter: Letter) -> str:
+        if letter != self.salesforce:
+            return super().side(kind, letter)
         return f"{{object: {OBJECTS[kind.name]}, key: Id}}"
 
-    def column_b(self, kind: Kind, column: str) -> str:
+    def column(self, kind: Kind, letter: Letter, column: str) -> str:
+        if letter != self.salesforce:
+            return column
         found = FIELDS[kind.name].get(column) or IDENTITY_FIELDS[column]
         return found.name
 
 
+SF_KEY = ColumnInfo("app_id", "text", "varchar(18)", max_length=18)
 SCENARIOS = [
     SalesforceScenario("parent_child-system_of_record", "system_of_record", (PARENTS, CHILDREN)),
     SalesforceScenario("parent_child-external_id", "external_id", (PARENTS, CHILDREN)),
+    SalesforceScenario(
+        "parent_child-salesforce_is_sor", "system_of_record", (PARENTS, CHILDREN), "a"
+    ),
 ]
 
 
@@ -101,12 +124,16 @@ class SalesforceRelationMachine(RelationMachine):
     scenario: SalesforceScenario
     emu: ClassVar[Emulator]
 
+    @property
+    def sf(self) -> Letter:
+        return self.scenario.salesforce
+
     def open_sides(self) -> tuple[dict[Letter, Side], dict[str, Connector]]:
         self.emu.control.reset()  # an empty org for each example
-        s = self.scenario
-        db = MemoryDatabase(ENDPOINTS["a"], clock=self.clock)
+        s, sf = self.scenario, self.sf
+        db = MemoryDatabase(ENDPOINTS[other(sf)], clock=self.clock)
         for kind in s.kinds:
-            db.create_table(s.info(kind, "a"))
+            db.create_table(s.info(kind, other(sf)))
         tables = {
             OBJECTS[k.name]: ObjectMap(OBJECTS[k.name], {**FIELDS[k.name], **IDENTITY_FIELDS})
             for k in s.kinds
@@ -117,8 +144,8 @@ class SalesforceRelationMachine(RelationMachine):
             "ca_bundle": str(self.emu.ca_path),
             "token": self.emu.token("integration"),
         }
-        conn = SalesforceConnector.from_settings(ENDPOINTS["b"], settings)
-        return {"a": db, "b": self.org}, {ENDPOINTS["b"]: conn}
+        conn = SalesforceConnector.from_settings(ENDPOINTS[sf], settings)
+        return {other(sf): db, sf: self.org}, {ENDPOINTS[sf]: conn}
 
     @initialize(
         fk_a=st.sampled_from(["cascade", "children_first"]),
@@ -130,16 +157,16 @@ class SalesforceRelationMachine(RelationMachine):
         self.fk = {"a": fk_a, "b": fk_b}
 
     def key_column(self, letter: Letter) -> str:
-        return "Id" if letter == "b" else "id"
+        return "Id" if letter == self.sf else "id"
 
     def delete_rows(self, letter: Letter, gone: list[Record], how: Fk) -> None:
-        if letter == "a":
+        if letter != self.sf:
             return super().delete_rows(letter, gone, how)
         rec = gone[-1]
         for r in gone if how == "children_first" else [rec]:  # the org cascades the rest
-            assert self.org.delete(self.table(r.kind, "b"), self.key_of(r, "b")) is not None
-        left = {r["id"] for k in self.scenario.kinds for r in self.org.rows(self.table(k, "b"))}
-        stayed = [r.rid for r in gone if self.key_of(r, "b") in left]
+            assert self.org.delete(self.table(r.kind, letter), self.key_of(r, letter)) is not None
+        left = {r["id"] for k in self.scenario.kinds for r in self.org.rows(self.table(k, letter))}
+        stayed = [r.rid for r in gone if self.key_of(r, letter) in left]
         assert not stayed, f"records {stayed} are still in the org after the delete"
 
     def teardown(self) -> None:
