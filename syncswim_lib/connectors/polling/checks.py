@@ -4,7 +4,7 @@ warning otherwise: every poll would read the whole table), and something keeps i
 current on every write (a trigger or an ON UPDATE default; a warning when none is found,
 since an application may still set it, which no database can tell us). Also warned: a
 modification column that may be NULL (such rows are never polled), and a timestamp
-without time zone in a PostgreSQL database whose TimeZone is not UTC. A soft-delete
+without time zone in a database whose sessions do not start on UTC. A soft-delete
 column must be of a type our deletes can set (rows.MARKABLE)."""
 
 from __future__ import annotations
@@ -98,18 +98,17 @@ def poll_findings(
                         f"make {spec.column} NOT NULL (with a default), or let every writer set it",
                     )
                 )
-            zone = _local_zone(conn) if column.family == "timestamp" else None
+            zone = _local_zone(conn, table, spec.column) if column.family == "timestamp" else None
             if zone is not None:
+                what, fix = zone
                 out.append(
                     Finding(
                         "warning",
                         ep,
-                        f"{where} is a timestamp without time zone and the database's "
-                        f"TimeZone is {zone}: writers stamp it in their zone, the sync reads "
-                        "it as UTC, and a row stamped behind UTC looks older than the poll's "
-                        "cursor and is never polled",
-                        f"ALTER TABLE {table} ALTER {spec.column} TYPE timestamptz, or set "
-                        "the database's TimeZone to UTC",
+                        f"{where} is a timestamp without time zone and {what}: writers stamp "
+                        "it in their zone, the sync reads it as UTC, and a row stamped behind "
+                        "UTC looks older than the poll's cursor and is never polled",
+                        fix,
                     )
                 )
             if not any(ix and ix[0] == spec.column for ix in conn.index_columns(table)):
@@ -136,9 +135,11 @@ def poll_findings(
     return out
 
 
-def _local_zone(conn: PollChecked) -> str | None:
-    """The zone the database's sessions stamp local times in, when it is not UTC (a
-    connector that can tell has `local_time_zone`)."""
+def _local_zone(conn: PollChecked, table: str, column: str) -> tuple[str, str] | None:
+    """(which zone the database's sessions stamp local times in, the fix) when it is not
+    UTC; a connector that can tell has `local_time_zone`."""
     ask = getattr(conn, "local_time_zone", None)
-    zone = ask() if callable(ask) else None
-    return zone if isinstance(zone, str) else None
+    found = ask(table, column) if callable(ask) else None
+    if isinstance(found, tuple) and len(found) == 2:
+        return str(found[0]), str(found[1])
+    return None

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from syncswim_lib.connectors.mysql import MySQLConnector
 
 
+# zone names that are UTC, for a server without time zone tables to convert them
+UTC_NAMES = frozenset({"UTC", "UCT", "GMT", "ETC/UTC", "ETC/GMT", "Z", "ZULU", "UNIVERSAL"})
+
+
 class PolledMySQL:
     capabilities = CAPABILITIES  # declared with the kind (kind.py)
 
@@ -154,6 +158,28 @@ class PolledMySQL:
         for index, column in rows:
             out.setdefault(str(index), []).append(str(column))
         return [tuple(c) for c in out.values()]
+
+    def local_time_zone(self, table: str, column: str) -> tuple[str, str] | None:
+        """The server's time_zone (what a writer's session starts with: its
+        current_timestamp into a datetime is that zone's local time) when it is not UTC,
+        and the fix. A named zone the server cannot convert (no time zone tables) is
+        judged by its name."""
+        ((zone, system, offset),) = self._rows(
+            "SELECT @@global.time_zone, @@system_time_zone, TIMESTAMPDIFF(SECOND, "
+            "UTC_TIMESTAMP(), CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', "
+            "IF(@@global.time_zone = 'SYSTEM', @@system_time_zone, @@global.time_zone)))",
+            (),
+            "reading the server's time_zone",
+        )
+        name = str(system if zone == "SYSTEM" else zone)
+        utc = offset == 0 if offset is not None else name.upper() in UTC_NAMES
+        if utc:
+            return None
+        return (
+            f"the server's time_zone is {name}",
+            f"make {table}.{column} a timestamp column (kept in UTC) with its ON UPDATE "
+            "default, or run the server with time_zone '+00:00'",
+        )
 
     def maintained(self, table: str, column: str) -> bool | None:
         """True for an `ON UPDATE CURRENT_TIMESTAMP` default, or an UPDATE trigger that

@@ -170,17 +170,23 @@ class PolledPostgres:
         )
         return True if any(column.lower() in (r[0] or "").lower() for r in rows) else None
 
-    def local_time_zone(self) -> str | None:
+    def local_time_zone(self, table: str, column: str) -> tuple[str, str] | None:
         """The TimeZone the database's sessions start with (their `now()` into a timestamp
-        without time zone is that zone's local time), when it is not UTC now; our own
-        session's is set to UTC, so the setting it would reset to is read."""
+        without time zone is that zone's local time), when it is not UTC now, and the
+        fix; our own session's is set to UTC, so the setting it would reset to is read."""
         ((zone, utc),) = self._rows(
             "SELECT reset_val, (now() AT TIME ZONE reset_val) = (now() AT TIME ZONE 'UTC') "
             "FROM pg_settings WHERE name = 'TimeZone'",
             (),
             "reading the database's TimeZone",
         )
-        return None if utc else str(zone)
+        if utc:
+            return None
+        return (
+            f"the database's TimeZone is {zone}",
+            f"ALTER TABLE {table} ALTER {column} TYPE timestamptz, or set the database's "
+            "TimeZone to UTC",
+        )
 
     @staticmethod
     def _regclass(table: str) -> str:

@@ -171,3 +171,32 @@ def test_mariadb_on_update_default_keeps_the_column_and_its_absence_warns(
         assert "nothing in the database is seen to keep customers.updated_at current" in err
     finally:
         pair.close()
+
+
+def test_a_mariadb_datetime_on_a_server_not_on_utc_warns(
+    pg_dsn: str, mysql_dsn: str, tmp_path: Path
+) -> None:
+    """ON UPDATE current_timestamp stamps a datetime in the writer's session zone (the
+    server's time_zone), which the sync reads as UTC."""
+    from tests.connectors.polling.harness import PolledMariaDB
+
+    pair = PolledMariaDB(pg_dsn, mysql_dsn, tmp_path, "{column: deleted_at}")
+    try:
+        with pair._my.cursor() as cur:
+            cur.execute("SELECT @@global.time_zone")
+            (before,) = cur.fetchone()  # type: ignore[misc]
+        try:
+            pair.my("SET GLOBAL time_zone = '+00:00'")
+            code, err = validate(pair.yaml_path)
+            assert code == 0 and "time zone" not in err, err
+            pair.my("SET GLOBAL time_zone = '-05:00'")
+            code, err = validate(pair.yaml_path)
+            assert code == 0, err
+            assert (
+                "warning: endpoints.shop: customers.updated_at is a timestamp without time "
+                "zone and the server's time_zone is -05:00" in err
+            )
+        finally:
+            pair.my("SET GLOBAL time_zone = %s", (before,))
+    finally:
+        pair.close()
