@@ -39,6 +39,13 @@ def test_the_polling_sensor_replaces_the_capture_sensor_and_starts_runs(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     pair = PolledPair(pg_dsn, tmp_path)
+    # the sensor times its polls by the real clock: with a 10 s minimum a poll would
+    # have to take 5 s for the decision to read "load" instead of what is asserted
+    text = pair.yaml_path.read_text().replace(
+        "poll: {interval: {min: 1s, max: 30s}}", "poll: {interval: {min: 10s, max: 60s}}"
+    )
+    assert text != pair.yaml_path.read_text()
+    pair.yaml_path.write_text(text)
     pair.run(full=True)
     defs = build_definitions(pair.yaml_path, state_url=pair.state_url)
     assert KEY in set(defs.resolve_asset_graph().get_all_asset_keys())
@@ -52,11 +59,11 @@ def test_the_polling_sensor_replaces_the_capture_sensor_and_starts_runs(
         assert isinstance(skipped, SkipReason)
         cursor = json.loads(ctx.cursor or "{}")
         decision = cursor["decisions"]["legacy"]
-        assert decision["reason"] == "idle: backing off" and decision["interval_s"] == 1.5
-        assert "legacy: every 1.5 s (idle: backing off)" in (skipped.skip_message or "")
+        assert decision["reason"] == "idle: backing off" and decision["interval_s"] == 15
+        assert "legacy: every 15 s (idle: backing off)" in (skipped.skip_message or "")
 
         pair.lite("INSERT INTO customers (name) VALUES ('via the sensor')")
-        # the cursor says the next poll is due in 1.5 s: make it due now
+        # the cursor says the next poll is due in 15 s: make it due now
         cursor["decisions"]["legacy"]["due_at"] = 0
         ctx = build_sensor_context(
             instance=instance, resources={"syncswim": resource}, cursor=json.dumps(cursor)
@@ -64,7 +71,7 @@ def test_the_polling_sensor_replaces_the_capture_sensor_and_starts_runs(
         req = sensor_def(ctx)
         assert isinstance(req, RunRequest)
         assert req.asset_selection == [KEY]
-        assert req.tags[f"{INTERVAL_TAG}/legacy"] == "1"
+        assert req.tags[f"{INTERVAL_TAG}/legacy"] == "10"
         assert req.tags[f"{REASON_TAG}/legacy"] == "1 changes: polling faster"
         assert float(req.tags[f"{TOOK_TAG}/legacy"]) >= 0  # the poll's own time
 
