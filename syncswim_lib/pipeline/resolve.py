@@ -16,7 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from syncswim_lib.config.models import ConflictRule
-from syncswim_lib.envelope import BinlogPosition, PgPosition, Position, ReplayPosition
+from syncswim_lib.envelope import (
+    BinlogPosition,
+    PgPosition,
+    Position,
+    ReplayPosition,
+    WatermarkPosition,
+)
 from syncswim_lib.errors import RecordError
 
 Letter = Literal["a", "b"]
@@ -43,6 +49,11 @@ class Clock:
             return Clock(at, MILLISECOND)
         if isinstance(position, PgPosition):
             return Clock(at, MICROSECOND)
+        if isinstance(position, WatermarkPosition):
+            # a polled change's time is its row's modification column, whose precision the
+            # change does not carry (a MySQL datetime, Salesforce's SystemModstamp: whole
+            # seconds): edits closer than a second are a tie for the tie-break, not a guess
+            return Clock(at, SECOND)
         return Clock(at, MICROSECOND)
 
 

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from syncswim_lib.config.models import ConflictRule, Conflicts, FrozenDict
-from syncswim_lib.envelope import BinlogPosition, Change, Op, PgPosition
+from syncswim_lib.envelope import (
+    BinlogPosition,
+    Change,
+    Op,
+    PgPosition,
+    ReplayPosition,
+    WatermarkPosition,
+)
 from syncswim_lib.pipeline.mapping import EntityMap, SideView
 from syncswim_lib.pipeline.plan import ChunkContext, Plan, Planner
 from syncswim_lib.pipeline.resolve import SECOND, Clock, FieldConflict, decide, newer
@@ -476,6 +483,20 @@ def test_clock_intervals() -> None:
     assert newer(Clock(T0 + timedelta(seconds=1)), binlog) == "a"
     assert newer(Clock(T0 - timedelta(microseconds=1)), binlog) == "b"
     assert newer(Clock(None), pg) is None
+
+
+def test_the_precision_of_each_source_from_its_position() -> None:
+    at = T0 + timedelta(milliseconds=400)
+    pg = Clock.of_position(at, PgPosition(100, 0))
+    assert pg.precision == timedelta(microseconds=1)
+    assert Clock.of_position(T0, BinlogPosition("binlog.000001", 4)).precision == SECOND
+    assert Clock.of_position(T0, ReplayPosition(7)).precision == timedelta(milliseconds=1)
+    # a polled row's modification time: a second wide, so an edit 400 ms after it on
+    # PostgreSQL is a tie, not "PostgreSQL is newer" (the column may hold whole seconds)
+    polled = Clock.of_position(T0, WatermarkPosition("cursor", ("k",)))
+    assert polled.precision == SECOND
+    assert newer(pg, polled) is None and newer(polled, pg) is None
+    assert newer(Clock(T0 + SECOND), polled) == "a"
 
 
 def test_decide_max_refuses_values_it_cannot_compare() -> None:

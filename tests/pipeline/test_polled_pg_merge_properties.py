@@ -28,7 +28,7 @@ from hypothesis.stateful import rule, run_state_machine_as_test
 
 from syncswim_lib.config.polling import DeleteDetection, PollSpec, poll_key
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult
-from syncswim_lib.connectors.memory import MICROSECOND
+from syncswim_lib.connectors.memory import SECOND
 from syncswim_lib.connectors.polling.keyset import compare_keys
 from syncswim_lib.connectors.polling.postgres import PolledPostgres
 from syncswim_lib.connectors.postgres import PostgresConnector
@@ -77,12 +77,8 @@ FOR EACH ROW EXECUTE FUNCTION touch();
 """
 
 SCENARIOS = [
-    PolledScenario(
-        Scenario("system_of_record", "system_of_record", PREFER_A, {}, MICROSECOND), "soft"
-    ),
-    PolledScenario(
-        Scenario("external_id-prefer_a", "external_id", PREFER_A, {}, MICROSECOND), "keyset"
-    ),
+    PolledScenario(Scenario("system_of_record", "system_of_record", PREFER_A, {}, SECOND), "soft"),
+    PolledScenario(Scenario("external_id-prefer_a", "external_id", PREFER_A, {}, SECOND), "keyset"),
 ]
 
 
