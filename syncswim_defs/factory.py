@@ -47,6 +47,7 @@ from syncswim_lib.pipeline.backoff import full_jitter
 from syncswim_lib.pipeline.capture import capture_sync
 from syncswim_lib.pipeline.maintenance import prune_markers
 from syncswim_lib.pipeline.run import run_entity
+from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.seed import unfinished
 
 # a step that still fails with a retriable error after the run's own tries (`retry:`) is
@@ -121,6 +122,10 @@ def _entity_asset(project: Project, sync: str, entity: str) -> AssetsDefinition:
             # one writer per sync: waits for (or names) a streaming run or another step
             with syncswim.runtime() as rt, asset_lease(rt, sync, entity, context.run_id):
                 rt.run_id = context.run_id
+                if manual:
+                    # what the polling tick does besides polling, as `syncswim sync` does:
+                    # a person's re-materialisation finds the deletes that are due
+                    _compare_due_keysets(context, rt, sync, entity)
                 report = run_entity(rt, sync, entity, full=config.full, requeue=manual)
                 unsettled = rt.store.status_counts(sync, entity)
                 waiting = len(rt.store.conflicts(sync, entity, status="open"))
@@ -160,6 +165,21 @@ def run_selection(decl: Sync, pending: Iterable[str]) -> list[AssetKey]:
     waiting for its parent is retried by the run that links the parent."""
     wanted = {d for e in pending if e in decl.entities for d in (e, *decl.descendants(e))}
     return [entity_key(decl.name, e) for e in decl.apply_order() if e in wanted]
+
+
+def _compare_due_keysets(
+    context: AssetExecutionContext, rt: Runtime, sync: str, entity: str
+) -> None:
+    """The entity's due key-set comparisons on its polled sides (docs/polling.md); the
+    deletes they find are journaled, and the run applies them."""
+    from syncswim_lib.connectors.polling.runner import compare_due_keysets, polled_endpoints
+
+    for endpoint in polled_endpoints(rt, sync):
+        for name, found in compare_due_keysets(rt, sync, endpoint, [entity]).items():
+            context.log.info(
+                f"{sync}.{name}: key-set comparison on {endpoint}: {found.compared} linked "
+                f"rows looked up, {found.gone} gone"
+            )
 
 
 def _capture_sensor(project: Project, sync: str) -> SensorDefinition:

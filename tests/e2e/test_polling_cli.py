@@ -63,3 +63,33 @@ def test_syncswim_sync_runs_the_due_key_set_comparisons(pg_dsn: str, tmp_path: P
     _compared_minutes_ago(pair, 11)
     _cli_sync(pair)
     assert [r["name"] for r in pair.pg_rows()] == ["Ned"]
+
+
+def test_a_persons_materialisation_runs_the_due_key_set_comparisons(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Re-materialising a polled entity in the UI does what `syncswim sync` does: a row
+    deleted from the table without a soft-delete column reaches the other side when its
+    comparison is due, without waiting for the polling sensor's tick."""
+    from dagster import AssetKey, materialize
+
+    from syncswim_defs.factory import build_definitions
+
+    pair = PolledPair(pg_dsn, tmp_path, deleted="{keyset_every: 10m}")
+    pair.run(full=True)
+    for name in ("Lu", "Mo"):
+        pair.lite("INSERT INTO customers (name) VALUES (?)", (name,))
+    pair.run()
+    pair.lite("DELETE FROM customers WHERE name = 'Mo'")
+    defs = build_definitions(pair.yaml_path, state_url=pair.state_url)
+    asset = defs.resolve_assets_def(AssetKey(["app_legacy", "customers"]))
+
+    def materialise() -> None:  # no sensor or schedule tag: a person's
+        assert materialize([asset]).success
+
+    _compared_minutes_ago(pair, 1)
+    materialise()  # compared a minute ago: not due, the row stays
+    assert sorted(r["name"] for r in pair.pg_rows()) == ["Lu", "Mo"]
+    _compared_minutes_ago(pair, 11)
+    materialise()
+    assert [r["name"] for r in pair.pg_rows()] == ["Lu"]
