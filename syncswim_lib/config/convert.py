@@ -34,6 +34,11 @@ _NARROW_CHARSETS = {
     "latin1": "characters outside Latin-1",
     "ascii": "characters outside ASCII",
 }
+# character sets that hold every Unicode character
+_FULL_CHARSETS = frozenset({"utf8mb4", "utf16", "utf16le", "utf32"})
+# how much of Unicode a narrow set holds: a source whose set ranks no higher fits (ASCII
+# is in Latin-1, Latin-1 in the Basic Multilingual Plane that utf8mb3 holds)
+_CHARSET_RANK = {"ascii": 1, "latin1": 2, "utf8mb3": 3, "utf8": 3, "ucs2": 3}
 _TIMES: frozenset[TypeFamily] = frozenset({"timestamp", "timestamptz", "time"})
 _DATES: frozenset[TypeFamily] = frozenset({"date", "timestamp", "timestamptz"})
 
@@ -177,13 +182,33 @@ def _text_losses(src: ColumnInfo, dst: ColumnInfo) -> list[str]:
                 losses.append(f"values longer than {dst_bytes} bytes will be rejected")
     elif dst.max_length is not None and (width is None or width > dst.max_length):
         losses.append(f"values longer than {dst.max_length} characters will be rejected")
-    charset = _charset(dst)
-    if charset in _NARROW_CHARSETS and _charset(src) != charset:
-        losses.append(
-            f"{dst.db_type} uses the {charset} character set: values with "
-            f"{_NARROW_CHARSETS[charset]} will be rejected"
-        )
+    refused = _charset_loss(src, dst)
+    if refused is not None:
+        losses.append(refused)
     return losses
+
+
+def _charset_loss(src: ColumnInfo, dst: ColumnInfo) -> str | None:
+    """What `dst`'s character set refuses of `src`'s values; None when they all fit.
+
+    A source without a character set (PostgreSQL, numbers, dates) may hold any
+    character. The server's strict sql_mode refuses a value it cannot store (it is never
+    stored as "?"), so the record is parked with the server's error."""
+    charset = _charset(dst)
+    if charset is None or charset in _FULL_CHARSETS or charset == "binary":
+        return None
+    if src.family not in ("text", "json", "other"):
+        return None  # numbers, dates, uuids, booleans are written in ASCII
+    src_charset = _charset(src)
+    rank = _CHARSET_RANK.get(charset)
+    src_rank = _CHARSET_RANK.get(src_charset or "")
+    if src_charset == charset or (rank is not None and src_rank is not None and src_rank <= rank):
+        return None
+    refused = _NARROW_CHARSETS.get(charset, f"characters outside {charset}")
+    return (
+        f"{dst.db_type} uses the {charset} character set: values with {refused} are "
+        "refused by the server and such a record is parked with its error"
+    )
 
 
 def _number_losses(src: ColumnInfo, dst: ColumnInfo) -> list[str]:

@@ -36,6 +36,9 @@ class ColumnInfo:
     scale: int | None = None
     max_length: int | None = None
     auto_generated: bool = False  # serial/identity/auto_increment: the database makes it
+    # a text column's character set where the database keeps one per column (MariaDB/
+    # MySQL: "latin1", "utf8mb3", "utf8mb4"); None where every value is UTF-8 (PostgreSQL)
+    charset: str | None = None
 
 
 @dataclass(frozen=True)

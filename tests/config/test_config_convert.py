@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from syncswim_lib.config.convert import check_conversion, check_key_storage, int_digits
@@ -304,25 +302,62 @@ def test_all_narrowings_of_one_pair_are_listed() -> None:
     assert result.reason == "; ".join(result.reasons)
 
 
-@dataclass(frozen=True)
-class CharsetColumn(ColumnInfo):
-    """A column as a connector that reports character sets would describe it."""
-
-    charset: str | None = None
+def text_in(charset: str | None, db_type: str = "varchar(50)") -> ColumnInfo:
+    """A text column as MariaDB/MySQL describes it, with its character set."""
+    return ColumnInfo("c", "text", db_type, True, None, None, 50, False, charset)
 
 
-def test_a_narrow_character_set_is_reported() -> None:
-    src = col("text", "text")
-    dst = CharsetColumn("c", "text", "varchar(50)", True, None, None, 50, False, "utf8mb3")
-    assert losses(src, dst) == (
+EMOJI = "4-byte characters (emoji, some CJK)"
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "refused"),
+    [
+        # PostgreSQL text (no charset: any character) into narrow sets
+        (col("text", "text"), text_in("utf8mb3"), ("utf8mb3", EMOJI)),
+        (col("text", "text"), text_in("utf8"), ("utf8", EMOJI)),
+        (col("text", "text"), text_in("latin1"), ("latin1", "characters outside Latin-1")),
+        (col("text", "text"), text_in("ascii"), ("ascii", "characters outside ASCII")),
+        (col("text", "text"), text_in("cp1251"), ("cp1251", "characters outside cp1251")),
+        (
+            col("json", "jsonb"),
+            text_in("latin1", "longtext"),
+            ("latin1", "characters outside Latin-1"),
+        ),
+        # a wider set, or the same one, into a narrower one
+        (text_in("utf8mb4"), text_in("latin1"), ("latin1", "characters outside Latin-1")),
+        (text_in("utf8mb3"), text_in("latin1"), ("latin1", "characters outside Latin-1")),
+        (text_in("latin1"), text_in("ascii"), ("ascii", "characters outside ASCII")),
+        # what fits: a set inside the target's, the same set, a full set, ASCII values
+        (text_in("latin1"), text_in("utf8mb3"), None),
+        (text_in("ascii"), text_in("latin1"), None),
+        (text_in("utf8mb3"), text_in("utf8mb3"), None),
+        (col("text", "text"), text_in("utf8mb4"), None),
+        (col("text", "text"), text_in(None), None),
+        (col("int", "integer"), text_in("latin1"), None),
+        (col("date", "date"), text_in("ascii"), None),
+    ],
+)
+def test_a_narrow_character_set_is_reported(
+    src: ColumnInfo, dst: ColumnInfo, refused: tuple[str, str] | None
+) -> None:
+    found = [r for r in losses(src, dst) if "character set" in r]
+    if refused is None:
+        assert found == []
+        return
+    charset, what = refused
+    assert found == [
+        f"{dst.db_type} uses the {charset} character set: values with {what} are refused by "
+        "the server and such a record is parked with its error"
+    ]
+
+
+def test_a_narrow_character_set_is_listed_with_the_other_narrowings() -> None:
+    assert losses(col("text", "text"), text_in("utf8mb3")) == (
         "values longer than 50 characters will be rejected",
-        "varchar(50) uses the utf8mb3 character set: values with 4-byte characters (emoji, "
-        "some CJK) will be rejected",
+        f"varchar(50) uses the utf8mb3 character set: values with {EMOJI} are refused by "
+        "the server and such a record is parked with its error",
     )
-    same = CharsetColumn("c", "text", "varchar(50)", True, None, None, 50, False, "utf8mb3")
-    assert losses(same, dst) == ()
-    full = CharsetColumn("c", "text", "varchar(50)", True, None, None, 50, False, "utf8mb4")
-    assert losses(same, full) == ()
 
 
 def test_key_storage_needs_the_whole_positive_range() -> None:

@@ -560,3 +560,83 @@ def test_a_full_run_merges_every_pending_record_beyond_the_first_page(
     edited = [r for r in m.rows("app") if r["name"].startswith("app ")]
     assert len(edited) == 3 and all(r["notes"].startswith("shop ") for r in edited), edited
     _settled(m)
+
+
+# 13. a MariaDB column whose character set cannot hold what PostgreSQL text can ----------
+
+
+def _charset_customers(charset: str) -> Schema:
+    """External-id mode; the shop's `name` is stored in `charset`, its `notes` in utf8mb4."""
+    return Schema(
+        pg=(
+            "CREATE TABLE customers (id serial PRIMARY KEY, code text UNIQUE, name text,"
+            " notes text)",
+        ),
+        my=(
+            "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY,"
+            " code varchar(64) NULL UNIQUE,"
+            f" name varchar(100) CHARACTER SET {charset} NULL,"
+            " notes text CHARACTER SET utf8mb4 NULL)",
+        ),
+        entity="\n".join(
+            [
+                "app: {table: public.customers, key: [id]}",
+                "shop: {table: customers, key: [id]}",
+                "mode: {external_id: {app: code, shop: code}}",
+                "fields: {name: name, notes: notes}",
+            ]
+        ),
+        mode="ext",
+        ext={"app": "code", "shop": "code"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("charset", "refused"),
+    [("latin1", "characters outside Latin-1"), ("utf8mb3", "4-byte characters")],
+)
+def test_validate_warns_of_a_narrow_character_set(m: MergeDbs, charset: str, refused: str) -> None:
+    m.create(_charset_customers(charset))
+    code, out = m.validate()
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if "character set" in line]
+    # one warning, naming the field, the column's charset and what happens
+    assert len(lines) == 1, out
+    [line] = lines
+    assert "app.name (text) -> shop.name (varchar(100))" in line, line
+    assert f"uses the {charset} character set" in line and refused in line, line
+    assert "parked" in line, line
+
+
+def test_validate_is_quiet_about_utf8mb4(m: MergeDbs) -> None:
+    m.create(_charset_customers("utf8mb4"))
+    code, out = m.validate()
+    assert code == 0, out
+    assert "character set" not in out, out
+
+
+@pytest.mark.parametrize("charset", ["latin1", "utf8mb3"])
+def test_a_character_the_column_cannot_hold_is_parked_not_mangled(
+    m: MergeDbs, charset: str
+) -> None:
+    m.create(_charset_customers(charset))
+    m.run()
+    m.exec("app", "INSERT INTO customers (code, name) VALUES ('C-E', %s)", ("smile \U0001f600",))
+    m.exec("app", "INSERT INTO customers (code, name) VALUES ('C-OK', 'plain')")
+    r = m.run()
+    # the other record syncs; the emoji's is not written as "?" but parked with the
+    # server's own error
+    assert [row["name"] for row in m.rows("shop")] == ["plain"]
+    assert r.failed == 1, r.meta
+    [failed] = m.entries(status="failed")
+    assert failed.change.after["code"] == "C-E"
+    assert "Incorrect string value" in str(failed.detail), failed.detail
+    # fixed on the source, the record goes through
+    m.exec("app", "UPDATE customers SET name = 'smile' WHERE code = 'C-E'")
+    m.run()
+    assert sorted(row["name"] for row in m.rows("shop")) == ["plain", "smile"]
+    # and utf8mb4 beside it takes the emoji
+    m.exec("app", "UPDATE customers SET notes = %s WHERE code = 'C-E'", ("\U0001f600",))
+    m.run()
+    assert m.by("shop", "code")["C-E"]["notes"] == "\U0001f600"
+    _settled(m)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE,
-       DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA
+       DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA, CHARACTER_SET_NAME
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
 ORDER BY ORDINAL_POSITION
@@ -53,7 +53,8 @@ def _json_checked_columns(conn: pymysql.Connection, db: str, table: str) -> set[
 
 
 def _column(row: tuple[Any, ...], json_cols: set[str]) -> ColumnInfo:
-    name, data_type, column_type, nullable, num_prec, num_scale, dt_prec, max_len, extra = row
+    name, data_type, column_type, nullable, num_prec, num_scale, dt_prec, max_len, extra = row[:9]
+    charset = row[9]
     extra = (extra or "").lower()
     data_type = data_type.lower()
     family = family_for(data_type, column_type, name in json_cols)
@@ -76,6 +77,8 @@ def _column(row: tuple[Any, ...], json_cols: set[str]) -> ColumnInfo:
         scale=int(scale) if scale is not None else None,
         max_length=int(max_len) if max_len is not None and family != "json" else None,
         auto_generated=generated,
+        # only text is judged by its character set (a JSON column's is the server's own)
+        charset=str(charset).lower() if charset and family == "text" else None,
     )
 
 

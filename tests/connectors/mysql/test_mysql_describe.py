@@ -23,15 +23,21 @@ def test_describe_reports_families_and_keys(connector: MySQLConnector, db: Db) -
           a int NOT NULL AUTO_INCREMENT, b varchar(12) NOT NULL, flag boolean, n decimal(9,3),
           doc json, plain longtext, at datetime(3), ts timestamp(6) NULL, d date,
           raw blob, f float, big bigint unsigned, tm time,
+          old varchar(5) CHARACTER SET latin1, mb3 text CHARACTER SET utf8mb3,
           PRIMARY KEY (b, a), KEY (a)
-        )""")
+        ) CHARACTER SET utf8mb4""")
     info = connector.describe("t")
     assert info.name == f"{db.name}.t"
     assert info.primary_key == ("b", "a")
     cols = {c.name: c for c in info.columns}
     assert [c.name for c in info.columns][:3] == ["a", "b", "flag"]
     assert cols["a"] == ColumnInfo("a", "int", "int(11)", False, auto_generated=True)
-    assert cols["b"] == ColumnInfo("b", "text", "varchar(12)", False, max_length=12)
+    assert cols["b"] == ColumnInfo(
+        "b", "text", "varchar(12)", False, max_length=12, charset="utf8mb4"
+    )
+    # each text column's own character set; none for the others (json's is the server's)
+    assert (cols["old"].charset, cols["mb3"].charset) == ("latin1", "utf8mb3")
+    assert [cols[n].charset for n in ("a", "doc", "n", "raw")] == [None] * 4
     assert cols["flag"].family == "bool" and cols["flag"].db_type == "tinyint(1)"
     assert (cols["n"].family, cols["n"].precision, cols["n"].scale) == ("decimal", 9, 3)
     assert cols["doc"].family == "json"  # LONGTEXT + json_valid CHECK on MariaDB
