@@ -242,7 +242,12 @@ class Planner:
         self._break = break_nodes
         touches = self._touches(plan, entries)
         records: dict[tuple[str, ...], _Record] = {}
+        reused: list[tuple[Touch, Link, Link]] = []
         for t in touches:
+            named = self._reused(t, ctx)
+            if named is not None:
+                reused.append((t, *named))
+                continue
             try:
                 rec = self._identify(t, ctx)
             except RecordError as exc:
@@ -267,10 +272,29 @@ class Planner:
                 for letter, key in rec.keys.items():
                     if key is not None:
                         found.keys.setdefault(letter, key)
+        # A row moved onto a key that another record held: that record is gone from the
+        # row's side, and the row's own record (the one it names) waits for the next run,
+        # when the key is free: one batch cannot hand a key from one link to another.
+        held = {self._link_ident(named) for _, _, named in reused}
+        work: list[tuple[_Record, Touch | None]] = []
+        for t, old, _ in reused:
+            rec = records.pop(self._link_ident(old), None) or _Record(
+                self._link_ident(old), old, [], {}, old.ext_id
+            )
+            rec.touches.append(t)
+            work.append((rec, t))
         for rec in records.values():
+            if rec.ident in held:
+                self._defer(plan, rec, "its row moved onto a key another record held")
+                continue
+            work.append((rec, None))
+        for rec, moved in work:
             self._current_keys(rec, ctx)
             try:
-                self._merge(plan, rec, ctx)
+                if moved is None:
+                    self._merge(plan, rec, ctx)
+                else:
+                    self._left(plan, rec, moved, ctx)
             except ParentMissing as exc:
                 self._settle(plan, rec.touches, "waiting", exc.detail())
                 plan.waiting_parent += 1
@@ -375,6 +399,66 @@ class Planner:
         rec = _Record(("k", key_text(sor_key)), None, [t], {L: t.key, sor: sor_key}, None, True)
         return rec
 
+    def _reused(self, t: Touch, ctx: ChunkContext) -> tuple[Link, Link] | None:
+        """(the link of the touched key, the link of the record the row names) when the
+        row at a linked key carries another linked record's identity and nothing says it
+        is the row that was there (no before image: a poll, a snapshot, an insert). Such a
+        row is the other record's, moved onto a key the linked record no longer holds (it
+        was deleted, or moved too), as on a polled table where a key was reused between
+        two key-set comparisons. Not when the named record's own row still carries the
+        identity (two rows claim one: refused as a duplicate) or the linked record's
+        identity is on another row of this side (keys swapped: docs/polling.md)."""
+        m, L = self.m, t.letter
+        if t.old_key is not None or t.deleted or any(e.change.before for e in t.entries):
+            return None
+        col = m.side(L).ext_column
+        row = self._row(ctx, L, t.key)
+        old = ctx.links_by_key.get(L, {}).get(key_text(t.key))
+        if col is None or row is None or old is None or row.get(col) is None:
+            return None
+        sor: Letter = m.sor or "a"
+        if m.mode == "external_id":
+            named = ctx.links_by_ext.get(m.ext_text(row[col]))
+            mine = old.ext_id
+        elif sor != L:
+            try:
+                sor_key = m.key_from_ext(row[col])
+            except RecordError:
+                return None  # reported by the planner for the record
+            named = ctx.links_by_key.get(sor, {}).get(key_text(sor_key))
+            held_sor = link_key(old, sor)
+            mine = None if held_sor is None else m.ext_text(m.sor_key_value(held_sor))
+        else:
+            return None  # the SOR's own rows carry no identity but their key
+        if named is None or self._link_ident(named) == self._link_ident(old):
+            return None
+        there = link_key(named, L)
+        if there is not None and key_text(there) != key_text(t.key):
+            own = self._row(ctx, L, there)
+            if own is not None and same_value(own.get(col), row[col]):
+                return None
+        for kt, other_row in ctx.rows.get(L, {}).items():
+            value = other_row.get(col)
+            if kt != key_text(t.key) and value is not None and m.ext_text(value) == mine:
+                return None
+        return old, named
+
+    def _left(self, plan: Plan, rec: _Record, moved: Touch, ctx: ChunkContext) -> None:
+        """The linked record whose key now holds another record's row (`moved`): gone from
+        that side, merged as a delete found there; `moved`'s entries go back to pending,
+        for the record they are about."""
+        L = moved.letter
+        rec.keys[L] = link_key(rec.link, L) if rec.link is not None else None
+        ids = {e.id for e in moved.entries}
+        start = len(plan.records)
+        self._merge(plan, rec, ctx, gone=L)
+        why = f"its key on {self.m.side(L).endpoint} now holds another record's row"
+        for i in range(start, len(plan.records)):
+            r = plan.records[i]
+            kept = tuple(x for x in r.entry_ids if x not in ids)
+            plan.records[i] = replace(r, entry_ids=kept, detail={**r.detail, "why": why})
+        plan.release.extend(sorted(ids))
+
     def _link_ident(self, link: Link) -> tuple[str, ...]:
         return (
             "l",
@@ -454,12 +538,18 @@ class Planner:
         last = max(timed, key=lambda c: c.commit_ts)  # type: ignore[arg-type,return-value]
         return Clock.of_position(last.commit_ts, last.position)
 
-    def _merge(self, plan: Plan, rec: _Record, ctx: ChunkContext) -> None:
+    def _merge(
+        self, plan: Plan, rec: _Record, ctx: ChunkContext, gone: Letter | None = None
+    ) -> None:
+        """`gone`: the record is known to be gone from that side (its key holds another
+        record's row now), as if its delete there had been captured."""
         m = self.m
         rows: dict[Letter, dict[str, Any] | None] = {
             "a": self._row(ctx, "a", rec.keys.get("a")),
             "b": self._row(ctx, "b", rec.keys.get("b")),
         }
+        if gone is not None:
+            rows[gone] = None
         ref = f"r{min(rec.entry_ids)}"
         shadow = rec.link.shadow if rec.link is not None else None
         linked = rec.link is not None
@@ -472,9 +562,19 @@ class Planner:
                 plan.skipped += 1
             return
         if a is not None and b is not None:
+            declined = None
+            chosen = self._record_resolution(rec, ctx)
+            if chosen is not None:
+                declined = self._delete_both(plan, rec, ref, rows, chosen)
+                if declined is None:
+                    return
             self._merge_both(plan, rec, ref, a, b, shadow, ctx)
+            if declined is not None:  # the merge goes on; the conflict says why
+                last = plan.records[-1]
+                plan.records[-1] = replace(last, conflicts=(*last.conflicts, declined))
             return
         present: Letter = "a" if a is not None else "b"
+        known_gone = gone is not None
         gone = other(present)
         row = rows[present]
         assert row is not None
@@ -498,7 +598,7 @@ class Planner:
             plan.records.append(self._create(rec, ref, present, row, shadow))
             return
         # linked, and gone on one side: a delete, unless nothing says so yet
-        evidence = ctx.full or any(t.deleted for t in rec.touches if t.letter == gone)
+        evidence = ctx.full or known_gone or any(t.deleted for t in rec.touches if t.letter == gone)
         tries = min((e.attempts for t in rec.touches for e in t.entries), default=0)
         if not evidence and tries < ABSENCE_TRIES:
             self._defer(plan, rec, f"{m.side(gone).endpoint} row missing without a delete")
@@ -565,6 +665,60 @@ class Planner:
                 detail={"decision": "the delete wins (on_delete: delete)"},
             )
         )
+
+    def _record_resolution(self, rec: _Record, ctx: ChunkContext) -> ConflictRecord | None:
+        """An update-vs-delete conflict a person resolved for the delete (`syncswim
+        conflicts resolve ID --take <the deleting side>`): the record goes on both sides."""
+        for c in ctx.conflicts:
+            if c.field == RECORD_FIELD and c.status == "resolved" and self._same_record(c, rec):
+                return c
+        return None
+
+    def _delete_both(
+        self,
+        plan: Plan,
+        rec: _Record,
+        ref: str,
+        rows: dict[Letter, dict[str, Any] | None],
+        c: ConflictRecord,
+    ) -> ConflictRecord | None:
+        """Delete the record on both sides, compare-and-set, if the row that survived the
+        conflict still holds what the conflict recorded (None: planned). Else the declined
+        conflict (back to `decided`, the record kept, with the reason) for the merge to
+        carry."""
+        kept: Letter = "a" if c.value_a is not None else "b"
+        recorded: dict[str, Any] = (c.value_a if kept == "a" else c.value_b) or {}
+        row = rows[kept]
+        assert row is not None
+        # the record's data; not the SOR key the sync itself writes back when it recreates
+        mine = (p[0] if kept == "a" else p[1] for p in self.m.merge_fields())
+        changed = [k for k in mine if k in recorded and not same_value(row.get(k), recorded[k])]
+        if changed:
+            # the delete a person chose would lose an edit made since: kept, and said so
+            note = (
+                f"the delete chosen with `syncswim conflicts resolve` was not applied: the "
+                f"row on {self.m.side(kept).endpoint} changed since the conflict "
+                f"({', '.join(changed)}); delete the row itself to delete the record"
+            )
+            return replace(c, status="decided", outcome=kept, note=note)
+        writes = []
+        both: tuple[Letter, Letter] = ("a", "b")
+        for L in both:
+            target, key = rows[L], rec.keys.get(L)
+            assert target is not None and key is not None
+            writes.append(Write.delete(ref, L, key, tracked_of(self.m, L, target)))
+        plan.records.append(
+            self._for(
+                rec,
+                ref,
+                None,
+                writes=tuple(writes),
+                conflicts=(replace(c, status="applied"),),
+                drop_link=True,
+                detail={"decision": f"deleted on both sides (conflict {c.id} resolved)"},
+            )
+        )
+        return None
 
     def _for(
         self,

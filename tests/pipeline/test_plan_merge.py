@@ -415,6 +415,76 @@ def test_update_vs_delete_with_on_delete_delete() -> None:
     assert p.records[0].conflicts[0].value_a["name"] == "updated"
 
 
+def _record_conflict(kept: dict[str, Any], status: str, outcome: str) -> ConflictRecord:
+    """An update-vs-delete conflict: updated on app (its row as `kept`), deleted on shop."""
+    return ConflictRecord(
+        "s",
+        "e",
+        {"id": 1},
+        {"id": 100},
+        "C1",
+        "__record__",
+        None,
+        None,
+        {c: kept[c] for c in ("code", "name", "amount", "score")},
+        None,
+        T0,
+        T0,
+        "on_delete:keep",
+        outcome,
+        None,
+        status=status,  # type: ignore[arg-type]
+        id=7,
+    )
+
+
+def test_an_update_vs_delete_resolved_for_the_delete_deletes_both_sides() -> None:
+    # kept on app, recreated on shop (id 200); then a person chose the delete
+    a1, b1 = row_a(name="updated"), row_b(id=200, name="updated", amount="1.23")
+    chosen = _record_conflict(a1, "resolved", "b")
+    p = Planner(emap()).plan(
+        [entry("app", Op.UPDATE, None, {"id": 1})],
+        ctx(
+            [a1],
+            [b1],
+            [Link("s", "e", {"id": 1}, {"id": 200}, shadow_of(a1, b1), "C1")],
+            conflicts=[chosen],
+        ),
+    )
+    assert {w.target: (w.action, w.key) for w in p.writes} == {
+        "a": ("delete", {"id": 1}),
+        "b": ("delete", {"id": 200}),
+    }
+    # compare-and-set on what each row holds now
+    assert {w.target: w.expected["name"] for w in p.writes} == {"a": "updated", "b": "updated"}  # type: ignore[index]
+    (rec,) = p.records
+    assert rec.drop_link
+    (c,) = rec.conflicts
+    assert (c.id, c.status) == (7, "applied")
+
+
+def test_an_update_vs_delete_resolved_for_the_delete_keeps_a_row_changed_since() -> None:
+    a1, b1 = row_a(name="updated"), row_b(id=200, name="updated", amount="1.23")
+    a2 = row_a(name="edited again")
+    chosen = _record_conflict(a1, "resolved", "b")
+    p = Planner(emap()).plan(
+        [entry("app", Op.UPDATE, a2, {"id": 1})],
+        ctx(
+            [a2],
+            [b1],
+            [Link("s", "e", {"id": 1}, {"id": 200}, shadow_of(a1, b1), "C1")],
+            conflicts=[chosen],
+        ),
+    )
+    # not deleted: the edit made since flows as any edit does
+    assert writes(p) == {"b": ("update", {"name": "edited again"})}
+    (rec,) = p.records
+    assert not rec.drop_link
+    (c,) = rec.conflicts
+    assert (c.id, c.status, c.outcome) == (7, "decided", "a")
+    assert "not applied" in (c.note or "") and "name" in (c.note or "")
+
+
 def test_a_row_missing_without_a_captured_delete_waits_for_the_next_run() -> None:
     a0, b0 = row_a(), row_b()
     a1 = row_a(name="x")
