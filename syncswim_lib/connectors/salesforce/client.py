@@ -8,7 +8,8 @@ project's taxonomy (errors.py) so the pipeline's retries and parking act on them
   the last answer says: ApiBudgetExhausted (a RetriableError). Past the share no write is
   sent at all, so the run's retries cost the org nothing; the run fails naming the
   budget and a later run resumes from the journal;
-- an expired or refused session, a missing permission: FatalError;
+- an expired or refused session that logging in again did not renew (auth.py renews it
+  for the login forms), a missing permission: FatalError;
 - anything else the org refuses for a whole call: SalesforceApiError (a FatalError
   carrying Salesforce's error code).
 
@@ -143,6 +144,20 @@ def error_code(content: Any) -> tuple[str, str]:
     return "", str(content)[:300]
 
 
+class TokenSource:
+    """The current token of an endpoint's client, and its renewal: what the CometD client
+    is given, so a handshake refused for an expired session logs in again once."""
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    def __call__(self) -> str:
+        return self._api.token()
+
+    def renew(self, stale: str) -> str | None:
+        return self._api.renew(stale)
+
+
 class Api:
     """One endpoint's client and how its calls fail."""
 
@@ -162,6 +177,12 @@ class Api:
     def token(self) -> str:
         """The current access token (a login form refreshes it after a 401)."""
         return str(self.sf.session_id)
+
+    def renew(self, stale: str) -> str | None:
+        """A new token after `stale` was refused (None: this endpoint's form cannot log in
+        again, a session token)."""
+        renew = getattr(self.sf.session, "renew", None)
+        return renew(stale) if callable(renew) else None
 
     def usage(self) -> ApiUsage:
         return self.meter.usage()
@@ -227,8 +248,9 @@ class Api:
             return RetriableError(f"{place}: HTTP {status} {code}: {message}".rstrip(": "))
         if isinstance(exc, SalesforceExpiredSession) or status == 401:
             return FatalError(
-                f"{place}: the session was refused ({code or 'INVALID_SESSION_ID'}); "
-                "a token setting needs a new token, a login form new credentials"
+                f"{place}: the session was refused ({code or 'INVALID_SESSION_ID'}) and could "
+                "not be renewed; a token setting needs a new token, a login form credentials "
+                "the org accepts"
             )
         if isinstance(exc, SalesforceResourceNotFound) or status == 404:
             return NotFound(f"{place}: {code}: {message}", code, status)

@@ -95,6 +95,10 @@ class CometdClient:
     ) -> None:
         self.url = f"{instance_url.rstrip('/')}/cometd/{api_version}"
         self._token = token
+        # a token source that can log in again (client.TokenSource): a refused session is
+        # renewed once, then the handshake is tried again
+        self._renew: Callable[[str], str | None] | None = getattr(token, "renew", None)
+        self._sent_with: str | None = None  # the token of the last call
         self._poll_timeout = poll_timeout
         self._max_retries = max_retries
         self._retry_delay = retry_delay
@@ -114,7 +118,7 @@ class CometdClient:
     def client_id(self) -> str | None:
         return self._client_id
 
-    def handshake(self) -> str:
+    def handshake(self, renewed: bool = False) -> str:
         msg = {
             "channel": "/meta/handshake",
             "version": "1.0",
@@ -131,6 +135,8 @@ class CometdClient:
                 else f"handshake refused: {error}"
             )
             if _code(error) in (401, 403):
+                if not renewed and self._renewed():
+                    return self.handshake(renewed=True)
                 raise CometdAuthError(text, error)
             raise CometdError(text, error)
         self._client_id = str(reply["clientId"])
@@ -178,7 +184,11 @@ class CometdClient:
         if not reply.get("successful"):
             error = reply.get("error")
             if advice.get("reconnect") == "none" or _code(error) == 401:
-                raise CometdAuthError(f"connect refused: {error}", error)
+                if _code(error) != 401 or not self._renewed():
+                    raise CometdAuthError(f"connect refused: {error}", error)
+                # renewed: the next poll shakes hands again and resumes after the last event
+                self._client_id = None
+                return events
             # 403::Unknown client (expired, dropped, server restarted): start a new session.
             self._client_id = None
             if advice.get("reconnect") != "handshake" and _code(error) != 403:
@@ -238,6 +248,14 @@ class CometdClient:
         for channel, replay_id in list(self.replay.items()):
             self._subscribe(channel, replay_id)
 
+    def _renewed(self) -> bool:
+        """Whether a new token replaced the refused one."""
+        stale = self._sent_with
+        if self._renew is None or stale is None:
+            return False
+        fresh = self._renew(stale)
+        return fresh is not None and fresh != stale
+
     def _meta(self, msg: dict[str, Any]) -> dict[str, Any]:
         replies = self._send([msg])
         return next((m for m in replies if m.get("channel") == msg["channel"]), {})
@@ -246,6 +264,7 @@ class CometdClient:
         for msg in messages:
             msg["id"] = str(next(self._ids))
         token = self._token() if callable(self._token) else self._token
+        self._sent_with = token
         wait = 110.0 if self._poll_timeout is None else self._poll_timeout
         for attempt in itertools.count():
             try:

@@ -26,7 +26,7 @@ from syncswim_lib.connectors.checks import Finding, refuse_on_errors
 from syncswim_lib.connectors.salesforce.apply import Progress, apply_batch
 from syncswim_lib.connectors.salesforce.auth import open_client
 from syncswim_lib.connectors.salesforce.capture import CdcReader
-from syncswim_lib.connectors.salesforce.client import Api, ApiUsage, NotFound
+from syncswim_lib.connectors.salesforce.client import Api, ApiUsage, NotFound, TokenSource
 from syncswim_lib.connectors.salesforce.describe import ObjectInfo, object_info
 from syncswim_lib.connectors.salesforce.fallback import Fallback, Mixed
 from syncswim_lib.connectors.salesforce.kind import CAPABILITIES
@@ -70,7 +70,7 @@ class SalesforceConnector:
         api = self.api
         return CdcReader(
             lambda: api.instance_url,
-            api.token,
+            TokenSource(api),  # renews an expired session for a login form
             self.settings.api_version,
             self.settings.ca_bundle,
             self.endpoint,

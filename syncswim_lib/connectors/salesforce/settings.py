@@ -13,6 +13,9 @@ Auth forms, each one a set of settings (exactly one form per endpoint):
   the connected app runs as its integration user)
 - soap_password: `username`, `password`, optional `security_token` (SOAP login, what
   simple-salesforce does for username and password; Salesforce retires it in 2027)
+- jwt_bearer: `username`, `consumer_key` and `private_key` (PEM text) or
+  `private_key_file` (a PEM file): the OAuth JWT bearer flow of a connected app whose
+  certificate signs for that key; a new assertion is signed at every login
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Literal
 
 from syncswim_lib.errors import ConfigError
 
-AuthForm = Literal["session", "oauth_password", "client_credentials", "soap_password"]
+AuthForm = Literal["session", "oauth_password", "client_credentials", "soap_password", "jwt_bearer"]
 
 REQUIRED = ("instance_url",)
 AUTH_KEYS = (
@@ -33,6 +36,8 @@ AUTH_KEYS = (
     "security_token",
     "consumer_key",
     "consumer_secret",
+    "private_key",
+    "private_key_file",
 )
 OPTIONAL = (
     *AUTH_KEYS,
@@ -49,7 +54,7 @@ OPTIONAL = (
     "capture",
 )
 # secret even when written literally: never shown in a repr or an error
-SECRET = frozenset({"token", "password", "security_token", "consumer_secret"})
+SECRET = frozenset({"token", "password", "security_token", "consumer_secret", "private_key"})
 
 DEFAULT_API_VERSION = "62.0"
 # a snapshot of more rows than this goes through a Bulk API 2.0 query job: one job
@@ -74,11 +79,14 @@ _FORMS: tuple[tuple[AuthForm, frozenset[str], frozenset[str]], ...] = (
     ),
     ("client_credentials", frozenset({"consumer_key", "consumer_secret"}), frozenset()),
     ("soap_password", frozenset({"username", "password"}), frozenset({"security_token"})),
+    ("jwt_bearer", frozenset({"username", "consumer_key", "private_key"}), frozenset()),
+    ("jwt_bearer", frozenset({"username", "consumer_key", "private_key_file"}), frozenset()),
 )
 FORMS_TEXT = (
     "token; or username, password, consumer_key and consumer_secret (OAuth password); "
     "or consumer_key and consumer_secret (OAuth client credentials); or username and "
-    "password with an optional security_token (SOAP login)"
+    "password with an optional security_token (SOAP login); or username, consumer_key and "
+    "private_key or private_key_file (OAuth JWT bearer)"
 )
 
 
@@ -118,6 +126,8 @@ class SalesforceSettings:
     security_token: str | None = None
     consumer_key: str | None = None
     consumer_secret: str | None = None
+    private_key: str | None = None  # PEM text
+    private_key_file: str | None = None
     domain: str | None = None
     login_url: str | None = None
     ca_bundle: str | None = None
@@ -160,6 +170,8 @@ class SalesforceSettings:
             security_token=values.get("security_token"),
             consumer_key=values.get("consumer_key"),
             consumer_secret=values.get("consumer_secret"),
+            private_key=values.get("private_key"),
+            private_key_file=values.get("private_key_file"),
             domain=values.get("domain"),
             login_url=(values.get("login_url") or "").rstrip("/") or None,
             ca_bundle=values.get("ca_bundle"),

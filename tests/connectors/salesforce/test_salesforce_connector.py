@@ -78,9 +78,27 @@ def accounts(sf: Salesforce) -> dict[str, dict[str, Any]]:
 # --- auth and describe ------------------------------------------------------------------
 
 
+def _pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+PEM = _pem()
+JWT = {
+    "username": "integration@syncswim.emulator",
+    "consumer_key": "syncswim-emulator-key",
+    "private_key": PEM,
+}
+
+
 @pytest.mark.parametrize(
     "form",
-    ["session", "oauth_password", "client_credentials", "soap_password"],
+    ["session", "oauth_password", "client_credentials", "soap_password", "jwt_bearer"],
 )
 def test_every_auth_form_logs_in_through_simple_salesforce(emu: Emulator, form: str) -> None:
     login = {"login_url": emu.url}
@@ -105,6 +123,7 @@ def test_every_auth_form_logs_in_through_simple_salesforce(emu: Emulator, form: 
             "password": "integration-password",
             "security_token": "INTEGRATIONTOKEN",
         },
+        "jwt_bearer": {**login, **JWT},
     }[form]
     c = connector_for(emu, **extra)
     try:
@@ -125,6 +144,115 @@ def test_refused_credentials_are_a_config_error_without_the_password(emu: Emulat
         c.describe("Account")
     assert "not-the-password" not in str(info.value)
     assert "endpoints.crm" in str(info.value)
+
+
+def test_jwt_bearer_takes_a_key_file_or_a_pem_with_escaped_newlines(
+    emu: Emulator, tmp_path: Any
+) -> None:
+    key_file = tmp_path / "sf.key"
+    key_file.write_text(PEM)
+    # a key file, and a PEM from an environment variable on one line (newlines as \\n)
+    one_line = PEM.replace("\n", "\\n")
+    for key in ({"private_key_file": str(key_file)}, {"private_key": one_line}):
+        emu.control.policy.clear_requests()
+        settings = {k: v for k, v in JWT.items() if k != "private_key"}
+        c = connector_for(emu, login_url=emu.url, **settings, **key)
+        try:
+            assert c.settings.form == "jwt_bearer"
+            assert c.describe("Account").primary_key == ("Id",)
+        finally:
+            c.close()
+        assert len(emu.control.requests("/services/oauth2/token", "POST")) == 1
+
+
+def test_jwt_bearer_refusals_name_the_setting_and_never_the_key(
+    emu: Emulator, tmp_path: Any
+) -> None:
+    def refused(**settings: str) -> str:
+        c = connector_for(emu, login_url=emu.url, **{**JWT, **settings})
+        try:
+            with pytest.raises(ConfigError) as info:
+                c.describe("Account")
+        finally:
+            c.close()
+        assert "PRIVATE KEY" not in str(info.value) or "expected -----BEGIN" in str(info.value)
+        return str(info.value)
+
+    assert "invalid_grant" in refused(username="nobody@syncswim.emulator")
+    assert "invalid_client_id" in refused(consumer_key="not-our-app")
+    text = refused(private_key="-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----")
+    assert "endpoints.crm.private_key: not a PEM private key" in text
+    missing = tmp_path / "absent.key"
+    c = SalesforceConnector.from_settings(
+        "crm",
+        {
+            "instance_url": emu.url,
+            "ca_bundle": str(emu.ca_path),
+            "login_url": emu.url,
+            "username": JWT["username"],
+            "consumer_key": JWT["consumer_key"],
+            "private_key_file": str(missing),
+        },
+    )
+    with pytest.raises(ConfigError, match=r"endpoints\.crm\.private_key_file: .*cannot be read"):
+        c.describe("Account")
+    with pytest.raises(ConfigError, match="one way to log in"):  # both kinds of key
+        SalesforceConnector.from_settings(
+            "crm", {"instance_url": emu.url, **JWT, "private_key_file": str(missing)}
+        )
+
+
+@pytest.mark.parametrize("form", ["jwt_bearer", "oauth_password"])
+def test_an_expired_session_is_renewed_for_rest_bulk_and_cometd(emu: Emulator, form: str) -> None:
+    login: dict[str, str] = {
+        "jwt_bearer": JWT,
+        "oauth_password": {
+            "username": "integration@syncswim.emulator",
+            "password": "integration-password",
+            "consumer_key": "syncswim-emulator-key",
+            "consumer_secret": "syncswim-emulator-secret",
+        },
+    }[form]
+    _seed(emu, 3)
+    c = connector_for(emu, login_url=emu.url, bulk_threshold="2", **login)
+    try:
+        c.setup(SYNC, ["Account"])
+        start = c.current_position(SYNC)
+        emu.control.seed("Account", [{"Name": "late", "Code__c": "L1"}])
+        tokens = "/services/oauth2/token"
+        logins = len(emu.control.requests(tokens))
+        assert emu.control.revoke(user="integration") >= 1  # the session expires
+        got = c.capture(SYNC, ["Account"], start, 100)  # CometD: handshake refused, renewed
+        assert [ch.after["Code__c"] for ch in got.changes if ch.after] == ["L1"]
+        assert len(emu.control.requests(tokens)) == logins + 1
+        # a Bulk API 2.0 query job refused as expired: renewed and sent again
+        emu.control.set_page_size(2)  # a first page that is not all: the job reads them
+        emu.control.add_fault("session", method="POST", path="/jobs/query$")
+        rows = [
+            r for b in c.snapshot("Account", ["Id", "Code__c"], ["Id"], 10) for r in b.to_pylist()
+        ]
+        assert len(rows) == 4
+        assert [r["status"] for r in emu.control.requests("/jobs/query$", "POST")] == [401, 200]
+        assert len(emu.control.requests(tokens)) == logins + 2
+        emu.control.revoke(user="integration")
+        assert c.describe("Contact").primary_key == ("Id",)  # a plain REST call
+        assert len(emu.control.requests(tokens)) == logins + 3
+    finally:
+        c.close()
+
+
+def test_an_expired_session_token_is_a_fatal_error_naming_the_endpoint(
+    emu: Emulator,
+) -> None:
+    from syncswim_lib.errors import FatalError
+
+    c = connector_for(emu)
+    try:
+        emu.control.revoke(user="integration")
+        with pytest.raises(FatalError, match=r"endpoint crm: the session was refused"):
+            c.describe("Account")
+    finally:
+        c.close()
 
 
 def test_mixed_or_missing_auth_settings_are_refused() -> None:

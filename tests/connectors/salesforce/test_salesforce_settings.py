@@ -40,19 +40,26 @@ def _load(tmp_path: Path, auth: str) -> object:
         ", consumer_key: k, consumer_secret: {env: SF_CS}, domain: acme.my",
         ", username: u, password: {env: SF_PW}, security_token: {env: SF_ST}",
         ", username: u, password: {env: SF_PW}",
+        ", username: u, consumer_key: k, private_key: {env: SF_KEY}",
+        ", username: u, consumer_key: k, private_key_file: /keys/sf.pem",
     ],
 )
 def test_each_auth_form_loads_and_keeps_its_secrets_secret(tmp_path: Path, auth: str) -> None:
     project = _load(tmp_path, auth)
     settings = project.endpoints["crm"].settings  # type: ignore[attr-defined]
-    for key in ("token", "password", "consumer_secret", "security_token"):
+    for key in ("token", "password", "consumer_secret", "security_token", "private_key"):
         if key in settings:
             assert isinstance(settings[key], Secret)
 
 
 @pytest.mark.parametrize(
     "auth",
-    ["", ", password: {env: SF_PW}", ", token: {env: SF_TOKEN}, username: u, password: p"],
+    [
+        "",
+        ", password: {env: SF_PW}",
+        ", token: {env: SF_TOKEN}, username: u, password: p",
+        ", consumer_key: k, private_key: {env: SF_KEY}",  # JWT without the user
+    ],
 )
 def test_no_auth_form_or_two_of_them_name_the_endpoint(tmp_path: Path, auth: str) -> None:
     with pytest.raises(ConfigError, match="one way to log in") as info:
