@@ -1,5 +1,7 @@
 """`syncswim conflicts list|show|resolve|restore` over a SQLite state store filled through
-the store API (no servers: the commands never connect to the endpoints)."""
+the store API (no servers: these cases never connect to the endpoints; deleting a record
+for an update-vs-delete conflict does, and is tested against real servers in
+tests/e2e/test_merge_core.py)."""
 
 from __future__ import annotations
 
@@ -614,18 +616,94 @@ def test_output_piped_to_head(project: Project) -> None:
     assert full.returncode == 0 and len(full.stdout.splitlines()) == 1 + len(ID) + 3000
 
 
-@pytest.mark.parametrize("how", [("restore",), ("resolve", "--take", "app")])
-def test_a_whole_record_conflict_cannot_be_chosen_again(
-    project: Project, capsys: pytest.CaptureFixture[str], how: tuple[str, ...]
+def _pending_markers(store: SqliteStateStore) -> list[Any]:
+    return list(store.pending("app_shop", "customers"))
+
+
+@pytest.mark.parametrize("side", ["app", "a"])
+def test_a_whole_record_conflict_confirmed_for_the_update(
+    project: Project, capsys: pytest.CaptureFixture[str], side: str
 ) -> None:
-    verb, *extra = how
-    result = run(capsys, "conflicts", verb, str(project.path), str(ID["deleted"]), *extra)
-    usage_error(result, "about the whole record")
+    """Updated on app, deleted on shop, kept (on_delete: keep): taking the updating side
+    confirms what the run did; nothing is written, nothing waits for a run."""
+    result = run(
+        capsys, "conflicts", "resolve", str(project.path), str(ID["deleted"]), "--take", side
+    )
+    assert result.code == 0, result
+    assert "confirmed: the record stays kept" in result.out and "nothing to write" in result.out
+    store = project.store()
+    try:
+        c = store.conflict(ID["deleted"])
+        assert c is not None and (c.status, c.outcome) == ("applied", "a")
+        assert c.resolved_at is not None and "confirmed" in (c.note or "")
+        assert _pending_markers(store) == []
+    finally:
+        store.close()
+
+
+def test_a_whole_record_conflict_the_delete_won(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """on_delete: delete: taking the delete confirms; taking the update would have to
+    create the record again on both sides, which is refused with the reason."""
+    store = project.store()
+    try:
+        won = replace(STORED["deleted"], rule="on_delete:delete", outcome="b", key_a={"id": 12})
+        store.record(BatchRecord("app_shop", "customers", conflicts=[won]))
+        new_id = max(c.id or 0 for c in store.conflicts())
+    finally:
+        store.close()
+    refused = run(capsys, "conflicts", "resolve", str(project.path), str(new_id), "--take", "app")
+    usage_error(refused, "not supported yet")
+    for how in (("restore",), ("resolve", "--take", "shop")):
+        verb, *extra = how
+        if verb == "restore":
+            usage_error(
+                run(capsys, "conflicts", verb, str(project.path), str(new_id)), "not supported yet"
+            )
+            continue
+        done = run(capsys, "conflicts", verb, str(project.path), str(new_id), *extra)
+        assert done.code == 0 and "stays deleted" in done.out, done
+    store = project.store()
+    try:
+        assert _stored_status(store, new_id) == "applied"
+        assert _pending_markers(store) == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--value", '"x"'), "choose it with --take SIDE, not --value"),
+        (("--take", "nowhere"), "unknown side 'nowhere'"),
+        (("--take", "app", "--value", "1"), "exactly one of --take SIDE or --value JSON"),
+    ],
+)
+def test_a_whole_record_conflict_bad_arguments(
+    project: Project, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    result = run(capsys, "conflicts", "resolve", str(project.path), str(ID["deleted"]), *args)
+    usage_error(result, message)
     store = project.store()
     try:
         assert _stored_status(store, ID["deleted"]) == "decided"
+        assert _pending_markers(store) == []
     finally:
         store.close()
+
+
+def test_a_whole_record_conflict_applied_already(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = run(
+        capsys, "conflicts", "resolve", str(project.path), str(ID["deleted"]), "--take", "app"
+    )
+    assert first.code == 0, first
+    again = run(
+        capsys, "conflicts", "resolve", str(project.path), str(ID["deleted"]), "--take", "shop"
+    )
+    usage_error(again, "reached both sides")
 
 
 def _stored_status(store: SqliteStateStore, conflict_id: int) -> str:

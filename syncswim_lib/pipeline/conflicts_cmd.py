@@ -3,7 +3,9 @@
 A conflict is one field both sides changed to different values (see
 `syncswim_lib.state.base.ConflictRecord`). `resolve` and `restore` store a person's choice
 and journal a marker change of the record, so the next run of its entity picks the choice
-up and writes it to both sides.
+up and writes it to both sides. An update-vs-delete conflict (`__record__`) is chosen by
+side: the delete reads the surviving row first (the one place these commands connect to
+an endpoint), so a record edited since the conflict is not deleted.
 
 Bad input (an unknown conflict id or side, a value that is not JSON, a declaration that
 cannot be loaded) is one line on stderr and exit code 2.
@@ -16,6 +18,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,10 +26,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from syncswim_lib.envelope import Change, Op, WatermarkPosition
 from syncswim_lib.errors import ConfigError
-from syncswim_lib.state.base import ConflictRecord, ConflictStatus
+from syncswim_lib.state.base import BatchRecord, ConflictRecord, ConflictStatus
+from syncswim_lib.values.coerce import same_value
 
 if TYPE_CHECKING:
     from syncswim_lib.config import Entity, Project
+    from syncswim_lib.config.models import SideSpec
+    from syncswim_lib.pipeline.mapping import Letter
     from syncswim_lib.pipeline.runtime import Runtime
 
 EXIT_USAGE = 2
@@ -34,6 +40,7 @@ STATUS_CHOICES = ("open", "decided", "resolved", "applied", "all")
 DEFAULT_LIMIT = 100
 _MAX_ID = 2**63 - 1  # the largest id (and limit) the stores can hold
 _CELL = 40  # widest cell of the list table; longer text is cut with "…"
+RECORD_FIELD = "__record__"  # the whole record: an update against a delete
 
 
 class UsageError(Exception):
@@ -95,7 +102,14 @@ def resolve_conflict(
         with _runtime(path) as rt:
             c = _load(rt, conflict_id)
             decl = _entity(rt.project, c)
-            _field_level(c)
+            if c.field == RECORD_FIELD:
+                if take is None:
+                    raise UsageError(
+                        f"conflict {c.id} is about the whole record (updated on one side, "
+                        "deleted on the other): choose it with --take SIDE, not --value"
+                    )
+                yield _settle_record(rt, decl, c, _letter(decl, take), "resolve")
+                return
             if take is not None:
                 letter = _letter(decl, take)
                 outcome: str = letter
@@ -117,7 +131,10 @@ def restore_conflict(path: str | Path, conflict_id: str | int) -> int:
         with _runtime(path) as rt:
             c = _load(rt, conflict_id)
             decl = _entity(rt.project, c)
-            _field_level(c)
+            if c.field == RECORD_FIELD and c.status == "decided" and c.outcome in ("a", "b"):
+                loser = "b" if c.outcome == "a" else "a"
+                yield _settle_record(rt, decl, c, loser, "restore")
+                return
             if c.status != "decided":
                 raise UsageError(
                     f"conflict {c.id} is {c.status}, not decided: restore gives back the value "
@@ -156,7 +173,17 @@ def _settle(
         raise UsageError(f"no conflict {c.id}") from None
     except TypeError as e:  # a value the store cannot keep
         raise UsageError(f"cannot store that value: {e}") from None
-    now = datetime.now(UTC)
+    _journal_marker(rt, side, c, key)
+    whose = "a value given" if outcome == "value" else f"{_side(decl, outcome)}'s value"
+    return (
+        f"conflict {c.id} resolved: {c.field} = {_value(done.value)} ({whose}); the next run "
+        f"of {c.sync}.{c.entity} writes it to both sides"
+    )
+
+
+def _journal_marker(rt: Runtime, side: SideSpec, c: ConflictRecord, key: dict[str, Any]) -> None:
+    """A change of the record with no values: the next run of its entity merges it again
+    and finds the resolution."""
     marker = Change(
         Op.UPDATE,
         side.table,
@@ -165,14 +192,9 @@ def _settle(
         before=None,
         position=WatermarkPosition(f"conflict:{c.id}:{uuid.uuid4().hex}"),
         commit_ts=None,
-        detected_at=now,
+        detected_at=datetime.now(UTC),
     )
     rt.store.append_changes(c.sync, side.endpoint, [(c.entity, marker)], None)
-    whose = "a value given" if outcome == "value" else f"{_side(decl, outcome)}'s value"
-    return (
-        f"conflict {c.id} resolved: {c.field} = {_value(done.value)} ({whose}); the next run "
-        f"of {c.sync}.{c.entity} writes it to both sides"
-    )
 
 
 def _runtime(path: str | Path) -> Runtime:
@@ -182,12 +204,98 @@ def _runtime(path: str | Path) -> Runtime:
     return Runtime(load_project(path))
 
 
-def _field_level(c: ConflictRecord) -> None:
-    if c.field == "__record__":
+def _settle_record(rt: Runtime, decl: Entity, c: ConflictRecord, take: str, how: str) -> str:
+    """An update-vs-delete conflict chosen again. The updating side (the one whose row
+    the conflict recorded): the record stays, as the default outcome left it. The deleting
+    side: the record is deleted on both sides by the next run, only if the row that
+    survived still holds what the conflict recorded (checked now, and again by the run)."""
+    assert c.id is not None
+    updater = "a" if c.value_a is not None else "b"
+    deleter = "b" if updater == "a" else "a"
+    by = f"`syncswim conflicts {how}`"
+    if c.status == "applied":
         raise UsageError(
-            f"conflict {c.id} is about the whole record (updated on one side, deleted on the "
-            "other): choosing it again is not supported yet; edit or delete the row itself"
+            f"conflict {c.id} was resolved already ({_side(decl, c.outcome)} taken) and that "
+            "reached both sides; edit or delete the rows themselves"
         )
+    if c.status == "resolved" and take != c.outcome:
+        raise UsageError(
+            f"conflict {c.id} waits for the next run to apply {_side(decl, c.outcome)}'s "
+            "choice; run the entity first"
+        )
+    if take == c.outcome:
+        # the outcome stands as the run left it: nothing to write, the record says so
+        what = "kept" if take == updater else "deleted"
+        done = replace(
+            c,
+            status="applied",
+            resolved_at=datetime.now(UTC),
+            note=f"confirmed with {by}: the record stays {what}",
+        )
+        rt.store.record(BatchRecord(c.sync, c.entity, conflicts=[done]))
+        return (
+            f"conflict {c.id} confirmed: the record stays {what} "
+            f"({_side(decl, take)}'s outcome); nothing to write"
+        )
+    if take == updater:
+        # the delete won (on_delete: delete): the record is gone on both sides
+        raise UsageError(
+            f"conflict {c.id}: the delete won and the record is gone on both sides; taking "
+            f"{_side(decl, updater)}'s update would create it again, which is not supported "
+            "yet: `syncswim conflicts show` lists its values"
+        )
+    now = _surviving_row(rt, decl, c, updater)
+    recorded: dict[str, Any] = (c.value_a if updater == "a" else c.value_b) or {}
+    emap = rt.entity_map(c.sync, c.entity)
+    # the record's data; not the SOR key the sync itself writes back when it recreates
+    mine = (p[0] if updater == "a" else p[1] for p in emap.merge_fields())
+    changed = [k for k in mine if k in recorded and not same_value(now.get(k), recorded[k])]
+    if changed:
+        what = ", ".join(
+            f"{k}: {_value(recorded[k])} then, {_value(now.get(k))} now" for k in changed
+        )
+        raise UsageError(
+            f"conflict {c.id}: the record changed on {_side(decl, updater)} since the conflict "
+            f"({what}); "
+            "deleting it would lose that edit, so nothing is chosen. Delete the rows themselves "
+            "if that is what you want"
+        )
+    note = f"chosen with {by}: {_side(decl, deleter)}'s delete"
+    try:
+        rt.store.resolve_conflict(c.id, deleter, None, note)
+    except KeyError:
+        raise UsageError(f"no conflict {c.id}") from None
+    _journal_marker(rt, decl.side(updater), c, _record_key(c, updater))
+    return (
+        f"conflict {c.id} resolved: the record is deleted ({_side(decl, deleter)}'s delete); "
+        f"the next run of {c.sync}.{c.entity} deletes it on both sides"
+    )
+
+
+def _record_key(c: ConflictRecord, letter: str) -> dict[str, Any]:
+    key = c.key_a if letter == "a" else c.key_b
+    if key is None:
+        raise UsageError(f"conflict {c.id} names no record key, so no run can apply it")
+    return key
+
+
+def _surviving_row(rt: Runtime, decl: Entity, c: ConflictRecord, letter: str) -> dict[str, Any]:
+    """The row the update-vs-delete conflict kept, as its side holds it now."""
+    from syncswim_lib.values.codec import key_text
+
+    key = _record_key(c, letter)
+    emap = rt.entity_map(c.sync, c.entity)
+    L: Letter = "a" if letter == "a" else "b"
+    side = emap.side(L)
+    first = side.key[0]
+    found = rt.connector(side.endpoint).fetch(side.table, first, [key.get(first)])
+    rows = [r for r in found if key_text(emap.key_of(L, r)) == key_text(key)]
+    if not rows:
+        raise UsageError(
+            f"conflict {c.id}: the record's row on {_side(decl, letter)} ({_key(key)}) is gone "
+            "since the conflict; nothing is left to choose"
+        )
+    return emap.tracked_values(L, rows[0])
 
 
 def _load(rt: Runtime, conflict_id: str | int) -> ConflictRecord:

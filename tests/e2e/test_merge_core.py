@@ -9,6 +9,8 @@ that never overwrite a row changed underneath, bad values parked instead of mang
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import uuid
 from collections.abc import Iterator
@@ -640,3 +642,129 @@ def test_a_character_the_column_cannot_hold_is_parked_not_mangled(
     m.run()
     assert m.by("shop", "code")["C-E"]["notes"] == "\U0001f600"
     _settled(m)
+
+
+# 14. an update-vs-delete conflict chosen again with `syncswim conflicts resolve` ---------
+
+
+def _cli(m: MergeDbs, *args: str) -> tuple[int, str]:
+    """`syncswim conflicts ...` in-process: exit code and everything it printed."""
+    from syncswim_lib.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["conflicts", args[0], str(m.yaml_path), *args[1:]])
+    return code, out.getvalue() + err.getvalue()
+
+
+def _kept_against_a_delete(m: MergeDbs, mode: str, updater: Side) -> Any:
+    """A record updated on `updater` and deleted on the other side, kept by the default
+    outcome (recreated where it was deleted): its conflict record."""
+    schema = sor_customers("app") if mode == "sor" else ext_customers()
+    _one_record(m, schema, name="n0")
+    m.exec(updater, "UPDATE customers SET name = 'updated'")
+    m.exec(other(updater), "DELETE FROM customers")
+    m.run()
+    for side in SIDES:
+        assert _field(m, side, "name") == ["updated"], side
+    [rec] = _conflicts_on(m, "__record__")
+    assert (rec.outcome, rec.status) == ({"app": "a", "shop": "b"}[updater], "decided")
+    return rec
+
+
+UPDATE_DELETE_CASES = [
+    pytest.param("sor", "app", id="sor-updated_on_app"),
+    pytest.param("sor", "shop", id="sor-updated_on_shop"),
+    pytest.param("ext", "shop", id="ext-updated_on_shop"),
+]
+
+
+@pytest.mark.parametrize(("mode", "updater"), UPDATE_DELETE_CASES)
+def test_resolve_an_update_vs_delete_for_the_delete(m: MergeDbs, mode: str, updater: Side) -> None:
+    rec = _kept_against_a_delete(m, mode, updater)
+    deleter = other(updater)
+    code, out = _cli(m, "resolve", str(rec.id), "--take", deleter)
+    assert code == 0, out
+    assert "deletes it on both sides" in out, out
+    r = m.run()
+    assert m.rows("app") == [] and m.rows("shop") == [], r.meta
+    [done] = _conflicts_on(m, "__record__")
+    assert (done.status, done.outcome) == ("applied", {"app": "a", "shop": "b"}[deleter])
+    _settled(m)
+    # the record is gone for the sync too: a new row with its values is a new record
+    if mode == "ext":
+        m.insert(updater, code="C-1", name="again")
+        m.run()
+        assert _field(m, deleter, "name") == ["again"]
+
+
+def test_resolve_for_the_delete_refuses_a_row_changed_since(m: MergeDbs) -> None:
+    rec = _kept_against_a_delete(m, "sor", "app")
+    m.exec("app", "UPDATE customers SET notes = 'edited after the conflict'")
+    code, out = _cli(m, "resolve", str(rec.id), "--take", "shop")
+    assert code == 2, out
+    assert "changed on app since the conflict" in out and "notes" in out, out
+    [same] = _conflicts_on(m, "__record__")
+    assert same.status == "decided"
+    m.run()  # the edit flows as any edit does; nothing is deleted
+    for side in SIDES:
+        assert _field(m, side, "notes") == ["edited after the conflict"], side
+
+
+def test_resolve_for_the_delete_then_an_edit_before_the_run_keeps_the_record(
+    m: MergeDbs,
+) -> None:
+    """Compare-and-set at the run: an edit made between the choice and the run wins."""
+    rec = _kept_against_a_delete(m, "ext", "shop")
+    code, out = _cli(m, "resolve", str(rec.id), "--take", "app")
+    assert code == 0, out
+    m.exec("shop", "UPDATE customers SET name = 'edited before the run'")
+    m.run()
+    for side in SIDES:
+        assert _field(m, side, "name") == ["edited before the run"], side
+    [declined] = _conflicts_on(m, "__record__")
+    assert (declined.status, declined.outcome) == ("decided", "b")
+    assert "not applied" in (declined.note or "") and "name" in (declined.note or "")
+    _settled(m)
+
+
+@pytest.mark.parametrize("take", ["shop", "b"])
+def test_resolve_an_update_vs_delete_for_the_update_confirms_it(m: MergeDbs, take: str) -> None:
+    rec = _kept_against_a_delete(m, "sor", "shop")
+    before = {side: m.rows(side) for side in SIDES}
+    code, out = _cli(m, "resolve", str(rec.id), "--take", take)
+    assert code == 0, out
+    assert "confirmed" in out, out
+    [done] = _conflicts_on(m, "__record__")
+    assert (done.status, done.outcome) == ("applied", "b")
+    _settled(m)
+    assert {side: m.rows(side) for side in SIDES} == before
+
+
+def test_resolve_an_update_vs_delete_bad_arguments(m: MergeDbs) -> None:
+    rec = _kept_against_a_delete(m, "sor", "app")
+    for args, message in [
+        (("--value", '"x"'), "not --value"),
+        (("--take", "crm"), "unknown side 'crm'"),
+        ((), "exactly one of --take SIDE or --value JSON"),
+    ]:
+        code, out = _cli(m, "resolve", str(rec.id), *args)
+        assert code == 2 and message in out, (args, out)
+    code, out = _cli(m, "resolve", "999", "--take", "shop")
+    assert code == 2 and "no conflict 999" in out, out
+    [same] = _conflicts_on(m, "__record__")
+    assert same.status == "decided"
+    _settled(m)
+    assert len(m.rows("app")) == len(m.rows("shop")) == 1
+
+
+def test_restore_an_update_vs_delete_gives_back_the_delete(m: MergeDbs) -> None:
+    """`restore` takes the side that lost: for a record kept against a delete, the delete."""
+    rec = _kept_against_a_delete(m, "ext", "app")
+    code, out = _cli(m, "restore", str(rec.id))
+    assert code == 0, out
+    m.run()
+    assert m.rows("app") == [] and m.rows("shop") == []
+    [done] = _conflicts_on(m, "__record__")
+    assert (done.status, done.outcome) == ("applied", "b")
+    assert "restore" in (done.note or "")
