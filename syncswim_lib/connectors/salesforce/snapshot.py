@@ -1,9 +1,11 @@
 """Reading records: whole objects (snapshot) and records by the values of one field
 (fetch), as canonical values.
 
-A snapshot counts the object first (one call): up to the endpoint's `bulk_threshold`
-it pages through SOQL (2,000 records a call), above it one Bulk API 2.0 query job reads
-it as CSV (a handful of calls whatever the size). Both read the live records only (the
+A snapshot asks the SOQL query's first page first: its `totalSize` says how many records
+the object has, so an empty or small object costs that one call (no count query). Up to
+the endpoint's `bulk_threshold` it goes on paging through SOQL (2,000 records a call);
+above it one Bulk API 2.0 query job reads it as CSV (a handful of calls whatever the
+size), and the first page has cost what a count would have. Both read the live records only (the
 recycle bin is not part of the data) in the order asked, `NULLS FIRST` as the Connector
 protocol says; text sorts the way the org sorts it (case-insensitively).
 """
@@ -11,6 +13,7 @@ protocol says; text sorts the way the org sorts it (case-insensitively).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -71,12 +74,14 @@ def snapshot_rows(
     if order_by:
         soql += " ORDER BY " + ", ".join(f"{c} ASC NULLS FIRST" for c in order_by)
     what = f"reading {info.name}"
-    if api.count(info.name) > bulk_threshold:
+    first = api.call(what, lambda: api.sf.query(soql))
+    done = bool(first.get("done", True)) or not first.get("nextRecordsUrl")
+    if not done and int(first.get("totalSize") or 0) > bulk_threshold:
         pages: Iterator[list[dict[str, Any]]] = iter(
             api.bulk_query(info.name, soql, BULK_PAGE_ROWS, what)
         )
     else:
-        pages = api.query_pages(soql, what)
+        pages = _soql_pages(api, first, what)
     buffer: list[dict[str, Any]] = []
     for page in pages:
         for record in page:
@@ -86,6 +91,16 @@ def snapshot_rows(
                 buffer = []
     if buffer:
         yield record_batch(buffer, cols)
+
+
+def _soql_pages(api: Api, page: dict[str, Any], what: str) -> Iterator[list[dict[str, Any]]]:
+    """The records of a SOQL answer's first page and of every page after it."""
+    while True:
+        yield list(page.get("records", []))
+        if page.get("done", True) or not page.get("nextRecordsUrl"):
+            return
+        url = str(page["nextRecordsUrl"])
+        page = api.call(what, partial(api.sf.query_more, url, identifier_is_url=True))
 
 
 def fetch_rows(

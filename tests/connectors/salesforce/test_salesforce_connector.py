@@ -336,7 +336,9 @@ def _seed(emu: Emulator, n: int, first: int = 0) -> list[str]:
 @pytest.mark.parametrize("threshold", ["100000", "1"])  # SOQL pages / a Bulk API 2.0 job
 def test_snapshot_reads_every_record_in_id_order(emu: Emulator, threshold: str) -> None:
     _seed(emu, 45)
-    emu.control.set_page_size(200)  # SOQL paging is exercised with fewer records
+    # SOQL paging is exercised with fewer records; more than one page, so that a bulk
+    # threshold below 45 takes a job (the whole object in the first page is read from it)
+    emu.control.set_page_size(20)
     c = connector_for(emu, bulk_threshold=threshold)
     try:
         batches = list(c.snapshot("Account", ["Id", "Code__c", "Credit__c"], ["Id"], 10))

@@ -12,6 +12,7 @@ from simple_salesforce.api import Salesforce
 
 from syncswim_lib.connectors.salesforce.connector import SalesforceConnector
 from syncswim_lib.sandbox.salesforce.emulator import Emulator
+from tests.connectors.salesforce.conftest import connector_for
 from tests.connectors.salesforce.test_salesforce_connector import _seed, batch
 
 pytestmark = pytest.mark.integration
@@ -80,3 +81,44 @@ def test_a_long_lookup_by_another_field_goes_through_one_bulk_query(
     by_bulk = {r["Code__c"]: r for r in rows if r["Code__c"] in few}
     assert by_bulk == by_soql
     assert by_bulk["C0003"]["Tier__c"] == "Gold" and by_bulk["C0000"]["Tier__c"] is None
+
+
+def _kind(path: str) -> str:
+    """`query` (a SOQL query's first page), `more` (a page after it), else the path."""
+    if path.rstrip("/") == "query":
+        return "query"
+    return "more" if path.startswith("query/") else path
+
+
+@pytest.mark.parametrize(
+    ("records", "threshold", "want"),
+    [
+        (0, "10", [("GET", "query")]),  # empty: the first page says so, no count
+        (30, "100", [("GET", "query")]),  # one page
+        (450, "1000", [("GET", "query")] + [("GET", "more")] * 2),  # SOQL pages
+        # above the threshold: the first page (what the count cost before), then one job
+        (450, "100", [("GET", "query"), ("POST", "jobs/query")]),
+    ],
+)
+def test_a_snapshot_asks_no_count(
+    emu: Emulator, records: int, threshold: str, want: list[tuple[str, str]]
+) -> None:
+    ids = _seed(emu, records) if records else []
+    emu.control.set_page_size(200)
+    c = connector_for(emu, bulk_threshold=threshold)
+    try:
+        c.describe("Account")
+        before = len(_data_calls(emu))
+        got = [r["Id"] for b in c.snapshot("Account", ["Id"], ["Id"], 100) for r in b.to_pylist()]
+        calls = _data_calls(emu)[before:]
+    finally:
+        c.close()
+    assert got == sorted(ids)
+    soql = [str((x.get("query") or {}).get("q")) for x in calls]
+    assert not [q for q in soql if "COUNT()" in q], soql
+    kinds = [(x["method"], _kind(x["path"].split("/v62.0/")[-1])) for x in calls]
+    assert kinds[: len(want)] == want
+    if threshold == "100" and records > 100:
+        assert len(calls) <= 6, kinds  # the job: create, a poll or two, its results
+    else:
+        assert len(calls) == len(want), kinds
