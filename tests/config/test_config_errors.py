@@ -312,10 +312,13 @@ CASES = {
         "syncs.app_shop.run",
         "unknown run mode 'realtime' (expected one of: micro_batch, streaming)",
     ),
-    "streaming_with_salesforce": (
-        edit("    between: [app_db, shop_db]", "    between: [app_db, crm]\n    run: streaming"),
+    "streaming_with_polled_salesforce": (
+        # a Salesforce endpoint streams by Change Data Capture; a polled one cannot
+        edit("token: {env: SF_TOKEN}}", "token: {env: SF_TOKEN}, capture: poll}").replace(
+            "    between: [app_db, shop_db]", "    between: [app_db, crm]\n    run: streaming"
+        ),
         "syncs.app_shop.run",
-        "run mode 'streaming' is not supported yet for salesforce endpoints",
+        "run mode 'streaming' is not supported yet for polled endpoints",
     ),
     "streaming_settings_for_micro_batch": (
         edit("    between:", "    run: micro_batch\n    streaming: {idle_gap_ms: 5}\n    between:"),

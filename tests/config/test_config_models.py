@@ -127,7 +127,7 @@ def test_full_external_id_example(project_dir: Path, no_secrets: None) -> None:
     project = load_project(project_dir / "full_external_id.yaml")
     assert project.state is None
     sync = project.syncs["app_crm"]
-    assert sync.run == "micro_batch"  # Salesforce has no continuous reader yet
+    assert sync.run == "streaming"  # both endpoints have a continuous reader
     assert sync.batch_size is None
     customers = sync.entities["customers"]
     assert customers.side_b == SideSpec("crm", "Account", ("Id",), "salesforce")

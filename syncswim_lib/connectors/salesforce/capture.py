@@ -27,7 +27,6 @@ from the journal's replay id alone.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -228,37 +227,62 @@ class CdcReader:
         skip_origin: str | None,
     ) -> CaptureBatch:
         start = replay_of(since)
+        collector = Collector(objects, max_changes, skip_origin)
         detected = datetime.now(UTC)
-        changes: list[Change] = []
-        echoes: dict[str, int] = {}
-        end: int | None = None
-        closing: str | None = None  # past max_changes: the transaction still being read
-        stop = threading.Event()
         with self._client() as client:
             try:
                 client.subscribe(ALL_CHANNEL, start)
             except ReplayIdInvalidError as exc:
-                raise PositionLost(
-                    f"the stored replay id {start} of endpoint {self.endpoint} is no longer "
-                    f"retained by the org ({exc.error})"
-                ) from None
-            while not stop.is_set():
-                events = client.poll()
-                if not events:
+                raise lost_replay(start, self.endpoint, exc) from None
+            while events := client.poll():
+                if not all(collector.take(event, detected) for event in events):
                     break
-                for event in events:
-                    tx = str(event.header.get("transactionKey", ""))
-                    if closing is not None and tx != closing:
-                        stop.set()
-                        break
-                    for change in to_changes(event, objects, detected):
-                        if skip_origin is not None and change.origin == skip_origin:
-                            echoes[change.table] = echoes.get(change.table, 0) + 1
-                        else:
-                            changes.append(change)
-                    end = event.replay_id
-                    if closing is None and len(changes) + sum(echoes.values()) >= max_changes:
-                        closing = tx
-        if end is None:
-            return CaptureBatch((), since if since is not None else None)
-        return CaptureBatch(tuple(changes), ReplayPosition(end), echoes)
+        return collector.batch(since)
+
+
+def lost_replay(start: int, endpoint: str, exc: ReplayIdInvalidError) -> PositionLost:
+    return PositionLost(
+        f"the stored replay id {start} of endpoint {endpoint} is no longer "
+        f"retained by the org ({exc.error})"
+    )
+
+
+class Collector:
+    """Change events in stream order into one CaptureBatch: the objects read, our own
+    writes counted as echoes, whole transactions (past `max_changes` the rest of the
+    last transaction is still taken). Shared by the short sessions above and the
+    streaming reader (stream.py), so both produce the same batches."""
+
+    def __init__(
+        self, objects: Mapping[str, ObjectInfo], max_changes: int, skip_origin: str | None
+    ) -> None:
+        self.objects = objects
+        self.max_changes = max_changes
+        self.skip_origin = skip_origin
+        self.changes: list[Change] = []
+        self.echoes: dict[str, int] = {}
+        self.end: int | None = None
+        self._closing: str | None = None  # past max_changes: the transaction being read
+
+    def take(self, event: ChangeEvent, detected: datetime) -> bool:
+        """Add `event`; False (not added) once the batch is full and its last
+        transaction has ended. A gap event raises PositionLost (to_changes)."""
+        tx = str(event.header.get("transactionKey", ""))
+        if self._closing is not None and tx != self._closing:
+            return False
+        for change in to_changes(event, self.objects, detected):
+            if self.skip_origin is not None and change.origin == self.skip_origin:
+                self.echoes[change.table] = self.echoes.get(change.table, 0) + 1
+            else:
+                self.changes.append(change)
+        self.end = event.replay_id
+        if self._closing is None and len(self.changes) + sum(self.echoes.values()) >= (
+            self.max_changes
+        ):
+            self._closing = tx
+        return True
+
+    def batch(self, since: Position | None) -> CaptureBatch:
+        if self.end is None:
+            return CaptureBatch((), since)
+        return CaptureBatch(tuple(self.changes), ReplayPosition(self.end), self.echoes)

@@ -207,6 +207,28 @@ class CometdClient:
     def stop(self) -> None:
         self._stop_flag.set()
 
+    def interrupt(self) -> None:
+        """From another thread: stop, and end the session so that a connect the server
+        holds is answered now instead of at its timeout (up to 110 s). The disconnect
+        goes over a connection of its own, with the session's cookies."""
+        self._stop_flag.set()
+        client_id = self._client_id
+        if client_id is None:
+            return
+        token = self._token() if callable(self._token) else self._token
+        with requests.Session() as session:
+            session.trust_env = False
+            session.verify = self._session.verify
+            session.cookies.update(self._session.cookies)
+            # best effort: a server that is gone has no connect to answer
+            with contextlib.suppress(requests.RequestException):
+                session.post(
+                    self.url,
+                    json=[{"channel": "/meta/disconnect", "clientId": client_id, "id": "stop"}],
+                    timeout=(5.0, 5.0),
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+
     def disconnect(self) -> None:
         if self._client_id is not None:
             client_id, self._client_id = self._client_id, None

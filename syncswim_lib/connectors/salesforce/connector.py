@@ -52,6 +52,7 @@ class SalesforceConnector:
         self._calls_before = 0
         # objects without Change Data Capture, polled by SystemModstamp (fallback.py)
         self.fallback = Fallback(self, self._reader)
+        self._checked: dict[str, list[str]] = {}  # sync -> its objects, as check_server saw
 
     @staticmethod
     def from_settings(endpoint: str, values: Mapping[str, str]) -> SalesforceConnector:
@@ -114,6 +115,7 @@ class SalesforceConnector:
         org does not publish, which capture polls by SystemModstamp instead (a warning:
         they cost API calls and are seen seconds to minutes later)."""
         objects = sorted({name for tables in syncs.values() for name in tables})
+        self._checked.update({sync: list(tables) for sync, tables in syncs.items()})
         return [
             Finding(
                 "warning",
@@ -124,6 +126,25 @@ class SalesforceConnector:
             )
             for name in self.fallback.disabled(objects)
         ]
+
+    def check_streaming(self, syncs: Sequence[str]) -> list[Finding]:
+        """Live `validate` for syncs in `run: streaming` (after check_server): an object
+        without change events cannot be streamed, which is an error (kind.py)."""
+        from syncswim_lib.connectors.salesforce.kind import STREAMING_FIX, streaming_refusal
+
+        findings = []
+        for sync in syncs:
+            off = self.fallback.disabled(self._checked.get(sync, []))
+            if off:
+                findings.append(
+                    Finding(
+                        "error",
+                        self.endpoint,
+                        f"sync {sync}: {streaming_refusal(self.endpoint, off)}",
+                        STREAMING_FIX,
+                    )
+                )
+        return findings
 
     def setup(self, sync: str, tables: Sequence[str]) -> None:
         """Changes nothing in the org: checks that the objects exist and notes those whose
