@@ -35,10 +35,12 @@ from syncswim_lib.values import ColumnInfo
 
 WriteOp = Literal["upsert", "update", "delete"]
 NULL_CELL = "#N/A"
-# a job's state is asked after FIRST_POLL_S, then when the rate seen so far says it will
-# be done (never sooner than MIN_POLL_S, never later than MAX_POLL_S): a few polls a
-# job instead of one every fraction of a second
+# a job's state is first asked when a job of its size is likely done (RECORDS_PER_S, never
+# sooner than FIRST_POLL_S), then when the rate seen so far says it will be (never sooner
+# than MIN_POLL_S, never later than MAX_POLL_S): a poll or two a job instead of one every
+# fraction of a second. A poll costs an API call, a second of waiting costs none
 FIRST_POLL_S = 0.1
+RECORDS_PER_S = 10_000.0
 MIN_POLL_S = 0.05
 MAX_POLL_S = 10.0
 JOB_TIMEOUT_S = 3600.0
@@ -72,6 +74,12 @@ def cell(value: Any, column: ColumnInfo) -> str:
 def csv_safe(value: Any) -> bool:
     """Whether a CSV cell carries `value` unchanged (see the module's note)."""
     return not (isinstance(value, str) and ("\r" in value or value == NULL_CELL))
+
+
+def first_poll(total: int) -> float:
+    """Seconds from a job's close to its first state poll: about when a job of `total`
+    records is done."""
+    return min(MAX_POLL_S, max(FIRST_POLL_S, total / RECORDS_PER_S))
 
 
 def _csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -172,7 +180,7 @@ class BulkJob:
 
     def _wait(self, job_id: str, total: int) -> dict[str, Any]:
         started = time.monotonic()
-        delay = FIRST_POLL_S
+        delay = first_poll(total)
         while True:
             self.sleep(delay)
             info = self.api.call(self.what, lambda: self.client.get_job(job_id, False))

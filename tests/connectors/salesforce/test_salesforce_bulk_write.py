@@ -191,3 +191,32 @@ def test_a_job_retried_after_a_lost_answer_writes_once(
     finally:
         fresh.close()
     assert replay.updated == 8 and replay.inserted == 0 and len(_accounts(emu)) == 8
+
+
+def test_a_job_is_first_polled_when_a_job_of_its_size_is_likely_done(
+    emu: Emulator, bulk: SalesforceConnector
+) -> None:
+    """The first state poll waits for about what the job's size takes (a poll is an API
+    call, waiting is not); then polls follow the rate seen. No failed-results file is
+    asked for when the job reports no failure."""
+    from syncswim_lib.connectors.salesforce.bulk_write import (
+        FIRST_POLL_S,
+        MAX_POLL_S,
+        RECORDS_PER_S,
+        first_poll,
+    )
+
+    assert first_poll(1) == FIRST_POLL_S and first_poll(10**9) == MAX_POLL_S
+    assert first_poll(5000) == pytest.approx(5000 / RECORDS_PER_S)
+    n = 3000
+    rows = [{"__ref": f"r{i}", "Name": f"a{i}", "Code__c": f"P{i}"} for i in range(n)]
+    before = len(_calls(emu))
+    made = bulk.apply(_batch("b-polls", inserts=rows))
+    calls = [c for c in _calls(emu)[before:] if "/jobs/ingest" in c["path"]]
+    assert made.inserted == n
+    kinds = [(c["method"], c["path"].rsplit("/", 1)[-1]) for c in calls]
+    close = next(c["time"] for c in calls if c["method"] == "PATCH")
+    polls = [c for c in calls if c["method"] == "GET" and "Results" not in c["path"]]
+    assert polls and polls[0]["time"] - close >= first_poll(n) * 0.95, kinds
+    assert not [k for k in kinds if k[1] in ("failedResults", "unprocessedrecords")], kinds
+    assert len(calls) <= 4 + 3, kinds  # create, upload, close, results; a few polls
