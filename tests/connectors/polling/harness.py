@@ -55,6 +55,16 @@ FOR EACH ROW EXECUTE FUNCTION touch();
 """
 
 
+# the two identity modes: the SOR's key in the polled side's app_id, or a shared code
+MODES = {
+    "sor": "{system_of_record: app, external_id: {legacy: app_id}}",
+    "ext": "{external_id: {app: code, legacy: code}}",
+    # the polled side is the system of record: PostgreSQL keeps its key in legacy_id
+    "sor_polled": "{system_of_record: legacy, external_id: {app: legacy_id}}",
+}
+EXT_DDL = "ALTER TABLE customers ADD COLUMN code {} UNIQUE"
+
+
 def yaml_text(
     dsn: str,
     sqlite_path: Path,
@@ -65,6 +75,7 @@ def yaml_text(
     pg_poll: str = "",
     written_by: bool = False,
     safety_lag: str = "5s",
+    mode: str = "sor",
 ) -> str:
     writer = ", written_by: last_writer" if written_by else ""
     legacy = f"{{column: updated_at, safety_lag: {safety_lag}, deleted: {deleted}{writer}}}"
@@ -82,7 +93,7 @@ syncs:
       customers:
         app: {{table: public.customers, key: [id]}}
         legacy: {{table: customers, key: [id]}}
-        mode: {{system_of_record: app, external_id: {{legacy: app_id}}}}
+        mode: {MODES[mode]}
         fields: {{name: name, amount: amount, active: active}}
         poll:
           legacy: {legacy}{poll_pg}
@@ -93,14 +104,24 @@ class PolledPair:
     """PostgreSQL (side a) and a SQLite file (side b) kept in step by sync app_legacy."""
 
     def __init__(self, dsn: str, folder: Path, **yaml: Any) -> None:
+        """`mode="ext"`: both tables get a unique `code` column, the shared external id;
+        `mode="sor_polled"`: SQLite is the system of record, its key in `legacy_id`."""
         self.dsn = dsn
         self.folder = folder
         self.sqlite_path = folder / "legacy.db"
         self.state_url = f"sqlite:///{folder / 'state.db'}"
+        ext = yaml.get("mode") == "ext"
         with sqlite3.connect(self.sqlite_path) as conn:
             conn.executescript(SQLITE_DDL)
+            if ext:  # SQLite adds no UNIQUE column: the index says it
+                conn.execute("ALTER TABLE customers ADD COLUMN code TEXT")
+                conn.execute("CREATE UNIQUE INDEX customers_code ON customers (code)")
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(PG_DDL)
+            if ext:
+                conn.execute(EXT_DDL.format("text"))
+            if yaml.get("mode") == "sor_polled":
+                conn.execute("ALTER TABLE customers ADD COLUMN legacy_id integer UNIQUE")
         self.yaml_path = folder / "sync.yaml"
         self.yaml_path.write_text(yaml_text(dsn, self.sqlite_path, self.state_url, **yaml))
         self.project: Project = load_project(self.yaml_path)
@@ -161,7 +182,10 @@ class PolledMariaDB:
     """PostgreSQL (side a, streamed) and a MariaDB table polled by `updated_at` (side b,
     `capture: poll`) kept in step by sync app_shop."""
 
-    def __init__(self, pg_dsn: str, my_dsn: str, folder: Path, deleted: str) -> None:
+    def __init__(
+        self, pg_dsn: str, my_dsn: str, folder: Path, deleted: str, mode: str = "sor"
+    ) -> None:
+        """`mode="ext"`: both tables get a unique `code` column, the shared external id."""
         import pymysql
 
         self.pg_dsn = pg_dsn
@@ -169,10 +193,15 @@ class PolledMariaDB:
         self.state_url = f"sqlite:///{folder / 'state.db'}"
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(PG_DDL)
+            if mode == "ext":
+                conn.execute(EXT_DDL.format("text"))
         self._my = pymysql.connect(**_my_kwargs(my_dsn), autocommit=True)
         with self._my.cursor() as cur:
             for ddl in MY_DDL:
                 cur.execute(ddl)
+            if mode == "ext":
+                cur.execute(EXT_DDL.format("varchar(20)"))
+        ident = MODES[mode].replace("legacy", "shop")
         self.yaml_path = folder / "sync.yaml"
         self.yaml_path.write_text(f"""
 endpoints:
@@ -186,7 +215,7 @@ syncs:
       customers:
         app: {{table: public.customers, key: [id]}}
         shop: {{table: customers, key: [id]}}
-        mode: {{system_of_record: app, external_id: {{shop: app_id}}}}
+        mode: {ident}
         fields: {{name: name, amount: amount, active: active}}
         poll:
           shop: {{column: updated_at, deleted: {deleted}}}
