@@ -23,7 +23,6 @@ from simple_salesforce.api import Salesforce
 
 from syncswim_lib.config import load_project
 from syncswim_lib.config.cli_validate import run_validate
-from syncswim_lib.errors import ConfigError
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.run import run_sync
 from syncswim_lib.pipeline.runtime import Runtime
@@ -258,12 +257,6 @@ def test_validate_checks_the_mapping_against_the_org(s: Sides) -> None:
     assert "Nope__c" in err.getvalue()
 
 
-def test_streaming_stays_refused_for_salesforce(s: Sides) -> None:
-    s.yaml.write_text(YAML.replace("RUN_MODE", "streaming"))
-    with pytest.raises(ConfigError, match="not supported yet for salesforce"):
-        load_project(s.yaml)
-
-
 def test_decimal_values_keep_their_scale_across(s: Sides) -> None:
     s.run()
     s.human.Account.create({"Name": "Money", "Code__c": "M1", "Credit__c": 1234.5})
@@ -354,6 +347,7 @@ state: {env: SFE_STATE_URL}
 syncs:
   shop_crm:
     between: [shop, crm]
+    run: micro_batch  # run_sync's path; the streaming run: test_streaming_salesforce.py
     entities:
       customers:
         shop: {table: customers, key: [id]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -324,3 +325,32 @@ def test_stop_flag_ends_the_event_loop(harness: Harness) -> None:
         harness.create("x")
         worker.join(15)
         assert not worker.is_alive() and seen == ["x"]
+
+
+def test_a_quiet_connect_is_held_until_the_servers_timeout(harness: Harness) -> None:
+    """As an org does (110 s there, 1 s here): a connect without events is answered at the
+    long-poll timeout, not before, with that timeout in its advice; a shorter `timeout`
+    the client asks for is honoured; the stream's client sends none after its first."""
+    harness.sessions.options.long_poll_seconds = 1.0
+    try:
+        with CometdClient(harness.url, TOKEN) as client:
+            client.subscribe("/data/ChangeEvents")
+            assert client.poll() == []  # the first connect is answered at once
+            started = time.monotonic()
+            assert client.poll() == []
+            held = time.monotonic() - started
+            assert 0.9 <= held < 5, held
+        with CometdClient(harness.url, TOKEN, poll_timeout=0.2) as client:
+            client.subscribe("/data/ChangeEvents")
+            client.poll()
+            started = time.monotonic()
+            assert client.poll() == []
+            assert time.monotonic() - started < 0.8
+        s = requests.Session()
+        _, [hs] = raw(harness, [{"channel": "/meta/handshake", "id": "1"}], s)
+        connect = {"channel": "/meta/connect", "clientId": hs["clientId"], "id": "2"}
+        raw(harness, [{**connect, "connectionType": "long-polling"}], s)  # the first
+        _, [reply] = raw(harness, [{**connect, "id": "3", "connectionType": "long-polling"}], s)
+        assert reply["advice"] == {"interval": 0, "reconnect": "retry", "timeout": 1000}
+    finally:
+        harness.sessions.options.long_poll_seconds = 5.0
