@@ -42,10 +42,12 @@ from syncswim_defs.resources import SyncSwimResource
 from syncswim_defs.streaming import asset_lease, streaming_parts
 from syncswim_lib.config import Project, load_project
 from syncswim_lib.config.models import Reference, Sync
-from syncswim_lib.errors import RetriableError
+from syncswim_lib.errors import Paused, RetriableError
 from syncswim_lib.pipeline.backoff import full_jitter
 from syncswim_lib.pipeline.capture import capture_sync
 from syncswim_lib.pipeline.maintenance import prune_markers
+from syncswim_lib.pipeline.pausing import record as record_pause
+from syncswim_lib.pipeline.pausing import sensor_skip
 from syncswim_lib.pipeline.run import run_entity
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.seed import unfinished
@@ -201,7 +203,14 @@ def _capture_sensor(project: Project, sync: str) -> SensorDefinition:
         cursor = json.loads(context.cursor) if context.cursor else {}
         now = time.time()
         with syncswim.runtime() as rt:
-            captured = capture_sync(rt, sync)
+            paused = sensor_skip(rt.store, sync)  # an API budget spent: not even a capture
+            if paused is not None:
+                return SkipReason(paused)
+            try:
+                captured = capture_sync(rt, sync)
+            except Paused as exc:  # the org refused a capture's call for its API limit
+                record_pause(rt, sync, exc)
+                return SkipReason(sensor_skip(rt.store, sync) or str(exc))
             pending = rt.store.pending_counts(sync)
             # a `full` run left unfinished (a crash, or a lost stream position marked for
             # reconciliation) is work too, even when no change is pending

@@ -161,6 +161,13 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
         meta[f"{endpoint}/api_calls"] = usage.get("calls") or 0
         if usage.get("used") is not None:
             meta[f"{endpoint}/api_usage"] = f"{usage['used']}/{usage['limit']}"
+    if report.paused:
+        # the run stopped on an endpoint's API budget: what it applied is kept, the rest
+        # waits in the journal until the retry time (pipeline/pausing.py)
+        meta["paused"] = report.paused["reason"]
+        meta["paused_endpoint"] = report.paused["endpoint"]
+        meta["paused_until"] = report.paused["retry_at"]
+        meta["paused_because"] = report.paused["message"]
     if report.retries:
         meta["retried_calls"] = MetadataValue.json(report.retries)
     if report.errors:

@@ -41,6 +41,7 @@ from syncswim_lib.config.models import Sync
 from syncswim_lib.connectors.polling.interval import Decision
 from syncswim_lib.connectors.polling.runner import TickResult, tick
 from syncswim_lib.pipeline.maintenance import prune_markers
+from syncswim_lib.pipeline.pausing import sensor_skip
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.seed import unfinished
 
@@ -124,6 +125,9 @@ def _poll_sensor(project: Project, sync: str) -> SensorDefinition:
         decisions = {e: Decision.from_json(d) for e, d in cursor.get("decisions", {}).items()}
         now = time.time()
         with syncswim.runtime() as rt:
+            paused = sensor_skip(rt.store, sync)  # an API budget spent: not even a poll
+            if paused is not None:
+                return SkipReason(paused)
             result = tick(rt, sync, decisions, time.time)
             pending = _work(rt, sync)
             pruned_at = float(cursor.get("pruned_at", 0))

@@ -21,6 +21,18 @@ class RetriableError(SyncSwimError):
     """Network, lock, timeout, API limit: retry with backoff."""
 
 
+class Paused(RetriableError):
+    """A target asks for no more calls for a while (its API budget is spent): not retried
+    within the run. The run stops at a batch boundary, keeps what it applied, and ends as
+    paused; the pending work stays in the journal for a later run (pipeline/pausing.py).
+    `endpoint` is the endpoint that paused, `reason` what the materialisation says."""
+
+    def __init__(self, message: str, endpoint: str, reason: str = "api budget") -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.reason = reason
+
+
 class FatalError(SyncSwimError):
     """Authentication, missing slot, dropped table: stop and report."""
 

@@ -108,6 +108,11 @@ def run_once(path: str | Path, entity: str | None = None, full: bool = False) ->
                     )
                     if n
                 )
+                if r.paused:  # the API budget: the rest waits in the journal
+                    extra += (
+                        f"; paused: {r.paused['reason']} of endpoint {r.paused['endpoint']}, "
+                        f"tried again from {r.paused['retry_at']}"
+                    )
                 print(
                     f"{sync}.{r.entity}: {sides or 'no writes'}; skipped {r.skipped_echoes}, "
                     f"conflicts {r.conflicts}, waiting {r.waiting}, failed {r.failed}{extra}"

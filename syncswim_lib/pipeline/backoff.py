@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from syncswim_lib.config.retry import RetrySettings
-from syncswim_lib.errors import RetriableError
+from syncswim_lib.errors import Paused, RetriableError
 from syncswim_lib.redact import redact
 
 T = TypeVar("T")
@@ -65,6 +65,8 @@ class Retrier:
             started = self.clock()
             try:
                 return fn()
+            except Paused:
+                raise  # waiting within the run would not help: the run pauses instead
             except RetriableError as exc:
                 failed = self.clock()
                 last = n == s.attempts

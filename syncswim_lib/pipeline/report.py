@@ -57,6 +57,9 @@ class EntityReport:
     # endpoint -> {"calls": made by this run, "used"/"limit": the daily count and allowance
     # its last answer gave}, for endpoints that meter their calls (Salesforce)
     api_usage: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    # set when the run paused on an endpoint's API budget (pipeline/pausing.py): reason,
+    # endpoint, retry_at, message
+    paused: dict[str, Any] = field(default_factory=dict)
 
     def keeps_change(self) -> bool:
         """Whether the next change row would be kept (a row costs a few value texts, and

@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 from syncswim_lib import failpoints
+from syncswim_lib.errors import Paused
+from syncswim_lib.pipeline import pausing
 from syncswim_lib.pipeline.capture import capture_sync, ensure_setup
 from syncswim_lib.pipeline.drift import check_entities, raise_stopped
 from syncswim_lib.pipeline.engine import EntityEngine, waits_for_relative
@@ -108,13 +110,49 @@ def _run_entities(
     also: Sequence[str],
     requeue: bool,
 ) -> dict[str, EntityReport]:
+    """A run, or a pause: an endpoint paused on its API budget and still over it is not
+    called at all, and one that runs out during the run stops it where it is
+    (pipeline/pausing.py); either way the run ends with its entities reported paused."""
     start = time.monotonic()
+    decl = rt.project.syncs[sync]
+    order = decl.apply_order()
+    reports = {n: EntityReport(sync, n) for n in sorted({*names, *also}, key=order.index)}
+    metered = _api_usage(rt, (decl.a, decl.b))
+    pause = pausing.held(rt, sync, (decl.a, decl.b))
+    if pause is None:
+        try:
+            return _run_unpaused(rt, sync, names, full, also, requeue, reports, metered, start)
+        except Paused as exc:
+            pause = pausing.record(rt, sync, exc)
+    pausing.mark(reports, pause)
+    first = next(iter(reports.values()))
+    for r in reports.values():
+        for endpoint in (decl.a, decl.b):
+            pos = rt.store.get_position(sync, endpoint)
+            if pos is not None:
+                r.positions[endpoint] = pos.to_json()
+    first.duration_s = time.monotonic() - start
+    for endpoint, now in _api_usage(rt, (decl.a, decl.b)).items():
+        calls = int(now["calls"] or 0) - int(metered.get(endpoint, {}).get("calls") or 0)
+        first.api_usage[endpoint] = {**now, "calls": calls}
+    return reports
+
+
+def _run_unpaused(
+    rt: Runtime,
+    sync: str,
+    names: Sequence[str],
+    full: bool,
+    also: Sequence[str],
+    requeue: bool,
+    reports: dict[str, EntityReport],
+    metered: dict[str, dict[str, int | None]],
+    start: float,
+) -> dict[str, EntityReport]:
     decl = rt.project.syncs[sync]
     order = decl.apply_order()
     names = sorted(names, key=order.index)
     everyone = sorted({*names, *also}, key=order.index)
-    reports = {n: EntityReport(sync, n) for n in everyone}
-    metered = _api_usage(rt, (decl.a, decl.b))
     echoes: Counter[str] = Counter()
     captured = sum(capture_sync(rt, sync, echoes=echoes).values())
     reports[names[0]].captured = captured

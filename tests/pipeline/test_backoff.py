@@ -9,7 +9,7 @@ import random
 import pytest
 
 from syncswim_lib.config.retry import RetrySettings
-from syncswim_lib.errors import FatalError, RetriableError
+from syncswim_lib.errors import FatalError, Paused, RetriableError
 from syncswim_lib.pipeline.backoff import Retrier, cap, full_jitter
 
 
@@ -85,3 +85,15 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(FatalError):
         r.call(denied, "apply")
     assert r.attempts == [] and t.slept == []
+
+
+def test_a_pause_is_not_retried_within_the_run() -> None:
+    t = FakeTime()
+    r = Retrier(RetrySettings(attempts=5), clock=t.clock, sleep=t.sleep)
+
+    def spent() -> None:
+        raise Paused("the API budget is spent", "crm")
+
+    with pytest.raises(Paused) as info:
+        r.call(spent, "apply")
+    assert info.value.endpoint == "crm" and r.attempts == [] and t.slept == []

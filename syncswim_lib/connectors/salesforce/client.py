@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from syncswim_lib.errors import FatalError, RetriableError
+from syncswim_lib.errors import FatalError, Paused, RetriableError
 
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce
@@ -125,12 +125,14 @@ class NotFound(SalesforceApiError):
     """404: no such object, field or record."""
 
 
-class ApiBudgetExhausted(RetriableError):
+class ApiBudgetExhausted(Paused):
     """The org's daily API allowance, or this endpoint's share of it, is used up: no
     more writes until the org's rolling 24-hour count falls back."""
 
-    def __init__(self, message: str, used: int | None, limit: int | None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, used: int | None, limit: int | None, endpoint: str = ""
+    ) -> None:
+        super().__init__(message, endpoint, "api budget")
         self.used = used
         self.limit = limit
 
@@ -202,7 +204,23 @@ class Api:
                 "calls); nothing more is written and a later run resumes from the journal",
                 u.used,
                 u.limit,
+                self.endpoint,
             )
+
+    def budget_open(self) -> bool:
+        """One cheap call (`GET limits/`, which also brings Sforce-Limit-Info): whether the
+        org's count is below this endpoint's share of the allowance again. A paused sync
+        asks this before it calls anything else."""
+        answer = self.restful("checking the API budget", "limits/")
+        daily = answer.get("DailyApiRequests") if isinstance(answer, dict) else None
+        u = self.meter.usage()
+        used, limit = u.used, u.limit
+        if isinstance(daily, dict) and daily.get("Max"):
+            limit = int(daily["Max"])
+            used = limit - int(daily.get("Remaining", 0))
+        if used is None or not limit:
+            return True
+        return used < self.budget_share * limit
 
     # -- calling ---------------------------------------------------------------------
 
@@ -237,10 +255,10 @@ class Api:
             budget = f" (api-usage {u.used}/{u.limit})" if u.used is not None else ""
             return ApiBudgetExhausted(
                 f"{place}: the org's API request limit is exceeded{budget}: {message}; "
-                "the call is tried again with backoff, and a later run resumes from the "
-                "stored position",
+                "the run pauses and a later run resumes from the journal",
                 u.used,
                 u.limit,
+                self.endpoint,
             )
         if code == "UNABLE_TO_LOCK_ROW":
             return RetriableError(f"{place}: UNABLE_TO_LOCK_ROW: {message}")

@@ -85,6 +85,11 @@ class SalesforceConnector:
         u = self._api.usage()
         return ApiUsage(self._calls_before + u.calls, u.used, u.limit)
 
+    def budget_open(self) -> bool:
+        """Whether this endpoint may call the org again after a pause on its API budget:
+        one `limits` call (pipeline/pausing.py asks it before anything else)."""
+        return self.api.budget_open()
+
     def close(self) -> None:
         if self._api is not None:
             self._calls_before += self._api.usage().calls  # a later login counts on

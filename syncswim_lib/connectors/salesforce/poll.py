@@ -215,6 +215,9 @@ class PolledSalesforce:
     def usage(self) -> ApiUsage:
         return self.inner.usage()
 
+    def budget_open(self) -> bool:
+        return self.inner.budget_open()
+
     def close(self) -> None:
         self.inner.close()
 
