@@ -598,7 +598,13 @@ class Planner:
             plan.records.append(self._create(rec, ref, present, row, shadow))
             return
         # linked, and gone on one side: a delete, unless nothing says so yet
-        evidence = ctx.full or known_gone or any(t.deleted for t in rec.touches if t.letter == gone)
+        gone_touches = [t for t in rec.touches if t.letter == gone]
+        # a full run's snapshot is the evidence, unless this run's snapshot saw the row: it
+        # vanished since (its key changed, or a delete landed after capture), and the next
+        # run captures which; believing it now would delete the other side's row for good
+        snapshot_saw = any(e.change.op == Op.SNAPSHOT for t in gone_touches for e in t.entries)
+        snapshot_says = ctx.full and not snapshot_saw
+        evidence = snapshot_says or known_gone or any(t.deleted for t in gone_touches)
         tries = min((e.attempts for t in rec.touches for e in t.entries), default=0)
         if not evidence and tries < ABSENCE_TRIES:
             self._defer(plan, rec, f"{m.side(gone).endpoint} row missing without a delete")

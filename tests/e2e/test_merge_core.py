@@ -768,3 +768,33 @@ def test_restore_an_update_vs_delete_gives_back_the_delete(m: MergeDbs) -> None:
     [done] = _conflicts_on(m, "__record__")
     assert (done.status, done.outcome) == ("applied", "b")
     assert "restore" in (done.note or "")
+
+
+# 15. a primary key changed during a `full` run -------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "sor", "changed_on"), PK_CASES)
+def test_primary_key_changed_during_a_full_run_is_whole_after_the_next_run(
+    m: MergeDbs, mode: str, sor: Side | None, changed_on: Side
+) -> None:
+    """Before the fix, with the system of record's row unchanged the full run deleted it
+    (the other side's row was missing at its linked key) and the moved row then failed
+    for ever, pointing to no row: the SOR's record was lost."""
+    schema = sor_customers(sor) if sor is not None else ext_customers()
+    _one_record(m, schema, sor or "app", name="moving", notes="t0")
+    far = other(changed_on)
+    # a pending edit: the full run merges the record through the planner
+    m.exec(changed_on, "UPDATE customers SET notes = 'edited'")
+    old_id = m.rows(changed_on)[0]["id"]
+
+    def move() -> None:  # after the full run's compare, before it plans
+        m.exec(changed_on, "UPDATE customers SET id = 7777 WHERE id = %s", (old_id,))
+
+    m.run_with_edit_after_capture(move, full=True)
+    # the full run saw the row in its snapshot: gone now, it is not taken for a delete
+    assert len(m.rows(far)) == 1
+    m.run()  # captures the key change: an update of the same record
+    for side in SIDES:
+        assert [(r["name"], r["notes"]) for r in m.rows(side)] == [("moving", "edited")], side
+    assert _field(m, changed_on, "id") == [7777]
+    _settled(m)
