@@ -890,3 +890,64 @@ def test_a_new_external_id_survives_a_delete_on_the_other_side() -> None:
     assert [r["code"] for r in m.dbs["b"].rows(TABLES["b"])] == ["C2"]
     assert [r["code"] for r in m.dbs["a"].rows(TABLES["a"])] == ["C2"]
     assert [c.field for c in m.store.conflicts(SYNC, ENTITY)] == ["__record__"]
+
+
+# --- planning a chunk costs a constant number of state-store and connector calls ---------
+
+
+class _Counting:
+    """A proxy that counts the calls made through it, by method name."""
+
+    def __init__(self, inner: Any, calls: dict[str, int]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._inner, name)
+        if not callable(found):
+            return found
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._calls[name] = self._calls.get(name, 0) + 1
+            return found(*args, **kwargs)
+
+        return counted
+
+
+def _context_calls(scenario: str, records: int) -> dict[str, int]:
+    """The calls `load_context` makes for a chunk of `records` linked records, each
+    changed on both sides, plus as many new ones on side a."""
+    from syncswim_lib.pipeline.context import load_context
+
+    m = machine(scenario)
+    try:
+        recs = []
+        for i in range(records):
+            code = {"code": f"C{i}"} if m.scenario.mode == "external_id" else {}
+            recs.append(m.do_insert("a", {"name": f"n{i}", "email": None, "score": i, **code}))
+        m.run_sync()
+        for i, rec in enumerate(recs):
+            m.do_update(rec, "a", {"name": f"a{i}"})
+            m.do_update(rec, "b", {"score": -i})
+        for i in range(records):
+            code = {"code": f"N{i}"} if m.scenario.mode == "external_id" else {}
+            m.do_insert("a", {"name": f"new{i}", "email": None, "score": i, **code})
+        m.capture()
+        entries = m.store.pending(SYNC, ENTITY)
+        assert len(entries) >= 3 * records
+        calls: dict[str, int] = {}
+        store = _Counting(m.store, calls)
+        conns = {L: _Counting(m.conns[L], calls) for L in LETTERS}
+        ctx = load_context(m.emap, store, conns, entries)  # type: ignore[arg-type]
+        assert len(ctx.rows["a"]) == 2 * records and len(ctx.rows["b"]) == records
+        return calls
+    finally:
+        m.teardown()
+
+
+@pytest.mark.parametrize("scenario", [s.name for s in SCENARIOS])
+def test_planning_a_chunk_costs_a_constant_number_of_calls(scenario: str) -> None:
+    """The planner's inputs are loaded in batches: 3 records or 60 cost the same calls."""
+    small, large = _context_calls(scenario, 3), _context_calls(scenario, 60)
+    assert small == large, (small, large)
+    assert sum(small.values()) <= 12, small
