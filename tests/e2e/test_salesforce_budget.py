@@ -122,22 +122,23 @@ def test_past_the_budget_share_the_run_pauses_and_a_later_run_resumes(s: Sides) 
 def test_a_run_that_runs_out_mid_way_keeps_the_batches_it_applied(s: Sides) -> None:
     _small_batches(s)
     s.run()
-    _customers(s, 10)
-    # a few calls short of half the allowance: the first batches go through, then the
-    # count reaches the share and the run stops between two batches
+    _customers(s, 20)  # ten batches of two, each at least one write call
+    # 8 calls short of half the allowance: the run's first calls and first batches go
+    # through (about 3 calls before the first write, 2 a batch), then the count reaches
+    # the share and the run stops between two batches
     s.emu.control.set_usage(used=7_500 - 8, limit=15_000)
     report = s.run()["customers"]
     done = report.side("crm").inserted
     assert report.paused["reason"] == "api budget"
-    assert 0 < done < 10, done
+    assert 0 < done < 20 and done % 2 == 0, done  # whole batches
     assert len(s.accounts()) == done  # what was applied is in the org, and linked
-    assert _pending(s)["customers"] == 10 - done
+    assert _pending(s)["customers"] == 20 - done
 
     s.emu.control.set_usage(used=100, limit=15_000)
     resumed = s.run()["customers"]
-    assert not resumed.paused and resumed.side("crm").inserted == 10 - done
-    assert sorted(s.accounts()) == sorted(f"R{i}" for i in range(1, 11))
-    assert s.human.query("SELECT COUNT() FROM Account")["totalSize"] == 10  # none twice
+    assert not resumed.paused and resumed.side("crm").inserted == 20 - done
+    assert sorted(s.accounts()) == sorted(f"R{i}" for i in range(1, 21))
+    assert s.human.query("SELECT COUNT() FROM Account")["totalSize"] == 20  # none twice
     s.settled()
 
 
