@@ -6,7 +6,8 @@ first) in a private PostgreSQL (the sandbox server, in a temporary folder), an i
 `full` sync into an empty emulator org, then half of each table changed and a run. Prints
 the machine, then for the load and for the changes: the calls (everything under
 /services/data, what an org charges to its daily allowance), the calls per 1,000 records,
-and the write calls (Bulk API 2.0 jobs, collections) and read calls (SOQL) apart.
+the write calls (Bulk API 2.0 jobs, collections) and read calls (describes, SOQL,
+retrieves) apart, and the calls by kind (tests/e2e/test_salesforce_volume.py `kind_of`).
 Everything started is stopped on exit, Ctrl-C and errors.
 
     .venv/bin/python bench/salesforce_calls.py [--per-table 10000] [--batch 5000]
@@ -61,9 +62,16 @@ def main() -> None:
         print(f"machine: {machine()}", flush=True)
         os.environ.update(environment(server.dsn, emu, tmp))
         got = measure(server.dsn, emu, tmp, args.per_table, args.batch)
-        for name, records, calls, writes, seconds in (
-            ("load", got.records, got.load_calls, got.load_writes, got.load_s),
-            ("changes", got.changed, got.change_calls, got.change_writes, got.change_s),
+        for name, records, calls, writes, seconds, kinds in (
+            ("load", got.records, got.load_calls, got.load_writes, got.load_s, got.load_kinds),
+            (
+                "changes",
+                got.changed,
+                got.change_calls,
+                got.change_writes,
+                got.change_s,
+                got.change_kinds,
+            ),
         ):
             per = calls * 1000 / records
             w = len(writes)
@@ -73,6 +81,8 @@ def main() -> None:
                 f"({(calls - w) * 1000 / records:.2f} per 1,000); {seconds:.1f} s",
                 flush=True,
             )
+            print(f"  by kind: {', '.join(f'{k} {n}' for k, n in kinds.items())}", flush=True)
+        print(f"machine after: {machine()}", flush=True)
     finally:
         if emu is not None:
             emu.stop()

@@ -23,7 +23,7 @@ from syncswim_lib.pipeline.engine import EntityEngine, waits_for_relative
 from syncswim_lib.pipeline.plan import Node
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.runtime import Runtime
-from syncswim_lib.pipeline.seed import Reconciler, unfinished
+from syncswim_lib.pipeline.seed import Reconciler, RunMemo, unfinished
 from syncswim_lib.values.codec import key_text
 
 # passes after the first; a chain of new rows of one entity takes one pass per level
@@ -176,11 +176,13 @@ def _run_unpaused(
     fulls = {n for n in names if full or unfinished(rt.store, sync, n)}
     if fulls:
         ensure_setup(rt, sync)
+    memo = RunMemo()  # the parents' rows each side has, for their children's references
     for name in names:
         if name in fulls:
             eng = engines[name]
             eng.recover(reports[name])  # a crashed batch's rows linked before the compare
-            seeded = Reconciler(eng.m, rt.store, eng.connectors, chunk).run(reports[name])
+            rec = Reconciler(eng.m, rt.store, eng.connectors, chunk, memo=memo)
+            seeded = rec.run(reports[name])
             reports[name].snapshot_rows = seeded.rows_read
             reports[name].in_step += seeded.in_step
             reports[name].created_in_bulk += seeded.created
