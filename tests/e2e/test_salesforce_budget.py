@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
 
 from syncswim_defs.factory import build_definitions
 from syncswim_defs.metadata import report_metadata
@@ -179,6 +186,16 @@ def test_the_capture_sensor_starts_no_run_before_the_retry_time(s: Sides) -> Non
         assert skip.skip_message is not None
         assert skip.skip_message.startswith("paused: api budget of endpoint crm; no run before ")
         assert s.emu.control.requests() == []  # not even a capture
+        # a materialisation by hand asks the budget, finds it spent, and succeeds paused
+        key = AssetKey([SYNC, "customers"])
+        assets = [a for a in defs.assets if key in a.keys]
+        result = materialize(assets, instance=instance, resources={"syncswim": resource})
+        assert result.success
+        meta = result.asset_materializations_for_node(f"{SYNC}__customers")[0].metadata
+        assert meta["paused"].value == "api budget" and meta["paused_endpoint"].value == "crm"
+        assert [r["path"] for r in s.emu.control.requests("/services/data/")] == [
+            "/services/data/v62.0/limits/"
+        ]
         # past the retry time the sensor captures and starts the run again, whose first
         # question is the budget
         _past_retry_time(s)
