@@ -288,6 +288,7 @@ class CometdClient:
         token = self._token() if callable(self._token) else self._token
         self._sent_with = token
         wait = 110.0 if self._poll_timeout is None else self._poll_timeout
+        renewed = False  # an HTTP 401 (rather than a Bayeux error) is renewed once too
         for attempt in itertools.count():
             try:
                 response = self._session.post(
@@ -299,6 +300,11 @@ class CometdClient:
             except requests.RequestException as exc:
                 failure: str = f"{type(exc).__name__}: {exc}"
             else:
+                if response.status_code == 401 and not renewed and self._renewed():
+                    renewed = True
+                    token = self._token() if callable(self._token) else self._token
+                    self._sent_with = token
+                    continue
                 if response.status_code < 500:
                     return self._decode(response)
                 failure = f"HTTP {response.status_code}"

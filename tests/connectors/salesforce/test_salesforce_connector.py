@@ -225,6 +225,13 @@ def test_an_expired_session_is_renewed_for_rest_bulk_and_cometd(emu: Emulator, f
         got = c.capture(SYNC, ["Account"], start, 100)  # CometD: handshake refused, renewed
         assert [ch.after["Code__c"] for ch in got.changes if ch.after] == ["L1"]
         assert len(emu.control.requests(tokens)) == logins + 1
+        # a CometD call answered HTTP 401 (not a Bayeux error): renewed the same way
+        emu.control.add_fault("session", method="POST", path="^/cometd/")
+        before = len(emu.control.requests("^/cometd/"))
+        assert c.capture(SYNC, ["Account"], got.end_position, 100).changes == ()
+        statuses = [r["status"] for r in emu.control.requests("^/cometd/")][before:]
+        assert statuses[0] == 401 and set(statuses[1:]) == {200}, statuses
+        assert len(emu.control.requests(tokens)) == logins + 2
         # a Bulk API 2.0 query job refused as expired: renewed and sent again
         emu.control.set_page_size(2)  # a first page that is not all: the job reads them
         emu.control.add_fault("session", method="POST", path="/jobs/query$")
@@ -233,10 +240,10 @@ def test_an_expired_session_is_renewed_for_rest_bulk_and_cometd(emu: Emulator, f
         ]
         assert len(rows) == 4
         assert [r["status"] for r in emu.control.requests("/jobs/query$", "POST")] == [401, 200]
-        assert len(emu.control.requests(tokens)) == logins + 2
+        assert len(emu.control.requests(tokens)) == logins + 3
         emu.control.revoke(user="integration")
         assert c.describe("Contact").primary_key == ("Id",)  # a plain REST call
-        assert len(emu.control.requests(tokens)) == logins + 3
+        assert len(emu.control.requests(tokens)) == logins + 4
     finally:
         c.close()
 
