@@ -42,6 +42,7 @@ def _load(tmp_path: Path, auth: str) -> object:
         ", username: u, password: {env: SF_PW}",
         ", username: u, consumer_key: k, private_key: {env: SF_KEY}",
         ", username: u, consumer_key: k, private_key_file: /keys/sf.pem",
+        ", username: u, consumer_key: k, private_key: written-literally",
     ],
 )
 def test_each_auth_form_loads_and_keeps_its_secrets_secret(tmp_path: Path, auth: str) -> None:
