@@ -706,6 +706,42 @@ def test_a_whole_record_conflict_applied_already(
     usage_error(again, "reached both sides")
 
 
+def test_a_whole_record_conflict_waiting_for_its_run(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chosen for the delete and not applied yet: another choice waits for that run."""
+    store = project.store()
+    try:
+        chosen = replace(STORED["deleted"], key_a={"id": 13}, status="resolved", outcome="b")
+        store.record(BatchRecord("app_shop", "customers", conflicts=[chosen]))
+        new_id = max(c.id or 0 for c in store.conflicts())
+    finally:
+        store.close()
+    result = run(capsys, "conflicts", "resolve", str(project.path), str(new_id), "--take", "app")
+    usage_error(result, "waits for the next run to apply shop's choice")
+
+
+def test_choosing_the_delete_reads_the_endpoint(
+    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete is checked against the surviving row: without its endpoint, one line
+    on stderr and nothing chosen."""
+    args = ("conflicts", "resolve", str(project.path), str(ID["deleted"]), "--take", "shop")
+    usage_error(run(capsys, *args), "CONFLICTS_TEST_PG_DSN is not set")
+    # nothing listens on port 1
+    monkeypatch.setenv("CONFLICTS_TEST_PG_DSN", "postgresql://u:p@127.0.0.1:1/db")
+    monkeypatch.setenv("CONFLICTS_TEST_MY_DSN", "mysql://u:p@127.0.0.1:1/db")
+    down = run(capsys, *args)
+    assert down.code == 1 and down.out == "", down
+    assert down.err.count("\n") == 1 and "cannot connect to PostgreSQL" in down.err, down
+    store = project.store()
+    try:
+        assert _stored_status(store, ID["deleted"]) == "decided"
+        assert _pending_markers(store) == []
+    finally:
+        store.close()
+
+
 def _stored_status(store: SqliteStateStore, conflict_id: int) -> str:
     found = store.conflict(conflict_id)
     assert found is not None

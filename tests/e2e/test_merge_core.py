@@ -706,6 +706,10 @@ def test_resolve_for_the_delete_refuses_a_row_changed_since(m: MergeDbs) -> None
     m.run()  # the edit flows as any edit does; nothing is deleted
     for side in SIDES:
         assert _field(m, side, "notes") == ["edited after the conflict"], side
+    # the surviving row deleted behind the conflict's back: nothing is left to choose
+    m.exec("app", "DELETE FROM customers")
+    code, out = _cli(m, "resolve", str(rec.id), "--take", "shop")
+    assert code == 2 and "is gone since the conflict" in out, out
 
 
 def test_resolve_for_the_delete_then_an_edit_before_the_run_keeps_the_record(
