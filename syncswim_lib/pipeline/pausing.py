@@ -10,15 +10,18 @@ paused and when the sync will try again.
 
 The pause is stored per sync and endpoint (state/pauses.py). Until its retry time the
 sync's sensors start no run. Any run that does start (a schedule, a person's
-materialisation, `syncswim sync`) first asks each paused endpoint one cheap question
-(`budget_open`: Salesforce's `limits` resource) and calls nothing else while the answer is
-no; once it is yes the pause is cleared and the run applies everything pending, once.
+materialisation, `syncswim sync`, each batch of a streaming run) first asks each paused
+endpoint one cheap question (`budget_open`: Salesforce's `limits` resource), at most once
+every CHECK_EVERY_S per endpoint (a streaming run's batches come many times a second), and
+calls nothing else while the answer is no or was no within that time; once it is yes the
+pause is cleared and the run applies everything pending, once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +37,8 @@ from syncswim_lib.state.pauses import Pause, clear_pause, pauses, set_pause
 # ago drop out of the count continuously
 FIRST_WAIT_S = 300.0
 MAX_WAIT_S = 3600.0
+# a paused endpoint is asked at most this often whether it may be called again
+CHECK_EVERY_S = 60.0
 
 
 def wait_s(times: int) -> float:
@@ -42,9 +47,11 @@ def wait_s(times: int) -> float:
 
 def held(rt: Runtime, sync: str, endpoints: Sequence[str]) -> Pause | None:
     """The pause still in force for the run about to start, or None to run. Each paused
-    endpoint is asked whether it may be called again (one call); a yes clears its pause,
-    a no past the retry time waits longer."""
+    endpoint not asked within CHECK_EVERY_S is asked whether it may be called again (one
+    call); a yes clears its pause, a no past the retry time waits longer."""
     for p in pauses(rt.store, sync, endpoints):
+        if time.time() - p.checked_at < CHECK_EVERY_S:
+            return p  # its answer is recent: no call at all
         check = getattr(rt.connector(p.endpoint), "budget_open", None)
         try:
             is_open = bool(check()) if callable(check) else True
@@ -54,21 +61,22 @@ def held(rt: Runtime, sync: str, endpoints: Sequence[str]) -> Pause | None:
             clear_pause(rt.store, sync, p.endpoint)
             continue
         now = time.time()
-        if now >= p.retry_at:
-            p = Pause(
-                p.sync, p.endpoint, p.reason, p.message, now, now + wait_s(p.times + 1), p.times + 1
-            )
-            set_pause(rt.store, p)
+        p = replace(p, checked_at=now)
+        if now >= p.retry_at:  # still spent at its retry time: wait longer
+            p = replace(p, paused_at=now, retry_at=now + wait_s(p.times + 1), times=p.times + 1)
+        set_pause(rt.store, p)
         return p
     return None
 
 
 def record(rt: Runtime, sync: str, exc: Paused) -> Pause:
-    """Store the pause `exc` asks for (the wait doubles while pauses follow each other)."""
+    """Store the pause `exc` asks for (the wait doubles while pauses follow each other);
+    the refusal itself counts as the endpoint's latest answer."""
     before = pauses(rt.store, sync, [exc.endpoint])
     times = before[0].times + 1 if before else 1
     now = time.time()
-    pause = Pause(sync, exc.endpoint, exc.reason, redact(str(exc)), now, now + wait_s(times), times)
+    message = redact(str(exc))
+    pause = Pause(sync, exc.endpoint, exc.reason, message, now, now + wait_s(times), now, times)
     set_pause(rt.store, pause)
     return pause
 
@@ -103,7 +111,8 @@ def sensor_skip(store: StateStore, sync: str, now: float | None = None) -> str |
     p = max(waiting, key=lambda p: p.retry_at)
     return (
         f"paused: {p.reason} of endpoint {p.endpoint}; no run before {_iso(p.retry_at)} "
-        f"({p.retry_at - now:.0f} s; a materialisation by hand checks the budget first)"
+        f"({p.retry_at - now:.0f} s; a run started by hand asks the org's budget first, at "
+        f"most every {CHECK_EVERY_S:g} s)"
     )
 
 

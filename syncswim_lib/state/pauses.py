@@ -13,13 +13,14 @@ from typing import Any
 from syncswim_lib.state.base import StateStore
 from syncswim_lib.state.sqlstore import Cursor, SqlStateStore
 
-_DDL = """CREATE TABLE IF NOT EXISTS endpoint_pauses (
+_DDL = """CREATE TABLE IF NOT EXISTS api_pauses (
     sync_name TEXT NOT NULL,
     endpoint TEXT NOT NULL,
     reason TEXT NOT NULL,
     message TEXT NOT NULL,
     paused_at DOUBLE PRECISION NOT NULL,
     retry_at DOUBLE PRECISION NOT NULL,
+    checked_at DOUBLE PRECISION NOT NULL,
     times INTEGER NOT NULL,
     PRIMARY KEY (sync_name, endpoint)
 )"""
@@ -34,6 +35,7 @@ class Pause:
     message: str  # the error that paused it
     paused_at: float  # epoch seconds
     retry_at: float  # no run is started for the sync before this (its sensor skips)
+    checked_at: float  # when the endpoint was last asked whether it may be called again
     times: int  # pauses in a row: the wait doubles with each
 
 
@@ -57,13 +59,17 @@ def pauses(store: StateStore, sync: str, endpoints: Sequence[str] | None = None)
         assert isinstance(store, SqlStateStore)
         cur.execute(
             store._q(
-                "SELECT sync_name, endpoint, reason, message, paused_at, retry_at, times "
-                "FROM endpoint_pauses WHERE sync_name = ? ORDER BY endpoint"
+                "SELECT sync_name, endpoint, reason, message, paused_at, retry_at, checked_at, "
+                "times "
+                "FROM api_pauses WHERE sync_name = ? ORDER BY endpoint"
             ),
             (sync,),
         )
         rows: list[Any] = cur.fetchall()
-    found = [Pause(r[0], r[1], r[2], r[3], float(r[4]), float(r[5]), int(r[6])) for r in rows]
+    found = [
+        Pause(r[0], r[1], r[2], r[3], float(r[4]), float(r[5]), float(r[6]), int(r[7]))
+        for r in rows
+    ]
     return [p for p in found if endpoints is None or p.endpoint in endpoints]
 
 
@@ -73,13 +79,13 @@ def set_pause(store: StateStore, pause: Pause) -> None:
             return
         assert isinstance(store, SqlStateStore)
         cur.execute(
-            store._q("DELETE FROM endpoint_pauses WHERE sync_name = ? AND endpoint = ?"),
+            store._q("DELETE FROM api_pauses WHERE sync_name = ? AND endpoint = ?"),
             (pause.sync, pause.endpoint),
         )
         cur.execute(
             store._q(
-                "INSERT INTO endpoint_pauses (sync_name, endpoint, reason, message, paused_at, "
-                "retry_at, times) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO api_pauses (sync_name, endpoint, reason, message, paused_at, "
+                "retry_at, checked_at, times) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             (
                 pause.sync,
@@ -88,6 +94,7 @@ def set_pause(store: StateStore, pause: Pause) -> None:
                 pause.message,
                 pause.paused_at,
                 pause.retry_at,
+                pause.checked_at,
                 pause.times,
             ),
         )
@@ -99,6 +106,6 @@ def clear_pause(store: StateStore, sync: str, endpoint: str) -> None:
             return
         assert isinstance(store, SqlStateStore)
         cur.execute(
-            store._q("DELETE FROM endpoint_pauses WHERE sync_name = ? AND endpoint = ?"),
+            store._q("DELETE FROM api_pauses WHERE sync_name = ? AND endpoint = ?"),
             (sync, endpoint),
         )

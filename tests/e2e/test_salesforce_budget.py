@@ -27,6 +27,7 @@ from syncswim_defs.metadata import report_metadata
 from syncswim_defs.naming import sensor_name
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_lib.config import load_project
+from syncswim_lib.pipeline import pausing
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.sandbox.salesforce.emulator import Emulator, start_emulator
 from syncswim_lib.state.pauses import Pause, pauses, set_pause
@@ -61,6 +62,12 @@ def s(
     sides.close()
 
 
+def _ask_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A paused endpoint is asked again by every run, not once a minute: the tests' runs
+    follow each other within a second."""
+    monkeypatch.setattr(pausing, "CHECK_EVERY_S", 0.0)
+
+
 def _small_batches(s: Sides) -> None:
     """Two customers a batch: a run of ten is five batches, so it can stop between them."""
     text = s.yaml.read_text()
@@ -84,7 +91,9 @@ def _customers(s: Sides, n: int) -> None:
     )
 
 
-def test_past_the_budget_share_the_run_pauses_and_a_later_run_resumes(s: Sides) -> None:
+def test_past_the_budget_share_the_run_pauses_and_a_later_run_resumes(
+    s: Sides, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = s.run()["customers"]
     usage = first.api_usage["crm"]
     assert usage["calls"] and usage["calls"] > 0 and usage["limit"] == 15_000
@@ -108,8 +117,14 @@ def test_past_the_budget_share_the_run_pauses_and_a_later_run_resumes(s: Sides) 
     (pause,) = _pauses(s)
     assert pause.times == 1 and pause.retry_at > pause.paused_at
 
-    # still past the share: a run asks the org one question (limits) and nothing else
+    # within a minute of the org's last answer a run asks it nothing at all
     s.emu.control.policy.clear_requests()
+    quiet = s.run()["customers"]
+    assert quiet.paused["reason"] == "api budget" and quiet.api_usage["crm"]["calls"] == 0
+    assert s.emu.control.requests() == []
+
+    # later, still past the share: a run asks the org one question (limits), nothing else
+    _ask_every_run(monkeypatch)
     again = s.run()["customers"]
     assert again.paused["reason"] == "api budget" and again.side("crm").inserted == 0
     asked = [(r["method"], r["path"]) for r in s.emu.control.requests("/services/")]
@@ -126,7 +141,10 @@ def test_past_the_budget_share_the_run_pauses_and_a_later_run_resumes(s: Sides) 
     s.settled()
 
 
-def test_a_run_that_runs_out_mid_way_keeps_the_batches_it_applied(s: Sides) -> None:
+def test_a_run_that_runs_out_mid_way_keeps_the_batches_it_applied(
+    s: Sides, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ask_every_run(monkeypatch)
     _small_batches(s)
     s.run()
     _customers(s, 20)  # ten batches of two, each at least one write call
@@ -149,7 +167,10 @@ def test_a_run_that_runs_out_mid_way_keeps_the_batches_it_applied(s: Sides) -> N
     s.settled()
 
 
-def test_the_orgs_request_limit_exceeded_pauses_the_same_way(s: Sides) -> None:
+def test_the_orgs_request_limit_exceeded_pauses_the_same_way(
+    s: Sides, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ask_every_run(monkeypatch)
     _small_batches(s)
     s.run()
     _customers(s, 6)
@@ -171,7 +192,10 @@ def test_the_orgs_request_limit_exceeded_pauses_the_same_way(s: Sides) -> None:
     s.settled()
 
 
-def test_the_capture_sensor_starts_no_run_before_the_retry_time(s: Sides) -> None:
+def test_the_capture_sensor_starts_no_run_before_the_retry_time(
+    s: Sides, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ask_every_run(monkeypatch)
     defs = build_definitions(s.yaml, state_url=s.env["SFE_STATE_URL"])
     sensor_def = defs.resolve_sensor_def(sensor_name(SYNC))
     resource = SyncSwimResource(project_path=str(s.yaml), state_url=s.env["SFE_STATE_URL"])
