@@ -77,6 +77,12 @@ class EventBuffer:
         with self.lock:
             return len(self.events)
 
+    def changes(self) -> int:
+        """The records the events held name (a batch closes on a count of changes);
+        events of objects the sync does not read and our own echoes included."""
+        with self.lock:
+            return sum(len(e.header.get("recordIds") or ()) or 1 for e, _ in self.events)
+
 
 class SalesforceStream:
     """`start()` the thread, `capture()`/`confirm()` as the connector would, `close()`."""
@@ -141,7 +147,11 @@ class SalesforceStream:
                 self.buffer.events.clear()
                 self._awaiting = False
                 self._resume.set()
-            events = [(e, at) for e, at in self.buffer.events if e.replay_id > start]
+            # `since` is the journal's position: what it covers is journaled (or, after a
+            # lost position, will be reconciled)
+            while self.buffer.events and self.buffer.events[0][0].replay_id <= start:
+                self.buffer.events.popleft()
+            events = list(self.buffer.events)
         collector = Collector(objects, max(max_changes, 1), skip_origin)
         for event, arrived in events:
             if not collector.take(event, arrived):
