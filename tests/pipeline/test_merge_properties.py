@@ -809,6 +809,9 @@ def machine_for(scenario: Scenario) -> type[MergeMachine]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+# a long hunt is not cut short by the suite's 300 s per test: an example of 50 steps takes
+# about 0.1 s alone, several times that on a loaded machine (1,500 examples hit 300 s)
+@pytest.mark.timeout(max(300, EXAMPLES * STEPS // 25))
 def test_merge_properties(scenario: Scenario) -> None:
     run_state_machine_as_test(
         machine_for(scenario),
