@@ -787,3 +787,56 @@ def test_primary_key_changed_during_a_full_run_is_whole_after_the_next_run(
         assert [(r["name"], r["notes"]) for r in m.rows(side)] == [("moving", "edited")], side
     assert _field(m, changed_on, "id") == [7777]
     _settled(m)
+
+
+# 16. `manual` and `syncswim conflicts` on a field, through real servers ----------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_manual_conflict_parks_the_field_until_resolved(m: MergeDbs, mode: str) -> None:
+    _one_record(m, customers(mode, conflicts="{fields: {notes: manual}}"))
+    m.exec("app", "UPDATE customers SET notes = 'app notes', name = 'app name'")
+    m.exec("shop", "UPDATE customers SET notes = 'shop notes'")
+    m.run()
+    # the rest of the record syncs; each side keeps its own notes
+    assert _field(m, "shop", "name") == ["app name"]
+    assert (_field(m, "app", "notes"), _field(m, "shop", "notes")) == (
+        ["app notes"],
+        ["shop notes"],
+    )
+    [c] = _conflicts_on(m, "notes")
+    assert (c.status, c.rule, c.base_a, c.value_a, c.value_b) == (
+        "open",
+        "manual",
+        "t0",
+        "app notes",
+        "shop notes",
+    )
+    assert c.ts_a is not None and c.ts_b is not None
+    _settled(m)  # parked: nothing is written while it waits
+    code, out = _cli(m, "list", "--status", "open")
+    assert code == 0 and str(c.id) in out and "notes" in out, out
+    code, out = _cli(m, "resolve", str(c.id), "--value", '"agreed notes"')
+    assert code == 0, out
+    m.run()
+    for side in SIDES:
+        assert _field(m, side, "notes") == ["agreed notes"], side
+    [done] = _conflicts_on(m, "notes")
+    assert done.status == "applied"
+    _settled(m)
+
+
+def test_restore_gives_back_a_field_value_a_rule_decided_against(m: MergeDbs) -> None:
+    _one_record(m, customers("sor"))  # prefer the system of record (app)
+    m.exec("shop", "UPDATE customers SET notes = 'shop notes'")
+    m.exec("app", "UPDATE customers SET notes = 'app notes'")
+    m.run()
+    assert _field(m, "shop", "notes") == ["app notes"]
+    [c] = _conflicts_on(m, "notes")
+    assert (c.outcome, c.value_b) == ("a", "shop notes")
+    code, out = _cli(m, "restore", str(c.id))
+    assert code == 0, out
+    m.run()
+    for side in SIDES:
+        assert _field(m, side, "notes") == ["shop notes"], side
+    _settled(m)
