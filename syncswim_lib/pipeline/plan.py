@@ -243,13 +243,26 @@ class Planner:
         touches = self._touches(plan, entries)
         records: dict[tuple[str, ...], _Record] = {}
         reused: list[tuple[Touch, Link, Link]] = []
+        touched = {(t.letter, key_text(t.key)) for t in touches}
+        # links whose rows moved onto other linked keys (a swap, a rotation): freed from
+        # their key on that side before the batch's links move
+        detach: dict[tuple[str, ...], tuple[Letter, Link]] = {}
         for t in touches:
-            named = self._reused(t, ctx)
-            if named is not None:
-                reused.append((t, *named))
-                continue
             try:
-                rec = self._identify(t, ctx)
+                claim = self._claim(t, ctx)
+                if claim is not None:
+                    old, named = claim
+                    holder = self._holder(t, old, ctx)
+                    if holder is None:
+                        reused.append((t, old, named))
+                        continue
+                    self._moved_with(t, old, named, holder, touched)
+                    detach[self._link_ident(old)] = (t.letter, old)
+                    rec: _Record | str | None = _Record(
+                        self._link_ident(named), named, [t], {t.letter: t.key}, named.ext_id
+                    )
+                else:
+                    rec = self._identify(t, ctx)
             except RecordError as exc:
                 self._settle(plan, [t], "failed", {"error": str(exc)})
                 plan.failed += 1
@@ -288,6 +301,8 @@ class Planner:
                 self._defer(plan, rec, "its row moved onto a key another record held")
                 continue
             work.append((rec, None))
+        for letter, link in detach.values():
+            plan.records.append(self._detached(link, letter))
         for rec, moved in work:
             self._current_keys(rec, ctx)
             try:
@@ -399,15 +414,15 @@ class Planner:
         rec = _Record(("k", key_text(sor_key)), None, [t], {L: t.key, sor: sor_key}, None, True)
         return rec
 
-    def _reused(self, t: Touch, ctx: ChunkContext) -> tuple[Link, Link] | None:
+    def _claim(self, t: Touch, ctx: ChunkContext) -> tuple[Link, Link] | None:
         """(the link of the touched key, the link of the record the row names) when the
         row at a linked key carries another linked record's identity and nothing says it
         is the row that was there (no before image: a poll, a snapshot, an insert). Such a
-        row is the other record's, moved onto a key the linked record no longer holds (it
-        was deleted, or moved too), as on a polled table where a key was reused between
-        two key-set comparisons. Not when the named record's own row still carries the
-        identity (two rows claim one: refused as a duplicate) or the linked record's
-        identity is on another row of this side (keys swapped: docs/polling.md)."""
+        row is the other record's, moved onto a key the linked record no longer holds: it
+        was deleted (a key reused between two key-set comparisons) or moved too (keys
+        swapped or rotated): `_holder` tells which. Raises when the named record's own row
+        still carries the identity: two rows claim one, refused as a duplicate and never
+        merged into one record."""
         m, L = self.m, t.letter
         if t.old_key is not None or t.deleted or any(e.change.before for e in t.entries):
             return None
@@ -419,15 +434,12 @@ class Planner:
         sor: Letter = m.sor or "a"
         if m.mode == "external_id":
             named = ctx.links_by_ext.get(m.ext_text(row[col]))
-            mine = old.ext_id
         elif sor != L:
             try:
                 sor_key = m.key_from_ext(row[col])
             except RecordError:
                 return None  # reported by the planner for the record
             named = ctx.links_by_key.get(sor, {}).get(key_text(sor_key))
-            held_sor = link_key(old, sor)
-            mine = None if held_sor is None else m.ext_text(m.sor_key_value(held_sor))
         else:
             return None  # the SOR's own rows carry no identity but their key
         if named is None or self._link_ident(named) == self._link_ident(old):
@@ -436,12 +448,76 @@ class Planner:
         if there is not None and key_text(there) != key_text(t.key):
             own = self._row(ctx, L, there)
             if own is not None and same_value(own.get(col), row[col]):
-                return None
+                side = m.side(L)
+                raise RecordError(
+                    f"duplicate external id {row[col]!r} in {side.endpoint} {side.table}."
+                    f"{col}: rows {key_text(there)} and {key_text(t.key)}; each record "
+                    "needs its own"
+                )
+        return old, named
+
+    def _identity(self, link: Link, letter: Letter) -> str | None:
+        """The identity text a row of `letter` carries for `link`'s record."""
+        m = self.m
+        if m.mode == "external_id":
+            return link.ext_id
+        held_sor = link_key(link, m.sor or "a")
+        return None if held_sor is None else m.ext_text(m.sor_key_value(held_sor))
+
+    def _holder(self, t: Touch, old: Link, ctx: ChunkContext) -> str | None:
+        """The key text of another row of the touched side that carries `old`'s identity:
+        the record that held the touched key moved to that row (keys swapped or rotated),
+        it is not gone. None: no such row, the record is gone from that side."""
+        m, L = self.m, t.letter
+        col = m.side(L).ext_column
+        mine = self._identity(old, L)
+        if col is None or mine is None:
+            return None
         for kt, other_row in ctx.rows.get(L, {}).items():
             value = other_row.get(col)
             if kt != key_text(t.key) and value is not None and m.ext_text(value) == mine:
-                return None
-        return old, named
+                return kt
+        return None
+
+    def _moved_with(
+        self, t: Touch, old: Link, named: Link, holder: str, touched: set[tuple[Letter, str]]
+    ) -> None:
+        """Keys moved among linked rows (a swap, a rotation) are followed when the row
+        that now carries the held record's identity is touched in this chunk too: each
+        record is merged at its new key in this batch. Otherwise the held record would
+        keep its link on a key another record's row holds, so the row is refused (parked,
+        retried) rather than merged into the wrong record."""
+        if (t.letter, holder) in touched:
+            return
+        side = self.m.side(t.letter)
+        there = link_key(named, t.letter)
+        raise RecordError(
+            f"keys swapped in {side.endpoint} {side.table}: the row at {key_text(t.key)} "
+            f"carries the identity of the record linked at "
+            f"{'no key' if there is None else key_text(there)}, and the row at {holder} "
+            f"that of the record linked at {key_text(t.key)}, which has no change to merge "
+            "in this batch; neither record is changed until both rows are merged together"
+        )
+
+    def _detached(self, link: Link, letter: Letter) -> RecordPlan:
+        """`link` freed from its key on `letter`, recorded before the links of the batch
+        that move onto the keys: a swap would otherwise ask one key of two links at once
+        (the store upserts links that name the same key one by one, in order). Should
+        the record's own merge not go through (a stale write), it stays linked without
+        that key, and the next run finds its row by the identity it carries."""
+        keys: dict[Letter, dict[str, Any] | None] = {"a": link.key_a, "b": link.key_b}
+        keys[letter] = None
+        why = f"its row on {self.m.side(letter).endpoint} moved to another linked key"
+        return RecordPlan(
+            f"d{key_text(link_key(link, letter) or {})}",
+            (),
+            link,
+            keys["a"],
+            keys["b"],
+            link.ext_id,
+            link.shadow,
+            detail={"why": why},
+        )
 
     def _left(self, plan: Plan, rec: _Record, moved: Touch, ctx: ChunkContext) -> None:
         """The linked record whose key now holds another record's row (`moved`): gone from

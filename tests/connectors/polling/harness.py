@@ -103,19 +103,25 @@ syncs:
 class PolledPair:
     """PostgreSQL (side a) and a SQLite file (side b) kept in step by sync app_legacy."""
 
-    def __init__(self, dsn: str, folder: Path, **yaml: Any) -> None:
+    def __init__(self, dsn: str, folder: Path, unique: bool = True, **yaml: Any) -> None:
         """`mode="ext"`: both tables get a unique `code` column, the shared external id;
-        `mode="sor_polled"`: SQLite is the system of record, its key in `legacy_id`."""
+        `mode="sor_polled"`: SQLite is the system of record, its key in `legacy_id`.
+        `unique=False`: SQLite's identity column (`app_id`, `code`) is not unique, so a
+        test can give two rows one identity."""
         self.dsn = dsn
         self.folder = folder
         self.sqlite_path = folder / "legacy.db"
         self.state_url = f"sqlite:///{folder / 'state.db'}"
         ext = yaml.get("mode") == "ext"
+        ddl = SQLITE_DDL
+        if not unique:
+            ddl = ddl.replace("app_id INTEGER UNIQUE", "app_id INTEGER")
         with sqlite3.connect(self.sqlite_path) as conn:
-            conn.executescript(SQLITE_DDL)
+            conn.executescript(ddl)
             if ext:  # SQLite adds no UNIQUE column: the index says it
                 conn.execute("ALTER TABLE customers ADD COLUMN code TEXT")
-                conn.execute("CREATE UNIQUE INDEX customers_code ON customers (code)")
+                if unique:
+                    conn.execute("CREATE UNIQUE INDEX customers_code ON customers (code)")
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(PG_DDL)
             if ext:
