@@ -4,10 +4,11 @@ One channel per endpoint, `/data/ChangeEvents` (every CDC-enabled object), so on
 id is the whole position (ReplayPosition) and events of related objects keep the org's
 commit order; events of objects the sync does not read are passed over.
 
-Each `capture` call is a short CometD session: handshake, subscribe after the stored
-replay id, connects that ask the server not to hold them (`timeout` 0) until one brings
-nothing, disconnect. Nothing is kept between calls, so a process that restarts resumes
-from the journal's replay id alone.
+In micro-batch runs each `capture` call is a short CometD session: handshake, subscribe
+after the stored replay id, connects that ask the server not to hold them (`timeout` 0)
+until one brings nothing, disconnect. Nothing is kept between calls, so a process that
+restarts resumes from the journal's replay id alone. A streaming run reads one long-lived
+session instead (stream.py); both turn events into batches with `Collector`.
 
 - A change event names one or more records (`recordIds`: Salesforce merges the same
   change to several records of one transaction): one Change per record, at the event's
