@@ -20,23 +20,31 @@ carrying a unique stamp is committed on one side, and a reader polling the other
   each run opens one, and with one kept open (`--only library`).
 - salesforce (`--only salesforce`, on its own): PostgreSQL ⇄ the Salesforce emulator, the
   demo's `customers` ⇄ Account mapping (system of record PostgreSQL, its key in
-  `App_Id__c`) in `run: micro_batch`, the only mode a Salesforce sync has: the capture
-  sensor reads both change streams (logical replication, Change Data Capture over
-  CometD) at its tick and requests a run. As for micro_batch, each change on a settled
-  sync at a random point of the sensor's loop; an UPDATE of the customer's name in
-  PostgreSQL until the Account shows it, and a person's edit of an Account's Name
-  through the REST API (no client origin, as in the org's UI) until PostgreSQL shows it.
-  The org is read every 50 ms: each look is an API call, counted in its daily allowance.
-  `--sf-n` changes per direction.
+  `App_Id__c`): an UPDATE of the customer's name in PostgreSQL until the Account shows
+  it, and a person's edit of an Account's Name through the REST API (no client origin,
+  as in the org's UI) until PostgreSQL shows it. The org is read every 50 ms: each look
+  is an API call, counted in its daily allowance. Two modes (`--sf-modes`), each in a
+  `dagster dev` of its own:
+  - micro_batch: the capture sensor reads both change streams (logical replication,
+    Change Data Capture over CometD) at its tick and requests a run. As for micro_batch,
+    each change on a settled sync at a random point of the sensor's loop. `--sf-n`
+    changes per direction.
+  - streaming: the sync in `run: streaming`; the long-lived run reads the replication
+    stream and holds one CometD session whose long-polled connects bring each change
+    event as it is published. Detection (sent -> the journal's `detected_at`: decoded
+    from the replication stream, or the change event's arrival) and end to end, as for
+    the database streaming rows. `--sf-stream-n` changes per direction, alternating, a
+    random 20-200 ms apart.
 
 Everything started is stopped on exit, Ctrl-C and errors. `--quick` (the suite's smoke
 test): streaming through Dagster, a few changes per direction, every one must arrive and
 have a detection time; with `--only salesforce`, two changes per direction through the
-Salesforce micro-batch path, every one must arrive; exit 1 otherwise; nothing is timed
-against a target.
+Salesforce micro-batch path and two through its streaming run, every one must arrive
+(and, streaming, be journaled); exit 1 otherwise; nothing is timed against a target.
 
     .venv/bin/python bench/latency.py [--n 200] [--micro-n 20] [--load-rate 1000]
         [--only streaming|load|micro_batch|library|salesforce] [--sf-n 20]
+        [--sf-stream-n 200] [--sf-modes micro_batch,streaming]
         [--max-seconds 3600] [--json out.json]
         [--quick] [--instance-yaml other-dagster.yaml]
 """
@@ -168,7 +176,7 @@ class Bench:
             time.sleep(self.poll)
         return wall, time.monotonic() - t0, stamp
 
-    def detected(self, stamp: str, wall: float) -> float | None:
+    def detected(self, stamp: str, wall: float, sync: str = SYNC) -> float | None:
         """Seconds from sending the committing statement to the change decoded from its
         stream (the journal's `detected_at`, stamped by the reader as the commit arrives)."""
         assert self.state_db is not None
@@ -176,7 +184,7 @@ class Bench:
             row = db.execute(
                 "SELECT detected_at FROM journal WHERE sync = ? AND after LIKE ? "
                 "ORDER BY id DESC LIMIT 1",
-                (SYNC, f"%{stamp}%"),
+                (sync, f"%{stamp}%"),
             ).fetchone()
         if row is None:
             return None
@@ -269,10 +277,10 @@ def dagster(b: Bench, n: int, proc: subprocess.Popen[bytes]) -> None:
 # --- the streaming run through Dagster ----------------------------------------------------
 
 
-def _streaming_up(project: Path) -> bool:
+def _streaming_up(project: Path, sync: str = SYNC) -> bool:
     store = open_store(state_url_for(load_project(project)))
     try:
-        return any(h.purpose.startswith("streaming run") for h in leases.holders(store, SYNC))
+        return any(h.purpose.startswith("streaming run") for h in leases.holders(store, sync))
     finally:
         store.close()
 
@@ -457,8 +465,8 @@ def prepare(base: Path) -> tuple[str, str, Path]:
 
 
 def set_mode(project: Path, mode: str) -> None:
-    """The measured sync's run mode; the demo's other sync (with Salesforce, which has no
-    streaming reader) keeps its own, or the declaration would not load."""
+    """The measured sync's run mode; the demo's other sync (with Salesforce) keeps its
+    own: its runs are not measured here (the Salesforce rows have their own servers)."""
     text = project.read_text()
     start = text.index(f"\n  {SYNC}:\n")
     rest = re.sub(r"run: (streaming|micro_batch)", f"run: {mode}", text[start:], count=1)
@@ -492,18 +500,20 @@ def start_dagster(base: Path, instance_yaml: Path, name: str) -> subprocess.Pope
 SF_SYNC, SF_SENSOR = "app_crm", "app_crm__capture"
 SF_DIRECTIONS = ("app→crm", "crm→app")
 SF_PATH = "micro-batch, Salesforce"
+SF_STREAM = "streaming, Salesforce"
 SF_POLL = 0.05  # each look at the org is an API call, counted in its daily allowance
 SF_QUICK_N = 2
 
 
-def _crm_yaml() -> str:
-    """The demo's declaration cut to its app_crm sync's customers (Account) entity: the
-    MariaDB sync would add its streaming run to the machine's load, and the other entities
-    only lengthen each run."""
+def _crm_yaml(mode: str = "micro_batch") -> str:
+    """The demo's declaration cut to its app_crm sync's customers (Account) entity, in
+    run mode `mode`: the MariaDB sync would add its streaming run to the machine's load,
+    and the other entities only lengthen each run."""
     import yaml
 
     doc = yaml.safe_load(DEMO_YAML)
     sync = doc["syncs"][SF_SYNC]
+    sync["run"] = mode
     sync["entities"] = {ENTITY: sync["entities"][ENTITY]}
     doc["syncs"] = {SF_SYNC: sync}
     doc["endpoints"] = {e: doc["endpoints"][e] for e in sync["between"]}
@@ -538,6 +548,13 @@ class Crm:
     ) -> tuple[float, float]:
         """A stamped name written on one side; (wall time it was sent, seconds from then
         until the other side shows it)."""
+        wall, took, _ = self.stamped(direction, after_commit, timeout)
+        return wall, took
+
+    def stamped(
+        self, direction: str, after_commit: Callable[[], object], timeout: float = CHANGE_TIMEOUT
+    ) -> tuple[float, float, str]:
+        """`change`, also returning the stamp written."""
         stamp = f"bench {uuid.uuid4().hex[:12]}"
         if direction == SF_DIRECTIONS[0]:
             app_id = self.app_id("ada@example.com")
@@ -565,7 +582,7 @@ class Crm:
             if time.monotonic() > limit:
                 raise OutOfTime(f"{direction}: {stamp} not visible after {timeout:.0f}s")
             time.sleep(SF_POLL)
-        return wall, time.monotonic() - t0
+        return wall, time.monotonic() - t0, stamp
 
 
 def salesforce_dagster(crm: Crm, n: int, proc: subprocess.Popen[bytes], loads: list[float]) -> None:
@@ -607,6 +624,44 @@ def salesforce_dagster(crm: Crm, n: int, proc: subprocess.Popen[bytes], loads: l
                 b.phases.append((created - wall, runs[0].start_time - created, took))
 
 
+def salesforce_streaming(
+    crm: Crm, n: int, proc: subprocess.Popen[bytes], project: Path, loads: list[float]
+) -> None:
+    """`n` changes per direction through the sync's streaming run, as `streaming` measures
+    the databases' (detection from the journal's `detected_at`)."""
+    b = crm.b
+
+    def alive() -> None:
+        if proc.poll() is not None:
+            raise OutOfTime(f"dagster dev exited with code {proc.returncode}")
+
+    while not _streaming_up(project, SF_SYNC):
+        alive()
+        if b.remaining() < 1:
+            raise OutOfTime("the Salesforce streaming run did not start")
+        time.sleep(0.2)
+    print("  (warm-up change per direction, not counted)", flush=True)
+    for direction in SF_DIRECTIONS:
+        crm.change(direction, alive, WARM_UP_TIMEOUT)
+    for _ in range(n):
+        for direction in SF_DIRECTIONS:
+            time.sleep(random.uniform(0.02, 0.2))
+            loads.append(os.getloadavg()[0])
+            try:
+                wall, took, stamp = crm.stamped(direction, alive)
+            except OutOfTime as e:
+                b.missing.append(str(e))
+                if b.remaining() < 1:
+                    raise
+                continue
+            b.record(f"{SF_STREAM}, end to end", direction, took)
+            seen = b.detected(stamp, wall, SF_SYNC)
+            if seen is None:
+                b.missing.append(f"{direction}: {stamp} has no journal entry")
+            else:
+                b.samples.setdefault((f"{SF_STREAM}, detection", direction), []).append(seen)
+
+
 def prepare_salesforce(base: Path) -> tuple[str, str, Any, str, Path]:
     """Servers and the emulator, the demo's PostgreSQL schema and seed and the org's
     custom fields, the declaration, the initial sync; returns the DSNs, the emulator, the
@@ -645,6 +700,11 @@ def salesforce_main(a: argparse.Namespace) -> int:
     from simple_salesforce.api import Salesforce
 
     n = SF_QUICK_N if a.quick else a.sf_n
+    stream_n = SF_QUICK_N if a.quick else a.sf_stream_n
+    modes = [m.strip() for m in a.sf_modes.split(",") if m.strip()]
+    if not modes or set(modes) - {"micro_batch", "streaming"}:
+        print(f"--sf-modes: micro_batch and/or streaming, not {a.sf_modes!r}", file=sys.stderr)
+        return 2
     max_seconds = min(a.max_seconds, 300) if a.quick else a.max_seconds
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -652,24 +712,33 @@ def salesforce_main(a: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="syncswim-latency-sf-"))
     proc: subprocess.Popen[bytes] | None = None
     try:
-        pg_dsn, my_dsn, emu, human_token, _ = prepare_salesforce(base)
+        pg_dsn, my_dsn, emu, human_token, project = prepare_salesforce(base)
         pg = psycopg.connect(pg_dsn, autocommit=True)
         my = _my_connect(my_dsn, None)
         session = requests.Session()
         session.verify, session.trust_env = emu.ca_path, False
         sf = Salesforce(instance_url=emu.url, session_id=human_token, session=session)
         b = Bench(pg, my, time.monotonic() + max_seconds, poll=SF_POLL)
+        b.state_db = Path(state_url_for(load_project(project)).removeprefix("sqlite:///"))
         crm = Crm(b, sf)
         machine = _machine(pg, my, load_at_start)
         machine.append(f"Dagster instance settings: {a.instance_yaml}")
         machine.append("Salesforce: the project's emulator on this machine (HTTPS, CometD)")
         loads: list[float] = []
         try:
-            proc = start_dagster(base, a.instance_yaml.resolve(), "salesforce")
-            print(f"Salesforce micro-batch, {n} changes per direction:", flush=True)
-            salesforce_dagster(crm, n, proc, loads)
-            stop_dagster(proc)
-            proc = None
+            if "micro_batch" in modes:
+                proc = start_dagster(base, a.instance_yaml.resolve(), "salesforce")
+                print(f"Salesforce micro-batch, {n} changes per direction:", flush=True)
+                salesforce_dagster(crm, n, proc, loads)
+                stop_dagster(proc)
+                proc = None
+            if "streaming" in modes:
+                project.write_text(_crm_yaml("streaming"))
+                proc = start_dagster(base, a.instance_yaml.resolve(), "salesforce_streaming")
+                print(f"Salesforce streaming, {stream_n} changes per direction:", flush=True)
+                salesforce_streaming(crm, stream_n, proc, project, loads)
+                stop_dagster(proc)
+                proc = None
         except OutOfTime as e:
             print(f"stopped early: {e or 'out of time'}", file=sys.stderr)
             b.missing.append(f"stopped early: {e or 'out of time'}")
@@ -687,8 +756,12 @@ def salesforce_main(a: argparse.Namespace) -> int:
         if a.json is not None:
             a.json.write_text(json.dumps(figures, indent=2))
         if a.quick:
-            seen = {d: len(b.samples.get((SF_PATH, d), [])) for d in SF_DIRECTIONS}
-            if b.missing or any(v < n for v in seen.values()):
+            want = {(SF_PATH, d): n for d in SF_DIRECTIONS if "micro_batch" in modes}
+            for what in ("end to end", "detection"):
+                if "streaming" in modes:
+                    want |= {(f"{SF_STREAM}, {what}", d): stream_n for d in SF_DIRECTIONS}
+            seen = {k: len(b.samples.get(k, [])) for k in want}
+            if b.missing or any(seen[k] < v for k, v in want.items()):
                 print(f"quick: FAILED ({seen}, missing {b.missing})", file=sys.stderr)
                 return 1
             print("quick: every change arrived")
@@ -719,7 +792,15 @@ def main() -> int:
         help="measure these paths only (repeatable; dagster = streaming, load, micro_batch;"
         " salesforce only on its own)",
     )
-    ap.add_argument("--sf-n", type=int, default=20, help="Salesforce changes per direction")
+    ap.add_argument("--sf-n", type=int, default=20, help="Salesforce micro-batch changes")
+    ap.add_argument(
+        "--sf-stream-n", type=int, default=200, help="Salesforce streaming changes per direction"
+    )
+    ap.add_argument(
+        "--sf-modes",
+        default="micro_batch,streaming",
+        help="the Salesforce run modes to measure (comma-separated)",
+    )
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--quick", action="store_true", help="smoke run: streaming, 5 changes each")
     ap.add_argument(

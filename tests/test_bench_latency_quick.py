@@ -1,8 +1,8 @@
 """`bench/latency.py --quick` in the suite: the streaming run through `dagster dev` carries
 every change of each direction and journals it with a detection time; with `--only
-salesforce`, the micro-batch path between PostgreSQL and the Salesforce emulator carries
-every change of each direction (correctness, not speed: nothing is compared with a
-target)."""
+salesforce`, the micro-batch path and the streaming run between PostgreSQL and the
+Salesforce emulator carry every change of each direction (correctness, not speed: nothing
+is compared with a target)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def test_latency_quick_every_change_arrives(tmp_path: Path) -> None:
             assert got[(f"streaming, {what}", direction)] == 5
 
 
-# servers and the emulator, `dagster dev`, a warm-up and four samples of up to 15 s each
+# servers and the emulator; `dagster dev` in micro-batch mode, a warm-up and four samples
+# of up to 15 s each; another in streaming mode, two warm-ups and four sub-second samples
 @pytest.mark.timeout(480)
 def test_latency_quick_salesforce_every_change_arrives(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
@@ -63,5 +64,9 @@ def test_latency_quick_salesforce_every_change_arrives(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["missing"] == []
     got = {(r["path"], r["direction"]): r["n"] for r in data["rows"]}
-    path = "micro-batch, Salesforce"
-    assert got == {(path, "app→crm"): 2, (path, "crm→app"): 2}
+    paths = (
+        "micro-batch, Salesforce",
+        "streaming, Salesforce, end to end",
+        "streaming, Salesforce, detection",
+    )
+    assert got == {(path, d): 2 for path in paths for d in ("app→crm", "crm→app")}
