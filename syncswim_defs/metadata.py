@@ -139,6 +139,9 @@ def report_metadata(report: EntityReport) -> dict[str, Any]:
             # records left for the next run: a target row changed underneath (compare-and-set)
             # or a row missing without a captured delete
             "stale_writes": report.stale,
+            # of the records, those decided in bulk as one-sided updates of linked records
+            # (their writes compare-and-set like the others')
+            "fast_path_records": report.fast_path,
             "deferred": report.deferred,
             # relationships (docs/relationships.md)
             "waiting_for_parent": report.waiting_parent,

@@ -22,9 +22,11 @@ from typing import Any
 from syncswim_lib import failpoints
 from syncswim_lib.config.retry import RetrySettings
 from syncswim_lib.connectors.base import ApplyBatch, ApplyResult, Connector
+from syncswim_lib.pipeline import fastpath
 from syncswim_lib.pipeline.backoff import cap
 from syncswim_lib.pipeline.context import load_context
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, other
+from syncswim_lib.pipeline.origin_ids import origin_match, with_origin_ids
 from syncswim_lib.pipeline.plan import Node, Plan, Planner, RecordPlan, Write
 from syncswim_lib.pipeline.plan_codec import plan_from_text, plan_to_text
 from syncswim_lib.pipeline.relations import clear_children, journal_vanished, recheck_children
@@ -58,6 +60,8 @@ def build_batch(
     key_cols = [side.col(k) for k in side.key]
     inserts = [w for w in writes if w.action == "insert"]
     updates = [w for w in writes if w.action == "update"]
+    # creates carrying the SOR key or the shared id, or in the SOR its origin_id column
+    match = side.ext_column or origin_match(emap, target)
     deletes = [w for w in writes if w.action == "delete"]
     ins_names = _names(w.values for w in inserts)
     upd_names = [n for n in _names(w.values for w in updates) if n not in side.key]
@@ -92,7 +96,7 @@ def build_batch(
             lists=(SET,),
         ),
         deletes=rows_to_table([{REF: w.ref, **(w.key or {})} for w in deletes], key_cols),
-        insert_match=(side.ext_column,) if side.ext_column and inserts else (),
+        insert_match=(match,) if match and inserts else (),
         expected=expected,
     )
 
@@ -253,6 +257,12 @@ class EntityEngine:
         self._attempts.update((e.id, e.attempts) for e in entries)
         self._entries.update((e.id, e) for e in entries)
         report.taken += len(entries)
+        if not full and not break_nodes:
+            # one-sided updates of linked records, decided in bulk (pipeline/fastpath.py);
+            # what it does not take goes through the planner
+            entries = self._fast(entries, batch_id, report)
+            if not entries:
+                return
         ctx = load_context(self.m, self.store, self.connectors, entries, full)
         plan = self.planner.plan(entries, ctx, break_nodes)
         if self.maps is not None and self.m.children:
@@ -270,7 +280,30 @@ class EntityEngine:
         if self.maps is not None and self.m.children:
             recheck_children(self, plan)
 
-    def _execute(self, plan: Plan, batch_id: str, report: EntityReport) -> None:
+    def _fast(
+        self, entries: list[JournalEntry], batch_id: str, report: EntityReport
+    ) -> list[JournalEntry]:
+        """Apply and record the records the fast path decides; returns the entries left
+        for the planner (the batch stays claimed while there are any). A fast write found
+        stale is released like the planner's: the next run merges it from both rows (a
+        released entry has a try counted, which the fast path leaves to the planner)."""
+        fast = fastpath.split(self.planner, self.store, entries)
+        if not fast.plan.records:
+            return entries
+        report.fast_path += len(fast.plan.records)
+        self._execute(fast.plan, batch_id, report, fast=True, finish=not fast.rest)
+        return fast.rest
+
+    def _execute(
+        self,
+        plan: Plan,
+        batch_id: str,
+        report: EntityReport,
+        fast: bool = False,
+        finish: bool = True,
+    ) -> None:
+        """Write and record a plan; `finish`: the batch is done with it (the fast path's
+        part of a batch leaves it claimed for the planner's part)."""
         report.skipped_echoes += plan.skipped
         report.conflicts += plan.conflicts
         report.waiting += plan.waiting
@@ -283,7 +316,10 @@ class EntityEngine:
             for r in self.m.references
             if w.values.get(r.column(w.target)) is not None
         )
-        results = self._apply_sides(plan, batch_id) if plan.writes else {}
+        # the fast path's writes carry batch ids of their own: a target's marker of
+        # `<batch>.b` must not answer for the planner's writes of the same batch
+        write_id = f"{batch_id}.f" if fast else batch_id
+        results = self._apply_sides(plan, write_id) if plan.writes else {}
         out = _Outcome()
         for rec in plan.records:
             self._settle(rec, results, report, out)
@@ -299,7 +335,7 @@ class EntityEngine:
                 entries=self._schedule([*plan.updates, *out.updates], report),
                 upsert_links=out.links,
                 delete_links=out.drop,
-                finished_batch_ids=[batch_id],
+                finished_batch_ids=[batch_id] if finish else [],
                 conflicts=out.conflicts,
                 release=[*plan.release, *out.release],
             )
@@ -350,6 +386,7 @@ class EntityEngine:
         targets: tuple[Letter, Letter] = ("a", "b")
         for t in targets:
             writes = [w for w in plan.writes if w.target == t]
+            writes = with_origin_ids(self.m, t, plan.records, writes)
             if not writes:
                 results[t] = ApplyResult(batch_id=f"{batch_id}.{t}")
                 continue

@@ -36,6 +36,8 @@ class EntityReport:
     recovered_batches: int = 0
     deferred: int = 0  # records looked at again next run (a row missing without a delete)
     stale: int = 0  # writes not made: the target row changed underneath (merged next run)
+    # records decided in bulk as one-sided updates of linked records (pipeline/fastpath.py)
+    fast_path: int = 0
     waiting_parent: int = 0  # records whose parent is not linked yet
     translated: int = 0  # reference values written in the other side's ids
     held: int = 0  # inserted without a reference of a cycle, set in a second pass
