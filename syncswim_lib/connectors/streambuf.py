@@ -28,6 +28,7 @@ class Txn:
 class StreamBuffer:
     def __init__(self) -> None:
         self._txns: deque[Txn] = deque()
+        self._changes = 0  # in the transactions held (a batch closes on a count of them)
         self._cond = threading.Condition()
         self.error: BaseException | None = None  # the reader's fatal error, raised by take
         # set on every put (and failure): one event can wake a consumer of several buffers
@@ -36,6 +37,7 @@ class StreamBuffer:
     def put(self, txn: Txn) -> None:
         with self._cond:
             self._txns.append(txn)
+            self._changes += len(txn.changes)
             self._cond.notify_all()
         if self.wake is not None:
             self.wake.set()
@@ -56,6 +58,11 @@ class StreamBuffer:
         with self._cond:
             return len(self._txns)
 
+    def changes(self) -> int:
+        """The changes of the transactions held (our own echoes included)."""
+        with self._cond:
+            return self._changes
+
     def take(
         self,
         tables: set[str],
@@ -74,6 +81,7 @@ class StreamBuffer:
                 raise self.error
             while self._txns and (not changes or len(changes) < max_changes):
                 txn = self._txns.popleft()
+                self._changes -= len(txn.changes)
                 if since is not None and not _after(txn.end, since):
                     continue  # already journaled (sent again after a reconnect)
                 changes.extend(
