@@ -125,7 +125,9 @@ def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> 
     block = at.mapping(
         raw, "{system_of_record: <endpoint>, external_id: {...}} or {external_id: {...}}"
     )
-    at.keys(block, ("system_of_record", "external_id", "owns"), ("external_id",), "mode")
+    at.keys(
+        block, ("system_of_record", "external_id", "owns", "origin_id"), ("external_id",), "mode"
+    )
     owns_all = False
     if "owns" in block:
         owns_at = at.key("owns", block)
@@ -148,6 +150,11 @@ def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> 
                     f"external-id mode needs the shared column on both sides: missing key "
                     f"{endpoint!r}"
                 )
+        if "origin_id" in block:
+            raise at.key("origin_id", block).error(
+                "origin_id is only valid in system-of-record mode (in external-id mode creates "
+                "are already matched by the shared external id)"
+            )
         return Mode("external_id", None, columns["a"], columns["b"]), owns_all
     sor_at = at.key("system_of_record", block)
     sor = scope.letter_of(block["system_of_record"], sor_at, "system_of_record")
@@ -166,7 +173,46 @@ def _mode(raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], at: At) -> 
             f"{other_name}.{columns[other]}), but {sor_name} declares key "
             f"[{', '.join(sides[sor].key)}]"
         )
-    return Mode("system_of_record", sor, columns.get("a"), columns.get("b")), owns_all
+    origin = None
+    if "origin_id" in block:
+        origin = _origin_id(block["origin_id"], scope, sides, sor, at.key("origin_id", block))
+    return Mode("system_of_record", sor, columns.get("a"), columns.get("b"), origin), owns_all
+
+
+def _origin_id(
+    raw: Any, scope: SyncScope, sides: dict[Letter, SideSpec], sor: Letter, at: At
+) -> str:
+    """`origin_id: {<sor endpoint>: <field>}`: the SOR's external-id field that holds the
+    key of the row a record was created from on the other side."""
+    block = at.mapping(raw, "a mapping of the system of record's endpoint: its field")
+    if len(block) != 1:
+        raise at.error(
+            f"expected one entry, the system of record's endpoint: field, got {len(block)}"
+        )
+    [(name, column)] = block.items()
+    col_at = at.key(name, block)
+    letter = scope.letter_of(name, col_at, "origin_id")
+    sor_end, other_end = (scope.a, scope.b) if sor == "a" else (scope.b, scope.a)
+    if letter != sor:
+        raise col_at.error(
+            f"origin_id names a field on the system of record {sor_end.name} (it holds "
+            f"{other_end.name}'s key of the rows records were created from), not on "
+            f"{other_end.name}"
+        )
+    caps = sor_end.reading.capabilities
+    if caps.batch_markers or not caps.upsert_by_external_id:
+        raise at.error(
+            f"origin_id is for a system of record without batch markers that upserts by an "
+            f"external id (Salesforce); {sor_end.kind} endpoint {sor_end.name} replays its "
+            "creates by their batch marker already"
+        )
+    other_key = sides["b" if sor == "a" else "a"].key
+    if len(other_key) != 1:
+        raise at.error(
+            f"origin_id stores {other_end.name}'s key in one field, but {other_end.name} "
+            f"declares key [{', '.join(other_key)}]"
+        )
+    return _column(column, col_at)
 
 
 def _transforms(raw: Any, scope: SyncScope, at: At) -> dict[Letter, Transform]:

@@ -219,6 +219,7 @@ class _Checker:
                     f"cannot exist before {sor_side.endpoint} has given them a key",
                 )
             self.generated_key(entity, other, keys[other], ext[other], base)
+            self.origin(entity, infos, keys, base)
             return
         for src, dst in DIRECTIONS:
             conv = check_conversion(ext[src], ext[dst], *self.kinds(entity, src, dst))
@@ -234,6 +235,54 @@ class _Checker:
                 self.warn(path, f"from {entity.side(src).endpoint}: {reason}")
         for letter in LETTERS:
             self.generated_key(entity, letter, keys[letter], ext[letter], base)
+
+    def origin(
+        self,
+        entity: Entity,
+        infos: dict[Letter, TableInfo],
+        keys: dict[Letter, list[ColumnInfo]],
+        base: str,
+    ) -> None:
+        """SOR mode, a system of record without batch markers (Salesforce): a record born
+        on the other side is created in it by a call whose lost answer a replay repeats,
+        unless `origin_id` names a field that matches the create (pipeline/origin_ids.py)."""
+        mode = entity.mode
+        sor: Letter = mode.sor or "a"
+        other: Letter = "b" if sor == "a" else "a"
+        sor_side, other_side = entity.side(sor), entity.side(other)
+        caps = self.project.endpoints[sor_side.endpoint].reading.capabilities
+        if caps.batch_markers:
+            return  # the create commits with the batch's marker: a replay finds it
+        key = keys[other][0]
+        name = mode.origin_column
+        if name is None:
+            self.warn(
+                f"{base}.mode",
+                f"records created on {other_side.endpoint} are created in {sor_side.table} by "
+                f"calls {sor_side.endpoint} keeps no marker of: if the answer of one is lost "
+                "(a timeout, a crash before the state is recorded), the replay creates them "
+                f"again. Declare origin_id: {{{sor_side.endpoint}: <field>}}, a unique "
+                f"External ID text field of {sor_side.table} that holds "
+                f"{other_side.endpoint}'s key {key.name}",
+            )
+            return
+        path = f"{base}.mode.origin_id.{sor_side.endpoint}"
+        col = self.column(infos[sor], sor_side.endpoint, name, path)
+        if (name,) not in infos[sor].unique:
+            raise self.error(
+                path,
+                f"field {name} of {sor_side.table} is not a unique External ID field: creates "
+                "are upserted on it, which needs External ID and Unique set on the field",
+            )
+        fits = check_key_storage(key, col)
+        if not fits.possible:
+            raise self.error(
+                path,
+                f"field {name} of {sor_side.table} cannot store the keys of "
+                f"{other_side.endpoint} {other_side.table}: {fits.reason}",
+            )
+        for reason in fits.reasons:
+            self.warn(path, reason)
 
     def generated_key(
         self, entity: Entity, letter: Letter, key: list[ColumnInfo], ext: ColumnInfo, base: str

@@ -114,6 +114,12 @@ class Mode:
     # external-id mode: the shared identifier column on each side
     ext_column_a: str | None
     ext_column_b: str | None
+    # SOR mode, `origin_id:`: the external-id column on the system of record that holds
+    # the key of the other side's row a record was created from. Creates in the SOR carry
+    # it and go as upserts on it, so a replayed create (its answer lost, or the process
+    # gone before the state was recorded) finds the record made before. For a system of
+    # record without batch markers (Salesforce), whose plain creates a replay repeats.
+    origin_column: str | None = None
 
     def ext_column(self, letter: Letter) -> str | None:
         return self.ext_column_a if letter == "a" else self.ext_column_b

@@ -36,6 +36,9 @@ class SideView:
     key: tuple[str, ...]
     ext_column: str | None  # SOR mode: set on the non-SOR side; external-id mode: both
     columns: tuple[str, ...]  # mapped columns, in field order
+    # SOR mode, on the SOR side (`origin_id:`): the external-id column that holds the
+    # other side's key of the row a record was created from; creates are matched by it
+    origin_column: str | None = None
 
     @property
     def table(self) -> str:
@@ -202,7 +205,8 @@ def build_entity_map(
         info = describe(spec.endpoint, spec.table)
         ext = mode.ext_column_a if letter == "a" else mode.ext_column_b
         cols = tuple(f[0] if letter == "a" else f[1] for f in fields)
-        return SideView(letter, spec.endpoint, info, tuple(spec.key), ext, cols)
+        origin = mode.origin_column if mode.sor == letter else None
+        return SideView(letter, spec.endpoint, info, tuple(spec.key), ext, cols, origin)
 
     sor: Letter | None = mode.sor if mode.kind == "system_of_record" else None
     clock = dict(getattr(entity, "clock", None) or {})

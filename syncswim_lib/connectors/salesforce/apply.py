@@ -4,18 +4,20 @@ false`, so a record the org refuses is reported alone and the others are written
 Idempotence without transactions or markers (Salesforce has neither):
 
 - inserts with `insert_match` (an external-id field: the shared id in external-id mode,
-  the SOR key in SOR mode) are upserts on that field: a batch written again, after a
-  crash or a lost answer, finds its records by their external id and updates them with
-  the same values instead of creating them twice;
+  the SOR key in SOR mode, or with Salesforce the system of record its `origin_id`
+  field holding the database row's key) are upserts on that field: a batch written
+  again, after a crash or a lost answer, finds its records by their external id and
+  updates them with the same values instead of creating them twice (the Id answered,
+  and written back, is the matched record's);
 - updates set values by Id (writing the same values twice leaves the same record) and
   deletes of a record already gone are reported `missing`, not failed;
 - a call that fails as a whole with a retriable error after earlier calls of the same
   batch succeeded is retried by the pipeline with the same batch: the calls already
   answered are remembered by batch id in this process and not sent again;
 - what stays open: inserts without an external id (Salesforce the system of record
-  creating records in it: nothing to match them by) written by a call whose answer was
-  lost, or by a process that crashed before recording the result, are created again by
-  the replay. Give such objects an external-id field in `insert_match` to close this.
+  creating records in it without `origin_id`: nothing to match them by) written by a
+  call whose answer was lost, or by a process that crashed before recording the result,
+  are created again by the replay; live `validate` warns about such entities.
 
 Compare-and-set (`expected`): Salesforce has no conditional write. The records a batch
 checks are read first (by sObject Collections retrieve, 2,000 a call) and compared with

@@ -82,7 +82,10 @@ def object_info(describe: dict[str, Any]) -> ObjectInfo:
             calculated=bool(raw.get("calculated")),
         )
         fields[name] = info
-        if info.unique and name != "Id":
+        # the fields records can be found by: an upsert matches on an External ID field,
+        # and only one the org keeps unique finds at most one record (a plain Unique
+        # field is no upsert key)
+        if info.unique and info.external_id and name != "Id":
             unique.append((name,))
     name = str(describe["name"])
     table = TableInfo(name, tuple(columns), ("Id",), tuple(unique))
