@@ -49,9 +49,9 @@ def test_every_kind_of_the_build_is_described_under_its_name() -> None:
         examples = re.findall(r"'([^']+)'", kind.table_example)
         assert examples and all(kind.table_pattern.fullmatch(e) for e in examples)
     assert kind_of("salesforce").table_word == "object"
-    # run: streaming has a reader for the databases' streams only
+    # run: streaming has a reader for every change stream, none for polling
     continuous = {(k, r.method) for k in KINDS for r in kind_of(k).readings if r.continuous}
-    assert continuous == {("postgres", "stream"), ("mysql", "stream")}
+    assert continuous == {("postgres", "stream"), ("mysql", "stream"), ("salesforce", "stream")}
     with pytest.raises(KeyError):
         kind_of("oracle")
 
