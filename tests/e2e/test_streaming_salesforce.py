@@ -283,3 +283,36 @@ def test_a_refused_token_fails_the_run_after_one_new_login(s: Sides) -> None:
         assert "refused the change stream's token" in str(st.error)
     finally:
         st.rt.close()
+
+
+def test_a_refused_token_is_replaced_by_a_new_login(
+    s: Sides, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a login form (OAuth username-password) the stream logs in again on its own
+    and goes on from the replay id it had."""
+    login = {
+        "SFE_SF_LOGIN": s.emu.url,
+        "SFE_SF_USER": "integration@syncswim.emulator",
+        "SFE_SF_PASSWORD": "integration-password",
+        "SFE_SF_KEY": "syncswim-emulator-key",
+        "SFE_SF_SECRET": "syncswim-emulator-secret",
+    }
+    for k, v in login.items():
+        monkeypatch.setenv(k, v)
+    s.yaml.write_text(
+        STREAMING_YAML.replace(
+            "    token: {env: SFE_SF_TOKEN}\n",
+            "    login_url: {env: SFE_SF_LOGIN}\n    username: {env: SFE_SF_USER}\n"
+            "    password: {env: SFE_SF_PASSWORD}\n    consumer_key: {env: SFE_SF_KEY}\n"
+            "    consumer_secret: {env: SFE_SF_SECRET}\n",
+        )
+    )
+    st = Streamer(s.yaml).start()
+    try:
+        s.emu.control.revoke(token=st.rt.connector("crm").api.token())  # type: ignore[attr-defined]
+        cometd.sessions(s.emu.bus).drop()  # the next connect handshakes with the old token
+        s.human.Account.create({"Name": "After the new login", "Code__c": "A1"})
+        wait_for(lambda: names(s) == ["After the new login"], 20, "the stream going on")
+        assert st.crm.sessions == 2 and st.error is None
+    finally:
+        st.close()
