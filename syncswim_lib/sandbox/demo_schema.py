@@ -208,8 +208,8 @@ syncs:
           in_stock: in_stock
   app_crm:
     between: [app_db, crm]
-    # Salesforce has no streaming reader yet: the capture sensor reads both change streams
-    # at its tick and starts a run for what changed
+    # micro-batch: the capture sensor reads both change streams at its tick and starts a
+    # run for what changed (a Salesforce sync can stream too: docs/streaming.md)
     run: micro_batch
     entities:
       customers:

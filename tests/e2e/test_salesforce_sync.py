@@ -379,7 +379,7 @@ def test_mariadb_and_salesforce_with_the_same_yaml_shape(
                 "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY,"
                 " code varchar(20) UNIQUE, name varchar(255), credit decimal(10,2))"
             )
-        run()  # the run is micro_batch by default: Salesforce has no continuous reader
+        run()  # run_sync, as a micro_batch run (the sync declares it)
         with my.cursor() as cur:
             cur.execute("INSERT INTO customers (code, name, credit) VALUES ('M1', 'Maria', 3.25)")
         s.human.Account.create({"Name": "Sales", "Code__c": "S1", "Credit__c": 7})
