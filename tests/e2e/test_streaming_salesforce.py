@@ -248,6 +248,8 @@ def test_an_emulator_restart_resumes_from_the_stored_replay_id(
 
 
 def test_objects_without_change_data_capture_cannot_stream(s: Sides) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert run_validate(str(s.yaml), live=True, out=out, err=err) == 0, err.getvalue()
     s.emu.bus.disable("Contact")
     out, err = io.StringIO(), io.StringIO()
     assert run_validate(str(s.yaml), live=True, out=out, err=err) == 2
