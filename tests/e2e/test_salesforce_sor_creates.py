@@ -11,6 +11,10 @@ the record the lost call made; without it, live `validate` warns.
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from simple_salesforce.api import Salesforce
 
 from syncswim_lib.config import load_project
 from syncswim_lib.config.cli_validate import run_validate
+from syncswim_lib.errors import ConfigError
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.pipeline.run import run_sync
 from syncswim_lib.pipeline.runtime import Runtime
@@ -30,6 +35,7 @@ from syncswim_lib.sandbox.salesforce.emulator import Emulator, start_emulator
 pytestmark = pytest.mark.integration
 
 SYNC = "app_crm"
+SYNCSWIM = str(Path(sys.executable).with_name("syncswim"))
 BULK_AT = 3  # bulk_write_threshold: more creates than this go as one Bulk API 2.0 job
 
 
@@ -257,3 +263,72 @@ def test_validate_refuses_an_origin_id_field_that_cannot_match(
 def test_validate_passes_with_origin_id_declared(s: Sides) -> None:
     code, err = s.validate()
     assert code == 0 and "origin_id" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        (
+            "{external_id: {app: sf_id, crm: Ext__c}, origin_id: {crm: App_Row_Id__c}}",
+            "origin_id is only valid in system-of-record mode",
+        ),
+        (
+            "{system_of_record: crm, external_id: {app: sf_id}, origin_id: {app: id}}",
+            "origin_id names a field on the system of record crm",
+        ),
+        (
+            "{system_of_record: app, external_id: {crm: App_Id__c}, origin_id: {app: sf_id}}",
+            "postgres endpoint app replays its creates by their batch marker already",
+        ),
+        (
+            "{system_of_record: crm, external_id: {app: sf_id}, origin_id: {crm: A__c, app: B}}",
+            "expected one entry",
+        ),
+    ],
+)
+def test_the_config_refuses_an_origin_id_that_cannot_apply(
+    tmp_path: Path, mode: str, reason: str
+) -> None:
+    path = tmp_path / "sync.yaml"
+    text = YAML.replace("BULK_AT", "3").replace("ORIGIN_CONTACT", "")
+    old = "{system_of_record: crm, external_id: {app: sf_id}ORIGIN_ACCOUNT}"
+    path.write_text(text.replace(old, mode))
+    with pytest.raises(ConfigError) as caught:
+        load_project(path)
+    assert "syncs.app_crm.entities.customers.mode" in str(caught.value)
+    assert reason in str(caught.value), caught.value
+
+
+def test_the_config_refuses_origin_id_for_a_key_of_two_columns(tmp_path: Path) -> None:
+    path = tmp_path / "sync.yaml"
+    text = YAML.replace("BULK_AT", "3").replace("ORIGIN_CONTACT", "")
+    text = text.replace("ORIGIN_ACCOUNT", ", origin_id: {crm: App_Row_Id__c}")
+    path.write_text(
+        text.replace(
+            "{table: public.customers, key: [id]}", "{table: public.customers, key: [id, name]}"
+        )
+    )
+    with pytest.raises(ConfigError, match=r"origin_id stores app's key in one field, but app"):
+        load_project(path)
+
+
+def test_a_process_killed_after_the_org_committed_replays_its_creates_once(s: Sides) -> None:
+    """The other way an answer is lost: the process dies after the org committed the
+    creates and before the state recorded them; the next run replays the saved plan."""
+
+    s.run()
+    s.pg.execute("INSERT INTO customers (name) VALUES ('Initech'), ('Umbrella')")
+    env = {**os.environ, "SYNCSWIM_FAILPOINT": "before_write_back"}
+    killed = subprocess.run(
+        [SYNCSWIM, "sync", str(s.yaml), "--entity", "customers"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(s.sf_rows("SELECT Id FROM Account")) == 2  # created, not recorded
+    assert [r["sf_id"] for r in s.pg_rows("customers")] == [None, None]
+    assert s.run()["customers"].recovered_batches == 1  # the saved plan, written again
+    assert len(_linked_once(s, "customers", "Account")) == 2
