@@ -15,7 +15,7 @@ import pytest
 from syncswim_lib.config import load_project
 from syncswim_lib.config.cli_validate import run_validate
 from syncswim_lib.connectors.salesforce.stream import SalesforceStream
-from syncswim_lib.envelope import ReplayPosition
+from syncswim_lib.envelope import ReplayPosition, WatermarkPosition
 from syncswim_lib.errors import ConfigError, FatalError
 from syncswim_lib.pipeline.runtime import Runtime
 from syncswim_lib.pipeline.streaming import Batch, StreamingRun
@@ -324,3 +324,32 @@ def test_a_refused_token_is_replaced_by_a_new_login(
         assert st.crm.sessions == 2 and st.error is None
     finally:
         st.close()
+
+
+def test_a_position_with_polling_cursors_moves_to_the_replay_id(s: Sides) -> None:
+    """Micro-batch runs polled Contact (no change events): the stored position carries its
+    cursor. Once Contact publishes events again, the streaming run's first capture reads
+    it one last time and stores the plain replay id; then the stream carries it."""
+    micro = YAML.replace("RUN_MODE", "micro_batch")
+    s.yaml.write_text(micro)
+    s.emu.bus.disable("Contact")
+    s.run()
+    s.pg.execute("INSERT INTO customers (code, name) VALUES ('C1', 'Acme')")
+    s.run()
+    with Runtime(load_project(s.yaml)) as rt:
+        assert isinstance(rt.store.get_position(SYNC, "crm"), WatermarkPosition)
+    account = s.accounts()["C1"]["Id"]
+    s.human.Contact.create({"LastName": "Polled", "AccountId": account})  # no event
+    s.emu.bus.enable("Contact")
+    s.yaml.write_text(STREAMING_YAML)
+    st = Streamer(s.yaml).start()
+    try:
+        s.human.Account.update(account, {"Name": "Acme Corp"})  # wakes the loop
+        wait_for(lambda: names(s) == ["Acme Corp"], 20, "the Account's event")
+        wait_for(lambda: len(s.pg_rows("contacts")) == 1, 20, "the last poll's Contact")
+        assert isinstance(st.rt.store.get_position(SYNC, "crm"), ReplayPosition)
+        s.human.Contact.create({"LastName": "Streamed", "AccountId": account})
+        wait_for(lambda: len(s.pg_rows("contacts")) == 2, 20, "a Contact by its event")
+    finally:
+        st.close()
+    s.settled()
