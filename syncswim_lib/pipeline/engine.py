@@ -257,7 +257,7 @@ class EntityEngine:
         self._attempts.update((e.id, e.attempts) for e in entries)
         self._entries.update((e.id, e) for e in entries)
         report.taken += len(entries)
-        if not full and not break_nodes:
+        if fastpath.ENABLED and not full and not break_nodes:
             # one-sided updates of linked records, decided in bulk (pipeline/fastpath.py);
             # what it does not take goes through the planner
             entries = self._fast(entries, batch_id, report)

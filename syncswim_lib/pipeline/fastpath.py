@@ -18,8 +18,10 @@ What keeps it right:
   released as the planner's are: the next run merges the record from both rows through
   the planner (a released entry has a try counted, and those are left to the planner).
 - Everything not plainly this case goes to the planner unchanged: inserts, deletes, key
-  changes, our own echoes, entries waiting, released or failed before, records touched on both
-  sides in the chunk, records without a link or whose shadow lacks a tracked column,
+  changes (and what the chunk says about a key a row moved away from), our own echoes,
+  entries waiting, released or failed before, records touched on both sides in the
+  chunk (a key moved away from counts as touched), records without a link or whose
+  shadow lacks a tracked column,
   after images without every tracked column (a PostgreSQL TOASTed value not resent, a
   Salesforce change event), a changed external id or reference, a value that does not
   convert, an open or resolved conflict of the record, and SOR `owns_all`.
@@ -42,6 +44,13 @@ from syncswim_lib.values.codec import key_text
 from syncswim_lib.values.coerce import same_value
 
 LETTERS: tuple[Letter, Letter] = ("a", "b")
+
+# Off: the merge property test (tests/pipeline/test_merge_properties.py, external id with
+# `newest`, seed 227048529623798734507845725435948072805) still finds records it decides
+# differently from the planner (a conflict missed or recorded where none was due) after a
+# primary-key or external-id change in the same sync; until that is understood every
+# record goes through the planner. tests/e2e/test_fast_path.py switches it on.
+ENABLED = False
 
 
 @dataclass
@@ -68,6 +77,9 @@ def split(planner: Planner, store: StateStore, entries: Sequence[JournalEntry]) 
         out.rest = list(entries)
         return out
     groups: dict[tuple[Letter, str], _Group] = {}
+    # keys rows moved away from (a primary-key change): what was said about the old key is
+    # the moved row's history too, which the planner merges into one record
+    moved: set[tuple[Letter, str]] = set()
     for e in entries:
         letter: Letter = "a" if e.side == m.a.endpoint else "b"
         key = {k: e.change.key.get(k) for k in m.side(letter).key}
@@ -75,7 +87,27 @@ def split(planner: Planner, store: StateStore, entries: Sequence[JournalEntry]) 
         g.entries.append(e)
         if not _plain_update(m, e, letter, key):
             g.eligible = False
-    touched = {letter: {kt for (L, kt) in groups if letter == L} for letter in LETTERS}
+        before = e.change.before
+        if e.change.op == Op.UPDATE and before is not None:
+            old = key_text({k: before.get(k) for k in m.side(letter).key})
+            if old != key_text(key):
+                moved.add((letter, old))
+    for where in moved:
+        if where in groups:
+            groups[where].eligible = False
+    touched = {letter: {kt for (L, kt) in (*groups, *moved) if letter == L} for letter in LETTERS}
+    # the identities the chunk's rows carry on each side (their images, before and after):
+    # a row of the other side found by the record's identity rather than its key (a new
+    # row with the same external id, one whose key changed) makes it the planner's too
+    claimed: dict[Letter, set[str]] = {"a": set(), "b": set()}
+    for (letter, _), g in groups.items():
+        col = m.side(letter).ext_column
+        if not col:
+            continue
+        for e in g.entries:
+            for image in (e.change.after, e.change.before):
+                if image is not None and image.get(col) is not None:
+                    claimed[letter].add(_identity(m, image[col]))
     wanted = {
         letter: [g.key for (L, _), g in groups.items() if letter == L and g.eligible]
         for letter in LETTERS
@@ -99,6 +131,8 @@ def split(planner: Planner, store: StateStore, entries: Sequence[JournalEntry]) 
             continue
         if key_text(there) in touched[other(letter)]:
             continue  # touched on both sides: a real three-way merge
+        if _identity_of(m, link) & claimed[other(letter)]:
+            continue  # a row of the other side claims its identity
         if conflicts is None:
             conflicts = store.active_conflicts(m.sync, m.entity)
         if any(_concerns(c, link) for c in conflicts):
@@ -126,6 +160,24 @@ def _plain_update(m: EntityMap, e: JournalEntry, letter: Letter, key: dict[str, 
         if key_text(old) != key_text(key):
             return False  # a key change moves the record
     return True
+
+
+def _identity(m: EntityMap, value: Any) -> str:
+    """An external-id column's value as the identity it names (SOR mode: the SOR key's
+    text, external-id mode: the shared id's)."""
+    try:
+        if m.mode == "external_id":
+            return "x:" + m.ext_text(value)
+        return "k:" + key_text(m.key_from_ext(value))
+    except RecordError:
+        return "?"
+
+
+def _identity_of(m: EntityMap, link: Link) -> set[str]:
+    if m.mode == "external_id":
+        return {"x:" + link.ext_id} if link.ext_id is not None else set()
+    sor_key = link_key(link, m.sor or "a")
+    return {"k:" + key_text(sor_key)} if sor_key is not None else set()
 
 
 def _concerns(c: ConflictRecord, link: Link) -> bool:

@@ -27,6 +27,9 @@ NO_WRITES = {"inserted": 0, "updated": 0, "deleted": 0}
 def m(
     pg_dsn: str, mysql_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[MergeDbs]:
+    from syncswim_lib.pipeline import fastpath
+
+    monkeypatch.setattr(fastpath, "ENABLED", True)  # off by default (see fastpath.py)
     dbs = MergeDbs(pg_dsn, mysql_dsn, tmp_path)
     for k, v in dbs.env().items():
         monkeypatch.setenv(k, v)
