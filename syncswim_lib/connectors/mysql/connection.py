@@ -185,14 +185,11 @@ def connect(dsn: MySQLDsn, endpoint: str, *, streaming: bool = False) -> pymysql
     )
     if streaming:
         kwargs["cursorclass"] = pymysql.cursors.SSCursor
-    try:
-        if streaming:
-            conn = pymysql.connect(**kwargs)
-        else:
-            from syncswim_lib.connectors.mysql.infile import InfileConnection
+    from syncswim_lib.connectors.mysql.infile import InfileConnection, RowsConnection
 
-            # LOAD DATA LOCAL from memory for the inserts of an apply; no file on disk is served
-            conn = InfileConnection(**kwargs)
+    try:
+        # LOAD DATA LOCAL from memory for the inserts of an apply; no file on disk is served
+        conn = RowsConnection(**kwargs) if streaming else InfileConnection(**kwargs)
         if not streaming:
             # a streaming read (a snapshot) lasts as long as the client reads: not bounded
             with conn.cursor() as cur:

@@ -42,6 +42,7 @@ from syncswim_lib.connectors.mysql.connection import (
 )
 from syncswim_lib.connectors.mysql.describe import describe_table
 from syncswim_lib.connectors.mysql.kind import CAPABILITIES
+from syncswim_lib.connectors.mysql.rows import canonical_rows
 from syncswim_lib.connectors.mysql.snapshot import snapshot_batches
 from syncswim_lib.connectors.mysql.types import to_canonical, to_driver
 from syncswim_lib.connectors.ownership import StreamOwner
@@ -361,13 +362,25 @@ class MySQLConnector:
             for i in range(0, len(wanted), _FETCH_CHUNK):
                 chunk = wanted[i : i + _FETCH_CHUNK]
                 marks = ", ".join(["%s"] * len(chunk))
-                rows = self._query(f"{select} WHERE {qident(column)} IN ({marks})", chunk)
-                out += [
-                    {c.name: to_canonical(v, c) for c, v in zip(info.columns, r, strict=True)}
-                    for r in rows
-                ]
+                conn = self._connection()
+                with canonical_rows(conn, info.columns) as canonical, conn.cursor() as cur:
+                    cur.execute(f"{select} WHERE {qident(column)} IN ({marks})", chunk)
+                    rows = cur.fetchall()
+                if canonical:  # read in canonical values (rows.py): no pass over them here
+                    out += [dict(zip(names, r, strict=True)) for r in rows]
+                else:
+                    out += [
+                        {c.name: to_canonical(v, c) for c, v in zip(info.columns, r, strict=True)}
+                        for r in rows
+                    ]
         except pymysql.err.MySQLError as exc:
             raise self._failed(exc, f"fetching rows of {table}") from exc
+        except (ValueError, TypeError) as exc:
+            # a value read while its result was still arriving: the connection is not
+            # usable after it
+            self._drop()
+            what = f"fetching rows of {table} on endpoint {self.endpoint}"
+            raise FatalError(f"{what}: {exc}") from exc
         return out
 
     # --- writes ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from pymysql.connections import Connection, MySQLResult
 from pymysql.constants import ER
 from pymysql.protocol import LoadLocalPacketWrapper
 
+from syncswim_lib.connectors.mysql.rows import converters_for, read_row
 from syncswim_lib.values import ColumnInfo
 from syncswim_lib.values.coerce import coerce
 
@@ -48,12 +49,14 @@ class NotLoadable(Exception):
     statements instead."""
 
 
-class InfileConnection(Connection):  # type: ignore[misc]
-    """A PyMySQL connection whose LOAD DATA LOCAL reads registered in-memory files only."""
+class RowsConnection(Connection):  # type: ignore[misc]
+    """A PyMySQL connection whose results read their rows with `rows.read_row`, and with
+    the canonical values of the columns `rows.canonical_rows` names; it serves no local
+    file (a LOAD DATA LOCAL on it is refused)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.infiles: dict[bytes, bytes] = {}
-        super().__init__(*args, local_infile=True, **kwargs)
+        self.canonical: list[ColumnInfo] | None = None
+        super().__init__(*args, **kwargs)
 
     def _read_query_result(self, unbuffered: bool = False) -> int:
         # PyMySQL's own body, with the result class that serves `infiles`
@@ -69,7 +72,26 @@ class InfileConnection(Connection):  # type: ignore[misc]
         return int(result.affected_rows or 0)
 
 
+class InfileConnection(RowsConnection):
+    """A PyMySQL connection whose LOAD DATA LOCAL reads registered in-memory files only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.infiles: dict[bytes, bytes] = {}
+        super().__init__(*args, local_infile=True, **kwargs)
+
+
 class _Result(MySQLResult):  # type: ignore[misc]
+    def _get_descriptions(self) -> None:
+        super()._get_descriptions()
+        conn = self.connection
+        columns = conn.canonical if isinstance(conn, RowsConnection) else None
+        plain: list[tuple[str | None, Any]] = getattr(self, "converters")  # noqa: B009
+        self.converters = converters_for(columns, plain)
+
+    def _read_row_from_packet(self, packet: Any) -> tuple[Any, ...]:
+        row, packet._position = read_row(packet._data, packet._position, self.converters)
+        return row
+
     def _read_load_local_packet(self, first_packet: Any) -> None:
         conn = self.connection
         name = LoadLocalPacketWrapper(first_packet).filename

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from syncswim_lib.connectors.mysql.connection import map_error, qident, qtable
+from syncswim_lib.connectors.mysql.rows import canonical_rows
 from syncswim_lib.connectors.mysql.types import arrow_type, to_arrow_value, to_canonical
 from syncswim_lib.errors import ConfigError, FatalError
 from syncswim_lib.values import ColumnInfo, TableInfo
@@ -80,15 +81,18 @@ def snapshot_batches(
         with conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            cur.execute(select_sql(info, cols, order))
+            with canonical_rows(conn, cols) as canonical:
+                cur.execute(select_sql(info, cols, order))
             while True:
                 rows = cur.fetchmany(max(1, batch_rows))
                 if not rows:
                     break
-                yield _to_batch(rows, cols, schema, what)
+                yield _to_batch(rows, cols, schema, what, canonical)
             cur.execute("COMMIT")
     except pymysql.err.MySQLError as exc:
         raise map_error(exc, what) from exc
+    except (ValueError, TypeError) as exc:  # a value the rows' reader refused (rows.py)
+        raise FatalError(f"{what}: {exc}") from exc
     finally:
         conn.close()
 
@@ -102,7 +106,14 @@ def _unfit(value: Any, column: ColumnInfo) -> bool:
     return False
 
 
+# families whose canonical values always fit the Arrow type as they are (`to_arrow_value`
+# changes none of them, `_unfit` finds none)
+_AS_THEY_ARE = frozenset({"int", "float", "decimal", "bytes"})
+
+
 def _array(values: Sequence[Any], column: ColumnInfo, typ: pa.DataType) -> pa.Array:
+    if column.family in _AS_THEY_ARE:
+        return pa.array(values, type=typ)
     unfit = [_unfit(v, column) for v in values]
     if not any(unfit):
         return pa.array([to_arrow_value(v, column) for v in values], type=typ)
@@ -126,11 +137,15 @@ def _to_batch(
     cols: Sequence[ColumnInfo],
     schema: pa.Schema,
     what: str,
+    canonical: bool = False,
 ) -> pa.RecordBatch:
+    """`canonical`: the rows hold canonical values already (`rows.canonical_rows`)."""
     arrays = []
     for i, col in enumerate(cols):
         try:
-            values = [to_canonical(r[i], col) for r in rows]
+            values = [r[i] for r in rows]
+            if not canonical:
+                values = [to_canonical(v, col) for v in values]
             arrays.append(_array(values, col, schema.field(i).type))
         except (ValueError, TypeError, pa.ArrowException) as exc:
             raise FatalError(f"{what}: column {col.name} ({col.db_type}): {exc}") from exc
