@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from syncswim_lib.connectors.base import CaptureBatch
@@ -201,10 +202,7 @@ class TransactionAssembler:
     def _table(self, schema: str, table: str) -> _TableShape:
         shape = self._shapes.get((schema, table))
         if shape is None:
-            info = self.describe(schema, table)
-            shape = _TableShape(
-                f"{schema}.{table}", info.primary_key, {c.name: c for c in info.columns}
-            )
+            shape = _TableShape.of(f"{schema}.{table}", self.describe(schema, table))
             self._shapes[(schema, table)] = shape
         return shape
 
@@ -220,39 +218,37 @@ class TransactionAssembler:
         shape = self._table(row.schema, row.table)
         before = shape.convert(row.before)
         after = shape.convert(row.after)
-        pk = shape.primary_key
-
-        def change(
-            op: Op,
-            key_src: dict[str, Any],
-            b: dict[str, Any] | None,
-            a: dict[str, Any] | None,
-            n: int,
-            changed: tuple[str, ...] | None = None,
-        ) -> Change:
-            return Change(
-                op=op,
-                table=shape.name,
-                key={c: key_src.get(c) for c in pk},
-                after=a,
-                before=b,
-                position=BinlogPosition(self.file, end_pos, n),
-                commit_ts=commit_ts,
-                detected_at=detected,
-                origin=origin,
-                changed_fields=changed,
-            )
-
+        pk, name, file = shape.primary_key, shape.name, self.file
         if before is not None and after is not None:
             if any(before.get(c) != after.get(c) for c in pk):
                 # a new primary key is another record: the old one goes, the new one comes
                 return [
-                    change(Op.DELETE, before, before, None, seq),
-                    change(Op.INSERT, after, None, after, seq + 1),
-                ]
-            changed = tuple(c for c, v in after.items() if c not in before or before[c] != v)
-            return [change(Op.UPDATE, after, before, after, seq, changed)]
-        return [change(row.op, after if after is not None else before or {}, before, after, seq)]
+                    Change(Op.DELETE, name, {c: before.get(c) for c in pk}, None, before,
+                           BinlogPosition(file, end_pos, seq), commit_ts, detected, origin),
+                    Change(Op.INSERT, name, {c: after.get(c) for c in pk}, after, None,
+                           BinlogPosition(file, end_pos, seq + 1), commit_ts, detected, origin),
+                ]  # fmt: skip
+            changed = tuple([c for c, v in after.items() if c not in before or before[c] != v])
+            key_src = after
+            op = Op.UPDATE
+        else:
+            changed = None
+            key_src = after if after is not None else before or {}
+            op = row.op
+        return [
+            Change(
+                op,
+                name,
+                {c: key_src.get(c) for c in pk},
+                after,
+                before,
+                BinlogPosition(file, end_pos, seq),
+                commit_ts,
+                detected,
+                origin,
+                changed,
+            )
+        ]
 
     def result(self) -> CaptureBatch:
         return CaptureBatch(
@@ -263,18 +259,48 @@ class TransactionAssembler:
         )
 
 
+# The families whose value mysql-replication already gives in its canonical form when it
+# is of this type: `to_canonical` would return the very same value (an int of an integer
+# column, a str of a text one, ...), so the call is left out. Everything else (booleans,
+# BIT, FLOAT, timestamps, JSON, bytes, TIME, sets) goes through `to_canonical`.
+_AS_IS: dict[str, type] = {
+    "int": int,
+    "float": float,
+    "decimal": Decimal,
+    "text": str,
+    "uuid": str,
+    "date": date,
+}
+
+
+def _as_is(column: ColumnInfo) -> type | None:
+    if column.family == "float" and column.db_type.lower().startswith("float"):
+        return None  # single precision: the shortest decimal of it (types.py)
+    return _AS_IS.get(column.family)
+
+
 @dataclass(frozen=True)
 class _TableShape:
     name: str
     primary_key: tuple[str, ...]
     columns: dict[str, ColumnInfo]
+    as_is: dict[str, type] = field(default_factory=dict)  # see _AS_IS
+
+    @classmethod
+    def of(cls, name: str, info: TableInfo) -> _TableShape:
+        columns = {c.name: c for c in info.columns}
+        as_is = {c.name: t for c in info.columns if (t := _as_is(c)) is not None}
+        return cls(name, info.primary_key, columns, as_is)
 
     def convert(self, values: dict[str, Any] | None) -> dict[str, Any] | None:
         if values is None:
             return None
-        cols = self.columns
+        cols, as_is = self.columns, self.as_is
         # a column added since describe() ran is passed through with generic conversion
-        return {name: to_canonical(v, cols.get(name)) for name, v in values.items()}
+        return {
+            name: v if v is None or type(v) is as_is.get(name) else to_canonical(v, cols.get(name))
+            for name, v in values.items()
+        }
 
 
 def read_binlog(

@@ -186,6 +186,9 @@ class BinlogStream:
                 HeartbeatLogEvent,
             ],
             enable_logging=False,
+            # a table map is parsed once per table id, as in `capture.read_binlog`: an
+            # ALTER gives the table a new id, a reconnect starts an empty map
+            freeze_schema=True,
         )
         ops = {WriteRowsEvent: Op.INSERT, UpdateRowsEvent: Op.UPDATE, DeleteRowsEvent: Op.DELETE}
         self.readers += 1

@@ -5,6 +5,7 @@ binlog."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -160,5 +161,35 @@ def test_a_purged_binlog_is_fatal(connector: MySQLConnector, tables: list[str]) 
         wait_for(lambda: stream.buffer.error is not None, 30, "the reader to give up")
         with pytest.raises(FatalError, match=r"cannot read binlog file binlog\.999999"):
             stream.capture(SYNC, tables, gone, 10)
+    finally:
+        stream.close()
+
+
+def test_a_table_altered_mid_stream_is_read_with_its_new_columns(
+    conn: pymysql.Connection, connector: MySQLConnector, tables: list[str]
+) -> None:
+    """The reader parses a table map once per table id (freeze_schema): an ALTER must give
+    the rows after it their new shape, also within one open reader."""
+    since = connector.current_position(SYNC)
+    assert isinstance(since, BinlogPosition)
+    stream = start(connector, tables, since)
+    try:
+        execute(conn, "INSERT INTO items VALUES (1, 'a')")
+        first = take(stream, tables, since, 1)
+        assert [c.after for c in first.changes] == [{"id": 1, "name": "a"}]
+        execute(
+            conn,
+            "ALTER TABLE items ADD COLUMN qty decimal(8,3) NULL, MODIFY name varchar(40) NULL",
+            "INSERT INTO items VALUES (2, 'b', 12.500)",
+            "ALTER TABLE items MODIFY qty varchar(10) NULL",
+            "UPDATE items SET qty = 'many', name = NULL WHERE id = 2",
+        )
+        later = take(stream, tables, first.end_position, 2)
+        assert [c.after for c in later.changes] == [
+            {"id": 2, "name": "b", "qty": Decimal("12.500")},
+            {"id": 2, "name": None, "qty": "many"},
+        ]
+        assert later.changes[1].before == {"id": 2, "name": "b", "qty": "12.500"}
+        assert later.changes[1].changed_fields == ("name", "qty")
     finally:
         stream.close()
