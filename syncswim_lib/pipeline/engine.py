@@ -257,14 +257,22 @@ class EntityEngine:
         self._attempts.update((e.id, e.attempts) for e in entries)
         self._entries.update((e.id, e) for e in entries)
         report.taken += len(entries)
+        fast: fastpath.Split | None = None
         if fastpath.ENABLED and not full and not break_nodes:
             # one-sided updates of linked records, decided in bulk (pipeline/fastpath.py);
             # what it does not take goes through the planner
-            entries = self._fast(entries, batch_id, report)
-            if not entries:
-                return
+            fast = fastpath.split(self.planner, self.store, entries)
+            entries = fast.rest
+        if not entries:
+            if fast is not None:
+                self._fast(fast, batch_id, report, finish=True)
+            return
         ctx = load_context(self.m, self.store, self.connectors, entries, full)
         plan = self.planner.plan(entries, ctx, break_nodes)
+        if fast is not None:
+            # written once the planner's rows are read: a chunk reads both sides before it
+            # writes either, as a chunk without the fast path does
+            self._fast(fast, batch_id, report, finish=False)
         if self.maps is not None and self.m.children:
             plan = clear_children(self, plan, batch_id, report)
         self.waits += plan.waits
@@ -281,18 +289,16 @@ class EntityEngine:
             recheck_children(self, plan)
 
     def _fast(
-        self, entries: list[JournalEntry], batch_id: str, report: EntityReport
-    ) -> list[JournalEntry]:
-        """Apply and record the records the fast path decides; returns the entries left
-        for the planner (the batch stays claimed while there are any). A fast write found
-        stale is released like the planner's: the next run merges it from both rows (a
-        released entry has a try counted, which the fast path leaves to the planner)."""
-        fast = fastpath.split(self.planner, self.store, entries)
+        self, fast: fastpath.Split, batch_id: str, report: EntityReport, finish: bool
+    ) -> None:
+        """Apply and record the records the fast path decided (`finish`: nothing of the
+        batch is left for the planner). A fast write found stale is released like the
+        planner's: the next run merges it from both rows (a released entry has a try
+        counted, which the fast path leaves to the planner)."""
         if not fast.plan.records:
-            return entries
+            return
         report.fast_path += len(fast.plan.records)
-        self._execute(fast.plan, batch_id, report, fast=True, finish=not fast.rest)
-        return fast.rest
+        self._execute(fast.plan, batch_id, report, fast=True, finish=finish)
 
     def _execute(
         self,

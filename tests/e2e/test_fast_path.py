@@ -29,7 +29,7 @@ def m(
 ) -> Iterator[MergeDbs]:
     from syncswim_lib.pipeline import fastpath
 
-    monkeypatch.setattr(fastpath, "ENABLED", True)  # off by default (see fastpath.py)
+    monkeypatch.setattr(fastpath, "ENABLED", True)  # on by default; a test may switch it off
     dbs = MergeDbs(pg_dsn, mysql_dsn, tmp_path)
     for k, v in dbs.env().items():
         monkeypatch.setenv(k, v)
