@@ -57,6 +57,7 @@ from syncswim_lib.connectors.postgres.stage import (
     RowRefused,
     Stage,
     bisected,
+    cast_type,
     copy_lines,
     encode,
     escape,
@@ -626,6 +627,11 @@ class _Writer:
                     n for n in names if n not in generated or values.value(n, row.i) is not None
                 )
             groups.setdefault(cols, []).append(row)
+        if len(groups) == 1 and values.ref_text is not None and not self.careful:
+            ((cols, rows),) = groups.items()
+            direct = self._direct(cols, match, values, rows)
+            if direct is not None:
+                return direct, 0
         stage, items = self._stage("inserts", names, values, list(groups.values()))
         updated = 0
         if match:
@@ -664,6 +670,73 @@ class _Writer:
         stage.delete([i.ord for i in staged if i.ord not in left])
         return updated, [[i for i in part if i.ord in left] for part in items]
 
+    def _direct(
+        self, cols: Sequence[str], match: Sequence[str], values: _Values, rows: Sequence[_Row]
+    ) -> int | None:
+        """Insert `rows` by one COPY straight into the target, when that is what the
+        statements over a staging table would do: the part matches its rows by one unique
+        integer or text column (`insert_match`), each row's value is set and its own, and
+        no target row has any of them yet. The keys are then read back by that column.
+        How many were inserted; None (nothing written) when the rows are to take the
+        staged path: the conditions do not hold, a row fails (the staged path finds
+        which), or the target did not store one row per row as given (a trigger)."""
+        import psycopg
+        from psycopg import sql
+
+        if len(match) != 1 or not rows or (match[0],) not in self.info.unique:
+            return None
+        column = self.column(match[0])
+        if column.family not in ("int", "text") or cast_type(column) in _PADDED:
+            return None  # a value the server gives back as another Python value
+        wanted = [values.value(column.name, r.i) for r in rows]
+        if None in wanted or len(set(wanted)) != len(wanted):
+            return None
+        wanted_type = sql.SQL(cast_type(column))
+        ident = sql.Identifier(column.name)
+        taken = sql.SQL("SELECT 1 FROM {} WHERE {} = ANY(%s::{}[]) LIMIT 1").format(
+            self.target, ident, wanted_type
+        )
+        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            self.target, sql.SQL(", ").join(map(sql.Identifier, cols))
+        )
+        read = sql.SQL("SELECT {}{} FROM {} AS _t WHERE {} = ANY(%s::{}[])").format(
+            sql.Identifier("_t", column.name),
+            sql.SQL("").join(
+                sql.SQL(", {}::text").format(sql.Identifier("_t", c.name))
+                if c.family in TEXT_CAST_FAMILIES
+                else sql.SQL(", {}").format(sql.Identifier("_t", c.name))
+                for c in self.returning
+            ),
+            self.target,
+            sql.Identifier("_t", column.name),
+            wanted_type,
+        )
+        try:
+            with self.conn.transaction():
+                if self.conn.execute(taken, [wanted]).fetchone() is not None:
+                    raise _Staged  # a row to update: the staged path's
+                texts = [values.encoded[c].text for c in cols]
+                lines = copy_lines(None, texts, [r.i for r in rows], [None] * len(cols))
+                with self.conn.cursor() as cur:
+                    with cur.copy(copy) as out:
+                        out.write(b"\n".join(lines) + b"\n")
+                    if cur.rowcount != len(rows):
+                        raise _Staged  # a trigger skipped a row
+                by_value = {
+                    found[0]: found[1:] for found in self.conn.execute(read, [wanted]).fetchall()
+                }
+                if len(by_value) != len(rows) or any(w not in by_value for w in wanted):
+                    raise _Staged  # a trigger changed the column: keys not known
+        except _Staged:
+            return None
+        except psycopg.Error as exc:
+            if not is_record_error(exc):
+                raise_translated(exc, self.what)
+            return None  # a row the target refuses: the staged path finds which
+        for row, value in zip(rows, wanted, strict=True):
+            self.record_key(row.ref, by_value[value])
+        return len(rows)
+
     def _insert(self, stage: Stage | Arrays, cols: Sequence[str], items: Sequence[Item]) -> int:
         from psycopg import sql
 
@@ -699,6 +772,14 @@ class _Writer:
                 else:
                     self.keys[item.ref] = {}
         return inserted
+
+
+class _Staged(Exception):
+    """The direct COPY of inserts is not for these rows (`_Writer._direct`)."""
+
+
+# character(n) gives its values back padded to n
+_PADDED = frozenset({"bpchar"})
 
 
 def _check_columns(batch: ApplyBatch, info: TableInfo) -> None:

@@ -242,14 +242,15 @@ def _one(convert: Callable[[Any], Any], value: Any) -> Any:
 
 
 def copy_lines(
-    refs: pa.Array | pa.ChunkedArray,
+    refs: pa.Array | pa.ChunkedArray | None,
     columns: Sequence[pa.Array | pa.ChunkedArray],
     order: Sequence[int],
     masks: Sequence[Sequence[bool] | None],
 ) -> list[bytes]:
     """The COPY lines (without their newline) of the batch rows `order` (indexes into
     `refs` and each column), numbered from 0: ordinal, ref, then each column's field, a
-    column NULL where its mask (one flag per line) is False."""
+    column NULL where its mask (one flag per line) is False. Without `refs`: the columns'
+    fields only (a COPY straight into the target)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -257,15 +258,19 @@ def copy_lines(
         return []
     at = pa.array(order, pa.int64())
     null = pa.scalar(None, pa.binary())
-    fields = [
-        pc.cast(pc.cast(pa.array(range(len(order)), pa.int64()), pa.string()), pa.binary()),
-        pc.take(refs, at),
-    ]
+    fields = []
+    if refs is not None:
+        fields = [
+            pc.cast(pc.cast(pa.array(range(len(order)), pa.int64()), pa.string()), pa.binary()),
+            pc.take(refs, at),
+        ]
     for text, mask in zip(columns, masks, strict=True):
         field = pc.take(text, at)
         if mask is not None:
             field = pc.if_else(pa.array(mask, pa.bool_()), field, null)
         fields.append(pc.fill_null(field, pa.scalar(b"\\N", pa.binary())))
+    if len(fields) == 1:
+        return fields[0].to_pylist()  # type: ignore[no-any-return]
     lines = pc.binary_join_element_wise(*fields, pa.scalar(b"\t", pa.binary()))
     return lines.to_pylist()  # type: ignore[no-any-return]
 
