@@ -39,7 +39,12 @@ from syncswim_lib.connectors.postgres.connection import (
     qualify,
     raise_translated,
 )
-from syncswim_lib.connectors.postgres.types import OID_FAMILY, text_converter
+from syncswim_lib.connectors.postgres.types import (
+    _FROM_TEXT,
+    OID_FAMILY,
+    _bool,
+    text_converter,
+)
 from syncswim_lib.envelope import Change, Op, PgPosition, Position
 from syncswim_lib.errors import ConfigError, FatalError, PositionLost
 from syncswim_lib.values import TableInfo, TypeFamily
@@ -61,7 +66,14 @@ RowMessage = pgoutput.Insert | pgoutput.Update | pgoutput.Delete
 
 @dataclass(frozen=True)
 class RelationPlan:
-    """How to read the rows of one relation: its name, column families and primary key."""
+    """How to read the rows of one relation: its name, column families and primary key.
+
+    `converters` turn each column's text into its canonical value (`types.text_converter`,
+    which keeps the text of a value Python cannot hold); `direct` are the same functions
+    without that guard, None where the text is the value, for the rows none of whose
+    values fails (nearly all of them: see `_row`). `shared` marks the columns whose value
+    an update's old row may take from its new row when both sent the same text (every
+    family but JSON, whose values are mutable)."""
 
     table: str
     names: tuple[str, ...]
@@ -69,9 +81,19 @@ class RelationPlan:
     primary_key: tuple[str, ...]
     converters: tuple[Callable[[str], Any], ...] = ()
     identity: frozenset[str] = frozenset()  # replica identity columns
+    direct: tuple[Callable[[str], Any] | None, ...] = ()
+    shared: tuple[bool, ...] = ()
 
 
 Resolver = Callable[[pgoutput.Relation], RelationPlan]
+
+
+def _direct(family: TypeFamily) -> Callable[[str], Any] | None:
+    """`text_converter(family)` without its guard; None for the families read as text."""
+    convert = _FROM_TEXT.get(family)
+    if convert is _bool:
+        return "t".__eq__  # the same answer for every text, without a Python call
+    return convert
 
 
 def plan_for(relation: pgoutput.Relation, info: TableInfo | None) -> RelationPlan:
@@ -90,10 +112,29 @@ def plan_for(relation: pgoutput.Relation, info: TableInfo | None) -> RelationPla
         info.primary_key if info else (),
         tuple(text_converter(f) for f in families),
         frozenset(c.name for c in relation.columns if c.is_key),
+        tuple(_direct(f) for f in families),
+        tuple(f != "json" for f in families),
     )
 
 
+_UNCHANGED = pgoutput.UNCHANGED
+
+
 def _row(plan: RelationPlan, values: tuple[pgoutput.Value, ...]) -> dict[str, Any]:
+    """A tuple's values by column name; an UNCHANGED (TOASTed, not resent) value is left
+    out. The unguarded converters first: a text one of them cannot read (`infinity`, a
+    BC date) makes the row go again through the guarded ones, which keep such a text."""
+    try:
+        return {
+            name: value if value is None or convert is None else convert(value)  # type: ignore[arg-type]
+            for name, convert, value in zip(plan.names, plan.direct, values, strict=False)
+            if value is not _UNCHANGED
+        }
+    except (ValueError, ArithmeticError):
+        return _guarded_row(plan, values)
+
+
+def _guarded_row(plan: RelationPlan, values: tuple[pgoutput.Value, ...]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name, convert, value in zip(plan.names, plan.converters, values, strict=False):
         if value is None:
@@ -101,6 +142,33 @@ def _row(plan: RelationPlan, values: tuple[pgoutput.Value, ...]) -> dict[str, An
         elif isinstance(value, str):
             row[name] = convert(value)
         # else UNCHANGED: a TOASTed value the server did not resend
+    return row
+
+
+def _old_row_of_update(
+    plan: RelationPlan,
+    old: tuple[pgoutput.Value, ...],
+    new: tuple[pgoutput.Value, ...],
+    after: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole old row of an update, as `_row` reads it: a value whose text is the new
+    row's text is the new row's value (the same conversion of the same text), so only the
+    columns the update changed are converted again."""
+    row: dict[str, Any] = {}
+    try:
+        for name, convert, value, then, share in zip(
+            plan.names, plan.direct, old, new, plan.shared, strict=False
+        ):
+            if value is None:
+                row[name] = None
+            elif value is _UNCHANGED:
+                continue
+            elif share and value == then and name in after:
+                row[name] = after[name]
+            else:
+                row[name] = value if convert is None else convert(value)  # type: ignore[arg-type]
+    except (ValueError, ArithmeticError):
+        return _guarded_row(plan, old)
     return row
 
 
@@ -232,14 +300,18 @@ class _Assembler:
         elif isinstance(msg, pgoutput.Update):
             op, after = Op.UPDATE, _row(plan, msg.new)
             if msg.old is not None:
-                before = self._old_row(plan, msg.old, msg.old_is_key_only)
+                if msg.old_is_key_only:
+                    before = self._old_row(plan, msg.old, True)
+                else:
+                    before = _old_row_of_update(plan, msg.old, msg.new, after)
                 # an unchanged TOASTed value is not resent: the old row has it
-                for name, value in zip(plan.names, msg.new, strict=False):
-                    if value is pgoutput.UNCHANGED and name in before:
-                        after[name] = before[name]
+                if _UNCHANGED in msg.new:
+                    for name, value in zip(plan.names, msg.new, strict=False):
+                        if value is _UNCHANGED and name in before:
+                            after[name] = before[name]
                 if not msg.old_is_key_only:
                     changed = tuple(
-                        n for n in plan.names if n in after and before.get(n) != after[n]
+                        [n for n in plan.names if n in after and before.get(n) != after[n]]
                     )
         else:
             op, before = Op.DELETE, self._old_row(plan, msg.old, msg.old_is_key_only)

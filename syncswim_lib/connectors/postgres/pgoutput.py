@@ -204,23 +204,26 @@ class _Reader:
         # the hot loop of capture: one call per row, kept free of method calls
         data, pos, size = self.data, self.pos, len(self.data)
         values: list[Value] = []
+        append, length_at = values.append, _I32.unpack_from
         try:
             (count,) = _I16.unpack_from(data, pos)
             pos += 2
             for _ in range(count):
                 kind = data[pos]
-                pos += 1
                 if kind == _T:
-                    (length,) = _I32.unpack_from(data, pos)
-                    pos += 4
-                    if length < 0 or pos + length > size:
+                    (length,) = length_at(data, pos + 1)
+                    pos += 5
+                    end = pos + length
+                    if length < 0 or end > size:
                         raise DecodeError(f"message ends early at byte {pos}")
-                    values.append(data[pos : pos + length].decode("utf-8"))
-                    pos += length
+                    append(data[pos:end].decode("utf-8"))
+                    pos = end
                 elif kind == _N:
-                    values.append(None)
+                    append(None)
+                    pos += 1
                 elif kind == _U:
-                    values.append(UNCHANGED)
+                    append(UNCHANGED)
+                    pos += 1
                 else:
                     # 'b' (binary) only exists from protocol version 2 with binary on
                     raise DecodeError(f"unknown tuple column kind {chr(kind)!r}")
@@ -245,9 +248,21 @@ def _relation(r: _Reader) -> Relation:
     return Relation(relid, namespace, name, identity, tuple(columns))
 
 
+_RELID_KIND = struct.Struct("!IB")
+
+
+def _row_head(r: _Reader) -> tuple[int, str]:
+    """A row message's relation id and the kind byte after it, in one unpack."""
+    try:
+        relid, kind = _RELID_KIND.unpack_from(r.data, r.pos)
+    except struct.error:
+        raise DecodeError(f"message ends early at byte {r.pos} (wanted 5 more)") from None
+    r.pos += 5
+    return relid, chr(kind)
+
+
 def _update(r: _Reader) -> Update:
-    relid = r.uint32()
-    kind = r.byte()
+    relid, kind = _row_head(r)
     old: tuple[Value, ...] | None = None
     key_only = False
     if kind in ("K", "O"):
@@ -260,16 +275,14 @@ def _update(r: _Reader) -> Update:
 
 
 def _delete(r: _Reader) -> Delete:
-    relid = r.uint32()
-    kind = r.byte()
+    relid, kind = _row_head(r)
     if kind not in ("K", "O"):
         raise DecodeError(f"delete message: expected 'K' or 'O', got {kind!r}")
     return Delete(relid, r.tuple_data(), kind == "K")
 
 
 def _insert(r: _Reader) -> Insert:
-    relid = r.uint32()
-    kind = r.byte()
+    relid, kind = _row_head(r)
     if kind != "N":
         raise DecodeError(f"insert message: expected 'N', got {kind!r}")
     return Insert(relid, r.tuple_data())
@@ -280,9 +293,17 @@ def decode(data: bytes) -> Message:
     if not data:
         raise DecodeError("empty message")
     r = _Reader(bytes(data))
-    tag = r.byte()
+    tag = chr(r.data[0])
+    r.pos = 1
     msg: Message
-    if tag == "B":
+    # row messages first: they are most of a stream
+    if tag == "U":
+        msg = _update(r)
+    elif tag == "I":
+        msg = _insert(r)
+    elif tag == "D":
+        msg = _delete(r)
+    elif tag == "B":
         msg = Begin(r.uint64(), pg_timestamp(r.int64()), r.uint32())
     elif tag == "C":
         msg = Commit(r.int8(), r.uint64(), r.uint64(), pg_timestamp(r.int64()))
@@ -292,12 +313,6 @@ def decode(data: bytes) -> Message:
         msg = _relation(r)
     elif tag == "Y":
         msg = TypeMessage(r.uint32(), r.string() or "pg_catalog", r.string())
-    elif tag == "I":
-        msg = _insert(r)
-    elif tag == "U":
-        msg = _update(r)
-    elif tag == "D":
-        msg = _delete(r)
     elif tag == "T":
         count = r.int32()
         options = r.int8()

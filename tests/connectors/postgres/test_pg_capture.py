@@ -327,3 +327,33 @@ def test_a_new_column_shows_up_in_later_changes(
     assert [c.after for c in both] == [{"id": 1}, {"id": 2, "price": Decimal("9.99")}]
     (later,) = pg.capture("s1", ["items"], first.end_position, 10).changes
     assert (later.position, later.after) == (both[1].position, both[1].after)
+
+
+def test_values_python_cannot_hold_keep_their_text_in_every_row_of_a_change(
+    db: psycopg.Connection, pg: PostgresConnector
+) -> None:
+    """A text no converter reads (infinity, a BC date) makes its row go again through the
+    guarded converters; an update's old row takes an unchanged column's value from the new
+    row, and converts a changed one itself."""
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, at timestamptz, day date, n numeric)")
+    pg.setup("s1", ["items"])
+    db.execute("SET TIME ZONE 'UTC'")
+    db.execute("INSERT INTO items VALUES (1, 'infinity', '0044-03-15 BC', 'NaN')")
+    db.execute("UPDATE items SET n = 2.50")  # the unreadable values unchanged
+    db.execute("UPDATE items SET at = '2024-05-01 10:00:00.123456+00', day = '2024-05-01'")
+    db.execute("UPDATE items SET at = '-infinity', n = 3")  # a readable old, unreadable new
+    ins, upd1, upd2, upd3 = pg.capture("s1", ["items"], None, 100).changes
+    when = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert ins.after is not None and ins.after["n"].is_nan()
+    assert {k: v for k, v in ins.after.items() if k != "n"} == {
+        "id": 1, "at": "infinity", "day": "0044-03-15 BC"
+    }  # fmt: skip
+    assert upd1.before is not None and upd1.before["n"].is_nan()
+    assert upd1.after == {"id": 1, "at": "infinity", "day": "0044-03-15 BC", "n": Decimal("2.50")}
+    assert upd1.changed_fields == ("n",)
+    assert upd2.before == upd1.after
+    assert upd2.after == {"id": 1, "at": when, "day": date(2024, 5, 1), "n": Decimal("2.50")}
+    assert upd2.changed_fields == ("at", "day")
+    assert upd3.before == upd2.after
+    assert upd3.after == {"id": 1, "at": "-infinity", "day": date(2024, 5, 1), "n": Decimal(3)}
+    assert upd3.changed_fields == ("at", "n")
