@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from syncswim_lib.errors import ConfigError, RecordError
 from syncswim_lib.values import ColumnInfo, TableInfo
-from syncswim_lib.values.coerce import coerce, same_value
+from syncswim_lib.values.coerce import coerce, coerce_column, same_value
 
 if TYPE_CHECKING:
     from syncswim_lib.config import Entity
@@ -135,6 +135,33 @@ class EntityMap:
             return coerce(value, target.col(dst_col))
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise RecordError(f"field {src_col} -> {target.endpoint}.{dst_col}: {exc}") from exc
+
+    def convert_column(
+        self, source: Letter, pair: FieldPair, values: list[Any]
+    ) -> tuple[list[Any], list[int]]:
+        """`convert` over one field's values of many rows: the converted values (None
+        where it failed) and the positions `convert` would refuse with a RecordError. The
+        transform, where declared, runs per value; the target column's checks run on the
+        whole column (`coerce_column`)."""
+        col_a, col_b, to_a, to_b = pair
+        dst_col, fn = (col_b, to_b) if source == "a" else (col_a, to_a)
+        target = self.side(other(source)).col(dst_col)
+        failed: list[int] = []
+        if fn is not None:
+            made: list[Any] = []
+            for i, value in enumerate(values):
+                try:
+                    made.append(fn(value))
+                except (ValueError, TypeError, ArithmeticError):
+                    made.append(None)
+                    failed.append(i)
+            values = made
+        out, refused = coerce_column(values, target)
+        if failed:
+            refused = sorted(set(refused) | set(failed))
+            for i in failed:
+                out[i] = None
+        return out, refused
 
     def side(self, letter: Letter) -> SideView:
         return self.a if letter == "a" else self.b

@@ -36,9 +36,10 @@ in the state makes every run of the entity a `full` one.
 from __future__ import annotations
 
 import json
+import operator
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,12 +53,14 @@ from syncswim_lib.errors import RecordError
 from syncswim_lib.pipeline.adopt import Adopter, Adoption
 from syncswim_lib.pipeline.engine import build_batch
 from syncswim_lib.pipeline.mapping import EntityMap, FieldPair, Letter, RefView, other
-from syncswim_lib.pipeline.plan import Write, link_key
+from syncswim_lib.pipeline.origin_ids import origin_match
+from syncswim_lib.pipeline.plan import link_key
 from syncswim_lib.pipeline.report import EntityReport
 from syncswim_lib.state.base import BatchRecord, JournalEntry, Link, StateStore
-from syncswim_lib.values import ColumnInfo
+from syncswim_lib.values import codec
+from syncswim_lib.values.arrow import columns_to_table
 from syncswim_lib.values.codec import key_text
-from syncswim_lib.values.coerce import coerce
+from syncswim_lib.values.coerce import coerce, coerce_column
 
 LETTERS: tuple[Letter, Letter] = ("a", "b")
 READ_ROWS = 5000  # rows per snapshot batch of the keys, and per fetch of rows by key
@@ -469,58 +472,61 @@ class Reconciler:
         report: EntityReport,
         out: SeedOutcome,
     ) -> None:
-        """Insert `todo` (rows of `source`) on the other side, link them, in bulk."""
+        """Insert `todo` (rows of `source`) on the other side, link them, in bulk.
+
+        A field at a time: each field's values of the batch converted and checked for the
+        target column together (`EntityMap.convert_column`), the target's Arrow table built
+        from those columns, and the new links' shadows written as JSON a column at a time
+        (`codec.dumps_columns`: the text `dumps` writes for each). A row one of whose
+        values does not fit is refused and journaled: the planner converts it again and
+        parks it with why."""
         m = self.m
         target = other(source)
-        src, dst = m.side(source), m.side(target)
-        converters = [_converter(m, source, pair) for pair in m.fields]
+        dst = m.side(target)
+        rows = [row for _, row in todo]
         refs = {r.column(source): r for r in m.references}
-        parents = self._parents(source, [row for _, row in todo])
-        writes: list[Write] = []
-        made: dict[str, tuple[dict[str, Any], dict[str, Any], str | None]] = {}
-        refuse: list[dict[str, Any]] = []
-        for n, (_kt, row) in enumerate(todo):
-            values: dict[str, Any] = {}
-            try:
-                for src_col, dst_col, convert in converters:
-                    value = row.get(src_col)
-                    if src_col in refs and value is not None:
-                        values[dst_col] = _parent_value(parents, refs[src_col], source, value)
-                        continue
-                    values[dst_col] = convert(value)
-                ext_id = self._ext(source, target, row, values)
-            except RecordError:
-                refuse.append(row)  # the planner converts it again and parks it with why
+        parents = self._parents(source, rows)
+        bad: set[int] = set()
+        made: dict[str, list[Any]] = {}  # target column -> its values, in field order
+        for pair in m.fields:
+            src_col = pair[0] if source == "a" else pair[1]
+            dst_col = pair[1] if source == "a" else pair[0]
+            values = [row.get(src_col) for row in rows]
+            if src_col in refs:
+                made[dst_col] = self._references(source, pair, refs[src_col], parents, values, bad)
                 continue
-            ref = f"s{n}"
-            writes.append(Write.insert(ref, target, values))
-            made[ref] = (row, values, ext_id)
-        if refuse:
-            self._journal(source, refuse, out)
-        if not writes:
+            made[dst_col], failed = m.convert_column(source, pair, values)
+            bad.update(failed)
+        ext_ids = self._ext_column(source, target, rows, made, bad)
+        keep = [i for i in range(len(rows)) if i not in bad]
+        if bad:
+            self._journal(source, [rows[i] for i in sorted(bad)], out)
+            made = {c: [v[i] for i in keep] for c, v in made.items()}
+        if not keep:
             return
+        refs_of = [f"s{i}" for i in keep]
+        cols = [dst.col(c) for c in made]
+        cols = [c for c in cols if not (c.auto_generated and c.name in dst.key)]
+        match = dst.ext_column or origin_match(m, target)
         batch_id = f"{m.sync}.{m.entity}.seed.{uuid.uuid4().hex[:16]}"
-        result = self.connectors[target].apply(
-            build_batch(m, target, f"{batch_id}.{target}", writes)
+        batch = replace(
+            build_batch(m, target, f"{batch_id}.{target}", []),
+            inserts=columns_to_table(refs_of, cols, [made[c.name] for c in cols]),
+            insert_match=(match,) if match else (),
         )
+        result = self.connectors[target].apply(batch)
         failpoints.hit(failpoints.AFTER_APPLY)
-        links: list[Link] = []
         rejected: list[dict[str, Any]] = []
+        linked: list[tuple[int, dict[str, Any]]] = []  # (position in `made`, target key)
         counts = report.side(dst.endpoint)
-        for w in writes:
-            row, values, ext_id = made[w.ref]
-            key_t = result.keys.get(w.ref)
-            if w.ref in result.rejected or key_t is None:
-                rejected.append(row)
+        for j, (i, ref) in enumerate(zip(keep, refs_of, strict=True)):
+            key_t = result.keys.get(ref)
+            if ref in result.rejected or key_t is None:
+                rejected.append(rows[i])
                 continue
             counts.inserted += 1
-            key_s = {k: row[k] for k in src.key}
-            shadow: dict[str, Any] = {
-                source: {c: row.get(c) for c in src.tracked()},
-                target: {c: values.get(c) for c in dst.tracked()},
-            }
-            key_a, key_b = (key_s, key_t) if source == "a" else (key_t, key_s)
-            links.append(Link(m.sync, m.entity, key_a, key_b, shadow, ext_id))
+            linked.append((j, key_t))
+        links = self._new_links(source, [rows[keep[j]] for j, _ in linked], linked, made, ext_ids)
         self.store.record(BatchRecord(m.sync, m.entity, upsert_links=links))
         out.created += len(links)
         if self.memo is not None and m.children and links:
@@ -528,6 +534,103 @@ class Reconciler:
             self.memo.note(m.entity, target, pa.array(made_keys, pa.string()))
         if rejected:
             self._journal(source, rejected, out)
+
+    def _references(
+        self,
+        source: Letter,
+        pair: FieldPair,
+        ref: RefView,
+        parents: dict[str, dict[str, Any]],
+        values: list[Any],
+        bad: set[int],
+    ) -> list[Any]:
+        """A reference field's values on the other side (through the parent's link)."""
+        out: list[Any] = []
+        for i, value in enumerate(values):
+            try:
+                if value is None:
+                    out.append(self.m.convert(source, pair, value))
+                else:
+                    out.append(_parent_value(parents, ref, source, value))
+            except RecordError:
+                out.append(None)
+                bad.add(i)
+        return out
+
+    def _ext_column(
+        self,
+        source: Letter,
+        target: Letter,
+        rows: Sequence[dict[str, Any]],
+        made: dict[str, list[Any]],
+        bad: set[int],
+    ) -> list[str | None]:
+        """Set the target's external-id column (into `made`); the links' shared ids
+        (external-id mode), per row."""
+        m = self.m
+        dst = m.side(target)
+        if not dst.ext_column:
+            return [None] * len(rows)
+        col = dst.col(dst.ext_column)
+        if m.mode == "external_id":
+            exts = [m.ext_value(source, row) for row in rows]
+            ids: list[str | None] = [m.ext_text(e) for e in exts]
+        else:
+            # a create comes from the SOR (`_may_create_from`): the SOR key is its own
+            sor_key = m.side(m.sor or "a").key[0]
+            exts = [row[sor_key] for row in rows]
+            ids = [None] * len(rows)
+        made[dst.ext_column], failed = coerce_column(exts, col)
+        bad.update(failed)
+        return ids
+
+    def _new_links(
+        self,
+        source: Letter,
+        rows: Sequence[dict[str, Any]],
+        linked: Sequence[tuple[int, dict[str, Any]]],
+        made: dict[str, list[Any]],
+        ext_ids: Sequence[str | None],
+    ) -> list[Link]:
+        """The links of the rows created, their shadows encoded a column at a time."""
+        m = self.m
+        target = other(source)
+        src, dst = m.side(source), m.side(target)
+        at = [j for j, _ in linked]
+        src_cols = src.tracked()
+        dst_cols = dst.tracked()
+        src_values = [[row.get(c) for row in rows] for c in src_cols]
+        nothing: list[Any] = [None] * len(made[next(iter(made))]) if made else []
+        dst_values: list[list[Any]] = []
+        for c in dst_cols:
+            column = [made.get(c, nothing)[j] for j in at]
+            # a value the conversion kept is the source's own object: its text is too
+            twin = next((s for s in src_values if all(map(operator.is_, s, column))), None)
+            dst_values.append(column if twin is None else twin)
+        cache: dict[int, tuple[Sequence[Any], list[str]]] = {}
+        texts = zip(
+            codec.dumps_columns(src_cols, src_values, len(rows), cache),
+            codec.dumps_columns(dst_cols, dst_values, len(rows), cache),
+            strict=True,
+        )
+        outer = '{"' + source + '":%s,"' + target + '":%s}'
+        keep_ids = [ext_ids[j] for j in at] if any(e is not None for e in ext_ids) else None
+        links: list[Link] = []
+        for n, (row, (_, key_t), (text_s, text_t)) in enumerate(
+            zip(rows, linked, texts, strict=True)
+        ):
+            key_s = {k: row[k] for k in src.key}
+            shadow = codec.EncodedShadow(
+                {
+                    source: {c: row.get(c) for c in src_cols},
+                    target: {c: made[c][at[n]] if c in made else None for c in dst_cols},
+                },
+                outer % (text_s, text_t),
+            )
+            key_a, key_b = (key_s, key_t) if source == "a" else (key_t, key_s)
+            ext_id = keep_ids[n] if keep_ids is not None else None
+            links.append(Link(m.sync, m.entity, key_a, key_b, shadow, ext_id))
+        return links
 
     def _parents(self, source: Letter, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Per reference column on `source`: the parent key texts there whose parent is
@@ -576,22 +679,6 @@ class Reconciler:
                     continue  # the planner reports it for the record concerned
         return out
 
-    def _ext(
-        self, source: Letter, target: Letter, row: dict[str, Any], values: dict[str, Any]
-    ) -> str | None:
-        """Set the target's external-id column; the link's shared id (external-id mode)."""
-        m = self.m
-        dst = m.side(target)
-        if not dst.ext_column:
-            return None
-        if m.mode == "external_id":
-            ext = m.ext_value(source, row)
-            values[dst.ext_column] = _coerce(ext, dst.col(dst.ext_column))
-            return m.ext_text(ext)
-        key = {k: row[k] for k in m.side(source).key}
-        values[dst.ext_column] = _coerce(m.sor_key_value(key), dst.col(dst.ext_column))
-        return None
-
 
 def _parent_value(
     parents: dict[str, dict[str, Any]], ref: RefView, source: Letter, value: Any
@@ -606,23 +693,6 @@ def _parent_value(
     if kt not in got:
         raise RecordError("a reference whose parent this run has not seen: the planner's")
     return got[kt]
-
-
-def _coerce(value: Any, col: ColumnInfo) -> Any:
-    try:
-        return coerce(value, col)
-    except ValueError as exc:
-        raise RecordError(str(exc)) from exc
-
-
-def _converter(m: EntityMap, source: Letter, pair: FieldPair) -> tuple[str, str, Any]:
-    src_col = pair[0] if source == "a" else pair[1]
-    dst_col = pair[1] if source == "a" else pair[0]
-
-    def convert(value: Any) -> Any:
-        return m.convert(source, pair, value)
-
-    return src_col, dst_col, convert
 
 
 def _concat(

@@ -561,7 +561,7 @@ class SqlStateStore:
                 if tb is not None and len(link.key_b or ()) == 1
                 else codec.dumps_opt(link.key_b),
                 link.ext_id,
-                codec.dumps_opt(link.shadow),
+                codec.shadow_text(link.shadow),
                 stamp,
             )
             if found is None:
@@ -604,7 +604,7 @@ class SqlStateStore:
             None if link.key_b is None else codec.key_text(link.key_b),
             codec.dumps_opt(link.key_b),
             link.ext_id,
-            codec.dumps_opt(link.shadow),
+            codec.shadow_text(link.shadow),
             self._ts_in(now),
         )
         found = self._match_link(cur, batch.sync, batch.entity, link)

@@ -85,5 +85,33 @@ def rows_to_table(
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def _column(values: Sequence[Any], col: ColumnInfo, typ: pa.DataType) -> pa.Array:
+    """One column's values as `rows_to_table` makes them, a column at a time: handed to
+    Arrow as they are where `_cell` would keep each (no call per value)."""
+    if col.family != "json":
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if not pa.types.is_string(typ) or kinds <= {str}:
+            return pa.array(values, typ)
+    return pa.array([_cell(v, col, typ) for v in values], typ)
+
+
+def columns_to_table(
+    refs: Sequence[str], columns: Sequence[ColumnInfo], values: Sequence[Sequence[Any]]
+) -> pa.Table:
+    """`rows_to_table` of rows given a column at a time: `refs` the `__ref` of each row,
+    `values[i]` the values of `columns[i]` in the same order (the same table, typed
+    alike)."""
+    if len(columns) != len(values) or any(len(v) != len(refs) for v in values):
+        raise ValueError("columns_to_table: one list of values per column, one per ref")
+    fields = [pa.field(REF, pa.string(), nullable=False)]
+    arrays = [pa.array(refs, pa.string())]
+    for col, vals in zip(columns, values, strict=True):
+        typ = arrow_type(col)
+        fields.append(pa.field(col.name, typ))
+        arrays.append(_column(vals, col, typ))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
 def empty_table(columns: Sequence[ColumnInfo]) -> pa.Table:
     return rows_to_table([], columns)

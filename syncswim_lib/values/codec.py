@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -247,3 +247,88 @@ def key_text(key: dict[str, Any]) -> str:
         if type(value) is int and type(name) is str and name.isidentifier():
             return f'{{"{name}":{value}}}'
     return _SORTED_ENCODER.encode(encode(key))
+
+
+def _value_text(value: Any) -> str:
+    """`dumps` of one value as a member of an object (what `_dumps_dict` writes for it)."""
+    t = type(value)
+    text = _TEXT.get(t)
+    if text is not None:
+        return text(value)
+    if t is dict:
+        return _dumps_dict(value)
+    return _ENCODER.encode(encode(value))
+
+
+def _column_text(values: Sequence[Any]) -> list[str]:
+    """The JSON text of each value of one column: one C-level map where the column has
+    one type the encoder writes directly (the common case), per value otherwise."""
+    kinds = set(map(type, values))
+    if len(kinds) == 1:
+        (t,) = kinds
+        text = _TEXT.get(t)
+        if text is not None:
+            return list(map(text, values))
+    elif len(kinds) == 2 and type(None) in kinds:
+        (t,) = kinds - {type(None)}
+        text = _TEXT.get(t)
+        if text is not None:
+            return ["null" if v is None else text(v) for v in values]
+    return list(map(_value_text, values))
+
+
+def dumps_columns(
+    names: Sequence[str],
+    columns: Sequence[Sequence[Any]],
+    rows: int,
+    cache: dict[int, tuple[Sequence[Any], list[str]]] | None = None,
+) -> list[str]:
+    """`dumps({name: column[i] for each name})` for every row i, written a column at a
+    time (the same text, character for character): a shadow's side for a batch of rows.
+    `cache` keeps each column's texts by the column's identity, for a column passed again
+    (the other side's column that holds the very same values)."""
+    if len(names) != len(columns) or any(len(c) != rows for c in columns):
+        raise ValueError("dumps_columns: one column of `rows` values per name")
+    if any(type(k) is not str for k in names) or len(set(names)) != len(names):
+        return [dumps(dict(zip(names, row, strict=True))) for row in _rows(columns, rows)]
+    if len(names) == 1 and names[0].startswith("$"):
+        # an object that looks like a tag is escaped: `dumps` knows how
+        return [dumps({names[0]: v}) for v in columns[0]]
+    if not names:
+        return ["{}"] * rows
+    texts: list[list[str]] = []
+    for column in columns:
+        known = cache.get(id(column)) if cache is not None else None
+        if known is not None and known[0] is column:
+            texts.append(known[1])
+            continue
+        made = _column_text(column)
+        if cache is not None:
+            cache[id(column)] = (column, made)
+        texts.append(made)
+    template = "{" + ",".join(_string(k).replace("%", "%%") + ":%s" for k in names) + "}"
+    return [template % row for row in zip(*texts, strict=True)]
+
+
+def _rows(columns: Sequence[Sequence[Any]], rows: int) -> Iterator[tuple[Any, ...]]:
+    return zip(*columns, strict=True) if columns else iter([()] * rows)
+
+
+class EncodedShadow(dict[str, Any]):
+    """A shadow with its `dumps` text made already (`dumps_columns`, for a batch of new
+    links): the store writes `text` instead of encoding the dict again. It is a plain
+    dict otherwise; `text` must be the dict's own `dumps` (do not change one without the
+    other)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, values: dict[str, Any], text: str) -> None:
+        super().__init__(values)
+        self.text = text
+
+
+def shadow_text(shadow: dict[str, Any] | None) -> str | None:
+    """`dumps_opt` of a link's shadow, the text made already where it was."""
+    if type(shadow) is EncodedShadow:
+        return shadow.text
+    return dumps_opt(shadow)

@@ -240,3 +240,85 @@ def holds(actual: Any, expected: Any, column: ColumnInfo) -> bool:
     if column.family in ("time", "other") and actual is not None and want is not None:
         return str(actual) == str(want)
     return False
+
+
+_NONE = type(None)
+_BOUNDED_DECIMAL_DIGITS = 38  # Arrow's decimal128 (values/arrow.py)
+# per family: the value types `coerce` hands back unchanged (and the identical object),
+# so a column made of them alone needs no call per value; decimal, text and timestamps
+# have a whole-column check of their own below
+_KEPT: dict[str, frozenset[type]] = {
+    "int": frozenset((int,)),
+    "float": frozenset((float,)),
+    "bool": frozenset((bool,)),
+    "date": frozenset((date,)),
+    "bytes": frozenset((bytes,)),
+    "json": frozenset((dict, list, int, float, bool)),
+    "text": frozenset((str,)),
+    "uuid": frozenset((str,)),
+}
+
+
+def coerce_column(values: list[Any], column: ColumnInfo) -> tuple[list[Any], list[int]]:
+    """`coerce` over one column's values: the values (None where it failed) and the
+    positions `coerce` refuses (ValueError, TypeError, ArithmeticError).
+
+    A column whose values all have the type the family keeps (ints for an int column,
+    strings short enough for a text one, UTC datetimes for a timestamp with microseconds,
+    decimals that fit the column's precision and scale: checked by Arrow on the whole
+    column) is taken as it is, or as Arrow made it, without a Python call per value; any
+    other column, and the values of it such a check refuses, go through `coerce` one by
+    one. The one difference: Arrow has no negative zero, a Decimal('-0.00') comes back
+    as Decimal('0.00') (equal, and what the databases store)."""
+    kinds = set(map(type, values))
+    kinds.discard(_NONE)
+    family = column.family
+    if not kinds:
+        return list(values), []
+    kept = _KEPT.get(family)
+    if kept is not None and kinds <= kept:
+        if family not in ("text", "uuid") or column.max_length is None:
+            return list(values), []
+        if max(map(len, filter(None, values)), default=0) <= column.max_length:
+            return list(values), []
+    elif family == "decimal" and kinds == {Decimal}:
+        fast = _decimal_column(values, column)
+        if fast is not None:
+            return fast, []
+    elif (
+        family in ("timestamp", "timestamptz")
+        and kinds == {datetime}
+        and (column.precision is None or column.precision >= 6)
+        and all(v.tzinfo is UTC for v in values if v is not None)
+    ):
+        return list(values), []
+    out: list[Any] = []
+    failed: list[int] = []
+    for i, value in enumerate(values):
+        try:
+            out.append(coerce(value, column))
+        except (ValueError, TypeError, ArithmeticError):
+            out.append(None)
+            failed.append(i)
+    return out, failed
+
+
+def _decimal_column(values: list[Any], column: ColumnInfo) -> list[Any] | None:
+    """Decimals as `coerce` makes them, by Arrow, or None when Arrow refuses the column
+    (a value that needs rounding, has too many digits or is not finite)."""
+    import pyarrow as pa  # the values layer's only Arrow user besides values/arrow.py
+
+    if column.scale is None:
+        # no quantizing: `coerce` only refuses what is not finite
+        if all(v.is_finite() for v in values if v is not None):
+            return list(values)
+        return None
+    p, s = column.precision, column.scale
+    if p is None or not 0 <= s <= p <= _BOUNDED_DECIMAL_DIGITS:
+        return None
+    try:
+        # exact or refused: Arrow rescales without rounding and checks the precision
+        got: list[Any] = pa.array(values, pa.decimal128(p, s)).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError, ArithmeticError):
+        return None
+    return got
