@@ -2,8 +2,10 @@
 and the writer lease an asset step takes. The loop itself is `pipeline/streaming.py`.
 
 - The job `<sync>__streaming` has one op that runs the long-lived `StreamingRun` and
-  logs an `AssetMaterialization` of each entity's asset per applied batch (the metadata of
-  a micro-batch run's materialisation), so every asset's history shows every batch.
+  logs an `AssetMaterialization` of each entity's asset for its applied batches (the
+  metadata of a micro-batch run's materialisation; at most one every `report_every_ms`,
+  the batches that closed meanwhile in one: syncswim_defs/reporting.py), so every asset's
+  history shows every batch.
 - The sensor `<sync>__streaming_sensor` keeps one such run alive: it starts one when none
   is active, relaunches a failed one with backoff (at once after the first failure, then
   5 s, 10 s, ... up to 5 minutes), marks a run whose process died (its writer lease left
@@ -19,7 +21,6 @@ import time
 from typing import Any
 
 from dagster import (
-    AssetMaterialization,
     DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
@@ -35,12 +36,12 @@ from dagster import (
     sensor,
 )
 
-from syncswim_defs.metadata import log_events, report_metadata
-from syncswim_defs.naming import SYNC_TAG, entity_key
+from syncswim_defs.naming import SYNC_TAG
+from syncswim_defs.reporting import Reporter
 from syncswim_defs.resources import SyncSwimResource
 from syncswim_lib.config import Project
 from syncswim_lib.pipeline.runtime import Runtime
-from syncswim_lib.pipeline.streaming import Batch, StreamingRun
+from syncswim_lib.pipeline.streaming import StreamingRun
 from syncswim_lib.state import leases
 
 RUN_TAG = "syncswim/run"
@@ -96,12 +97,12 @@ def _interruptible(body: Any) -> str:
 
 
 class _ToDagsterLog(logging.Handler):
-    def __init__(self, context: OpExecutionContext) -> None:
+    def __init__(self, reporter: Reporter) -> None:
         super().__init__(logging.WARNING)
-        self.context = context
+        self.reporter = reporter
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.context.log.warning(record.getMessage())
+        self.reporter.warning(record.getMessage())
 
 
 def streaming_job(project: Project, sync: str) -> JobDefinition:
@@ -120,24 +121,12 @@ def streaming_job(project: Project, sync: str) -> JobDefinition:
                 return f"sensor {sensor} was turned off"
             return None
 
-        def on_batch(batch: Batch) -> None:
-            for name, report in batch.reports.items():
-                meta = report_metadata(report)
-                meta.update({"streaming_batch": batch.number, "streaming_run": context.run_id})
-                context.log_event(
-                    AssetMaterialization(asset_key=entity_key(sync, name), metadata=meta)
-                )
-                # an op cannot evaluate the assets' checks: the conflicts and failures are
-                # its log's WARNING and ERROR lines, the checks follow the next asset run
-                log_events(context.log, report)
-            writes = sum(r.writes for r in batch.reports.values())
-            context.log.info(
-                f"{sync}: batch {batch.number}: {batch.captured} changes journaled, "
-                f"{writes} writes ({', '.join(batch.reports)})"
-            )
-
+        # Dagster's log is written by the reporter's thread (syncswim_defs/reporting.py):
+        # a materialisation costs as much as a batch, and the loop does not wait for it
+        every_s = project.syncs[sync].streaming.report_every_ms / 1000
+        reporter = Reporter(context, sync, every_s)
         # the readers' warnings (a reconnect, a slot still held) into the run's log
-        forward = _ToDagsterLog(context)
+        forward = _ToDagsterLog(reporter)
         library_log = logging.getLogger("syncswim_lib")
         library_log.addHandler(forward)
         try:
@@ -149,13 +138,14 @@ def streaming_job(project: Project, sync: str) -> JobDefinition:
                         sync,
                         holder=holder_of(context.run_id),
                         purpose=f"streaming run {context.run_id}",
-                        on_batch=on_batch,
+                        on_batch=reporter.batch,
                         should_stop=should_stop,
-                        on_ready=lambda at: context.log.info(f"{sync}: {READY} {at}"),
+                        on_ready=lambda at: reporter.info(f"{sync}: {READY} {at}"),
                     ).run()
                 )
         finally:
             library_log.removeHandler(forward)
+            reporter.close()
         context.log.info(f"{sync}: the streaming run ended at a batch boundary: {reason}")
 
     @job(

@@ -177,7 +177,13 @@ def _sync(
     )
 
 
-_STREAMING_KEYS = {"batch_changes": 1, "idle_gap_ms": 0, "max_batch_ms": 1, "rotate_every_s": 60}
+_STREAMING_KEYS = {
+    "batch_changes": 1,
+    "idle_gap_ms": 0,
+    "max_batch_ms": 1,
+    "rotate_every_s": 60,
+    "report_every_ms": 0,
+}
 
 
 def _run_mode(

@@ -278,12 +278,15 @@ class StreamingSettings:
     """`streaming:` of a sync (run: streaming). A batch closes when `batch_changes` changes
     are journaled, when no new transaction came for `idle_gap_ms`, or `max_batch_ms` after
     its first change (under a steady stream the idle gap never comes); the long-lived run
-    ends itself after `rotate_every_s` at a batch boundary and its sensor starts the next."""
+    ends itself after `rotate_every_s` at a batch boundary and its sensor starts the next.
+    Each entity's batches are reported to Dagster at most once every `report_every_ms`: the
+    batches that closed meanwhile go into one materialisation (0: one per batch)."""
 
     batch_changes: int = 1000
     idle_gap_ms: int = 20
     rotate_every_s: int = 3600
     max_batch_ms: int = 100
+    report_every_ms: int = 1000
 
 
 @dataclass(frozen=True)

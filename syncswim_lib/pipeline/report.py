@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # the materialisation carries at most this many changes and events; `syncswim audit`
@@ -86,3 +87,41 @@ class EntityReport:
     @property
     def writes(self) -> int:
         return sum(c.inserted + c.updated + c.deleted for c in self.sides.values())
+
+
+def combine(reports: Sequence[EntityReport]) -> EntityReport:
+    """Several runs of one entity as one report (a streaming run's batches reported
+    together): counts added, change rows and events kept in order up to their caps with
+    the totals added, the last positions and pause, API calls added with the last answer's
+    daily count."""
+    if not reports:
+        raise ValueError("combine: no reports")
+    first = reports[0]
+    if any((r.sync, r.entity) != (first.sync, first.entity) for r in reports):
+        raise ValueError("combine: reports of different entities")
+    out = EntityReport(first.sync, first.entity)
+    for f in fields(EntityReport):
+        if f.name in ("sync", "entity"):
+            continue
+        values = [getattr(r, f.name) for r in reports]
+        if isinstance(values[0], bool):
+            raise TypeError(f"combine: no rule for the flag {f.name}")  # none today
+        if isinstance(values[0], int | float):
+            setattr(out, f.name, sum(values))
+    for r in reports:
+        for endpoint, counts in r.sides.items():
+            mine = out.side(endpoint)
+            mine.inserted += counts.inserted
+            mine.updated += counts.updated
+            mine.deleted += counts.deleted
+        out.retries.extend(r.retries)
+        out.changes.extend(r.changes[: max(0, MAX_CHANGE_ROWS - len(out.changes))])
+        out.events.extend(r.events[: max(0, MAX_EVENTS - len(out.events))])
+        out.errors.extend(r.errors)
+        out.positions.update(r.positions)
+        for endpoint, usage in r.api_usage.items():
+            calls = int(out.api_usage.get(endpoint, {}).get("calls") or 0)
+            out.api_usage[endpoint] = {**usage, "calls": calls + int(usage.get("calls") or 0)}
+        if r.paused:
+            out.paused = dict(r.paused)
+    return out

@@ -329,7 +329,7 @@ CASES = {
         edit("    between:", "    streaming: {idle_gap: 5}\n    between:"),
         "syncs.app_shop.streaming.idle_gap",
         "unknown key 'idle_gap' in streaming (expected one of: batch_changes, idle_gap_ms, "
-        "max_batch_ms, rotate_every_s",
+        "max_batch_ms, rotate_every_s, report_every_ms",
     ),
     "streaming_bad_batch": (
         edit("    between:", "    streaming: {batch_changes: 0}\n    between:"),
@@ -345,6 +345,11 @@ CASES = {
         edit("    between:", "    streaming: {rotate_every_s: 10}\n    between:"),
         "syncs.app_shop.streaming.rotate_every_s",
         "expected a whole number of at least 60, got the number 10",
+    ),
+    "streaming_negative_report_interval": (
+        edit("    between:", "    streaming: {report_every_ms: -1}\n    between:"),
+        "syncs.app_shop.streaming.report_every_ms",
+        "expected a whole number of at least 0, got the number -1",
     ),
     "streaming_not_a_mapping": (
         edit("    between:", "    streaming: fast\n    between:"),
