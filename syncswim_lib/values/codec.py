@@ -190,6 +190,10 @@ def _dumps_dict(value: dict[Any, Any]) -> str:
             parts.append(_string(k) + ":" + text(v))
         elif t is dict:
             parts.append(_string(k) + ":" + _dumps_dict(v))
+        elif t is list and all(type(x) in _PLAIN for x in v):
+            # a list of plain values (a JSON document's usual list): no tags to write,
+            # the encoder's own text
+            parts.append(_string(k) + ":" + _ENCODER.encode(v))
         else:
             parts.append(_string(k) + ":" + _ENCODER.encode(encode(v)))
     return "{" + ",".join(parts) + "}"
