@@ -8,8 +8,9 @@ NULLs, a TOASTed text on PostgreSQL, zero dates on MariaDB), and commits `--chan
 changes: single-row autocommit UPDATEs (`--shape autocommit`), or the same UPDATEs in
 transactions of 1,000 (`--shape transactions`). Then, for each repetition and each code
 version (interleaved, so both see the same machine), a child process with that version
-on its path reads those changes back through each reader and reports its own CPU per
-change (`time.process_time`, which the servers' work is not part of) and the wall time:
+on its path (the order alternating between repetitions) reads those changes back through
+each reader and reports its own CPU per change (`time.process_time`, which the servers'
+work is not part of) and the wall time:
 
 - `pg_decode`: the pgoutput messages (peeked once beforehand) through `capture.assemble`,
   decoding alone;
@@ -451,7 +452,8 @@ def main() -> None:
             return
         for rep in range(a.reps):
             for reader in readers:
-                for version, code in versions.items():
+                order = list(versions.items())
+                for version, code in order[::-1] if rep % 2 else order:
                     out = subprocess.run(
                         [
                             sys.executable, __file__, "--child", code,
