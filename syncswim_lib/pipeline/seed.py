@@ -502,6 +502,7 @@ class Reconciler:
         if bad:
             self._journal(source, [rows[i] for i in sorted(bad)], out)
             made = {c: [v[i] for i in keep] for c, v in made.items()}
+            ext_ids = [ext_ids[i] for i in keep]
         if not keep:
             return
         refs_of = [f"s{i}" for i in keep]
