@@ -13,6 +13,12 @@ keys one row per staged row, in the order of the SELECT, which is the order Modi
 inserts and returns them in (a count that does not match, as when a trigger skips a row,
 makes the rows be bisected like an error).
 
+Inserts matched by one unique integer or text column (`insert_match`: the initial sync's
+creates) skip the staging table when none of their values is in the target yet: one COPY
+straight into the target, then the keys read back by that column (`_Writer._direct`).
+Whatever else happens (a value that exists, a row that fails, a trigger that skips or
+rewrites a row) rolls that back to its savepoint and the part takes the staged path.
+
 A statement that fails on a row's values (a constraint, a value out of range, a trigger's
 RAISE) is run again on each half of its rows inside savepoints, down to the single rows
 that fail, which are rejected with the server's message; the others are written, in their
