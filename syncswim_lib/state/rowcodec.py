@@ -81,6 +81,29 @@ def change_from_row(row: ChangeRow) -> Change:
     )
 
 
+def as_read_back(change: Change, commit_ts: datetime | None, detected_at: datetime) -> Change:
+    """`change` as `change_from_row` reads it back from its row: the key's columns in the
+    key text's order, the timestamps as the store gives them back, the changed fields a
+    tuple. The images are kept as they are: the codec gives back exactly
+    the values it was given (tests/state/test_recent_entries.py compares the two)."""
+    key = change.key
+    if len(key) > 1:
+        key = dict(sorted(key.items()))
+    fields = change.changed_fields
+    return Change(
+        op=Op(change.op),
+        table=change.table,
+        key=key,
+        after=change.after,
+        before=change.before,
+        position=change.position,
+        commit_ts=commit_ts,
+        detected_at=detected_at,
+        origin=change.origin,
+        changed_fields=None if fields is None else tuple(fields),
+    )
+
+
 def link_from_row(row: Sequence[Any]) -> Link:
     """A `Link` from the columns of `schema.LINK_COLUMNS`."""
     _id, sync, entity, key_a, key_b, shadow, ext_id = row
@@ -94,14 +117,32 @@ def link_from_row(row: Sequence[Any]) -> Link:
     )
 
 
-def entry_from_row(row: Sequence[Any], ts_out: Callable[[Any], datetime | None]) -> JournalEntry:
+def entry_from_row(
+    row: Sequence[Any],
+    ts_out: Callable[[Any], datetime | None],
+    kept: Change | None = None,
+) -> JournalEntry:
     """A `JournalEntry` from the columns of `schema.JOURNAL_COLUMNS`; `ts_out` reads a
-    timestamp column of the backend."""
+    timestamp column of the backend. `kept`: the row's change, kept since it was journaled
+    (`as_read_back`), instead of decoding it again."""
     (
         id_, sync, entity, side, op, table_name, key, before, after, changed_fields,
         position, commit_ts, detected_at, origin, status, batch_id, detail, applied_at,
         attempts,
     ) = row  # fmt: skip
+    if kept is not None:
+        return JournalEntry(
+            id=int(id_),
+            sync=sync,
+            entity=entity,
+            side=side,
+            change=kept,
+            status=status,
+            batch_id=batch_id,
+            detail=loads_opt(detail),
+            applied_at=ts_out(applied_at),
+            attempts=int(attempts),
+        )
     detected = ts_out(detected_at)
     assert detected is not None, "detected_at is NOT NULL"
     change = change_from_row(

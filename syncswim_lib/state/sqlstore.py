@@ -51,10 +51,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# the changes this store journaled lately, kept decoded (`SqlStateStore._recent`)
+RECENT_CAP = 20_000
+
+RecentKey = tuple[str, str, str, str, str]  # sync, side, table, position text, key text
+
+
 class SqlStateStore:
-    """A `StateStore` over one schema; subclasses open the connection and the transactions."""
+    """A `StateStore` over one schema; subclasses open the connection and the transactions.
+
+    A journaled change is usually read back by the same process moments later (a streaming
+    run journals a batch, then plans it). Decoding its JSON again cost about as much as
+    encoding it, so the changes this store object journaled are kept, as they read back
+    from the journal, until they are read (at most `RECENT_CAP`, oldest dropped first). A
+    journal row's change columns are never updated, so a kept change stays true; only
+    changes whose rows this store inserted are kept (a row already there may differ)."""
 
     dialect: schema.Dialect
+    _recent: dict[RecentKey, Change] | None = None
 
     # backend hooks -----------------------------------------------------------------------
     def _write(self) -> contextlib.AbstractContextManager[Cursor]:
@@ -127,16 +141,22 @@ class SqlStateStore:
         position: Position | None,
     ) -> int:
         now = self._ts_in(utcnow())
+        kept: list[tuple[RecentKey, Change]] = []
 
         def rows() -> Iterator[tuple[Any, ...]]:
             # encoded while inserting, so memory stays flat; an entry that cannot be
             # encoded raises inside the transaction and takes the position with it
             for entity, change in entries:
                 r = rowcodec.change_to_row(change)
+                commit_ts, detected_at = self._ts_in(r.commit_ts), self._ts_in(r.detected_at)
+                detected = self._ts_out(detected_at)
+                assert detected is not None, "detected_at is NOT NULL"
+                back = rowcodec.as_read_back(change, self._ts_out(commit_ts), detected)
+                kept.append(((sync, side, r.table_name, r.position, r.key), back))
                 yield (
                     sync, entity, side, r.op, r.table_name, r.key_text, r.key, r.before,
-                    r.after, r.changed_fields, r.position, r.position, self._ts_in(r.commit_ts),
-                    self._ts_in(r.detected_at), r.origin, now,
+                    r.after, r.changed_fields, r.position, r.position, commit_ts,
+                    detected_at, r.origin, now,
                 )  # fmt: skip
 
         with self._write() as cur:
@@ -144,7 +164,19 @@ class SqlStateStore:
                 self._store_position(cur, sync, side, position, now)
             if not entries:
                 return 0
-            return self._insert_changes(cur, rows())
+            new = self._insert_changes(cur, rows())
+        if new == len(kept):  # every row is ours as written; else keep none of them
+            self._keep(kept)
+        return new
+
+    def _keep(self, changes: Sequence[tuple[RecentKey, Change]]) -> None:
+        recent = self._recent
+        if recent is None:
+            recent = self._recent = {}
+        for key, change in changes:
+            recent[key] = change
+        while len(recent) > RECENT_CAP:
+            del recent[next(iter(recent))]
 
     def _insert_changes(self, cur: Cursor, rows: Iterator[tuple[Any, ...]]) -> int:
         """Insert journal rows (INSERT_CHANGE's parameters), skip known ones, count new."""
@@ -631,7 +663,11 @@ class SqlStateStore:
         return rowcodec.link_from_row(row)
 
     def _entry(self, row: Sequence[Any]) -> JournalEntry:
-        return rowcodec.entry_from_row(row, self._ts_out)
+        kept = None
+        if self._recent:
+            # JOURNAL_COLUMNS: sync, side, table_name, position, key
+            kept = self._recent.pop((row[1], row[3], row[5], row[10], row[6]), None)
+        return rowcodec.entry_from_row(row, self._ts_out, kept)
 
     def _conflict(self, row: Sequence[Any]) -> ConflictRecord:
         return rowcodec.conflict_from_row(row, self._ts_out)
