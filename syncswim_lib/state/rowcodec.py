@@ -7,9 +7,17 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring as _string  # ensure_ascii=False's, in C
 from typing import Any
 
-from syncswim_lib.envelope import Change, Op, Position, position_from_json
+from syncswim_lib.envelope import (
+    BinlogPosition,
+    Change,
+    Op,
+    PgPosition,
+    Position,
+    position_from_json,
+)
 from syncswim_lib.state.base import ConflictRecord, JournalEntry, Link
 from syncswim_lib.values.codec import (
     _ENCODER,
@@ -23,6 +31,18 @@ from syncswim_lib.values.codec import (
 
 def position_text(position: Position) -> str:
     """Canonical text of a position: stored, and the dedup key of a journaled change."""
+    # the streams' two kinds written directly (every captured change has one): the same
+    # text the sorted encoder writes, members in name order (tests/state/test_state_codec.py)
+    if type(position) is PgPosition and type(position.seq) is int:
+        return f'{{"kind":"pg","lsn":"{position.format_lsn(position.lsn)}","seq":{position.seq}}}'
+    if (
+        type(position) is BinlogPosition
+        and type(position.file) is str
+        and type(position.pos) is int
+        and type(position.seq) is int
+    ):
+        p = position
+        return f'{{"file":{_string(p.file)},"kind":"binlog","pos":{p.pos},"seq":{p.seq}}}'
     return _SORTED_ENCODER.encode(position.to_json())
 
 

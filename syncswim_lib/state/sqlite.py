@@ -99,6 +99,8 @@ class SqliteStateStore(SqlStateStore):
     def _ts_in(self, value: datetime | None) -> Any:
         if value is None:
             return None
+        if value.tzinfo is UTC:  # the common case (every captured change has two)
+            return value.isoformat(timespec="microseconds")
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         # fixed width in UTC, so that text order is time order

@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncswim_lib.envelope import (
     BinlogPosition,
@@ -15,6 +17,7 @@ from syncswim_lib.envelope import (
     PgPosition,
     ReplayPosition,
     WatermarkPosition,
+    position_from_json,
 )
 from syncswim_lib.state import rowcodec
 from syncswim_lib.state.sqlstore import SqlStateStore
@@ -197,3 +200,19 @@ def test_key_text_fast_path_writes_what_the_encoder_writes() -> None:
     ]
     for key in keys:
         assert codec.key_text(key) == _SORTED_ENCODER.encode(encode(key)), key
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lsn=st.integers(min_value=0, max_value=2**64 - 1),
+    seq=st.integers(min_value=0, max_value=2**40),
+    file=st.text(),
+    pos=st.integers(min_value=0, max_value=2**64),
+)
+def test_position_text_is_the_sorted_encoders_text(lsn: int, seq: int, file: str, pos: int) -> None:
+    # the journal's dedup key: the text written directly must be the encoder's, or a
+    # change journaled before would be journaled again
+    for position in (PgPosition(lsn, seq), BinlogPosition(file, pos, seq)):
+        text = rowcodec.position_text(position)
+        assert text == codec._SORTED_ENCODER.encode(position.to_json())
+        assert position_from_json(text) == position
