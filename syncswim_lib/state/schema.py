@@ -37,7 +37,7 @@ POSTGRES = Dialect(
     bool="boolean",
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -150,6 +150,15 @@ CREATE TABLE IF NOT EXISTS conflicts (
 CREATE INDEX IF NOT EXISTS conflicts_status ON conflicts (sync, entity, status);
 CREATE INDEX IF NOT EXISTS conflicts_key_a ON conflicts (sync, entity, key_a_text);
 CREATE INDEX IF NOT EXISTS conflicts_key_b ON conflicts (sync, entity, key_b_text);
+""",
+    # the status index led by the status after the sync: what waits for a run is counted
+    # over a sync's entities at once (PENDING_COUNTS, BACKLOG), which with the entity second
+    # read every entry the sync ever journaled, a cost that grew with the journal (about
+    # 0.1 s at 100,000 entries, per sensor tick and per streaming batch); the queries that
+    # name the entity too use it as before
+    4: """
+DROP INDEX IF EXISTS journal_status;
+CREATE INDEX IF NOT EXISTS journal_status ON journal (sync, status, entity);
 """,
 }
 
@@ -294,11 +303,18 @@ PENDING = (
 # entry (no external id yet) is looked at again when a newer change of the same record
 # arrives, not on every sensor tick; a `parked` one waits for `syncswim retry`
 PENDING_COUNTS = (
-    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND (status = 'pending' OR "
-    "(status = 'failed' AND batch_id IS NULL AND "
-    "(next_attempt_at IS NULL OR next_attempt_at <= ?))) "
+    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status = 'pending' "
     # our own writes coming back are settled by the next run anyway: alone they must not
     # start one (every run would otherwise be followed by a run that only skips echoes)
+    "AND (origin IS NULL OR origin <> sync) "
+    "GROUP BY entity"
+)
+# ... and the failed ones due for another try; a query of its own, not an OR in the one
+# above, so that each is read from the status index (an OR made SQLite read every entry
+# of the sync)
+DUE_COUNTS = (
+    "SELECT entity, COUNT(*) FROM journal WHERE sync = ? AND status = 'failed' "
+    "AND batch_id IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
     "AND (origin IS NULL OR origin <> sync) "
     "GROUP BY entity"
 )

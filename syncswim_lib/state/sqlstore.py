@@ -191,9 +191,14 @@ class SqlStateStore:
             return [self._entry(r) for r in cur.fetchall()]
 
     def pending_counts(self, sync: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
         with self._read() as cur:
-            cur.execute(self._q(schema.PENDING_COUNTS), (sync, self._ts_in(utcnow())))
-            return {str(entity): int(n) for entity, n in cur.fetchall()}
+            cur.execute(self._q(schema.PENDING_COUNTS), (sync,))
+            found = cur.fetchall()
+            cur.execute(self._q(schema.DUE_COUNTS), (sync, self._ts_in(utcnow())))
+            for entity, n in (*found, *cur.fetchall()):
+                counts[str(entity)] = counts.get(str(entity), 0) + int(n)
+        return counts
 
     def retry_due(self, sync: str, entity: str, now: datetime | None = None) -> int:
         with self._write() as cur:
