@@ -31,7 +31,7 @@ def _exact(a: Any, b: Any) -> bool:
     if isinstance(a, Decimal):
         return bool(a.as_tuple() == b.as_tuple())
     if isinstance(a, float):
-        return math.copysign(1, a) == math.copysign(1, b) and (a == b or a != a and b != b)
+        return math.copysign(1, a) == math.copysign(1, b) and (a == b or (a != a and b != b))
     if isinstance(a, datetime):
         return bool(a == b and a.utcoffset() == b.utcoffset() and a.tzinfo == b.tzinfo)
     return bool(a == b)
