@@ -137,35 +137,13 @@ def link_from_row(row: Sequence[Any]) -> Link:
     )
 
 
-def entry_from_row(
-    row: Sequence[Any],
-    ts_out: Callable[[Any], datetime | None],
-    kept: Change | None = None,
-) -> JournalEntry:
-    """A `JournalEntry` from the columns of `schema.JOURNAL_COLUMNS`; `ts_out` reads a
-    timestamp column of the backend. `kept`: the row's change, kept since it was journaled
-    (`as_read_back`), instead of decoding it again."""
-    (
-        id_, sync, entity, side, op, table_name, key, before, after, changed_fields,
-        position, commit_ts, detected_at, origin, status, batch_id, detail, applied_at,
-        attempts,
-    ) = row  # fmt: skip
-    if kept is not None:
-        return JournalEntry(
-            id=int(id_),
-            sync=sync,
-            entity=entity,
-            side=side,
-            change=kept,
-            status=status,
-            batch_id=batch_id,
-            detail=loads_opt(detail),
-            applied_at=ts_out(applied_at),
-            attempts=int(attempts),
-        )
+def _change_of(row: Sequence[Any], ts_out: Callable[[Any], datetime | None]) -> Change:
+    """The change of a journal row (`schema.JOURNAL_COLUMNS`), decoded."""
+    op, table_name, key, before, after, changed_fields, position, commit_ts, detected_at = row[4:13]
+    origin = row[13]
     detected = ts_out(detected_at)
     assert detected is not None, "detected_at is NOT NULL"
-    change = change_from_row(
+    return change_from_row(
         ChangeRow(
             op=op,
             table_name=table_name,
@@ -180,6 +158,19 @@ def entry_from_row(
             origin=origin,
         )
     )
+
+
+def entry_from_row(
+    row: Sequence[Any],
+    ts_out: Callable[[Any], datetime | None],
+    kept: Change | None = None,
+) -> JournalEntry:
+    """A `JournalEntry` from the columns of `schema.JOURNAL_COLUMNS`; `ts_out` reads a
+    timestamp column of the backend. `kept`: the row's change, kept since it was journaled
+    (`as_read_back`), instead of decoding it again."""
+    id_, sync, entity, side = row[:4]
+    status, batch_id, detail, applied_at, attempts = row[14:19]
+    change = kept if kept is not None else _change_of(row, ts_out)
     return JournalEntry(
         id=int(id_),
         sync=sync,
